@@ -1,0 +1,193 @@
+"""Shared vocabulary: job statuses, job IDs, metric rows and their filters.
+
+Both the watcher and the simulator use this module, so that the local `metrics`
+command and the service apply exactly the same `list_metrics` semantics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from watcherd.errors import InvalidJobIdError
+
+#: A metric row as the API returns it: a flat mapping of key to number.
+MetricRow = dict[str, Any]
+
+TERMINAL_STATUSES: Final = frozenset({"completed", "error", "cancelled", "user_error"})
+KNOWN_STATUSES: Final = frozenset(
+    {
+        "pending",
+        "queued",
+        "running",
+        "compressing",
+        "uploading",
+        "cancel_requested",
+        *TERMINAL_STATUSES,
+    }
+)
+#: watcherd's own status for a job the service stopped knowing (three 404s in a row).
+MISSING: Final = "missing"
+#: The statuses hooks fire on when a hook names no `on:` list.
+DEFAULT_HOOK_EVENTS: Final = ("completed", "error", "cancelled", "user_error")
+
+STEP_KEY: Final = "train/global_step"
+EPOCH_KEY: Final = "train/epoch"
+TIMESTAMP_KEY: Final = "timestamp"
+
+_JOB_ID = re.compile(r"ft-[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def is_terminal(status: str) -> bool:
+    """True for the statuses a job never leaves."""
+    return status in TERMINAL_STATUSES
+
+
+def validate_job_id(job_id: str) -> str:
+    """Return `job_id` unchanged if it is `ft-` plus letters, digits, `-` or `_`."""
+    if not isinstance(job_id, str):
+        raise InvalidJobIdError(repr(job_id), "not a string")
+    if not job_id.startswith("ft-"):
+        raise InvalidJobIdError(job_id, "must start with 'ft-'")
+    if not _JOB_ID.fullmatch(job_id):
+        raise InvalidJobIdError(
+            job_id, "only letters, digits, '-' and '_' may follow 'ft-' (at most 128)"
+        )
+    return job_id
+
+
+def row_kind(row: MetricRow) -> str:
+    """`train` if the row carries a train metric besides step and epoch, else `eval`."""
+    for key in row:
+        if key.startswith("train/") and key not in (STEP_KEY, EPOCH_KEY):
+            return "train"
+    return "eval"
+
+
+def row_step(row: MetricRow) -> int:
+    """The row's `train/global_step` as an int (the API sends it on every row)."""
+    value = row[STEP_KEY]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"train/global_step is not a finite number: {value!r}")
+    return int(value)
+
+
+def dumps_exact(value: Any) -> str:
+    """JSON text that keeps integers exact and writes NaN and ±Infinity literally."""
+    return json.dumps(value, allow_nan=True, separators=(",", ":"))
+
+
+def loads_exact(text: str | bytes) -> Any:
+    """Parse JSON keeping integers exact and NaN/±Infinity as floats.
+
+    Raises ValueError for invalid JSON, including nesting too deep to parse.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
+_ISO = re.compile(
+    r"(?P<base>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?)"
+    r"(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def parse_iso_ns(text: str) -> int:
+    """Nanoseconds since the epoch for an ISO-8601 date-time (no offset means UTC).
+
+    Accepts up to nine fractional digits, so a nanosecond timestamp round-trips.
+    """
+    match = _ISO.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"not an ISO-8601 date-time: {text!r}")
+    tz = match["tz"] or "+00:00"
+    if tz in ("Z", "z"):
+        tz = "+00:00"
+    elif ":" not in tz:
+        tz = f"{tz[:3]}:{tz[3:]}"
+    try:
+        base = datetime.fromisoformat(match["base"].replace(" ", "T") + tz)
+    except ValueError as exc:
+        raise ValueError(f"not an ISO-8601 date-time: {text!r}") from exc
+    frac = (match["frac"] or "").ljust(9, "0")
+    seconds = int(base.timestamp())
+    return seconds * 1_000_000_000 + int(frac)
+
+
+def format_ns(ns: int) -> str:
+    """ISO-8601 UTC text for nanoseconds since the epoch (microsecond precision)."""
+    stamp = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC)
+    micros = (ns % 1_000_000_000) // 1000
+    return stamp.replace(microsecond=micros).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricFilter:
+    """The five `list_metrics` filters; `None` means "not given".
+
+    Step and time bounds are inclusive. `resolution` keeps a uniform sample of that
+    many train rows (first and last included); eval rows always come in full.
+    """
+
+    global_step_from: int | None = None
+    global_step_to: int | None = None
+    logged_at_from: int | None = None  # nanoseconds since the epoch
+    logged_at_to: int | None = None
+    resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None and self.resolution < 1:
+            raise ValueError("resolution must be a positive integer")
+
+    def admits(self, step: int, timestamp: int) -> bool:
+        """True if a row at this step and time passes the step and time bounds."""
+        if self.global_step_from is not None and step < self.global_step_from:
+            return False
+        if self.global_step_to is not None and step > self.global_step_to:
+            return False
+        if self.logged_at_from is not None and timestamp < self.logged_at_from:
+            return False
+        return self.logged_at_to is None or timestamp <= self.logged_at_to
+
+
+def sample_indices(count: int, resolution: int | None) -> range | list[int]:
+    """Indices of a uniform sample of `resolution` items out of `count`, ends included."""
+    if resolution is None or resolution >= count:
+        return range(count)
+    if resolution == 1:
+        return [count - 1]
+    span, gaps = count - 1, resolution - 1
+    return [(i * span + gaps // 2) // gaps for i in range(resolution)]
+
+
+def filter_metrics(rows: Iterable[MetricRow], flt: MetricFilter) -> list[MetricRow]:
+    """Apply `list_metrics` semantics to rows in API (chronological) order."""
+    kept = [r for r in rows if flt.admits(row_step(r), int(r.get(TIMESTAMP_KEY, 0)))]
+    if flt.resolution is None:
+        return kept
+    train_positions = [i for i, r in enumerate(kept) if row_kind(r) == "train"]
+    chosen = {train_positions[i] for i in sample_indices(len(train_positions), flt.resolution)}
+    return [r for i, r in enumerate(kept) if i in chosen or row_kind(r) != "train"]
+
+
+def sort_key(row: MetricRow) -> tuple[int, int]:
+    """API order: by timestamp, then by step."""
+    return (int(row.get(TIMESTAMP_KEY, 0)), row_step(row))
+
+
+def metric_keys(rows: Sequence[MetricRow]) -> list[str]:
+    """Numeric keys in the order first seen, as the `together` CLI lists them."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                seen.setdefault(key, None)
+    return list(seen)
