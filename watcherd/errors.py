@@ -72,7 +72,9 @@ class NotFoundError(ApiError):
 class RateLimitedError(ApiError):
     """The service asked us to slow down; `resume_at` is a wall-clock epoch time."""
 
-    def __init__(self, message: str, *, resume_at: float, status: int | None = 429, url: str = "") -> None:
+    def __init__(
+        self, message: str, *, resume_at: float, status: int | None = 429, url: str = ""
+    ) -> None:
         self.resume_at = resume_at
         super().__init__(message, status=status, url=url)
 

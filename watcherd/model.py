@@ -191,3 +191,65 @@ def metric_keys(rows: Sequence[MetricRow]) -> list[str]:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 seen.setdefault(key, None)
     return list(seen)
+
+
+# Read models: what the store hands to the CLI views. Times are wall-clock epoch seconds.
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One observed status change of a job (`from_status` is None for the first sighting)."""
+
+    job_id: str
+    from_status: str | None
+    to_status: str
+    observed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One hook delivery: the outbox row for (job, status, hook)."""
+
+    id: str  # "{job_id}:{status}:{hook}"
+    job_id: str
+    hook: str
+    event: str  # the status that triggered it, e.g. "completed" or "missing"
+    previous_status: str | None
+    occurred_at: float
+    state: str  # pending | running | delivered | failed | dead
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    output_tail: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobOverview:
+    """One row of `watcherd list`: what we know about a job locally."""
+
+    job_id: str
+    note: str | None
+    watched: bool
+    status: str | None  # None until the first successful poll
+    status_since: float | None
+    step: int | None  # highest stored train/global_step
+    train_loss: float | None  # last train/loss
+    eval_loss: float | None  # last eval/loss
+    seconds_remaining: float | None  # progress.seconds_remaining at the last poll
+    last_poll_at: float | None
+    last_error: str | None
+    model: str | None
+    model_output_name: str | None
+    hooks: dict[str, int]  # delivery count by state
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSummary:
+    """The metrics part of a hook payload."""
+
+    last_step: int | None
+    last_train_loss: float | None
+    best_train_loss: float | None
+    last_eval_loss: float | None
+    best_eval_loss: float | None
