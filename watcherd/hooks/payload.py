@@ -1,0 +1,143 @@
+"""The event a hook receives: one JSON object, and the fields its templates may use.
+
+The payload is strict JSON: NaN and ±Infinity (a diverged loss) become `null`
+wherever they appear, in the metrics summary and in the job object alike, because
+most receivers (JavaScript's `JSON.parse`, Go's `encoding/json`) refuse them. The
+exact values stay in the database and in `watcherd metrics --json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from watcherd.model import Delivery, MetricsSummary
+
+#: The names a notification template may use; any other `{name}` is left as written.
+TEMPLATE_FIELDS: Final = (
+    "job_id",
+    "status",
+    "previous_status",
+    "model",
+    "model_output_name",
+    "train_loss",
+    "eval_loss",
+    "best_train_loss",
+    "best_eval_loss",
+    "step",
+    "delivery_id",
+    "type",
+)
+_MISSING: Final = "-"
+
+
+def build_payload(
+    delivery: Delivery, job: Mapping[str, Any] | None, summary: MetricsSummary
+) -> dict[str, Any]:
+    """The JSON object for one delivery; `job` is the last job object as received."""
+    job_object = None if job is None else {k: v for k, v in job.items() if k != "events"}
+    payload = {
+        "type": f"job.{delivery.event}",
+        "delivery_id": delivery.id,
+        "occurred_at": _iso_utc(delivery.occurred_at),
+        "job_id": delivery.job_id,
+        "status": delivery.event,
+        "previous_status": delivery.previous_status,
+        "job": job_object,
+        "metrics": {
+            "last_step": summary.last_step,
+            "last_train_loss": summary.last_train_loss,
+            "best_train_loss": summary.best_train_loss,
+            "last_eval_loss": summary.last_eval_loss,
+            "best_eval_loss": summary.best_eval_loss,
+        },
+    }
+    result: dict[str, Any] = strict_json(payload)
+    return result
+
+
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
+    """The payload as compact, strict JSON bytes (what is signed and sent)."""
+    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+
+
+def strict_json(value: Any) -> Any:
+    """A copy of `value` with every NaN or ±Infinity float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def template_fields(payload: Mapping[str, Any]) -> dict[str, str]:
+    """Preformatted strings for notification templates; anything unknown shows as `-`."""
+    job = payload.get("job") or {}
+    metrics = payload.get("metrics") or {}
+    raw = {
+        "job_id": payload.get("job_id"),
+        "status": payload.get("status"),
+        "previous_status": payload.get("previous_status"),
+        "model": job.get("model"),
+        "model_output_name": job.get("model_output_name") or job.get("output_name"),
+        "train_loss": metrics.get("last_train_loss"),
+        "eval_loss": metrics.get("last_eval_loss"),
+        "best_train_loss": metrics.get("best_train_loss"),
+        "best_eval_loss": metrics.get("best_eval_loss"),
+        "step": metrics.get("last_step"),
+        "delivery_id": payload.get("delivery_id"),
+        "type": payload.get("type"),
+    }
+    return {name: _text(value) for name, value in raw.items()}
+
+
+def render(template: str, fields: Mapping[str, str]) -> str:
+    """Fill `template` from `fields`; never raises.
+
+    An unknown `{name}`, or one with attribute or index access, is left as written,
+    so a typo shows in the message. Values are preformatted strings: a format spec
+    they cannot take (`{train_loss:.2f}`) is ignored. A template that cannot be
+    parsed at all (positional `{}`, a stray brace) is returned unchanged.
+    """
+    try:
+        return _Formatter().vformat(template, (), dict(fields))
+    except (ValueError, IndexError, KeyError, TypeError):
+        return template
+
+
+class _Formatter(string.Formatter):
+    """Plain `{name}` lookups only; anything else stays literal."""
+
+    def get_field(
+        self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[Any, str]:
+        if field_name not in kwargs:
+            return "{" + field_name + "}", field_name
+        return kwargs[field_name], field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        try:
+            return format(value, format_spec)
+        except ValueError:
+            return str(value)
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return _MISSING
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return format(value, ".4g") if math.isfinite(value) else _MISSING
+    return str(value)
+
+
+def _iso_utc(epoch_seconds: float) -> str:
+    stamp = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
