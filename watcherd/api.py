@@ -1,0 +1,291 @@
+"""The resilient async client for Together's fine-tuning API.
+
+The caller creates the `httpx.AsyncClient` and passes it in; the clock, sleep and random
+source are injectable. Every request goes through, in order: the host gate (a
+Retry-After pause holds back every caller), the in-flight cap, the rate cap, then one
+bounded exchange (`api_transport.fetch`). Failures become the typed errors of
+`watcherd.errors`; 408, 409, 429, 5xx, timeouts and transport errors are retried with
+full-jitter exponential backoff (or the service's Retry-After, uncapped) up to
+`max_attempts`; a wait longer than `max_wait` is not made and the error is raised
+instead (for a pause, RateLimitedError carrying `resume_at`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+
+from watcherd.api_shapes import (
+    Job,
+    ShapeError,
+    error_message,
+    metric_params,
+    parse_events,
+    parse_job,
+    parse_job_list,
+    parse_metrics,
+    snippet,
+)
+from watcherd.api_transport import Exchange, RawResponse, fetch
+from watcherd.config import ApiConfig
+from watcherd.errors import (
+    ApiError,
+    AuthError,
+    ClientRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    RateLimitedError,
+    UnavailableError,
+)
+from watcherd.model import MetricFilter, MetricRow, loads_exact, validate_job_id
+from watcherd.ratelimit import Clock, HostGate, RateLimiter, Sleep, full_jitter, retry_after
+
+__all__ = ["ApiClient", "ApiStats", "Job"]
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+USER_AGENT = "watcherd/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiStats:
+    """Counters since the client was made: attempts sent, retries, outcomes by kind.
+
+    `outcomes` keys are HTTP statuses as text (`"200"`, `"429"`) or the error class
+    for attempts that got no usable response (`"UnavailableError"`, ...).
+    """
+
+    requests: int
+    retries: int
+    outcomes: Mapping[str, int]
+
+
+class ApiClient:
+    """Talks to `/v1/fine-tunes` on one host, politely and defensively."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float = 30.0,
+        max_concurrency: int = 8,
+        max_rate: float = 5.0,
+        max_body_bytes: int = 64 * MiB,
+        max_attempts: int = 4,
+        max_wait: float | None = None,
+        gate: HostGate | None = None,
+        clock: Clock = time.time,
+        sleep: Sleep = anyio.sleep,
+        rng: random.Random | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self._http = http
+        self._base = _api_root(base_url)
+        self._key = api_key
+        self._timeout = timeout
+        self._max_body = max_body_bytes
+        self._max_attempts = max(1, max_attempts)
+        self._max_wait = timeout if max_wait is None else max_wait
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._backoff = (backoff_base, backoff_cap)
+        self.gate = gate or HostGate(clock=clock, sleep=sleep)
+        self._slots = anyio.Semaphore(max(1, max_concurrency))
+        self._limiter = RateLimiter(max_rate, sleep=sleep)
+        self._outcomes: Counter[str] = Counter()
+        self._retries = 0
+
+    @classmethod
+    def from_config(
+        cls, http: httpx.AsyncClient, config: ApiConfig, api_key: str, **kwargs: Any
+    ) -> ApiClient:
+        """A client with the settings of `config` and the resolved key."""
+        return cls(
+            http,
+            base_url=config.base_url,
+            api_key=api_key,
+            timeout=config.timeout,
+            max_concurrency=config.max_concurrency,
+            max_rate=config.max_rate,
+            max_body_bytes=config.max_body_bytes,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiClient(base_url={self._base!r})"
+
+    @property
+    def stats(self) -> ApiStats:
+        """A snapshot of the counters."""
+        outcomes = dict(self._outcomes)
+        return ApiStats(sum(outcomes.values()), self._retries, outcomes)
+
+    async def list_jobs(self) -> list[Job]:
+        """Every job of the account (`GET /v1/fine-tunes`, unpaginated)."""
+        return await self._call("GET", "", None, parse_job_list)
+
+    async def retrieve(self, job_id: str) -> Job:
+        """One job (`GET /v1/fine-tunes/{id}`)."""
+        validate_job_id(job_id)
+        return await self._call("GET", f"/{job_id}", None, _job_parser(job_id))
+
+    async def metrics(self, job_id: str, flt: MetricFilter | None = None) -> list[MetricRow]:
+        """Metric rows in API order (`GET /v1/fine-tunes/{id}/metrics`), values exact."""
+        validate_job_id(job_id)
+        return await self._call("GET", f"/{job_id}/metrics", metric_params(flt), parse_metrics)
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's events (`GET /v1/fine-tunes/{id}/events`)."""
+        validate_job_id(job_id)
+        return await self._call("GET", f"/{job_id}/events", None, parse_events)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Ask the service to cancel a job (`POST /v1/fine-tunes/{id}/cancel`)."""
+        validate_job_id(job_id)
+        return await self._call("POST", f"/{job_id}/cancel", None, _job_parser(job_id))
+
+    async def _call(
+        self, method: str, path: str, params: Mapping[str, str] | None, parse: Callable[[Any], T]
+    ) -> T:
+        raw = await self._request(method, f"{self._base}/fine-tunes{path}", params or {})
+        body = self._decode(raw)
+        try:
+            return parse(body)
+        except ShapeError as exc:
+            raise self._malformed(raw, f"unexpected shape: {exc}") from None
+
+    async def _request(self, method: str, url: str, params: Mapping[str, str]) -> RawResponse:
+        attempt = 0
+        while True:
+            attempt += 1
+            hint: float | None = None
+            try:
+                raw = await self._attempt(method, url, params)
+            except UnavailableError as exc:
+                error: ApiError = exc
+            else:
+                if 200 <= raw.status < 300:
+                    return raw
+                error, hint = self._classify(raw)
+            delay = self._retry_delay(error, attempt, hint)
+            if delay is None:
+                raise error
+            self._retries += 1
+            await self._sleep(delay)
+
+    def _retry_delay(self, error: ApiError, attempt: int, hint: float | None) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if attempt >= self._max_attempts or not _retryable(error):
+            return None
+        if hint is not None:
+            delay = max(0.0, hint - self._clock())
+        else:
+            base, cap = self._backoff
+            delay = full_jitter(attempt, base=base, cap=cap, rng=self._rng)
+        return delay if delay <= self._max_wait else None
+
+    async def _attempt(self, method: str, url: str, params: Mapping[str, str]) -> RawResponse:
+        exchange = Exchange(
+            method=method,
+            url=url,
+            params=params,
+            headers={
+                "authorization": f"Bearer {self._key}",
+                "accept": "application/json",
+                "user-agent": USER_AGENT,
+            },
+            timeout=self._timeout,
+            max_body=self._max_body,
+            secret=self._key,
+        )
+        await self.gate.wait(self._clock() + self._max_wait)
+        async with self._slots:
+            await self._limiter.acquire()
+            await self.gate.wait(self._clock() + self._max_wait)
+            try:
+                raw = await fetch(self._http, exchange)
+            except ApiError as exc:
+                self._outcomes[type(exc).__name__] += 1
+                raise
+        self._outcomes[str(raw.status)] += 1
+        return raw
+
+    def _classify(self, raw: RawResponse) -> tuple[ApiError, float | None]:
+        """The error for a non-2xx response, and the Retry-After time if it gave one."""
+        status, url = raw.status, raw.url
+        hint = retry_after(raw.headers, self._clock())
+        detail = self._detail(raw)
+        if status in (429, 503) and (hint is not None or status == 429):
+            resume_at = hint if hint is not None else self._clock()
+            if hint is not None:
+                self.gate.pause_until(hint)
+            message = f"rate limited ({status}): {detail}"
+            return RateLimitedError(message, resume_at=resume_at, status=status, url=url), hint
+        if status in (401, 403):
+            return AuthError(f"API key refused ({status}): {detail}", status=status, url=url), hint
+        if status == 404:
+            return NotFoundError(f"not found: {detail}", status=status, url=url), hint
+        if 300 <= status < 500:
+            return ClientRequestError(
+                f"request refused ({status}): {detail}", status=status, url=url
+            ), hint
+        return UnavailableError(
+            f"service failed ({status}): {detail}", status=status, url=url
+        ), hint
+
+    def _detail(self, raw: RawResponse) -> str:
+        try:
+            message = error_message(loads_exact(raw.body))
+        except (ValueError, UnicodeDecodeError):
+            message = None
+        text = message if message is not None else snippet(raw.body, self._key)
+        return snippet(text.encode(), self._key) or "(empty body)"
+
+    def _decode(self, raw: RawResponse) -> Any:
+        media = raw.content_type.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            raise self._malformed(raw, "the response is not JSON")
+        if not raw.body.strip():
+            raise self._malformed(raw, "the response body is empty")
+        try:
+            return loads_exact(raw.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._malformed(raw, f"invalid JSON: {str(exc)[:80]}") from None
+
+    def _malformed(self, raw: RawResponse, message: str) -> MalformedResponseError:
+        return MalformedResponseError(
+            message,
+            status=raw.status,
+            content_type=raw.content_type,
+            snippet=snippet(raw.body, self._key),
+            url=raw.url,
+        )
+
+
+def _retryable(error: ApiError) -> bool:
+    if isinstance(error, RateLimitedError | UnavailableError):
+        return True
+    return isinstance(error, ClientRequestError) and error.status in (408, 409)
+
+
+def _job_parser(job_id: str) -> Callable[[Any], Job]:
+    return lambda body: parse_job(body, expect_id=job_id)
+
+
+def _api_root(base_url: str) -> str:
+    """`https://host[/prefix]/v1` from a base with or without a trailing `/v1`."""
+    base = base_url.strip().rstrip("/")
+    if base.endswith("/v1"):
+        base = base[: -len("/v1")]
+    return f"{base}/v1"

@@ -1,0 +1,198 @@
+"""What the fine-tuning service sends, checked before anyone trusts it.
+
+Parsers here take already-decoded JSON (from `loads_exact`, so integers stay exact and
+NaN/±Infinity survive) and either return typed values or raise `ShapeError`; the client
+turns that into a `MalformedResponseError` carrying the HTTP details.
+
+Leniency rules, chosen so that nothing partial or wrong is ever written:
+
+- A job needs a valid `ft-` ID and a non-empty string status; any status is kept verbatim.
+  In a job listing, entries whose ID is not a valid `ft-` ID are skipped (they can never
+  be watched); any other bad entry rejects the whole listing.
+- `{"metrics": null}` and `{}` mean no rows. A metric value of `null` is dropped from
+  its row (the key is absent, as if never logged); any other non-number (strings,
+  booleans, lists, objects) rejects the whole response. Every row needs an
+  integer-valued `train/global_step`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from watcherd.errors import InvalidJobIdError
+from watcherd.model import STEP_KEY, MetricFilter, MetricRow, validate_job_id
+
+SNIPPET_CHARS = 200
+
+
+class ShapeError(ValueError):
+    """A decoded body that does not have the shape the API documents."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A fine-tuning job as the service reported it; `raw` is the object as received."""
+
+    id: str
+    status: str
+    raw: dict[str, Any] = field(repr=False)
+    seconds_remaining: float | None = None
+    updated_at: str | None = None
+    model: str | None = None
+    model_output_name: str | None = None
+
+
+def parse_job(obj: Any, *, expect_id: str | None = None) -> Job:
+    """A `Job` from one decoded job object."""
+    if not isinstance(obj, dict):
+        raise ShapeError("a job is not a JSON object")
+    job_id, status = obj.get("id"), obj.get("status")
+    if not isinstance(job_id, str) or not isinstance(status, str) or not status:
+        raise ShapeError("a job lacks a string 'id' or a non-empty string 'status'")
+    try:
+        validate_job_id(job_id)
+    except InvalidJobIdError as exc:
+        raise ShapeError(str(exc)) from None
+    if expect_id is not None and job_id != expect_id:
+        raise ShapeError(f"asked for job {expect_id!r}, got {job_id!r}")
+    return Job(
+        id=job_id,
+        status=status,
+        raw=obj,
+        seconds_remaining=_seconds_remaining(obj.get("progress")),
+        updated_at=_opt_str(obj.get("updated_at")),
+        model=_opt_str(obj.get("model")),
+        model_output_name=_opt_str(obj.get("model_output_name")),
+    )
+
+
+def parse_job_list(body: Any) -> list[Job]:
+    """Jobs from `{"data": [...]}`, skipping entries whose ID is not a valid `ft-` ID."""
+    jobs = []
+    for entry in _data_list(body, "data"):
+        if _has_foreign_id(entry):
+            continue
+        jobs.append(parse_job(entry))
+    return jobs
+
+
+def parse_events(body: Any) -> list[dict[str, Any]]:
+    """Events from `{"data": [...]}`; each must be an object."""
+    events = _data_list(body, "data")
+    if not all(isinstance(event, dict) for event in events):
+        raise ShapeError("an event is not a JSON object")
+    return events
+
+
+def parse_metrics(body: Any) -> list[MetricRow]:
+    """Metric rows from `{"metrics": [...]}` in API order; null or missing means none."""
+    return [_metric_row(row, index) for index, row in enumerate(_data_list(body, "metrics"))]
+
+
+def metric_params(flt: MetricFilter | None) -> dict[str, str]:
+    """Query parameters for `list_metrics`; filters left as None are not sent.
+
+    Time bounds go out as ISO-8601 with an offset at microsecond precision: the lower
+    bound rounded down and the upper bound rounded up, so no row is ever excluded.
+    """
+    if flt is None:
+        return {}
+    params: dict[str, str] = {}
+    for name in ("global_step_from", "global_step_to"):
+        value = getattr(flt, name)
+        if value is not None:
+            params[name] = str(int(value))
+    if flt.logged_at_from is not None:
+        params["logged_at_from"] = iso_from_ns(flt.logged_at_from, round_up=False)
+    if flt.logged_at_to is not None:
+        params["logged_at_to"] = iso_from_ns(flt.logged_at_to, round_up=True)
+    if flt.resolution is not None:
+        params["resolution"] = str(int(flt.resolution))
+    return params
+
+
+def iso_from_ns(ns: int, *, round_up: bool) -> str:
+    """ISO-8601 UTC text with `+00:00` for nanoseconds since the epoch (to microseconds)."""
+    micros = -(-ns // 1000) if round_up else ns // 1000
+    seconds, micro = divmod(micros, 1_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micro).isoformat()
+
+
+def error_message(body: Any) -> str | None:
+    """The service's message from `{"error": {"message": ...}}` or `{"message": ...}`."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    message = body.get("message")
+    return message if isinstance(message, str) else None
+
+
+def snippet(body: bytes, secret: str = "") -> str:
+    """The start of a body as short printable text, with `secret` redacted."""
+    text = body[: SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
+    if secret:
+        text = text.replace(secret, "[REDACTED]")
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable[:SNIPPET_CHARS]
+
+
+def _data_list(body: Any, key: str) -> list[Any]:
+    if not isinstance(body, dict):
+        raise ShapeError("the response body is not a JSON object")
+    items = body.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ShapeError(f"'{key}' is not a list")
+    return items
+
+
+def _metric_row(row: Any, index: int) -> MetricRow:
+    if not isinstance(row, dict):
+        raise ShapeError(f"metrics[{index}] is not a JSON object")
+    clean: MetricRow = {}
+    for key, value in row.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ShapeError(f"metrics[{index}][{key!r}] is not a number")
+        clean[key] = value
+    step = clean.get(STEP_KEY)
+    if step is None or not _integral(step):
+        raise ShapeError(f"metrics[{index}] lacks an integer {STEP_KEY!r}")
+    return clean
+
+
+def _integral(value: int | float) -> bool:
+    return isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+
+
+def _seconds_remaining(progress: Any) -> float | None:
+    if not isinstance(progress, dict) or progress.get("estimate_available") is not True:
+        return None
+    value = progress.get("seconds_remaining")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _has_foreign_id(entry: Any) -> bool:
+    """True for a job object whose string ID is not one watcherd could ever watch."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+        return False
+    try:
+        validate_job_id(entry["id"])
+    except InvalidJobIdError:
+        return True
+    return False
