@@ -128,25 +128,23 @@ async def run_command(
         )
     except OSError as exc:
         return Outcome.retry(f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+    group = _Group(process, kill_grace)
     tail = OutputTail(hook.output_cap_bytes)
     try:
-        timed_out = await _supervise(
-            process, encode_payload(payload), tail, hook.timeout, kill_grace
-        )
+        timed_out = await _supervise(group, encode_payload(payload), tail, hook.timeout)
     finally:
         with anyio.CancelScope(shield=True):
-            await _stop_group(process, kill_grace)
+            await group.stop()
             await _close(process)
     return _classify(process.returncode, timed_out, hook.timeout, tail.text())
 
 
-async def _supervise(
-    process: anyio.abc.Process, body: bytes, tail: OutputTail, limit: float, grace: float
-) -> bool:
+async def _supervise(group: _Group, body: bytes, tail: OutputTail, limit: float) -> bool:
     """Feed stdin, drain output, wait for exit or `limit` seconds, then clear the group.
 
-    Returns True if the timeout struck.
+    Returns True if the time limit struck.
     """
+    process = group.process
     drained = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_feed, process, body)
@@ -154,7 +152,7 @@ async def _supervise(
         with anyio.move_on_after(limit) as deadline:
             await process.wait()
         with anyio.CancelScope(shield=True):
-            await _stop_group(process, grace)
+            await group.stop()
         with anyio.move_on_after(DRAIN_GRACE):
             await drained.wait()
         tg.cancel_scope.cancel()
@@ -184,23 +182,35 @@ async def _drain(process: anyio.abc.Process, tail: OutputTail, done: anyio.Event
         done.set()
 
 
-async def _stop_group(process: anyio.abc.Process, grace: float) -> None:
-    """SIGTERM the process group, SIGKILL whatever is left after `grace` seconds.
+class _Group:
+    """The hook's process group (its id is the leader's pid), stopped at most once."""
 
-    Must run shielded. Returns at once if the program exited and left nothing behind.
-    """
-    pgid = process.pid
-    if process.returncode is not None and not _group_alive(pgid):
-        return
-    _signal_group(pgid, signal.SIGTERM)
-    with anyio.move_on_after(grace):
-        await process.wait()
-        # No event tells when a process group empties: poll it.
-        while _group_alive(pgid):  # noqa: ASYNC110
-            await anyio.sleep(_POLL)
-    _signal_group(pgid, signal.SIGKILL)
-    with anyio.move_on_after(grace):
-        await process.wait()
+    def __init__(self, process: anyio.abc.Process, grace: float) -> None:
+        self.process = process
+        self.grace = grace
+        self.stopped = False
+
+    async def stop(self) -> None:
+        """SIGTERM the group, SIGKILL whatever is left after the grace period.
+
+        Must run shielded. Returns at once if the program exited and left nothing
+        behind. Where PID 1 does not reap orphans (some containers), their zombies
+        keep the group visible, so the whole grace period is waited: bounded.
+        """
+        if self.stopped:
+            return
+        pgid = self.process.pid
+        if self.process.returncode is None or _group_alive(pgid):
+            _signal_group(pgid, signal.SIGTERM)
+            with anyio.move_on_after(self.grace):
+                await self.process.wait()
+                # No event tells when a process group empties: poll it.
+                while _group_alive(pgid):  # noqa: ASYNC110
+                    await anyio.sleep(_POLL)
+            _signal_group(pgid, signal.SIGKILL)
+            with anyio.move_on_after(self.grace):
+                await self.process.wait()
+        self.stopped = True
 
 
 async def _close(process: anyio.abc.Process) -> None:
