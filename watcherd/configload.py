@@ -1,0 +1,345 @@
+"""Parse config YAML into the frozen dataclasses of `watcherd.config`.
+
+`check-config` and SIGHUP reload go through the same `parse`. Every error is a
+ConfigError naming file, line and key path. Relative paths resolve against the
+config file's folder (a `command` program only when it contains a `/`; a bare
+name is looked up in PATH when the hook runs).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, cast
+from urllib.parse import urlsplit
+
+from watcherd._yaml import Section, Where, YamlMap, kind_of, load_document
+from watcherd.config import (
+    TEMPLATE_FIELDS,
+    ApiConfig,
+    CommandHook,
+    Config,
+    HookConfig,
+    JobsConfig,
+    LogConfig,
+    NotifyHook,
+    PollConfig,
+    SecretRef,
+    StoreConfig,
+    WebhookHook,
+)
+from watcherd.errors import InvalidJobIdError
+from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
+
+TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
+API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
+API_KEYS_ALL: Final = (*API_KEYS, "timeout", "max_concurrency", "max_rate", "max_body_bytes")
+HOOK_KEYS: Final = ("name", "on", "timeout", "max_attempts", "output_cap_bytes")
+HOOK_KEYS_ALL: Final = (*HOOK_KEYS, "command", "webhook", "notify", "env", "cwd")
+WEBHOOK_KEYS: Final = ("url", "secret_file", "secret_credential", "secret_env", "secret")
+NOTIFY_KEYS: Final = ("urls_file", "urls_credential", "urls_env", "urls", "title", "template")
+#: What a hook's `on:` list may name.
+HOOK_EVENTS: Final = (
+    *DEFAULT_HOOK_EVENTS,
+    *sorted(KNOWN_STATUSES - {*DEFAULT_HOOK_EVENTS}),
+    MISSING,
+)
+LOG_FORMATS: Final = ("auto", "console", "json")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+_HOOK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_CREDENTIAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})")
+_INLINE = "secrets never sit inline in the config; use {}"
+
+
+def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
+    """Parse config text; `path` names it in errors and anchors relative paths."""
+    data = load_document(text, str(path))
+    if data is not None and not isinstance(data, YamlMap):
+        raise Where(str(path), getattr(data, "line", 1)).error(
+            f"the top level must be a mapping of sections, not {kind_of(data)}"
+        )
+    root = Section(data, Where(str(path), 1), TOP_KEYS)
+    base = path.absolute().parent
+    return Config(
+        api=_api(root.section("api", API_KEYS_ALL), base),
+        store=_store(root.section("store", ("path",)), base, environ),
+        jobs=_jobs(root.section("jobs", ("file", "ids")), base),
+        poll=_poll(root.section("poll", ("interval", "min_interval", "max_backoff"))),
+        hooks=_hooks(root, base),
+        log=_log(root.section("log", ("format", "level"))),
+        metrics_listen=_listen(root),
+        source=path,
+    )
+
+
+def _api(sec: Section, base: Path) -> ApiConfig:
+    """The `api:` section."""
+    if "api_key" in sec:
+        raise sec.where("api_key").error(
+            _INLINE.format("api_key_env, api_key_file or -_credential")
+        )
+    d = ApiConfig()
+    key = _secret(sec, "api_key", base, default_env=d.api_key.env) or d.api_key
+    if key.credential is None:  # systemd's LoadCredential= always gets its chance
+        key = SecretRef(credential=d.api_key.credential, file=key.file, env=key.env)
+    return ApiConfig(
+        base_url=_url(sec, "base_url", d.base_url).rstrip("/"),
+        api_key=key,
+        timeout=sec.duration("timeout", d.timeout),
+        max_concurrency=sec.integer("max_concurrency", d.max_concurrency, minimum=1),
+        max_rate=sec.number("max_rate", d.max_rate),
+        max_body_bytes=sec.integer("max_body_bytes", d.max_body_bytes, minimum=1024),
+    )
+
+
+def _secret(
+    sec: Section, prefix: str, base: Path, *, default_env: str | None = None
+) -> SecretRef | None:
+    """A SecretRef from `<prefix>_credential`, `_file` and `_env` (None if none is given)."""
+    credential = _name(sec, f"{prefix}_credential", _CREDENTIAL)
+    env = _name(sec, f"{prefix}_env", _ENV_NAME)
+    file = _path(sec, f"{prefix}_file", base) if f"{prefix}_file" in sec else None
+    if file is None and env is None:
+        env = default_env
+    if credential is None and file is None and env is None:
+        return None
+    return SecretRef(credential=credential, file=file, env=env)
+
+
+def _name(sec: Section, key: str, pattern: re.Pattern[str]) -> str | None:
+    """An optional identifier (credential or environment variable name)."""
+    if key not in sec:
+        return None
+    value = sec.string(key, "")
+    if not pattern.fullmatch(value):
+        raise sec.where(key).error(f"is not a valid name: {value[:40]!r}")
+    return value
+
+
+def _path(sec: Section, key: str, base: Path, default: str = "") -> Path:
+    """A path; relative ones resolve against the config file's folder."""
+    value = sec.string(key, default)
+    if "\0" in value:
+        raise sec.where(key).error("must not contain a NUL character")
+    return base / Path(value).expanduser()
+
+
+def _url(sec: Section, key: str, default: str) -> str:
+    """An http or https URL with a host."""
+    value = sec.string(key, default)
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() for c in value):
+        raise sec.where(key).error(f"must be an http:// or https:// URL, got {value[:60]!r}")
+    return value
+
+
+def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
+    """The `store:` section; the default lives in $STATE_DIRECTORY under systemd."""
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    default = Path(state) / "watcherd.db" if state else base / "watcherd.db"
+    if "path" not in sec:
+        return StoreConfig(path=default)
+    return StoreConfig(path=_path(sec, "path", base))
+
+
+def _jobs(sec: Section, base: Path) -> JobsConfig:
+    """The `jobs:` section (`file: null` turns the jobs file off)."""
+    file = (
+        None if "file" in sec and sec.get("file") is None else _path(sec, "file", base, "jobs.txt")
+    )
+    ids: dict[str, None] = {}
+    for at, value in sec.sequence("ids"):
+        try:
+            ids[validate_job_id(value)] = None
+        except InvalidJobIdError as exc:
+            raise at.error(f"invalid job ID: {exc.reason}") from None
+    return JobsConfig(file=file, ids=tuple(ids))
+
+
+def _poll(sec: Section) -> PollConfig:
+    """The `poll:` section."""
+    d = PollConfig()
+    poll = PollConfig(
+        interval=sec.duration("interval", d.interval),
+        min_interval=sec.duration("min_interval", d.min_interval),
+        max_backoff=sec.duration("max_backoff", d.max_backoff),
+    )
+    if poll.interval < poll.min_interval:
+        raise sec.where("interval").error("must not be shorter than poll.min_interval")
+    return poll
+
+
+def _log(sec: Section) -> LogConfig:
+    """The `log:` section."""
+    fmt = sec.choice("format", "auto", LOG_FORMATS)
+    level = sec.choice("level", "info", LOG_LEVELS)
+    return LogConfig(
+        format=cast(Literal["auto", "console", "json"], fmt),
+        level=cast(Literal["debug", "info", "warning", "error"], level),
+    )
+
+
+def _listen(root: Section) -> str | None:
+    """`metrics_listen: host:port` (optional)."""
+    value = root.get("metrics_listen")
+    if value is None:
+        return None
+    match = _LISTEN.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise root.where("metrics_listen").error("must be host:port, like 127.0.0.1:9105")
+    return cast(str, value)
+
+
+def _hooks(root: Section, base: Path) -> tuple[HookConfig, ...]:
+    """The `hooks:` list; names are unique."""
+    hooks: dict[str, HookConfig] = {}
+    for at, raw in root.sequence("hooks"):
+        sec = Section(raw, at, HOOK_KEYS_ALL)
+        hook = _hook(sec, base)
+        if hook.name in hooks:
+            raise sec.where("name").error(f"duplicate hook name {hook.name!r}")
+        hooks[hook.name] = hook
+    return tuple(hooks.values())
+
+
+def _hook(sec: Section, base: Path) -> HookConfig:
+    """One hook: a name, its events and limits, and exactly one action."""
+    if "name" not in sec:
+        raise sec.at.error("needs a name")
+    name = sec.string("name", "")
+    if not _HOOK_NAME.fullmatch(name):
+        raise sec.where("name").error("must be 1-64 letters, digits, '_', '.' or '-'")
+    kinds = [k for k in ("command", "webhook", "notify") if k in sec]
+    if len(kinds) != 1:
+        got = f" (got {' and '.join(kinds)})" if kinds else ""
+        raise sec.at.error(f"needs exactly one of command, webhook, notify{got}")
+    for key in ("env", "cwd"):
+        if key in sec and kinds[0] != "command":
+            raise sec.where(key).error("only command hooks take env and cwd")
+    d = HookConfig(name=name)
+    return HookConfig(
+        name=name,
+        on=_events(sec),
+        timeout=sec.duration("timeout", d.timeout),
+        max_attempts=sec.integer("max_attempts", d.max_attempts, minimum=1),
+        output_cap_bytes=sec.integer("output_cap_bytes", d.output_cap_bytes, minimum=1024),
+        command=_command(sec, base) if kinds[0] == "command" else None,
+        webhook=_webhook(sec.section("webhook", WEBHOOK_KEYS), base) if "webhook" in sec else None,
+        notify=_notify(sec.section("notify", NOTIFY_KEYS), base) if "notify" in sec else None,
+    )
+
+
+def _events(sec: Section) -> tuple[str, ...]:
+    """`on:`: a status or list of statuses (default: the terminal ones)."""
+    value = sec.get("on")
+    if value is None:
+        return DEFAULT_HOOK_EVENTS if "on" not in sec else _no_events(sec)
+    items = [(sec.where("on"), value)] if isinstance(value, str) else sec.sequence("on")
+    events: dict[str, None] = {}
+    for at, item in items:
+        if item not in HOOK_EVENTS:
+            raise at.error(f"unknown status {_short(item)}; valid: {', '.join(HOOK_EVENTS)}")
+        events[item] = None
+    return tuple(events) or _no_events(sec)
+
+
+def _no_events(sec: Section) -> tuple[str, ...]:
+    """Refuse an empty `on:`."""
+    raise sec.where("on").error("must name at least one status")
+
+
+def _command(sec: Section, base: Path) -> CommandHook:
+    """`command:` (an argv list, never a shell line), with `env:` and `cwd:`."""
+    at = sec.where("command")
+    if isinstance(sec.get("command"), str):
+        raise at.error('must be a list (argv; no shell is used), like ["/usr/bin/prog", "arg"]')
+    argv: list[str] = []
+    for where, item in sec.sequence("command"):
+        if not isinstance(item, str) or "\0" in item:
+            raise where.error(f"must be a string, not {kind_of(item)} (quote numbers)")
+        argv.append(item)
+    if not argv or not argv[0].strip():
+        raise at.error("must name a program to run")
+    if "/" in argv[0]:
+        argv[0] = str(base / Path(argv[0]).expanduser())
+    cwd = _path(sec, "cwd", base) if "cwd" in sec else None
+    return CommandHook(argv=tuple(argv), env=_env(sec), cwd=cwd)
+
+
+def _env(sec: Section) -> tuple[tuple[str, str], ...]:
+    """A command hook's `env:` mapping of names to string values."""
+    raw, at = sec.get("env"), sec.where("env")
+    if raw is None:
+        return ()
+    if not isinstance(raw, YamlMap):
+        raise at.error(f"must be a mapping of names to strings, not {kind_of(raw)}")
+    pairs: list[tuple[str, str]] = []
+    for name, value in raw.items():
+        where = at.child(name, raw.key_lines[name])
+        if not _ENV_NAME.fullmatch(name) or name.startswith("WATCHERD_"):
+            raise where.error("is not a usable variable name (letters, digits, _; not WATCHERD_*)")
+        if not isinstance(value, str) or "\0" in value:
+            raise where.error(f"must be a string, not {kind_of(value)} (quote numbers)")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def _webhook(sec: Section, base: Path) -> WebhookHook:
+    """`webhook: {url, secret_file | secret_credential | secret_env}`."""
+    if "secret" in sec:
+        raise sec.where("secret").error(_INLINE.format("secret_file, secret_credential or -_env"))
+    if "url" not in sec:
+        raise sec.at.error("needs a url")
+    return WebhookHook(url=_url(sec, "url", ""), secret=_secret(sec, "secret", base))
+
+
+def _notify(sec: Section, base: Path) -> NotifyHook:
+    """`notify: {urls_file | urls_credential | urls_env, title, template}`."""
+    if "urls" in sec:
+        raise sec.where("urls").error(
+            _INLINE.format("urls_file, urls_credential or urls_env (Apprise URLs hold tokens)")
+        )
+    urls = _secret(sec, "urls", base)
+    if urls is None:
+        raise sec.at.error("needs one of urls_file, urls_credential, urls_env")
+    d = NotifyHook(urls=urls)
+    return NotifyHook(
+        urls=urls,
+        title=_template(sec, "title", d.title),
+        template=_template(sec, "template", d.template),
+    )
+
+
+_SAMPLE: Final = {
+    name: ("ft-x" if kind is str else kind(1)) for name, kind in TEMPLATE_FIELDS.items()
+}
+
+
+def _template(sec: Section, key: str, default: str) -> str:
+    """A message template using only the allowed `{field}` names."""
+    text = sec.string(key, default)
+    try:
+        names = [n for _, n, _, _ in string.Formatter().parse(text) if n is not None]
+        unknown = [n for n in names if n not in TEMPLATE_FIELDS]
+        if not unknown:
+            text.format_map(_SAMPLE)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise sec.where(key).error(f"bad template: {exc}") from None
+    if unknown:
+        allowed = ", ".join(TEMPLATE_FIELDS)
+        raise sec.where(key).error(f"unknown field {{{unknown[0]}}}; allowed: {allowed}")
+    return text
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut short."""
+    return repr(value)[:40] if isinstance(value, str | int | float) else kind_of(value)

@@ -1,0 +1,100 @@
+"""The effective config as YAML (for `watcherd check-config`), secrets redacted.
+
+The output loads back to an equal Config. Secrets only ever appear as references
+(credential, file or variable names); a comment header says which are present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from watcherd.config import Config, HookConfig, SecretRef
+from watcherd.durations import format_duration
+
+
+def render(config: Config, environ: Mapping[str, str]) -> str:
+    """YAML text for `config`, headed by comments on where it came from and its secrets."""
+    header = [f"# watcherd effective configuration (source: {config.source or 'defaults'})"]
+    header.append("# secrets, as references only (values are never shown):")
+    for where, ref in _secrets(config):
+        header.append(f"#   {where}: {ref.describe(environ)}")
+    body = yaml.safe_dump(_document(config), sort_keys=False, allow_unicode=True, width=100)
+    return "\n".join(line.replace("\n", " ") for line in header) + "\n" + body
+
+
+def _secrets(config: Config) -> list[tuple[str, SecretRef]]:
+    """Every secret reference in the config, with its key path."""
+    found = [("api.api_key", config.api.api_key)]
+    for i, hook in enumerate(config.hooks):
+        if hook.webhook is not None and hook.webhook.secret is not None:
+            found.append((f"hooks[{i}].webhook.secret", hook.webhook.secret))
+        if hook.notify is not None:
+            found.append((f"hooks[{i}].notify.urls", hook.notify.urls))
+    return found
+
+
+def _document(config: Config) -> dict[str, Any]:
+    """The config as plain data shaped like the YAML it is read from."""
+    api = config.api
+    doc: dict[str, Any] = {
+        "api": {
+            "base_url": api.base_url,
+            **_secret_keys("api_key", api.api_key),
+            "timeout": format_duration(api.timeout),
+            "max_concurrency": api.max_concurrency,
+            "max_rate": api.max_rate,
+            "max_body_bytes": api.max_body_bytes,
+        },
+        "store": {"path": str(config.store.path)},
+        "jobs": {
+            "file": None if config.jobs.file is None else str(config.jobs.file),
+            "ids": list(config.jobs.ids),
+        },
+        "poll": {
+            "interval": format_duration(config.poll.interval),
+            "min_interval": format_duration(config.poll.min_interval),
+            "max_backoff": format_duration(config.poll.max_backoff),
+        },
+        "hooks": [_hook(hook) for hook in config.hooks],
+        "log": {"format": config.log.format, "level": config.log.level},
+    }
+    if config.metrics_listen is not None:
+        doc["metrics_listen"] = config.metrics_listen
+    return doc
+
+
+def _hook(hook: HookConfig) -> dict[str, Any]:
+    """One hook as YAML data."""
+    out: dict[str, Any] = {
+        "name": hook.name,
+        "on": list(hook.on),
+        "timeout": format_duration(hook.timeout),
+        "max_attempts": hook.max_attempts,
+        "output_cap_bytes": hook.output_cap_bytes,
+    }
+    if hook.command is not None:
+        out["command"] = list(hook.command.argv)
+        if hook.command.env:
+            out["env"] = dict(hook.command.env)
+        if hook.command.cwd is not None:
+            out["cwd"] = str(hook.command.cwd)
+    if hook.webhook is not None:
+        secret = {} if hook.webhook.secret is None else _secret_keys("secret", hook.webhook.secret)
+        out["webhook"] = {"url": hook.webhook.url, **secret}
+    if hook.notify is not None:
+        notify = hook.notify
+        out["notify"] = {
+            **_secret_keys("urls", notify.urls),
+            "title": notify.title,
+            "template": notify.template,
+        }
+    return out
+
+
+def _secret_keys(prefix: str, ref: SecretRef) -> dict[str, str]:
+    """`<prefix>_credential`, `_file`, `_env` keys for a secret reference."""
+    keys = {"credential": ref.credential, "file": ref.file, "env": ref.env}
+    return {f"{prefix}_{kind}": str(value) for kind, value in keys.items() if value is not None}
