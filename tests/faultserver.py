@@ -119,7 +119,8 @@ class FaultServer:
     def _arrived(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
-        headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+        pairs = (line.split(": ", 1) for line in lines[1:] if ": " in line)
+        headers = {name.lower(): value for name, value in pairs}
         self.seen.append(Seen(time.time(), method, target, headers))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
