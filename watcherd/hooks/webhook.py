@@ -76,11 +76,10 @@ async def post_webhook(
     headers = _headers(delivery_id, int(clock()), body, secret)
     try:
         request = http.build_request("POST", hook.webhook.url, content=body, headers=headers)
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        return Outcome.give_up(f"invalid webhook URL: {exc}")
-    try:
         with anyio.fail_after(hook.timeout):
             response, snippet = await _exchange(http, request)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        return Outcome.give_up(f"invalid webhook URL: {exc}")
     except TimeoutError:
         return Outcome.retry(f"no complete answer within {hook.timeout:g}s")
     except httpx.HTTPError as exc:
