@@ -13,7 +13,14 @@ import bisect
 from dataclasses import dataclass
 from functools import lru_cache
 
-from watcherd.model import EPOCH_KEY, STEP_KEY, TIMESTAMP_KEY, MetricFilter, MetricRow, filter_metrics
+from watcherd.model import (
+    EPOCH_KEY,
+    STEP_KEY,
+    TIMESTAMP_KEY,
+    MetricFilter,
+    MetricRow,
+    filter_metrics,
+)
 from watcherd.sim.values import Curves, noise
 
 CHUNK = 512

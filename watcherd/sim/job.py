@@ -67,5 +67,13 @@ def row_plan(spec: JobSpec, seed: int, run_start: float | None) -> RowPlan | Non
         cosine=spec.lr_scheduler == "cosine",
         diverge_at=spec.diverge_at,
     )
-    plan = RowPlan(curves, round(run_start * 1e6) * 1000, round(spec.seconds_per_step * 1e9), spec.eval_steps, 0)
-    return RowPlan(curves, plan.run_start_ns, plan.step_ns, plan.eval_steps, plan.rows_through(spec.steps))
+    plan = RowPlan(
+        curves,
+        round(run_start * 1e6) * 1000,
+        round(spec.seconds_per_step * 1e9),
+        spec.eval_steps,
+        0,
+    )
+    return RowPlan(
+        curves, plan.run_start_ns, plan.step_ns, plan.eval_steps, plan.rows_through(spec.steps)
+    )

@@ -100,7 +100,10 @@ def _config(job: SimJob) -> dict[str, Any]:
         "total_steps": spec.steps,
         "batch_size": spec.batch_size,
         "learning_rate": spec.learning_rate,
-        "lr_scheduler": {"lr_scheduler_type": spec.lr_scheduler, "lr_scheduler_args": scheduler_args},
+        "lr_scheduler": {
+            "lr_scheduler_type": spec.lr_scheduler,
+            "lr_scheduler_args": scheduler_args,
+        },
         "warmup_ratio": 0.05,
         "max_grad_norm": 1.0,
         "weight_decay": 0.0,
@@ -144,22 +147,27 @@ def job_object(job: SimJob, now: float, *, truncated: bool = False) -> dict[str,
 
 def _step_events(job: SimJob) -> list[tuple[float, dict[str, Any]]]:
     """Epoch and checkpoint events at the steps the job reaches."""
-    spec, out = job.spec, []
+    spec = job.spec
+    out: list[tuple[int, dict[str, Any]]] = []
     for k in range(1, spec.n_epochs + 1):
         step = round(k * spec.steps / spec.n_epochs)
-        extra = {"step": step, "total_steps": spec.steps}
+        extra: dict[str, Any] = {"step": step, "total_steps": spec.steps}
         out.append((step, _event("epoch_complete", f"Epoch {k} completed", "info", extra)))
     for step in intermediate_steps(job):
         path = f"s3://together-sim/{job.id}/checkpoint-{step}"
         extra = {"step": step, "checkpoint_path": path}
-        out.append((step, _event("checkpoint_save", f"Checkpoint saved at step {step}", "info", extra)))
+        out.append(
+            (step, _event("checkpoint_save", f"Checkpoint saved at step {step}", "info", extra))
+        )
     last = job.timeline.last_step
     timed = [(job.step_time(s), e) for s, e in out if s <= last]
     cutoff = job.timeline.cutoff
     return [(t, e) for t, e in timed if t is not None and (cutoff is None or t <= cutoff)]
 
 
-def _event(kind: str, message: str, level: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _event(
+    kind: str, message: str, level: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {"object": "fine-tune-event", "type": kind, "message": message, "level": level} | (
         extra or {}
     )
@@ -197,6 +205,6 @@ def checkpoints(job: SimJob, now: float) -> list[dict[str, Any]]:
 
 def _checkpoint(job: SimJob, label: str, step: int, at: float, kind: str) -> dict[str, Any]:
     path = f"s3://together-sim/{job.id}/{label.lower()}-{step}"
-    return {"checkpoint_type": label, "created_at": iso(at), "path": path, "step": step}| {
+    return {"checkpoint_type": label, "created_at": iso(at), "path": path, "step": step} | {
         "checkpoint": kind
     }

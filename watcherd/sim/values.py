@@ -69,7 +69,9 @@ class Curves:
         p = step / self.steps
         row: MetricRow = {
             "train/loss": self.loss(step, 1),
-            "train/grad_norm": _r(0.4 + 1.6 * math.exp(-3 * p) + 0.2 * abs(noise(self.seed, step, 2))),
+            "train/grad_norm": _r(
+                0.4 + 1.6 * math.exp(-3 * p) + 0.2 * abs(noise(self.seed, step, 2))
+            ),
             "train/learning_rate": self.lr(step),
         }
         if self.dpo:
@@ -90,7 +92,10 @@ class Curves:
         chosen = 0.6 * p + n[0]
         rejected = -0.8 * p + n[1]
         values = (chosen, rejected, min(1.0, 0.5 + 0.42 * (1 - math.exp(-5 * p)) + n[2]))
-        out = {f"{prefix}/{k}": _r(v) for k, v in zip(DPO_KEYS, (*values, chosen - rejected))}
+        out = {
+            f"{prefix}/{k}": _r(v)
+            for k, v in zip(DPO_KEYS, (*values, chosen - rejected), strict=True)
+        }
         out[f"{prefix}/kl"] = _r(0.001 + 0.04 * p + abs(n[3]) * 0.01)
         out[f"{prefix}/logps/chosen"] = _r(-210 + 25 * p + 20 * n[4])
         out[f"{prefix}/logps/rejected"] = _r(-225 - 35 * p + 20 * n[5])

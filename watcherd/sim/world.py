@@ -121,7 +121,11 @@ class World:
     def done_at(self) -> float | None:
         """When the last job turns terminal; None if some job never does."""
         finals = [self.job(j).timeline.final for j in self.job_ids()]
-        return None if any(f is None for f in finals) else max((f[0] for f in finals if f), default=self.t0)
+        return (
+            None
+            if any(f is None for f in finals)
+            else max((f[0] for f in finals if f), default=self.t0)
+        )
 
     def job_object(self, job_id: str, now: float | None = None) -> dict[str, Any]:
         """GET /v1/fine-tunes/{id} at `now`."""
