@@ -1,0 +1,89 @@
+"""Opening the database file: the daemon lock, file modes, pragmas, migrations."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+import aiosqlite
+
+from watcherd.errors import DatabaseLockedError, StoreError
+from watcherd.store.schema import check_version, migrate, user_version
+
+#: How long a statement waits for another connection's write lock, in milliseconds.
+BUSY_TIMEOUT_MS = 10_000
+_PRIVATE = 0o600
+
+
+def lock_path(path: Path) -> Path:
+    """The file whose `flock` marks the one daemon that owns `path`."""
+    return path.with_name(path.name + ".lock")
+
+
+def acquire_lock(path: Path) -> int:
+    """Take the exclusive, non-blocking daemon lock; return its file descriptor."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE)
+    except OSError as exc:
+        raise StoreError(f"{lock_path(path)}: cannot open the lock file: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DatabaseLockedError(str(path)) from None
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    """Drop the daemon lock (closing the descriptor releases the flock)."""
+    os.close(fd)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 if missing; SQLite gives -wal/-shm the same mode."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the database: {exc}") from exc
+    os.close(fd)
+
+
+def _target(path: Path, *, writer: bool) -> tuple[str, bool]:
+    """What to hand sqlite3.connect, and whether it is a URI; readers never create."""
+    if writer:
+        _create_private(path)
+        return str(path), False
+    if not path.exists():
+        raise StoreError(f"{path}: no database yet (the daemon creates it when it starts)")
+    return f"file:{quote(str(path.resolve()))}?mode=ro", True
+
+
+async def connect(path: Path, *, writer: bool) -> aiosqlite.Connection:
+    """An open, configured, migrated (writer) or version-checked (reader) connection."""
+    target, uri = _target(path, writer=writer)
+    try:
+        conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the database: {exc}") from exc
+    try:
+        await _configure(conn, str(path), writer=writer)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _configure(conn: aiosqlite.Connection, path: str, *, writer: bool) -> None:
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if writer:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = FULL")
+            await migrate(conn, path)
+        else:
+            check_version(await user_version(conn), path, writer=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {exc}") from exc

@@ -1,0 +1,268 @@
+"""The Store: one connection, every write serialized, shielded and in BEGIN IMMEDIATE."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+
+import aiosqlite
+import anyio
+
+from watcherd.errors import StoreError
+from watcherd.model import (
+    Delivery,
+    JobOverview,
+    MetricFilter,
+    MetricRow,
+    MetricsSummary,
+    Transition,
+    loads_exact,
+)
+from watcherd.store import connection, outbox, readers, writer
+from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
+from watcherd.store.rows import metric_params
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Op = Callable[Concatenate[aiosqlite.Connection, P], Awaitable[T]]
+
+HOST_PAUSE_PREFIX: Final = "host_pause:"
+#: No bounds, no sampling: every row.
+EVERYTHING: Final = MetricFilter()
+
+
+class Store:
+    """watcherd's SQLite database. Open with `Store.open(path, writer=...)`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, *, writer: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self.writer = writer
+        self._lock = anyio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, path: Path, *, writer: bool, lock: bool | None = None
+    ) -> AsyncIterator[Store]:
+        """Open the database; a writer takes the daemon lock unless `lock=False`.
+
+        A writer creates the file (0600) and migrates it. A reader opens it read-only
+        and raises StoreError if it does not exist or has an older schema.
+        """
+        path = Path(path)
+        fd = connection.acquire_lock(path) if (writer if lock is None else lock) else None
+        try:
+            with anyio.CancelScope(shield=True):
+                conn = await connection.connect(path, writer=writer)
+            try:
+                yield cls(conn, path, writer=writer)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
+        finally:
+            if fd is not None:
+                connection.release_lock(fd)
+
+    async def _write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` in its own BEGIN IMMEDIATE transaction, shielded from cancellation."""
+        if not self.writer:
+            raise StoreError(f"{self.path}: opened read-only")
+        return await self._transaction("BEGIN IMMEDIATE", op, *args, **kwargs)
+
+    async def _read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` in a read transaction, so its queries see one snapshot."""
+        return await self._transaction("BEGIN", op, *args, **kwargs)
+
+    async def _transaction(self, begin: str, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        conn = self._conn
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                try:
+                    await conn.execute(begin)
+                    try:
+                        result = await op(conn, *args, **kwargs)
+                    except BaseException:
+                        await _rollback(conn)
+                        raise
+                    await conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{self.path}: {exc}") from exc
+        return result
+
+    # -- the watched set ---------------------------------------------------
+
+    async def sync_watched(self, entries: Sequence[tuple[str, str | None]], now: float) -> None:
+        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
+        await self._write(writer.sync_watched, entries, now)
+
+    async def job_states(self) -> dict[str, JobState]:
+        """Scheduling state of the watched jobs."""
+        return await self._read(readers.job_states)
+
+    # -- polls -----------------------------------------------------------------
+
+    async def record_poll(self, rec: PollRecord) -> PollResult:
+        """Rows, job fields, transition and outbox rows of one page, in one transaction."""
+        params = metric_params(rec.job_id, rec.metrics)  # prepared before the transaction
+        return await self._write(writer.record_poll, rec, params)
+
+    async def record_failure(
+        self, job_id: str, observed_at: float, error: str, *, not_found: bool
+    ) -> int:
+        """Note a failed poll; returns the count of 404s in a row."""
+        return await self._write(
+            writer.record_failure, job_id, observed_at, error, not_found=not_found
+        )
+
+    async def mark_missing(
+        self, job_id: str, observed_at: float, hooks: Sequence[HookLike]
+    ) -> PollResult:
+        """Transition the job to `missing` and queue the hooks that subscribe to it."""
+        return await self._write(writer.mark_missing, job_id, observed_at, hooks)
+
+    async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
+        """Store API events not seen before (by created_at, type, message); return how many."""
+        return await self._write(writer.record_events, job_id, events, now)
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's stored API events, in the order first seen."""
+        return await self._read(readers.events, job_id)
+
+    # -- daemon state --------------------------------------------------------
+
+    async def set_state(self, key: str, value: str | None) -> None:
+        """Set (or with None, delete) one daemon-state value."""
+        await self._write(writer.set_state, key, value)
+
+    async def get_state(self, key: str) -> str | None:
+        """One daemon-state value, or None."""
+        return await self._read(readers.get_state, key)
+
+    async def set_host_pause(self, host: str, until: float | None) -> None:
+        """Pause every request to `host` until `until` (epoch seconds); None lifts it."""
+        await self.set_state(HOST_PAUSE_PREFIX + host, None if until is None else repr(until))
+
+    async def host_pauses(self) -> dict[str, float]:
+        """Every stored host pause (expired ones included: compare with the clock)."""
+        found = await self._read(readers.state_prefixed, HOST_PAUSE_PREFIX)
+        return {host: float(until) for host, until in found.items()}
+
+    async def last_successful_poll(self) -> float | None:
+        """When a poll was last recorded successfully."""
+        value = await self.get_state(writer.LAST_POLL_KEY)
+        return None if value is None else float(value)
+
+    # -- the outbox ----------------------------------------------------------
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Pending or failed deliveries due at `now`, oldest first."""
+        return await self._read(outbox.due, now, limit)
+
+    async def start_attempt(self, delivery_id: str, now: float) -> int:
+        """Mark running, count the attempt; returns the attempt number (1 for the first)."""
+        return await self._write(outbox.start_attempt, delivery_id, now)
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        now: float,
+        *,
+        outcome: str,
+        error: str | None,
+        output_tail: str | None,
+        next_attempt_at: float | None,
+    ) -> None:
+        """Record an attempt's outcome: delivered, failed (retry at next_attempt_at), dead."""
+        await self._write(
+            outbox.finish_attempt,
+            delivery_id,
+            now,
+            outcome=outcome,
+            error=error,
+            output_tail=output_tail,
+            next_attempt_at=next_attempt_at,
+        )
+
+    async def recover_interrupted(self, now: float) -> list[str]:
+        """Deliveries a crash left running become failed, due now; returns their ids."""
+        return await self._write(outbox.recover_interrupted, now)
+
+    async def requeue(self, delivery_id: str, now: float) -> bool:
+        """Same id back to pending, due now, attempts reset; False if unknown or running."""
+        return await self._write(outbox.requeue, delivery_id, now)
+
+    async def next_delivery_due(self) -> float | None:
+        """When the next pending or failed delivery falls due."""
+        return await self._read(outbox.next_due)
+
+    async def delivery_context(
+        self, delivery_id: str
+    ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
+        """A delivery, its job's last job object and metrics summary: the payload's parts."""
+        return await self._read(_delivery_context, delivery_id)
+
+    async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
+        """Every delivery, or one job's, in creation order."""
+        return await self._read(outbox.listing, job_id)
+
+    # -- readers ----------------------------------------------------------------
+
+    async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
+        """One row per job for `watcherd list`."""
+        return await self._read(readers.overview, include_unwatched=include_unwatched)
+
+    async def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
+        """One job's overview and last job object, or None if never seen."""
+        return await self._read(readers.job, job_id)
+
+    async def transitions(self, job_id: str) -> list[Transition]:
+        """A job's status changes, oldest first."""
+        return await self._read(readers.transitions, job_id)
+
+    async def metrics_json(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[str]:
+        """Stored JSON texts under `list_metrics` semantics, in API order."""
+        return await self._read(readers.metrics_json, job_id, flt)
+
+    async def metrics(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[MetricRow]:
+        """Rows under `list_metrics` semantics, parsed exactly, in API order."""
+        return [loads_exact(text) for text in await self.metrics_json(job_id, flt)]
+
+    async def all_metrics(self, job_id: str) -> list[MetricRow]:
+        """Every stored row of a job, in API order."""
+        return await self.metrics(job_id)
+
+    async def metrics_summary(self, job_id: str) -> MetricsSummary:
+        """Last step, last and best train/eval loss."""
+        return await self._read(readers.summary, job_id)
+
+    async def integrity_check(self) -> str:
+        """`PRAGMA integrity_check`: "ok" for a sound database."""
+        rows = await self._read(_pragma_rows, "integrity_check")
+        return "\n".join(rows)
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # SQLite may already have rolled back (e.g. on SQLITE_FULL): nothing left to undo.
+    with contextlib.suppress(sqlite3.OperationalError):
+        await conn.execute("ROLLBACK")
+
+
+async def _delivery_context(
+    conn: aiosqlite.Connection, delivery_id: str
+) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
+    found = await outbox.one(conn, delivery_id)
+    if found is None:
+        raise StoreError(f"no hook delivery {delivery_id!r}")
+    job = await readers.job(conn, found.job_id)
+    summary = await readers.summary(conn, found.job_id)
+    return found, (job[1] if job else None), summary
+
+
+async def _pragma_rows(conn: aiosqlite.Connection, name: str) -> list[str]:
+    async with conn.execute(f"PRAGMA {name}") as cur:
+        return [str(r[0]) for r in await cur.fetchall()]

@@ -1,0 +1,163 @@
+"""The transactional outbox: one delivery row per (job, status, hook), and its lifecycle.
+
+States: pending -> running -> delivered | failed (retried at next_attempt_at) | dead.
+A `running` row found at start-up was cut by a crash and becomes `failed`, due now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import aiosqlite
+
+from watcherd.errors import StoreError
+from watcherd.model import Delivery
+from watcherd.store.records import HookLike
+
+OUTCOMES: Final = frozenset({"delivered", "failed", "dead"})
+INTERRUPTED: Final = "interrupted: the daemon stopped during this attempt"
+
+COLUMNS: Final = (
+    "id, job_id, hook, event, previous_status, occurred_at, state, attempts, "
+    "next_attempt_at, last_error, output_tail, updated_at"
+)
+
+
+def delivery_id(job_id: str, status: str, hook: str) -> str:
+    """The deterministic id, so a re-detected transition maps to the same row."""
+    return f"{job_id}:{status}:{hook}"
+
+
+def to_delivery(row: Sequence[Any]) -> Delivery:
+    """A `deliveries` row (selected with COLUMNS) as the read model."""
+    return Delivery(*row)
+
+
+async def enqueue(
+    conn: aiosqlite.Connection,
+    job_id: str,
+    status: str,
+    previous: str | None,
+    occurred_at: float,
+    hooks: Sequence[HookLike],
+) -> list[str]:
+    """Write a pending delivery for every hook on `status`; return the ids newly created."""
+    created: list[str] = []
+    for hook in hooks:
+        if status not in hook.on:
+            continue
+        ident = delivery_id(job_id, status, hook.name)
+        cur = await conn.execute(
+            "INSERT INTO deliveries (id, job_id, hook, event, previous_status, occurred_at,"
+            " state, next_attempt_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+            (
+                ident,
+                job_id,
+                hook.name,
+                status,
+                previous,
+                occurred_at,
+                occurred_at,
+                occurred_at,
+                occurred_at,
+            ),
+        )
+        if cur.rowcount:
+            created.append(ident)
+    return created
+
+
+async def start_attempt(conn: aiosqlite.Connection, ident: str, now: float) -> int:
+    """Mark the delivery running and count the attempt; return the attempt number."""
+    cur = await conn.execute(
+        "UPDATE deliveries SET state = 'running', attempts = attempts + 1, started_at = ?,"
+        " updated_at = ? WHERE id = ? RETURNING attempts",
+        (now, now, ident),
+    )
+    row = await cur.fetchone()
+    await cur.close()
+    if row is None:
+        raise StoreError(f"no hook delivery {ident!r}")
+    return int(row[0])
+
+
+async def finish_attempt(
+    conn: aiosqlite.Connection,
+    ident: str,
+    now: float,
+    *,
+    outcome: str,
+    error: str | None,
+    output_tail: str | None,
+    next_attempt_at: float | None,
+) -> None:
+    """Record an attempt's outcome: delivered, failed (due again at next_attempt_at) or dead."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}")
+    due = (now if next_attempt_at is None else next_attempt_at) if outcome == "failed" else None
+    cur = await conn.execute(
+        "UPDATE deliveries SET state = ?, last_error = ?, output_tail = ?, next_attempt_at = ?,"
+        " updated_at = ? WHERE id = ?",
+        (outcome, error, output_tail, due, now, ident),
+    )
+    if not cur.rowcount:
+        raise StoreError(f"no hook delivery {ident!r}")
+
+
+async def recover_interrupted(conn: aiosqlite.Connection, now: float) -> list[str]:
+    """Turn deliveries left `running` by a crash into `failed`, due now; return their ids."""
+    cur = await conn.execute(
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = ?, last_error = ?,"
+        " updated_at = ? WHERE state = 'running' RETURNING id",
+        (now, INTERRUPTED, now),
+    )
+    rows = await cur.fetchall()
+    await cur.close()
+    return sorted(str(r[0]) for r in rows)
+
+
+async def requeue(conn: aiosqlite.Connection, ident: str, now: float) -> bool:
+    """Put a delivery that is not running back to pending, due now, with attempts reset."""
+    cur = await conn.execute(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+        " updated_at = ? WHERE id = ? AND state != 'running'",
+        (now, now, ident),
+    )
+    return bool(cur.rowcount)
+
+
+async def due(conn: aiosqlite.Connection, now: float, limit: int) -> list[Delivery]:
+    """Pending or failed deliveries whose time has come, oldest due first."""
+    async with conn.execute(
+        f"SELECT {COLUMNS} FROM deliveries WHERE state IN ('pending', 'failed')"
+        " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+        (now, limit),
+    ) as cur:
+        return [to_delivery(r) for r in await cur.fetchall()]
+
+
+async def next_due(conn: aiosqlite.Connection) -> float | None:
+    """When the next pending or failed delivery falls due, if any."""
+    async with conn.execute(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')"
+    ) as cur:
+        row = await cur.fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+async def listing(conn: aiosqlite.Connection, job_id: str | None) -> list[Delivery]:
+    """Every delivery (or one job's), in the order they were created."""
+    where, params = ("WHERE job_id = ?", (job_id,)) if job_id is not None else ("", ())
+    async with conn.execute(
+        f"SELECT {COLUMNS} FROM deliveries {where} ORDER BY created_at, id", params
+    ) as cur:
+        return [to_delivery(r) for r in await cur.fetchall()]
+
+
+async def one(conn: aiosqlite.Connection, ident: str) -> Delivery | None:
+    """One delivery by id."""
+    async with conn.execute(f"SELECT {COLUMNS} FROM deliveries WHERE id = ?", (ident,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else to_delivery(row)

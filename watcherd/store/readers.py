@@ -1,0 +1,165 @@
+"""Read queries: what the CLI views and the poller ask of the database.
+
+Each function issues a fixed, small number of queries (no per-job loops), so
+`overview` stays fast for a thousand jobs and `metrics` for a million rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import aiosqlite
+
+from watcherd.model import (
+    JobOverview,
+    MetricFilter,
+    MetricsSummary,
+    Transition,
+    loads_exact,
+    sample_indices,
+)
+from watcherd.store.records import JobState
+from watcherd.store.rows import clamp64, text_number
+from watcherd.store.sampling import sampled_json
+
+_OVERVIEW: Final = (
+    "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
+    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json FROM jobs"
+)
+_ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
+
+
+async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async with conn.execute(sql, params) as cur:
+        return list(await cur.fetchall())
+
+
+async def job_states(conn: aiosqlite.Connection) -> dict[str, JobState]:
+    """The scheduling state of every watched job."""
+    rows = await _all(
+        conn,
+        "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
+        " last_error, status_since FROM jobs WHERE watched = 1 ORDER BY added_at, job_id",
+    )
+    return {str(r[0]): JobState(*r) for r in rows}
+
+
+def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
+    return JobOverview(
+        job_id=row[0],
+        note=row[1],
+        watched=bool(row[2]),
+        status=row[3],
+        status_since=row[4],
+        step=row[5],
+        train_loss=text_number(row[6]),
+        eval_loss=text_number(row[7]),
+        seconds_remaining=row[8],
+        last_poll_at=row[9],
+        last_error=row[10],
+        model=row[11],
+        model_output_name=row[12],
+        hooks=hooks,
+    )
+
+
+async def _hook_counts(conn: aiosqlite.Connection, job_id: str | None) -> dict[str, dict[str, int]]:
+    where, params = ("WHERE job_id = ?", (job_id,)) if job_id else ("", ())
+    rows = await _all(
+        conn,
+        f"SELECT job_id, state, COUNT(*) FROM deliveries {where} GROUP BY job_id, state",
+        params,
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for job, state, count in rows:
+        counts.setdefault(job, {})[state] = count
+    return counts
+
+
+async def overview(conn: aiosqlite.Connection, *, include_unwatched: bool) -> list[JobOverview]:
+    """One row per job (watched only unless asked), in the order they were added."""
+    where = "" if include_unwatched else "WHERE watched = 1"
+    rows = await _all(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
+    counts = await _hook_counts(conn, None)
+    return [_overview(r, counts.get(r[0], {})) for r in rows]
+
+
+async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any] | None:
+    """One job's overview and its last job object as received (None if never fetched)."""
+    rows = await _all(conn, f"{_OVERVIEW} WHERE job_id = ?", (job_id,))
+    if not rows:
+        return None
+    counts = await _hook_counts(conn, job_id)
+    raw = rows[0][13]
+    return _overview(rows[0], counts.get(job_id, {})), (None if raw is None else loads_exact(raw))
+
+
+async def transitions(conn: aiosqlite.Connection, job_id: str) -> list[Transition]:
+    """A job's status changes in the order they were observed."""
+    rows = await _all(
+        conn,
+        "SELECT job_id, from_status, to_status, observed_at FROM transitions"
+        " WHERE job_id = ? ORDER BY id",
+        (job_id,),
+    )
+    return [Transition(*r) for r in rows]
+
+
+def _bounds(flt: MetricFilter) -> tuple[str, tuple[int, ...]]:
+    """SQL conditions (each starting with AND) for the step and time bounds."""
+    parts = (
+        ("step >= ?", flt.global_step_from),
+        ("step <= ?", flt.global_step_to),
+        ("timestamp >= ?", flt.logged_at_from),
+        ("timestamp <= ?", flt.logged_at_to),
+    )
+    given = [(sql, clamp64(value)) for sql, value in parts if value is not None]
+    return "".join(f" AND {sql}" for sql, _ in given), tuple(v for _, v in given)
+
+
+async def metrics_json(conn: aiosqlite.Connection, job_id: str, flt: MetricFilter) -> list[str]:
+    """The stored JSON texts that `list_metrics` with `flt` would return, in API order."""
+    where, params = _bounds(flt)
+    if flt.resolution is not None:
+        res = flt.resolution
+        sampled = await sampled_json(conn, job_id, where, params, lambda n: sample_indices(n, res))
+        if sampled is not None:
+            return sampled
+    rows = await _all(
+        conn, f"SELECT row_json FROM metrics WHERE job_id = ?{where} {_ORDER}", (job_id, *params)
+    )
+    return [r[0] for r in rows]
+
+
+async def summary(conn: aiosqlite.Connection, job_id: str) -> MetricsSummary:
+    """Last step, last and best train/eval loss (best ignores NaN), from the job row."""
+    rows = await _all(
+        conn,
+        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss"
+        " FROM jobs WHERE job_id = ?",
+        (job_id,),
+    )
+    if not rows:
+        return MetricsSummary(None, None, None, None, None)
+    step, train, best_train, evl, best_eval = rows[0]
+    return MetricsSummary(step, text_number(train), best_train, text_number(evl), best_eval)
+
+
+async def get_state(conn: aiosqlite.Connection, key: str) -> str | None:
+    """One daemon-state value."""
+    rows = await _all(conn, "SELECT value FROM state WHERE key = ?", (key,))
+    return str(rows[0][0]) if rows else None
+
+
+async def state_prefixed(conn: aiosqlite.Connection, prefix: str) -> dict[str, str]:
+    """Daemon-state values whose key starts with `prefix`, keyed by the rest."""
+    rows = await _all(
+        conn, "SELECT key, value FROM state WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+    )
+    return {str(k)[len(prefix) :]: str(v) for k, v in rows}
+
+
+async def events(conn: aiosqlite.Connection, job_id: str) -> list[Any]:
+    """A job's stored API events in the order first seen."""
+    rows = await _all(conn, "SELECT event_json FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+    return [loads_exact(r[0]) for r in rows]

@@ -1,0 +1,67 @@
+"""The store's write-side vocabulary: what the poller hands in and gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from watcherd.model import MetricRow
+
+
+class HookLike(Protocol):
+    """Anything with a hook name and the statuses it fires on (HookSub, HookConfig)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def on(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HookSub:
+    """A hook's subscription: its name and the statuses it fires on."""
+
+    name: str
+    on: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What the poller needs to schedule one watched job."""
+
+    job_id: str
+    status: str | None
+    max_step: int | None
+    not_found_count: int
+    last_poll_at: float | None
+    seconds_remaining: float | None
+    last_error: str | None = None
+    status_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """One fetched page of truth about a job, written in a single transaction.
+
+    `job` is the raw job object as received (None for a status-only sighting, e.g. from
+    the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`.
+    """
+
+    job_id: str
+    observed_at: float
+    job: dict[str, Any] | None
+    status: str | None
+    metrics: Sequence[MetricRow] = ()
+    hooks: Sequence[HookLike] = ()
+    seconds_remaining: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What a recorded poll changed: the transition, new metric rows, new deliveries."""
+
+    transition: tuple[str | None, str] | None = None
+    new_rows: int = 0
+    deliveries: list[str] = field(default_factory=list)

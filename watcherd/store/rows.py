@@ -1,0 +1,77 @@
+"""Turning metric rows into the columns stored beside their exact JSON text."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from watcherd.errors import StoreError
+from watcherd.model import TIMESTAMP_KEY, MetricRow, dumps_exact, loads_exact, row_kind, row_step
+
+#: (job_id, kind, step, timestamp, loss, row_json): one `metrics` insert.
+MetricParams = tuple[str, str, int, int, float | None, str]
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def clamp64(value: int) -> int:
+    """`value` limited to SQLite's INTEGER range (bounds beyond it admit everything)."""
+    return min(max(value, _INT64[0]), _INT64[1])
+
+
+def number(value: Any) -> float | None:
+    """A JSON number as a float (NaN and ±Infinity included), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def loss_column(row: MetricRow, kind: str) -> float | None:
+    """The REAL `loss` column: NULL when absent or NaN, on purpose (row_json keeps NaN)."""
+    value = number(row.get(f"{kind}/loss"))
+    return None if value is None or math.isnan(value) else value
+
+
+def _timestamp(row: MetricRow) -> int:
+    value = row.get(TIMESTAMP_KEY, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"timestamp is not a number: {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"timestamp is not finite: {value!r}")
+    stamp = int(value)
+    if clamp64(stamp) != stamp:
+        raise ValueError(f"timestamp out of range: {value!r}")
+    return stamp
+
+
+def metric_params(job_id: str, rows: Sequence[MetricRow]) -> list[MetricParams]:
+    """Insert parameters for `rows`; StoreError names the first row that cannot be stored."""
+    params: list[MetricParams] = []
+    for index, row in enumerate(rows):
+        try:
+            kind, step = row_kind(row), row_step(row)
+            if clamp64(step) != step:
+                raise ValueError(f"train/global_step out of range: {step}")
+            params.append(
+                (job_id, kind, step, _timestamp(row), loss_column(row, kind), dumps_exact(row))
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{job_id}: metric row {index} cannot be stored: {exc!r}") from exc
+    return params
+
+
+def loss_text(row_json: str | None, kind: str) -> str | None:
+    """The `{kind}/loss` of a stored row as JSON number text (keeps NaN), else None."""
+    if row_json is None:
+        return None
+    value = loads_exact(row_json).get(f"{kind}/loss")
+    return None if number(value) is None else dumps_exact(value)
+
+
+def text_number(text: str | None) -> float | None:
+    """Inverse of `loss_text`: the float, NaN and ±Infinity included."""
+    return None if text is None else number(loads_exact(text))

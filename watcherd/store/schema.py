@@ -1,0 +1,155 @@
+"""The database schema as named, ordered migrations keyed by `PRAGMA user_version`.
+
+Each step runs in its own `BEGIN IMMEDIATE` transaction together with the
+`user_version` bump, so a crash leaves either the old schema or the new one.
+Append new steps at the end; never edit a step that has shipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import aiosqlite
+
+from watcherd.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: a name for humans and the statements that apply it."""
+
+    name: str
+    statements: tuple[str, ...]
+
+
+_INITIAL = Migration(
+    "initial",
+    (
+        """CREATE TABLE schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)""",
+        # One row per job ever configured; `watched` = in the current configuration.
+        # train_loss/eval_loss hold the last loss as JSON number text, so NaN survives.
+        """CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY,
+            note TEXT,
+            watched INTEGER NOT NULL DEFAULT 1 CHECK (watched IN (0, 1)),
+            added_at REAL NOT NULL,
+            status TEXT,
+            status_since REAL,
+            max_step INTEGER,
+            train_loss TEXT,
+            eval_loss TEXT,
+            best_train_loss REAL,
+            best_eval_loss REAL,
+            seconds_remaining REAL,
+            last_poll_at REAL,
+            last_error TEXT,
+            last_error_at REAL,
+            not_found_count INTEGER NOT NULL DEFAULT 0,
+            model TEXT,
+            model_output_name TEXT,
+            job_json TEXT)""",
+        # row_json is the row exactly as received; the other columns are extracted.
+        # loss is train/loss or eval/loss by kind, NULL when absent or NaN (see row_json).
+        # seq numbers a job's train rows 0, 1, ... in API order, for `resolution` sampling.
+        """CREATE TABLE metrics (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('train', 'eval')),
+            step INTEGER NOT NULL,
+            timestamp INTEGER NOT NULL,
+            loss REAL,
+            seq INTEGER,
+            row_json TEXT NOT NULL,
+            UNIQUE (job_id, kind, step))""",
+        "CREATE INDEX metrics_order ON metrics (job_id, kind, timestamp, step, seq)",
+        "CREATE INDEX metrics_train_seq ON metrics (job_id, seq) WHERE kind = 'train'",
+        """CREATE TABLE transitions (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            from_status TEXT,
+            to_status TEXT NOT NULL,
+            observed_at REAL NOT NULL)""",
+        "CREATE INDEX transitions_job ON transitions (job_id, id)",
+        """CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            hook TEXT NOT NULL,
+            event TEXT NOT NULL,
+            previous_status TEXT,
+            occurred_at REAL NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'running', 'delivered', 'failed', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            started_at REAL,
+            last_error TEXT,
+            output_tail TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL)""",
+        "CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at)",
+        "CREATE INDEX deliveries_job ON deliveries (job_id)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            event_json TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            UNIQUE (job_id, digest))""",
+        "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+async def user_version(conn: aiosqlite.Connection) -> int:
+    """The schema version recorded in the database file."""
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_version(version: int, path: str, *, writer: bool) -> None:
+    """Refuse a database from a newer watcherd, or an old one we may not upgrade."""
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this watcherd "
+            f"understands ({SCHEMA_VERSION}); upgrade watcherd"
+        )
+    if version < SCHEMA_VERSION and not writer:
+        raise StoreError(
+            f"{path}: schema version {version} is older than {SCHEMA_VERSION}; "
+            "start the daemon once to upgrade it"
+        )
+
+
+async def migrate(conn: aiosqlite.Connection, path: str) -> int:
+    """Apply every pending step, each in its own transaction; return how many ran."""
+    applied = 0
+    for version, step in enumerate(MIGRATIONS, start=1):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = await user_version(conn)  # re-read: another writer may have won
+            check_version(current, path, writer=True)
+            if current < version:
+                await _apply(conn, version, step)
+                applied += 1
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+    return applied
+
+
+async def _apply(conn: aiosqlite.Connection, version: int, step: Migration) -> None:
+    for statement in step.statements:
+        await conn.execute(statement)
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+        (version, step.name, time.time()),
+    )
+    await conn.execute(f"PRAGMA user_version = {int(version)}")
