@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from watcherd.model import MISSING, TERMINAL_STATUSES
@@ -18,6 +19,7 @@ _CODES: Final = {
     "cyan": "36",
     "white": "37",
 }
+_CONTROL: Final = dict.fromkeys([*range(32), *range(127, 160)], " ")
 _RED_STATUSES: Final = frozenset({"error", "cancelled", "user_error", MISSING})
 
 
@@ -51,12 +53,28 @@ def number(value: float | None, spec: str = ".4g") -> str:
         return "-"
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return format(value, spec)
+    try:
+        return format(value, spec)
+    except OverflowError:  # an int too large for a float
+        digits = str(abs(int(value)))
+        sign = "-" if value < 0 else ""
+        return f"{sign}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+
+
+def real(value: object) -> float | None:
+    """A finite float for a number, else None (NaN, ±inf, overflowing ints, non-numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        as_float = float(value)
+    except OverflowError:
+        return None
+    return as_float if math.isfinite(as_float) else None
 
 
 def duration(seconds: float) -> str:
     """A short human duration: `42s`, `3m 5s`, `2h 5m`, `3d 4h`."""
-    if not math.isfinite(seconds):
+    if real(seconds) is None:
         return "-"
     total = max(0, int(seconds))
     days, rest = divmod(total, 86400)
@@ -81,40 +99,72 @@ def ago(when: float | None, now: float) -> str:
     return "just now" if delta < 1 else f"{duration(delta)} ago"
 
 
+def safe(text: object) -> str:
+    """One line of printable text: control characters (ANSI escapes too) removed."""
+    return " ".join(str(text).translate(_CONTROL).split())
+
+
 def clip(text: str, width: int) -> str:
-    """`text` cut to `width` characters with a trailing `…` when it is longer."""
-    text = " ".join(text.split())  # no newlines or tabs inside a cell
+    """`text` made `safe` and cut to `width` characters, with `…` when it was longer."""
+    text = safe(text)
     if width <= 0:
         return ""
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[tuple[str, str | None]]],
-    *,
-    color: bool,
-    width: int,
-    shrink: int,
-) -> list[str]:
-    """Aligned columns, two spaces apart; column `shrink` gives way when too wide.
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column: its header, alignment and how it gives way on a narrow terminal.
 
-    Each cell is (text, style); padding is computed on the plain text so colour codes
-    never break alignment.
+    `drop` ranks the columns left out first when the row is too wide (1 goes first,
+    None never goes); a `shrink` column is clipped instead, down to its header.
     """
-    widths = [max([len(h)] + [len(r[i][0]) for r in rows]) for i, h in enumerate(header)]
-    excess = sum(widths) + 2 * (len(widths) - 1) - width
-    if excess > 0:
-        widths[shrink] = max(len(header[shrink]), widths[shrink] - excess)
-    lines = [_join([(h, "bold") for h in header], widths, color)]
-    lines.extend(_join(row, widths, color) for row in rows)
+
+    name: str
+    right: bool = False
+    drop: int | None = None
+    shrink: bool = False
+
+
+Cell = tuple[str, str | None]  # (plain text, style)
+
+
+def table(
+    columns: Sequence[Column], rows: Sequence[Sequence[Cell]], *, color: bool, width: int
+) -> list[str]:
+    """Aligned columns two spaces apart, fitted to `width`; colour never breaks alignment."""
+    keep = list(range(len(columns)))
+    widths = [max([len(c.name)] + [len(r[i][0]) for r in rows]) for i, c in enumerate(columns)]
+    ranked = sorted((c.drop, i) for i, c in enumerate(columns) if c.drop is not None)
+    for _, index in ranked:
+        if _total(widths, keep) <= width:
+            break
+        keep.remove(index)
+    for index in keep:
+        excess = _total(widths, keep) - width
+        if columns[index].shrink and excess > 0:
+            widths[index] = max(len(columns[index].name), widths[index] - excess)
+    head = [(columns[i].name, "bold") for i in keep]
+    lines = [_join(head, [widths[i] for i in keep], [columns[i].right for i in keep], color)]
+    for row in rows:
+        cells = [row[i] for i in keep]
+        lines.append(
+            _join(cells, [widths[i] for i in keep], [columns[i].right for i in keep], color)
+        )
     return lines
 
 
-def _join(cells: Sequence[tuple[str, str | None]], widths: list[int], color: bool) -> str:
-    """One table line: each cell clipped, padded and painted."""
+def _total(widths: list[int], keep: list[int]) -> int:
+    """Width of a line made of the kept columns."""
+    return sum(widths[i] for i in keep) + 2 * (len(keep) - 1)
+
+
+def _join(cells: Sequence[Cell], widths: list[int], right: list[bool], color: bool) -> str:
+    """One table line: each cell clipped, padded (left or right) and painted."""
     parts = []
-    for (text, style), cell_width in zip(cells, widths, strict=True):
+    for (text, style), cell_width, align_right in zip(cells, widths, right, strict=True):
         shown = clip(text, cell_width)
-        parts.append(paint(shown, style, color) + " " * (cell_width - len(shown)))
+        pad = " " * (cell_width - len(shown))
+        painted = paint(shown, style, color)
+        parts.append(pad + painted if align_right else painted + pad)
     return "  ".join(parts).rstrip()

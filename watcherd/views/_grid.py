@@ -15,7 +15,8 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import le
+from itertools import compress
+from operator import le, not_
 from typing import Final
 
 DIP: Final = -1  # slot of a NaN or -inf column: the line drops to the x axis
@@ -30,11 +31,13 @@ class Chart:
     line_cells: list[list[bool]]  # per body row, per column: part of the line
 
 
-def should_log(values: Sequence[float]) -> bool:
+def should_log(values: Sequence[float], *, finite: bool = False) -> bool:
     """True when the positive values span more than 100×, as in the CLI."""
-    if values and math.isfinite(sum(values)) and min(values) > 0:
-        return len(values) > 1 and max(values) / min(values) > 100
-    positive = [v for v in values if v > 0]
+    if values and (finite or math.isfinite(sum(values))):
+        low = min(values)
+        if low > 0:
+            return len(values) > 1 and max(values) / low > 100
+    positive = list(filter((0.0).__lt__, values))
     return len(positive) > 1 and max(positive) / min(positive) > 100
 
 
@@ -46,14 +49,21 @@ def uniform(low: float, high: float, count: int) -> list[float]:
     return [low + span * i / (count - 1) for i in range(count - 1)] + [high]
 
 
-def sample_columns(xs: Sequence[float], ys: Sequence[float], width: int) -> list[float]:
+def sample_columns(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    width: int,
+    *,
+    ascending: bool = False,
+    finite: bool = False,
+) -> list[float]:
     """The series interpolated at `width` evenly spaced steps; NaN marks a dip column."""
-    order = _sorted_order(xs)
+    order = None if ascending else _sorted_order(xs)
     sx = [xs[i] for i in order] if order is not None else xs
     sy = [ys[i] for i in order] if order is not None else ys
     grid = uniform(sx[0], sx[-1], width)
     columns = [_value_at(sx, sy, x) for x in grid]
-    if not math.isfinite(sum(sy)):
+    if not (finite or math.isfinite(sum(sy))):
         _mark_non_finite(columns, sx, sy)
     return columns
 
@@ -83,10 +93,9 @@ def _value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
 def _mark_non_finite(columns: list[float], xs: Sequence[float], ys: Sequence[float]) -> None:
     """Give every NaN or infinity its nearest column, however dense the series."""
     width, low, high = len(columns), xs[0], xs[-1]
-    for x, y in zip(xs, ys, strict=True):
-        if not math.isfinite(y):
-            col = round((x - low) / (high - low) * (width - 1)) if high > low else 0
-            columns[col] = y
+    for i in compress(range(len(ys)), map(not_, map(math.isfinite, ys))):
+        col = round((xs[i] - low) / (high - low) * (width - 1)) if high > low else 0
+        columns[col] = ys[i]
 
 
 def log_scale(columns: list[float]) -> list[float]:

@@ -1,22 +1,25 @@
 """Turn metric rows into one (steps, values) series per plottable key, quickly.
 
 A 200,000-row history must chart in a few tens of milliseconds, so rows are grouped
-by their key signature first (train and eval rows each share one) and every column is
-pulled out with C-level `map` calls instead of a Python loop per value.
+by their key set first (train rows share one, eval rows another) and each column is
+pulled out with C-level `map` calls rather than a Python loop per value. Grouping goes
+by row length: a length group whose rows hold only as many distinct keys as one row
+does has a single key set; a mixed one is split row by row.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from operator import itemgetter
-from typing import Final
+from dataclasses import dataclass, field
+from itertools import chain, compress
+from operator import itemgetter, le, not_
+from typing import Any, Final
 
 from watcherd.model import STEP_KEY, MetricRow
 
 _SKIP_BASES: Final = frozenset({"timestamp", "step", "global_step", "epoch"})
-_PLAIN_NUMBERS: Final = frozenset({int, float})
+_NUMBER_TYPES: Final = frozenset({int, float})
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +29,16 @@ class Series:
     key: str
     xs: list[float]
     ys: list[float]
+    ascending: bool = field(default=False, compare=False)  # xs known to be sorted
+    finite: bool = field(default=False, compare=False)  # ys known to hold no NaN or inf
 
     @property
-    def non_finite_steps(self) -> list[tuple[float, float]]:
+    def non_finite(self) -> list[tuple[float, float]]:
         """(step, value) of every NaN or infinite value, in row order."""
-        if _all_finite(self.ys):
+        if self.finite:
             return []
-        return [(x, y) for x, y in zip(self.xs, self.ys, strict=True) if not math.isfinite(y)]
+        bad = compress(range(len(self.ys)), map(not_, map(math.isfinite, self.ys)))
+        return [(self.xs[i], self.ys[i]) for i in bad]
 
 
 def is_skipped(key: str) -> bool:
@@ -43,38 +49,82 @@ def is_skipped(key: str) -> bool:
 
 def collect_series(rows: Sequence[MetricRow]) -> list[Series]:
     """Every plottable numeric key as a series, keys in first-seen order."""
-    groups: dict[tuple[str, ...], list[MetricRow]] = {}
-    for row in rows:
-        if STEP_KEY in row:
-            groups.setdefault(tuple(row), []).append(row)
-    owners: dict[str, list[tuple[str, ...]]] = {}
-    for signature in groups:
-        for key in signature:
+    groups = [g for g in _groups(rows) if STEP_KEY in g[0]]
+    owners: dict[str, list[list[MetricRow]]] = {}
+    for group in groups:
+        for key in group[0]:
             if not is_skipped(key):
-                owners.setdefault(key, []).append(signature)
-    found = (_series_for(key, sigs, groups, rows) for key, sigs in owners.items())
+                owners.setdefault(key, []).append(group)
+    steps = {id(g): _steps(g) for g in groups}  # (column, ascending) per group
+    found = (_series_for(key, gs, rows, steps) for key, gs in owners.items())
     return [series for series in found if series.xs]
+
+
+def _groups(rows: Sequence[MetricRow]) -> list[list[MetricRow]]:
+    """Rows split by key set, groups ordered by their first row."""
+    lengths = list(map(len, rows))
+    found: list[tuple[int, list[MetricRow]]] = []
+    for size in dict.fromkeys(lengths):
+        members = list(compress(rows, map(size.__eq__, lengths)))
+        if len(dict.fromkeys(chain.from_iterable(members))) == size:
+            found.append((lengths.index(size), members))
+        else:
+            found.extend(_split(members, rows))
+    found.sort(key=itemgetter(0))
+    return [members for _, members in found]
+
+
+def _split(
+    members: list[MetricRow], rows: Sequence[MetricRow]
+) -> list[tuple[int, list[MetricRow]]]:
+    """A mixed length group split row by row on its exact key tuple."""
+    by_keys: dict[tuple[str, ...], list[MetricRow]] = {}
+    for row in members:
+        by_keys.setdefault(tuple(row), []).append(row)
+    positions = {id(row): i for i, row in enumerate(rows)}
+    return [(positions[id(group[0])], group) for group in by_keys.values()]
+
+
+def _steps(group: list[MetricRow]) -> tuple[list[Any], bool]:
+    """The group's `train/global_step` column, and whether it is plain and ascending.
+
+    A column holding anything but int and float is never "plain and ascending", so
+    the caller's slow path filters it.
+    """
+    xs = list(map(itemgetter(STEP_KEY), group))
+    return xs, _plain(xs) and _ascending(xs)
+
+
+def _plain(values: list[Any]) -> bool:
+    """True when every value is an int or a float (no bool, None or str)."""
+    return set(map(type, values)) <= _NUMBER_TYPES
+
+
+def _ascending(xs: list[Any]) -> bool:
+    """True when xs never decrease."""
+    return all(map(le, xs, xs[1:]))
 
 
 def _series_for(
     key: str,
-    signatures: list[tuple[str, ...]],
-    groups: dict[tuple[str, ...], list[MetricRow]],
+    groups: list[list[MetricRow]],
     rows: Sequence[MetricRow],
+    steps: dict[int, tuple[list[Any], bool]],
 ) -> Series:
     """The series of `key`: one group's columns, or a row-order scan when it spans several."""
-    if len(signatures) == 1:
-        members = groups[signatures[0]]
-        xs: list[object] = list(map(itemgetter(STEP_KEY), members))
-        ys: list[object] = list(map(itemgetter(key), members))
+    if len(groups) == 1:
+        (xs, ascending), ys = steps[id(groups[0])], list(map(itemgetter(key), groups[0]))
     else:
         present = [row for row in rows if key in row and STEP_KEY in row]
-        xs = [row[STEP_KEY] for row in present]
-        ys = [row[key] for row in present]
-    if not set(map(type, ys)) <= _PLAIN_NUMBERS or not set(map(type, xs)) <= _PLAIN_NUMBERS:
+        xs, ys = [row[STEP_KEY] for row in present], [row[key] for row in present]
+        ascending = _plain(xs) and _ascending(xs)
+    if not (ascending or _plain(xs)) or not _plain(ys):
         pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if _is_number(x) and _is_number(y)]
         xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
-    return Series(key, _as_floats(xs), _as_floats(ys))
+        ascending = _ascending(xs)
+    if int in set(map(type, ys)):
+        ys = _as_floats(ys)
+    return Series(key, xs, ys, ascending=ascending, finite=math.isfinite(sum(ys)))
 
 
 def _is_number(value: object) -> bool:
@@ -82,25 +132,16 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _as_floats(values: list[object]) -> list[float]:
-    """The values as floats (ints that overflow a float become ±inf)."""
+def _as_floats(values: list[Any]) -> list[float]:
+    """The values as floats; integers too large for a float become ±inf."""
     try:
-        return list(map(float, values))  # type: ignore[arg-type]
+        return list(map(float, values))
     except OverflowError:
-        return [_to_float(v) for v in values]
+        return [_saturate(v) for v in values]
 
 
-def _to_float(value: object) -> float:
-    """One value as a float, saturating huge integers."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
-
-
-def _all_finite(values: list[float]) -> bool:
-    """True when no value is NaN or infinite (a C-speed sum in the common case)."""
-    total = sum(values)
-    if math.isfinite(total):
-        return True
-    return all(map(math.isfinite, values))
+def _saturate(value: Any) -> float:
+    """float(value), with integers beyond a float's range as ±inf."""
+    if isinstance(value, int) and abs(value) >= 2**1023:
+        return math.inf if value > 0 else -math.inf
+    return float(value)

@@ -62,7 +62,7 @@ def header(series: Series, log: bool) -> str:
 def non_finite_notes(series: Series) -> list[str]:
     """`NaN at step 7`, `NaN at steps 3, 9`, `inf at 12 steps, first 40`, per kind."""
     by_kind: dict[str, list[str]] = {}
-    for x, y in series.non_finite_steps:
+    for x, y in series.non_finite:
         kind = "NaN" if math.isnan(y) else ("inf" if y > 0 else "-inf")
         by_kind.setdefault(kind, []).append(_step(x))
     notes = []
@@ -78,13 +78,17 @@ def non_finite_notes(series: Series) -> list[str]:
 
 def chart(series: Series, *, width: int, colour: str | None) -> str:
     """One series as header plus six-row chart, x axis and tick labels."""
-    log = _grid.should_log(series.ys)
-    columns = _grid.sample_columns(series.xs, series.ys, width)
+    log = _grid.should_log(series.ys, finite=series.finite)
+    columns = _grid.sample_columns(
+        series.xs, series.ys, width, ascending=series.ascending, finite=series.finite
+    )
     if log:
         columns = _grid.log_scale(columns)
     slots, levels = _grid.quantize(columns, HEIGHT)
     y_labels = [f"{(10**v if log else v):.3g}" for v in levels]
-    steps = _grid.uniform(min(series.xs), max(series.xs), width)
+    xs = series.xs
+    low, high = (xs[0], xs[-1]) if series.ascending else (min(xs), max(xs))
+    steps = _grid.uniform(low, high, width)
     x_labels = [_step(steps[col]) for col in _grid.tick_columns(width)]
     drawn = _grid.draw(slots, y_labels, x_labels, LABEL_WIDTH)
     lines = [paint(header(series, log), colour, colour is not None)]

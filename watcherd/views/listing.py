@@ -1,0 +1,141 @@
+"""`watcherd list`: one row per job, as a table for people or as JSON for scripts.
+
+JSON keys (stable): job_id, note, watched, status, status_since, step, train_loss,
+eval_loss, seconds_remaining, last_poll_at, last_error, model, model_output_name,
+hooks. Times are ISO-8601 UTC strings, counts are ints, and NaN or infinite numbers
+become null so that every JSON parser accepts the output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from watcherd.model import JobOverview
+from watcherd.views._fmt import (
+    Cell,
+    Column,
+    ago,
+    clip,
+    duration,
+    is_final,
+    number,
+    paint,
+    real,
+    status_style,
+    table,
+)
+
+#: Hook states in the order `list` and `show` summarise them (worst first).
+HOOK_STATES: Final = ("dead", "failed", "running", "pending", "delivered")
+
+COLUMNS: Final = (
+    Column("ID"),
+    Column("NOTE", shrink=True, drop=8),
+    Column("STATUS"),
+    Column("SINCE", drop=4),
+    Column("STEP", right=True, drop=6),
+    Column("TRAIN", right=True, drop=7),
+    Column("EVAL", right=True, drop=3),
+    Column("ETA", right=True, drop=5),
+    Column("POLLED", drop=1),
+    Column("HOOKS", drop=2),
+)
+
+
+def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: int) -> str:
+    """The job table, each job's last error (if any) on the line under it."""
+    if not jobs:
+        return "No jobs. Add one with `watcherd add JOB_ID`."
+    rows = [_cells(job, now) for job in jobs]
+    lines = table(COLUMNS, rows, color=color, width=width)
+    out = lines[:1]
+    for job, line in zip(jobs, lines[1:], strict=True):
+        out.append(line)
+        if job.last_error:
+            out.append(paint(clip(f"  ! {job.last_error}", width), "red", color))
+    return "\n".join(out)
+
+
+def _cells(job: JobOverview, now: float) -> list[Cell]:
+    """The table cells of one job."""
+    status = job.status or "-"
+    if not job.watched:
+        status += " (unwatched)"
+    return [
+        (job.job_id, None),
+        (job.note or "", None),
+        (status, status_style(job.status)),
+        (ago(job.status_since, now) if job.status_since is not None else "-", None),
+        (str(job.step) if job.step is not None else "-", None),
+        (number(job.train_loss), None),
+        (number(job.eval_loss), None),
+        (eta(job, now), None),
+        (ago(job.last_poll_at, now), None),
+        hook_summary(job.hooks),
+    ]
+
+
+def eta(job: JobOverview, now: float) -> str:
+    """Time left to the next state: the last estimate less the time since that poll."""
+    remaining = real(job.seconds_remaining)
+    if is_final(job.status) or remaining is None or job.last_poll_at is None:
+        return "-"
+    left = remaining - max(0.0, now - job.last_poll_at)
+    return duration(left) if left >= 1 else "soon"
+
+
+def hook_summary(hooks: dict[str, int]) -> Cell:
+    """`2 delivered`, `1 dead!, 1 delivered`: red when any is dead, yellow if failing."""
+    known = [s for s in HOOK_STATES if hooks.get(s)]
+    other = sorted(s for s in hooks if s not in HOOK_STATES and hooks[s])
+    parts = [f"{hooks[s]} {s}{'!' if s == 'dead' else ''}" for s in known + other]
+    if not parts:
+        return ("-", None)
+    style = "red" if hooks.get("dead") else "yellow" if hooks.get("failed") else None
+    return (", ".join(parts), style)
+
+
+def list_json(jobs: Sequence[JobOverview]) -> list[dict[str, Any]]:
+    """The jobs as JSON-ready dicts (see the module docstring for the keys)."""
+    return [job_json(job) for job in jobs]
+
+
+def job_json(job: JobOverview) -> dict[str, Any]:
+    """One job's overview as a JSON-ready dict."""
+    return {
+        "job_id": job.job_id,
+        "note": job.note,
+        "watched": job.watched,
+        "status": job.status,
+        "status_since": iso(job.status_since),
+        "step": job.step,
+        "train_loss": finite(job.train_loss),
+        "eval_loss": finite(job.eval_loss),
+        "seconds_remaining": finite(job.seconds_remaining),
+        "last_poll_at": iso(job.last_poll_at),
+        "last_error": job.last_error,
+        "model": job.model,
+        "model_output_name": job.model_output_name,
+        "hooks": {state: int(count) for state, count in sorted(job.hooks.items())},
+    }
+
+
+def finite(value: float | None) -> float | None:
+    """The number, or None for a missing, NaN or infinite one (JSON has no NaN)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:  # an int too large for a float is still exact JSON
+        return value
+
+
+def iso(when: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC text with microseconds, None stays None."""
+    if when is None or not math.isfinite(when):
+        return None
+    stamp = datetime.fromtimestamp(when, tz=UTC)
+    return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,193 @@
+"""`watcherd show JOB_ID`: one job's fields, timeline, metric sparklines and hook deliveries.
+
+JSON (`show_json`) keys: job (as in `list --json`), fields (label to text, only those
+the job object holds), transitions (from, to, at, seconds: time in `to` until the next
+change, or until `now` for the current one), phases (queue_wait, training, upload,
+total: seconds or null), metrics (per key: count, first_step, last_step, first, last,
+min, max; NaN and infinities null), deliveries (as in `hooks --json`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from watcherd.model import Delivery, JobOverview, MetricRow, Transition
+from watcherd.views import _fields
+from watcherd.views._fmt import ago, duration, is_final, paint, real, status_style
+from watcherd.views._series import Series, collect_series
+from watcherd.views.charts import sparkline
+from watcherd.views.hooks import deliveries_json, delivery_lines
+from watcherd.views.listing import finite, iso, job_json
+
+#: Named phases and the statuses whose time they add up.
+PHASES: Final = (
+    ("queue wait", ("pending", "queued")),
+    ("training", ("running",)),
+    ("upload", ("compressing", "uploading")),
+)
+SPARK_MIN, SPARK_MAX = 20, 60
+
+
+def render_show(
+    job: JobOverview,
+    raw_job: dict[str, Any] | None,
+    transitions: Sequence[Transition],
+    metrics: Sequence[MetricRow],
+    deliveries: Sequence[Delivery],
+    *,
+    now: float,
+    color: bool,
+    width: int,
+) -> str:
+    """The whole `show` page as text, sections separated by blank lines."""
+    sections = [
+        _title(job, now, color) + "\n" + _field_lines(job, raw_job, now),
+        _timeline(transitions, job.status, now, color),
+        _sparklines(collect_series(metrics), width),
+        _hooks(deliveries, now, color, width),
+    ]
+    return "\n\n".join(s for s in sections if s)
+
+
+def _title(job: JobOverview, now: float, color: bool) -> str:
+    """`ft-…  running  since 3m ago  — note`."""
+    status = paint(job.status or "never polled", status_style(job.status), color)
+    parts = [paint(job.job_id, "bold", color), status]
+    if job.status_since is not None:
+        parts.append(f"since {ago(job.status_since, now)}")
+    if not job.watched:
+        parts.append("(unwatched)")
+    if job.note:
+        parts.append(f"— {job.note}")
+    return "  ".join(parts)
+
+
+def _field_lines(job: JobOverview, raw_job: dict[str, Any] | None, now: float) -> str:
+    """`  label   value` lines: the job object's fields, then what watcherd knows."""
+    pairs = _fields.job_fields(raw_job, job)
+    pairs.append(("last poll", ago(job.last_poll_at, now)))
+    if job.step is not None:
+        pairs.append(("step", str(job.step)))
+    if job.last_error:
+        pairs.append(("last error", " ".join(job.last_error.split())))
+    label_width = max(len(label) for label, _ in pairs)
+    return "\n".join(f"  {label.ljust(label_width)}  {value}" for label, value in pairs)
+
+
+def spans(transitions: Sequence[Transition], status: str | None, now: float) -> list[float | None]:
+    """Seconds spent in each transition's `to` status (the current one up to `now`)."""
+    ordered = sorted(transitions, key=lambda t: t.observed_at)
+    result: list[float | None] = []
+    for i, tr in enumerate(ordered):
+        if i + 1 < len(ordered):
+            result.append(ordered[i + 1].observed_at - tr.observed_at)
+        elif is_final(tr.to_status):
+            result.append(None)
+        else:
+            result.append(max(0.0, now - tr.observed_at))
+    return result
+
+
+def phases(transitions: Sequence[Transition], status: str | None, now: float) -> dict[str, Any]:
+    """Seconds per named phase, and the total from first sighting to the end (or now)."""
+    ordered = sorted(transitions, key=lambda t: t.observed_at)
+    lasted = spans(ordered, status, now)
+    out: dict[str, float | None] = {}
+    for name, statuses in PHASES:
+        times = [s for t, s in zip(ordered, lasted, strict=True) if t.to_status in statuses]
+        out[name.replace(" ", "_")] = sum(s for s in times if s is not None) if times else None
+    if ordered:
+        end = ordered[-1].observed_at if is_final(ordered[-1].to_status) else now
+        out["total"] = max(0.0, end - ordered[0].observed_at)
+    else:
+        out["total"] = None
+    return out
+
+
+def _timeline(
+    transitions: Sequence[Transition], status: str | None, now: float, color: bool
+) -> str:
+    """`Timeline` with one line per transition, then the phase totals."""
+    if not transitions:
+        return "Timeline\n  (no transitions recorded yet)"
+    ordered = sorted(transitions, key=lambda t: t.observed_at)
+    lines = ["Timeline"]
+    for tr, lasted in zip(ordered, spans(ordered, status, now), strict=True):
+        change = (
+            f"{tr.from_status or '·'} → {paint(tr.to_status, status_style(tr.to_status), color)}"
+        )
+        took = f"  ({duration(lasted)})" if lasted is not None else ""
+        lines.append(f"  {_clock(tr.observed_at)}  {change}{took}")
+    totals = phases(ordered, status, now)
+    named = [(name, totals[name.replace(" ", "_")]) for name, _ in PHASES]
+    named.append(("total", totals["total"]))
+    lines.append("  " + " · ".join(f"{n} {duration(s)}" for n, s in named if s is not None))
+    return "\n".join(lines)
+
+
+def _clock(when: float) -> str:
+    """A UTC time to the second: `2026-05-19 13:09:53Z`."""
+    if real(when) is None:
+        return "?"
+    return datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _sparklines(series: list[Series], width: int) -> str:
+    """`Metrics` with one sparkline per key, labels aligned."""
+    if not series:
+        return ""
+    label_width = max(len(s.key) for s in series)
+    spark_width = max(SPARK_MIN, min(SPARK_MAX, width - label_width - 30))
+    lines = ["Metrics"]
+    for s in series:
+        lines.append(f"  {s.key.rjust(label_width)}  {sparkline(s.ys, spark_width, xs=s.xs)}")
+    return "\n".join(lines)
+
+
+def _hooks(deliveries: Sequence[Delivery], now: float, color: bool, width: int) -> str:
+    """`Hooks` and the job's deliveries, or nothing when there are none."""
+    if not deliveries:
+        return ""
+    return "\n".join(
+        ["Hooks", *delivery_lines(deliveries, now=now, color=color, width=width, job=False)]
+    )
+
+
+def show_json(
+    job: JobOverview,
+    raw_job: dict[str, Any] | None,
+    transitions: Sequence[Transition],
+    metrics: Sequence[MetricRow],
+    deliveries: Sequence[Delivery],
+    *,
+    now: float,
+) -> dict[str, Any]:
+    """The `show` page as a JSON-ready dict (keys in the module docstring)."""
+    ordered = sorted(transitions, key=lambda t: t.observed_at)
+    return {
+        "job": job_json(job),
+        "fields": dict(_fields.job_fields(raw_job, job)),
+        "transitions": [
+            {"from": t.from_status, "to": t.to_status, "at": iso(t.observed_at), "seconds": s}
+            for t, s in zip(ordered, spans(ordered, job.status, now), strict=True)
+        ],
+        "phases": phases(ordered, job.status, now),
+        "metrics": {s.key: _summary(s) for s in collect_series(metrics)},
+        "deliveries": deliveries_json(deliveries),
+    }
+
+
+def _summary(series: Series) -> dict[str, Any]:
+    """count, first/last step, first/last/min/max value of one series."""
+    values = [v for v in series.ys if real(v) is not None]
+    return {
+        "count": len(series.ys),
+        "first_step": int(series.xs[0]),
+        "last_step": int(series.xs[-1]),
+        "first": finite(series.ys[0]),
+        "last": finite(series.ys[-1]),
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+    }
