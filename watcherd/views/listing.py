@@ -55,7 +55,7 @@ def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: 
     for job, line in zip(jobs, lines[1:], strict=True):
         out.append(line)
         if job.last_error:
-            out.append(paint(clip(f"  ! {job.last_error}", width), "red", color))
+            out.append(paint("  ! " + clip(job.last_error, width - 4), "red", color))
     return "\n".join(out)
 
 

@@ -150,9 +150,8 @@ def _hooks(deliveries: Sequence[Delivery], now: float, color: bool, width: int) 
     """`Hooks` and the job's deliveries, or nothing when there are none."""
     if not deliveries:
         return ""
-    return "\n".join(
-        ["Hooks", *delivery_lines(deliveries, now=now, color=color, width=width, job=False)]
-    )
+    lines = delivery_lines(deliveries, now=now, color=color, width=width - 2, job=False)
+    return "\n".join(["Hooks", *("  " + line for line in lines)])
 
 
 def show_json(
