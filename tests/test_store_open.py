@@ -19,6 +19,10 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 def _tables(path: Path) -> set[str]:
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
@@ -107,7 +111,7 @@ async def test_reader_refuses_a_missing_database_without_creating_it(tmp_path: P
     with pytest.raises(StoreError, match="no database yet"):
         async with Store.open(db, writer=False):
             pass  # pragma: no cover
-    assert list(tmp_path.iterdir()) == []
+    assert _names(tmp_path) == []
 
 
 async def test_reader_refuses_to_write(tmp_path: Path) -> None:

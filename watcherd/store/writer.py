@@ -101,8 +101,8 @@ async def _metric_fields(
 def _job_fields(rec: PollRecord) -> dict[str, Any]:
     """Job columns taken from the job object (when one came) and the progress estimate."""
     remaining = rec.seconds_remaining
-    if rec.job is None:
-        return {"seconds_remaining": remaining}
+    if rec.job is None:  # a status-only sighting keeps the last estimate unless it has one
+        return {} if remaining is None else {"seconds_remaining": remaining}
     progress = rec.job.get("progress")
     if remaining is None and isinstance(progress, Mapping):
         remaining = number(progress.get("seconds_remaining"))

@@ -1,0 +1,241 @@
+"""Recording polls: exact values, de-duplication, transitions and the outbox."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watcherd.errors import StoreError
+from watcherd.model import MISSING, MetricRow, dumps_exact
+from watcherd.store import HookLike, HookSub, PollRecord, Store
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_779_196_193_564_587_001  # not representable as a float: must survive exactly
+HOOKS = (HookSub("deploy", ("completed",)), HookSub("team", ("completed", "error", MISSING)))
+
+
+def train(step: int, loss: Any = 1.0, **extra: Any) -> MetricRow:
+    """A train row as the API sends it."""
+    row = {"timestamp": T0 + step * 1000, "train/global_step": step, "train/loss": loss}
+    return row | extra
+
+
+def evaluation(step: int, loss: Any = 2.0) -> MetricRow:
+    """An eval row at `step`, stamped just after the train row."""
+    return {"timestamp": T0 + step * 1000 + 1, "train/global_step": step, "eval/loss": loss}
+
+
+def poll(
+    status: str | None,
+    rows: Sequence[MetricRow] = (),
+    *,
+    at: float = 10.0,
+    job: dict[str, Any] | None = None,
+    hooks: Sequence[HookLike] = HOOKS,
+) -> PollRecord:
+    """A PollRecord for job ft-a."""
+    return PollRecord("ft-a", at, job, status, rows, hooks)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A writer store on a fresh file, watching ft-a."""
+    async with Store.open(tmp_path / "w.db", writer=True) as st:
+        await st.sync_watched([("ft-a", "note")], 1.0)
+        yield st
+
+
+async def test_values_round_trip_exactly(store: Store) -> None:
+    """NaN, ±Infinity, huge integers and key order come back exactly as received."""
+    rows = [
+        {"train/loss": math.nan, "timestamp": T0, "train/global_step": 1, "x": 2**70},
+        train(2, math.inf, **{"train/grad_norm": -math.inf, "train/epoch": 0.1}),
+        evaluation(2, 0.1),
+    ]
+    await store.record_poll(poll("running", rows))
+    assert await store.metrics_json("ft-a") == [dumps_exact(r) for r in rows]
+    first, second, third = await store.all_metrics("ft-a")
+    assert list(first) == ["train/loss", "timestamp", "train/global_step", "x"]
+    assert math.isnan(first["train/loss"]) and first["x"] == 2**70
+    assert type(first["timestamp"]) is int and first["timestamp"] == T0
+    assert second["train/loss"] == math.inf and second["train/grad_norm"] == -math.inf
+    assert third == evaluation(2, 0.1)
+
+
+async def test_the_same_page_twice_adds_nothing(store: Store) -> None:
+    """Re-recording an identical page inserts no rows and reports none new."""
+    rows = [train(1), train(2), evaluation(2)]
+    assert (await store.record_poll(poll("running", rows))).new_rows == 3
+    assert (await store.record_poll(poll("running", rows))).new_rows == 0
+    assert await store.metrics_json("ft-a") == [dumps_exact(r) for r in rows]
+
+
+async def test_an_inclusive_refetch_adds_only_the_late_rows(store: Store) -> None:
+    """Fetching again from the highest step keeps old rows once and adds the late eval."""
+    await store.record_poll(poll("running", [train(1), train(2)]))
+    result = await store.record_poll(poll("running", [train(2), evaluation(2), train(3)]))
+    assert result.new_rows == 2
+    assert [r["train/global_step"] for r in await store.all_metrics("ft-a")] == [1, 2, 2, 3]
+    assert (await store.job_states())["ft-a"].max_step == 3
+
+
+async def test_transitions_are_recorded_in_order_once_each(store: Store) -> None:
+    """Each status change is one transition row; a repeated status adds none."""
+    results = [
+        await store.record_poll(poll(status, at=at))
+        for at, status in enumerate(["pending", "pending", "running", "completed"], start=1)
+    ]
+    assert [r.transition for r in results] == [
+        (None, "pending"),
+        None,
+        ("pending", "running"),
+        ("running", "completed"),
+    ]
+    history = await store.transitions("ft-a")
+    assert [(t.from_status, t.to_status, t.observed_at) for t in history] == [
+        (None, "pending", 1.0),
+        ("pending", "running", 3.0),
+        ("running", "completed", 4.0),
+    ]
+
+
+async def test_a_status_only_poll_leaves_metrics_and_job_object_alone(store: Store) -> None:
+    """A list-endpoint sighting (job=None, no rows) changes the status only."""
+    job = {"id": "ft-a", "status": "running", "model": "m", "progress": {"seconds_remaining": 7}}
+    await store.record_poll(poll("running", [train(1)], job=job))
+    await store.record_poll(poll("completed", job=None))
+    found = await store.job("ft-a")
+    assert found is not None
+    view, raw = found
+    assert (view.status, view.model, view.step, raw) == ("completed", "m", 1, job)
+
+
+async def test_outbox_rows_are_created_once_per_job_status_and_hook(store: Store) -> None:
+    """A re-detected transition writes no second delivery for the same (job, status, hook)."""
+    first = await store.record_poll(poll("completed"))
+    await store.record_poll(poll("running"))
+    again = await store.record_poll(poll("completed"))
+    assert first.deliveries == ["ft-a:completed:deploy", "ft-a:completed:team"]
+    assert again.transition == ("running", "completed") and again.deliveries == []
+    assert sorted(d.id for d in await store.deliveries("ft-a")) == first.deliveries
+    assert len(await store.transitions("ft-a")) == 3
+
+
+async def test_deliveries_carry_the_transition(store: Store) -> None:
+    """The outbox row holds event, previous status, occurred_at and is due at once."""
+    await store.record_poll(poll("running", at=5.0))
+    await store.record_poll(poll("error", at=9.0))
+    (delivery,) = await store.deliveries()
+    assert (delivery.id, delivery.hook, delivery.event) == ("ft-a:error:team", "team", "error")
+    assert (delivery.previous_status, delivery.occurred_at) == ("running", 9.0)
+    assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == ("pending", 0, 9.0)
+
+
+async def test_a_not_null_violation_raises_and_writes_nothing(store: Store) -> None:
+    """A NULL in a NOT NULL column is an error, and the whole page is rolled back."""
+    broken = HookSub(None, ("completed",))  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="NOT NULL"):
+        await store.record_poll(poll("completed", [train(1)], hooks=[broken]))
+    assert await store.all_metrics("ft-a") == []
+    assert await store.transitions("ft-a") == []
+    assert (await store.job_states())["ft-a"].status is None
+
+
+async def test_an_unstorable_row_is_refused_before_anything_is_written(store: Store) -> None:
+    """A row without train/global_step raises StoreError naming the row; nothing is kept."""
+    with pytest.raises(StoreError, match="metric row 1"):
+        await store.record_poll(poll("running", [train(1), {"timestamp": T0}]))
+    assert await store.all_metrics("ft-a") == []
+
+
+async def test_not_found_count_grows_then_a_success_resets_it(store: Store) -> None:
+    """404s in a row are counted; other errors keep the count; a good poll clears both."""
+    counts = [
+        await store.record_failure("ft-a", 1.0, "404", not_found=True),
+        await store.record_failure("ft-a", 2.0, "timeout", not_found=False),
+        await store.record_failure("ft-a", 3.0, "404", not_found=True),
+    ]
+    assert counts == [1, 1, 2]
+    assert (await store.job_states())["ft-a"].last_error == "404"
+    await store.record_poll(poll("running"))
+    state = (await store.job_states())["ft-a"]
+    assert (state.not_found_count, state.last_error, state.last_poll_at) == (0, None, 10.0)
+
+
+async def test_mark_missing_transitions_once_and_queues_subscribed_hooks(store: Store) -> None:
+    """`missing` is a transition like any other; hooks on it get a delivery."""
+    await store.record_poll(poll("running"))
+    result = await store.mark_missing("ft-a", 20.0, HOOKS)
+    assert result.transition == ("running", MISSING)
+    assert result.deliveries == ["ft-a:missing:team"]
+    assert (await store.mark_missing("ft-a", 21.0, HOOKS)).transition is None
+
+
+async def test_sync_watched_adds_renotes_and_unwatches_keeping_history(store: Store) -> None:
+    """The watched set follows the configuration; unwatched jobs stay in the database."""
+    await store.record_poll(poll("running", [train(1)]))
+    await store.sync_watched([("ft-b", "new"), ("ft-c", None)], 2.0)
+    await store.sync_watched([("ft-b", "renamed"), ("ft-a", None)], 3.0)
+    assert sorted(await store.job_states()) == ["ft-a", "ft-b"]
+    everything = await store.overview(include_unwatched=True)
+    assert [(j.job_id, j.note, j.watched) for j in everything] == [
+        ("ft-a", None, True),
+        ("ft-b", "renamed", True),
+        ("ft-c", None, False),
+    ]
+    assert len(await store.all_metrics("ft-a")) == 1
+
+
+async def test_overview_shows_progress_losses_and_hook_states(store: Store) -> None:
+    """Denormalized fields: seconds_remaining, last losses (NaN kept), hooks by state."""
+    job = {"progress": {"estimate_available": True, "seconds_remaining": 90}}
+    rows = [train(1, 3.0), evaluation(1, math.inf), train(2, math.nan)]
+    await store.record_poll(poll("running", rows, job=job))
+    await store.record_poll(poll("completed"))
+    await store.start_attempt("ft-a:completed:deploy", 11.0)
+    (view,) = await store.overview()
+    assert view.seconds_remaining == 90 and view.step == 2
+    assert math.isnan(view.train_loss or 0.0) and view.eval_loss == math.inf
+    assert view.hooks == {"pending": 1, "running": 1}
+
+
+async def test_summary_gives_last_and_best_loss_ignoring_nan(store: Store) -> None:
+    """Best loss is the smallest non-NaN value; last loss is the last row's, NaN or not."""
+    await store.record_poll(poll("running", [train(1, 2.0), train(2, 0.5), evaluation(2, 1.5)]))
+    await store.record_poll(poll("running", [train(3, math.nan), evaluation(3, 1.25)]))
+    summary = await store.metrics_summary("ft-a")
+    assert summary.last_step == 3 and math.isnan(summary.last_train_loss or 0.0)
+    assert (summary.best_train_loss, summary.last_eval_loss, summary.best_eval_loss) == (
+        0.5,
+        1.25,
+        1.25,
+    )
+
+
+async def test_daemon_state_host_pauses_and_last_poll(store: Store) -> None:
+    """Key/value state round-trips, None deletes, host pauses and the last poll are kept."""
+    await store.set_state("auth", "401 from api")
+    await store.set_host_pause("api.together.ai", 1234.5)
+    await store.set_host_pause("other", 1.0)
+    await store.set_host_pause("other", None)
+    assert await store.get_state("auth") == "401 from api"
+    await store.set_state("auth", None)
+    assert await store.get_state("auth") is None
+    assert await store.host_pauses() == {"api.together.ai": 1234.5}
+    assert await store.last_successful_poll() is None
+    await store.record_poll(poll("running", at=77.25))
+    assert await store.last_successful_poll() == 77.25
+
+
+async def test_events_are_deduplicated_by_time_type_and_message(store: Store) -> None:
+    """The same event twice is stored once; a different message is a new event."""
+    first = {"created_at": "2026-05-19T13:01:02Z", "type": "job_start", "message": "go"}
+    second = first | {"message": "again"}
+    assert await store.record_events("ft-a", [first], 1.0) == 1
+    assert await store.record_events("ft-a", [first | {"level": "info"}, second], 2.0) == 1
+    assert await store.events("ft-a") == [first, second]
