@@ -78,32 +78,39 @@ class SimServer:
             await stream.aclose()
 
     async def _one(self, stream: SocketStream, req: Request) -> bool:
-        """Serve one request; True if the connection stays open."""
+        """Serve one request; True if the connection stays open.
+
+        A whole reply is logged just before its bytes go out (so a client that has
+        read it always finds it in the stats); a damaged one once it is done.
+        """
         start = time.time()
         self.stats.started()
-        status: int | None = None
         kind, retry_at, ok = None, None, self._authorized(req)
+        reply = error_reply(401, "Invalid API key provided", "invalid_api_key")
+        logged = False
+
+        def log(status: int | None) -> None:
+            nonlocal logged
+            logged = True
+            self.stats.finished(
+                RequestRecord(
+                    start, req.method, req.path, req.query, status, kind, retry_at,
+                    time.time() - start, ok,
+                )
+            )  # fmt: skip
+
         try:
-            if not ok:
-                reply = error_reply(401, "Invalid API key provided", "invalid_api_key")
-            else:
+            if ok:
                 kind = self.faults.pick(self._rng) if self.faults.total else None
                 reply, retry_at = self._reply(req, kind)
-            status = None if kind == "stall" else reply.status
-            return await self._send(stream, reply, kind, req.keep_alive)
+            if kind is None or kind in REPLACING:
+                log(reply.status)
+                await stream.send(head_bytes(reply, len(reply.body), req.keep_alive) + reply.body)
+                return req.keep_alive
+            return await self._injector.deliver(kind, stream, reply, req.keep_alive)
         finally:
-            record = RequestRecord(
-                start,
-                req.method,
-                req.path,
-                req.query,
-                status,
-                kind,
-                retry_at,
-                time.time() - start,
-                ok,
-            )
-            self.stats.finished(record)
+            if not logged:
+                log(None if kind == "stall" else reply.status)
 
     def _reply(self, req: Request, kind: str | None) -> tuple[Reply, float | None]:
         if kind in REPLACING:
@@ -112,12 +119,6 @@ class SimServer:
             return route(self.world, req), None
         except Exception as exc:  # a bug in the sim: answer 500 rather than hang up
             return error_reply(500, f"simulator error: {exc!r}", "server_error"), None
-
-    async def _send(self, stream: SocketStream, reply: Reply, kind: str | None, keep: bool) -> bool:
-        if kind is None or kind in REPLACING:
-            await stream.send(head_bytes(reply, len(reply.body), keep) + reply.body)
-            return keep
-        return await self._injector.deliver(kind, stream, reply, keep)
 
 
 @asynccontextmanager
