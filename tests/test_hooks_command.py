@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from watcherd.config import CommandHook, HookConfig
+from watcherd.errors import HookError
 from watcherd.hooks.command import OutputTail, hook_environment, run_command
 
 pytestmark = pytest.mark.anyio
@@ -108,6 +109,12 @@ async def test_missing_program_retries() -> None:
     outcome = await run(hook)
     assert outcome.state == "retry"
     assert outcome.error is not None and outcome.error.startswith("cannot start")
+
+
+async def test_empty_argv_is_refused() -> None:
+    """A command hook with an empty argv is a HookError, never a spawn."""
+    with pytest.raises(HookError, match="no command to run"):
+        await run(HookConfig(name="h", command=CommandHook(argv=())))
 
 
 async def test_death_by_signal_retries() -> None:

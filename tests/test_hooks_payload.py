@@ -64,6 +64,7 @@ def test_non_finite_numbers_become_null() -> None:
     }
     assert payload["job"]["learning_rate"] is None
     assert json.loads(encode_payload(payload)) == payload
+    assert encode_payload({"loss": math.nan, "xs": [math.inf]}) == b'{"loss":null,"xs":[null]}'
 
 
 def test_missing_job_and_custom_event() -> None:

@@ -48,19 +48,27 @@ async def run_hook(
     http: httpx.AsyncClient,
     secrets: SecretReader | None = None,
     environ: Mapping[str, str] | None = None,
+    kill_grace: float = 5.0,
 ) -> Outcome:
     """Run one attempt of `hook`; never raises except on cancellation.
 
     `secrets` reads a SecretRef (default: `SecretRef.resolve`). A secret that cannot
     be read, or a hook that cannot run (apprise missing), is a failed attempt to retry.
-    Cancellation propagates after any command's process group is killed.
+    Cancellation propagates after any command's process group is killed (within
+    about 2 x `kill_grace`: SIGTERM, a grace period, SIGKILL); record it as
+    `Outcome.interrupted()`.
     """
     read = secrets or _resolve
     try:
         if hook.command is not None:
             env = os.environ if environ is None else environ
             return await run_command(
-                hook, payload, delivery_id=delivery_id, attempt=attempt, environ=env
+                hook,
+                payload,
+                delivery_id=delivery_id,
+                attempt=attempt,
+                environ=env,
+                kill_grace=kill_grace,
             )
         if hook.webhook is not None:
             ref = hook.webhook.secret

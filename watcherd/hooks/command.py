@@ -112,8 +112,8 @@ async def run_command(
     kill_grace: float = 5.0,
 ) -> Outcome:
     """Run one attempt of a command hook; see the module docstring for the rules."""
-    if hook.command is None:
-        raise HookError(f"hook {hook.name!r} has no command")
+    if hook.command is None or not hook.command.argv:
+        raise HookError(f"hook {hook.name!r} has no command to run")
     argv = list(hook.command.argv)
     env = hook_environment(hook, payload, delivery_id=delivery_id, attempt=attempt, environ=environ)
     try:

@@ -62,7 +62,7 @@ def build_payload(
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
     """The payload as compact, strict JSON bytes (what is signed and sent)."""
-    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+    return json.dumps(strict_json(payload), allow_nan=False, separators=(",", ":")).encode()
 
 
 def strict_json(value: Any) -> Any:
