@@ -65,7 +65,7 @@ class _Loader(yaml.SafeLoader):
         """Construct as usual, turning a bad scalar (`!!int x`) into a located error."""
         try:
             return super().construct_object(node, deep)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        except (ValueError, TypeError, LookupError, AttributeError, OverflowError) as exc:
             raise ConstructorError(None, None, f"bad value: {exc}", node.start_mark) from exc
 
 
@@ -122,7 +122,14 @@ def load_document(text: str, filename: str) -> Any:
         raise ConfigError(
             f"invalid YAML: {_describe(exc)}", path=filename, line=mark.line + 1
         ) from None
-    except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+    except (
+        yaml.YAMLError,
+        ValueError,
+        TypeError,
+        LookupError,
+        AttributeError,
+        RecursionError,
+    ) as exc:
         line = loader.get_mark().line + 1
         message = f"invalid YAML: {type(exc).__name__}"
         raise ConfigError(message, path=filename, line=line) from None
@@ -247,6 +254,7 @@ class Section:
 def kind_of(value: object) -> str:
     """A short name for a YAML value's type."""
     names = {YamlMap: "a mapping", YamlList: "a list", str: "a string", bool: "a boolean"}
+    names |= {int: "an integer", float: "a number"}
     return names.get(type(value), "null" if value is None else f"a {type(value).__name__}")
 
 
