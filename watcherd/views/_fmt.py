@@ -127,6 +127,8 @@ class Column:
 
 
 Cell = tuple[str, str | None]  # (plain text, style)
+#: A `shrink` column is narrowed to this before any column is dropped.
+SHRINK_FLOOR: Final = 16
 
 
 def table(
@@ -135,15 +137,12 @@ def table(
     """Aligned columns two spaces apart, fitted to `width`; colour never breaks alignment."""
     keep = list(range(len(columns)))
     widths = [max([len(c.name)] + [len(r[i][0]) for r in rows]) for i, c in enumerate(columns)]
-    ranked = sorted((c.drop, i) for i, c in enumerate(columns) if c.drop is not None)
-    for _, index in ranked:
+    _shrink(columns, widths, keep, width, floor=SHRINK_FLOOR)
+    for _, index in sorted((c.drop, i) for i, c in enumerate(columns) if c.drop is not None):
         if _total(widths, keep) <= width:
             break
         keep.remove(index)
-    for index in keep:
-        excess = _total(widths, keep) - width
-        if columns[index].shrink and excess > 0:
-            widths[index] = max(len(columns[index].name), widths[index] - excess)
+    _shrink(columns, widths, keep, width, floor=0)
     head = [(columns[i].name, "bold") for i in keep]
     lines = [_join(head, [widths[i] for i in keep], [columns[i].right for i in keep], color)]
     for row in rows:
@@ -152,6 +151,17 @@ def table(
             _join(cells, [widths[i] for i in keep], [columns[i].right for i in keep], color)
         )
     return lines
+
+
+def _shrink(
+    columns: Sequence[Column], widths: list[int], keep: list[int], width: int, floor: int
+) -> None:
+    """Narrow the kept `shrink` columns (not below `floor` or the header) to fit `width`."""
+    for index in keep:
+        excess = _total(widths, keep) - width
+        if columns[index].shrink and excess > 0:
+            least = max(len(columns[index].name), min(floor, widths[index]))
+            widths[index] = max(least, widths[index] - excess)
 
 
 def _total(widths: list[int], keep: list[int]) -> int:

@@ -35,13 +35,13 @@ COLUMNS: Final = (
     Column("ID"),
     Column("NOTE", shrink=True, drop=8),
     Column("STATUS"),
-    Column("SINCE", drop=4),
+    Column("SINCE", drop=2),
     Column("STEP", right=True, drop=6),
     Column("TRAIN", right=True, drop=7),
     Column("EVAL", right=True, drop=3),
-    Column("ETA", right=True, drop=5),
+    Column("ETA", right=True, drop=4),
     Column("POLLED", drop=1),
-    Column("HOOKS", drop=2),
+    Column("HOOKS", drop=5),
 )
 
 
