@@ -13,7 +13,6 @@ from tests.simharness import NOW, small_world
 from watcherd.model import MetricFilter, filter_metrics, format_ns
 from watcherd.sim import ManualClock, SimServer, World, run_in_thread
 
-
 Sim = tuple[SimServer, World, ManualClock]
 
 
