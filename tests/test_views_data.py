@@ -66,10 +66,12 @@ def overview(job_id: str = "ft-0001", **changes: Any) -> JobOverview:
 def transitions(job_id: str = "ft-0001") -> list[Transition]:
     """pending → queued → running → uploading → completed, minutes apart."""
     base = NOW - 3600
-    chain = [None, "pending", "queued", "running", "uploading", "completed"]
+    chain = ["pending", "queued", "running", "uploading", "completed"]
     offsets = [0, 120, 600, 3000, 3300]
+    froms: list[str | None] = [None, *chain[:-1]]
     return [
-        Transition(job_id, chain[i], chain[i + 1], base + offsets[i]) for i in range(len(offsets))
+        Transition(job_id, before, after, base + offset)
+        for before, after, offset in zip(froms, chain, offsets, strict=True)
     ]
 
 

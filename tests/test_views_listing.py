@@ -8,8 +8,15 @@ import re
 
 import pytest
 
-from tests.test_views_data import NOW, RAW_JOB, check_golden, delivery, history, overview
-from tests.test_views_data import transitions
+from tests.test_views_data import (
+    NOW,
+    RAW_JOB,
+    check_golden,
+    delivery,
+    history,
+    overview,
+    transitions,
+)
 from watcherd.model import JobOverview
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import eta, list_json, render_list
