@@ -23,14 +23,15 @@ TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
     "job_id": str,
     "status": str,
     "previous_status": str,
-    "event": str,
     "model": str,
     "model_output_name": str,
     "train_loss": float,
     "eval_loss": float,
+    "best_train_loss": float,
+    "best_eval_loss": float,
     "step": int,
     "delivery_id": str,
-    "occurred_at": str,
+    "type": str,
 }
 _SECRET_MAX_BYTES: Final = 1 << 20
 
@@ -239,6 +240,10 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
 def default_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
     """All defaults, as if `path` existed and was empty (for a missing default file)."""
     return parse_config("", path=path, environ=environ)
+
+
+#: The name `watcherd.cli` uses for `default_config`.
+defaults_for = default_config
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
