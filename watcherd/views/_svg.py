@@ -15,8 +15,8 @@ from typing import Final
 from watcherd.views._grid import should_log, uniform
 
 MAX_POINTS: Final = 1000
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 36
+WIDTH, HEIGHT = 640, 260
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 56
 _LOG_NOTE: Final = " (log scale)"
 COLOURS: Final = ("#1f6feb", "#d9480f", "#2f9e44", "#ae3ec9", "#0c8599")
 
@@ -115,11 +115,11 @@ def _line(line: Line, colour: str, index: int, scale: _Scale) -> list[str]:
     """The polyline, its legend entry and a red mark on the axis per NaN or inf."""
     xs, ys = downsample(line.xs, line.ys)
     points = " ".join(f"{_n(scale.x(x))},{_n(scale.y(y))}" for x, y in zip(xs, ys, strict=True))
-    legend_x = LEFT + 8 + 150 * index
+    legend_x, legend_y = LEFT + 170 * index, HEIGHT - 8  # under the x tick labels
     out = [
         f'<polyline class="series" stroke="{colour}" points="{points}"/>',
-        f'<rect x="{legend_x}" y="{TOP - 4}" width="12" height="3" fill="{colour}"/>',
-        f'<text class="legend" x="{legend_x + 16}" y="{TOP}">{escape(line.label)}</text>',
+        f'<rect x="{legend_x}" y="{legend_y - 4}" width="12" height="3" fill="{colour}"/>',
+        f'<text class="legend" x="{legend_x + 16}" y="{legend_y}">{escape(line.label)}</text>',
     ]
     bad = [(x, y) for x, y in zip(line.xs, line.ys, strict=True) if not math.isfinite(y)]
     for x, y in bad[:200]:
