@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,8 @@ from watcherd.model import TIMESTAMP_KEY, MetricRow, dumps_exact, loads_exact, r
 MetricParams = tuple[str, str, int, int, float | None, str]
 
 _INT64 = (-(2**63), 2**63 - 1)
+# The encoder `model.dumps_exact` builds on every call, built once (same options, same text).
+_ENCODE = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
 
 
 def clamp64(value: int) -> int:
