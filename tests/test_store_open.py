@@ -145,3 +145,15 @@ async def test_reader_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="start the daemon"):
         async with Store.open(db, writer=False):
             pass  # pragma: no cover
+
+
+async def test_daemon_running_probes_the_lock_both_ways(tmp_path: Path) -> None:
+    """`Store.daemon_running(path)` and `store.daemon_running()` tell whether a daemon runs."""
+    db = tmp_path / "w.db"
+    assert Store.daemon_running(db) is False
+    assert _names(tmp_path) == []  # probing creates nothing
+    async with Store.open(db, writer=True):
+        assert Store.daemon_running(db) is True
+        async with Store.open(db, writer=False) as reader:
+            assert reader.daemon_running() is True
+    assert Store.daemon_running(db) is False

@@ -239,3 +239,14 @@ async def test_events_are_deduplicated_by_time_type_and_message(store: Store) ->
     assert await store.record_events("ft-a", [first], 1.0) == 1
     assert await store.record_events("ft-a", [first | {"level": "info"}, second], 2.0) == 1
     assert await store.events("ft-a") == [first, second]
+
+
+async def test_ensure_jobs_and_job_states_for_chosen_jobs(store: Store) -> None:
+    """`wait` without a daemon: rows for unknown jobs, states for exactly those jobs."""
+    await store.ensure_jobs(["ft-a", "ft-z"], 5.0)
+    await store.record_poll(PollRecord("ft-z", 6.0, None, "queued"))
+    chosen = await store.job_states(only={"ft-z", "ft-unknown"})
+    assert list(chosen) == ["ft-z"] and chosen["ft-z"].status == "queued"
+    assert list(await store.job_states()) == ["ft-a"]
+    assert (await store.job("ft-a")) is not None
+    assert [j.note for j in await store.overview()] == ["note"]

@@ -37,6 +37,24 @@ def acquire_lock(path: Path) -> int:
     return fd
 
 
+def lock_held(path: Path) -> bool:
+    """True if some process (a daemon) holds the lock on `path`; creates nothing.
+
+    Probes with a non-blocking shared flock, released at once.
+    """
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock too
+    return False
+
+
 def release_lock(fd: int) -> None:
     """Drop the daemon lock (closing the descriptor releases the flock)."""
     os.close(fd)

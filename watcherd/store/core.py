@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
@@ -35,8 +37,19 @@ HOST_PAUSE_PREFIX: Final = "host_pause:"
 EVERYTHING: Final = MetricFilter()
 
 
+class _DaemonRunning:
+    """`Store.daemon_running(path)` or `store.daemon_running()`: is the daemon lock held?"""
+
+    def __get__(self, obj: Store | None, owner: type[Store]) -> Callable[..., bool]:
+        if obj is None:
+            return connection.lock_held
+        return functools.partial(connection.lock_held, obj.path)
+
+
 class Store:
     """watcherd's SQLite database. Open with `Store.open(path, writer=...)`."""
+
+    daemon_running: Final = _DaemonRunning()
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, *, writer: bool) -> None:
         self._conn = conn
@@ -100,9 +113,13 @@ class Store:
         """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
         await self._write(writer.sync_watched, entries, now)
 
-    async def job_states(self) -> dict[str, JobState]:
-        """Scheduling state of the watched jobs."""
-        return await self._read(readers.job_states)
+    async def ensure_jobs(self, job_ids: Sequence[str], now: float | None = None) -> None:
+        """Create unwatched rows for jobs never seen (for `wait` without a daemon)."""
+        await self._write(writer.ensure_jobs, job_ids, time.time() if now is None else now)
+
+    async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
+        """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
+        return await self._read(readers.job_states, None if only is None else frozenset(only))
 
     # -- polls -----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Each function issues a fixed, small number of queries (no per-job loops), so
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 import aiosqlite
@@ -34,12 +35,20 @@ async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = (
         return list(await cur.fetchall())
 
 
-async def job_states(conn: aiosqlite.Connection) -> dict[str, JobState]:
-    """The scheduling state of every watched job."""
+async def job_states(
+    conn: aiosqlite.Connection, only: frozenset[str] | None = None
+) -> dict[str, JobState]:
+    """The scheduling state of every watched job, or of the stored jobs among `only`."""
+    params: tuple[str, ...] = ()
+    where = "watched = 1"
+    if only is not None:
+        where = "job_id IN (SELECT value FROM json_each(?))"
+        params = (json.dumps(sorted(only)),)
     rows = await _all(
         conn,
         "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-        " last_error, status_since FROM jobs WHERE watched = 1 ORDER BY added_at, job_id",
+        f" last_error, status_since FROM jobs WHERE {where} ORDER BY added_at, job_id",
+        params,
     )
     return {str(r[0]): JobState(*r) for r in rows}
 

@@ -42,6 +42,12 @@ async def ensure_job(conn: aiosqlite.Connection, job_id: str, now: float) -> Non
     )
 
 
+async def ensure_jobs(conn: aiosqlite.Connection, job_ids: Sequence[str], now: float) -> None:
+    """Create rows (unwatched) for jobs never seen; existing rows are left alone."""
+    for job_id in job_ids:
+        await ensure_job(conn, job_id, now)
+
+
 async def sync_watched(
     conn: aiosqlite.Connection, entries: Sequence[tuple[str, str | None]], now: float
 ) -> None:
