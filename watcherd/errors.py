@@ -2,6 +2,7 @@
 
     WatcherdError
     ├── ConfigError               bad configuration (file, line, key path); exit 78
+    ├── UsageError                a command-line argument argparse cannot judge; exit 2
     ├── InvalidJobIdError         a job ID that is not `ft-` plus safe characters
     ├── ApiError                  talking to the fine-tuning service
     │   ├── AuthError             401 / 403: the key is wrong or lacks rights
@@ -41,6 +42,10 @@ class ConfigError(WatcherdError):
         if self.line is not None:
             where = f"{where}:{self.line}"
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class UsageError(WatcherdError):
+    """A command-line argument that is wrong in a way the parser cannot see."""
 
 
 class InvalidJobIdError(WatcherdError):

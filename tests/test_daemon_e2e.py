@@ -1,0 +1,149 @@
+"""The real daemon, as a subprocess, against the simulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemonharness import (
+    API_KEY,
+    assert_exact,
+    big_scenario,
+    cli,
+    start_daemon,
+    stop,
+    stored,
+    wait_until,
+    write_config,
+)
+from watcherd.sim import World, run_in_thread
+
+HOOK = (
+    "hooks:\n  - name: sink\n"
+    f'    command: ["{sys.executable}", "-c", "import sys; sys.stdin.read()"]\n'
+    "    timeout: 10s\n"
+)
+
+
+def _scenario(jobs: int, steps: int, seed: int) -> dict[str, object]:
+    scenario = big_scenario(jobs, steps, seed=seed)
+    scenario["jobs"][0]["pending"] = 3 * 200
+    return scenario
+
+
+@pytest.mark.timeout(180)
+def test_until_done_stores_the_exact_history(tmp_path: Path) -> None:
+    """50 jobs x 2,000 steps, `run --until-done`: rows equal the truth, transitions in order."""
+    world = World(_scenario(50, 2000, seed=11))
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids())
+        proc = start_daemon(config, "--until-done")
+        assert proc.wait(timeout=150) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+    data = stored(tmp_path / "watcherd.db")
+    assert_exact(world, data["metrics"])
+    for job_id in world.job_ids():
+        seen = [t.to_status for t in data["transitions"][job_id]]
+        assert seen == [status for _, status in world.transitions(job_id)], job_id
+    assert data["integrity"] == "ok"
+
+
+@pytest.mark.timeout(180)
+def test_polling_again_or_restarting_adds_nothing(tmp_path: Path) -> None:
+    """After every job is done, `run --once` twice and a restart leave the database as it was."""
+    world = World(_scenario(3, 300, seed=12))
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=HOOK)
+        assert start_daemon(config, "--until-done").wait(timeout=60) == 0
+        before = stored(tmp_path / "watcherd.db")
+        for _ in range(2):
+            assert start_daemon(config, "--once").wait(timeout=60) == 0
+        assert start_daemon(config, "--until-done").wait(timeout=60) == 0
+    after = stored(tmp_path / "watcherd.db")
+    assert after["metrics"] == before["metrics"] or _same_rows(after, before)
+    assert after["transitions"] == before["transitions"]
+    assert [(d.id, d.attempts, d.state) for d in after["deliveries"]] == [
+        (d.id, d.attempts, d.state) for d in before["deliveries"]
+    ]
+
+
+def _same_rows(a: dict[str, object], b: dict[str, object]) -> bool:
+    return repr(a["metrics"]) == repr(b["metrics"])
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_loop_keeps_the_history_exact(tmp_path: Path) -> None:
+    """SIGKILL at random moments, restart until done: exact rows, one delivery per job."""
+    seed = random.randrange(1 << 30)
+    print(f"kill loop seed {seed}")
+    rng = random.Random(seed)
+    world = World(_scenario(20, 1000, seed=seed % 1000))
+    kills = 0
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=HOOK)
+        while True:
+            proc = start_daemon(config, "--until-done")
+            try:
+                code = proc.wait(timeout=rng.uniform(0.5, 3.0))
+            except Exception:
+                stop(proc, signal.SIGKILL)
+                kills += 1
+                continue
+            assert code == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+            break
+    data = stored(tmp_path / "watcherd.db")
+    assert kills > 0
+    assert data["integrity"] == "ok"
+    assert_exact(world, data["metrics"])
+    ids = sorted(d.id for d in data["deliveries"])
+    assert ids == sorted(f"{j}:completed:sink" for j in world.job_ids())
+    assert all(d.state == "delivered" for d in data["deliveries"])
+
+
+@pytest.mark.timeout(60)
+def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path: Path) -> None:
+    """SIGHUP with a broken config: still running on the old one, error logged with file:line."""
+    world = World(_scenario(2, 100000, seed=13))
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids())
+        log = tmp_path / "daemon.log"
+        proc = start_daemon(config, log=log)
+        try:
+            assert wait_until(lambda: (tmp_path / "watcherd.db").exists(), 15)
+            good = config.read_text()
+            config.write_text(good.replace("interval: 0.3s", "interval: soon"))
+            proc.send_signal(signal.SIGHUP)
+            assert wait_until(lambda: "config.reload_failed" in log.read_text(), 10)
+            requests_before = len(sim.stats.snapshot())
+            time.sleep(1.5)
+            assert proc.poll() is None
+            assert len(sim.stats.snapshot()) > requests_before
+        finally:
+            assert stop(proc) == 0
+    line = next(json.loads(x) for x in log.read_text().splitlines() if "reload_failed" in x)
+    assert f"{config}:" in line["error"] and "poll.interval" in line["error"]
+
+
+@pytest.mark.timeout(60)
+def test_add_while_running_is_polled_within_seconds(tmp_path: Path) -> None:
+    """`watcherd add` while the daemon runs: the new job is requested within seconds."""
+    world = World(_scenario(2, 100000, seed=14))
+    first, second = world.job_ids()
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, [first])
+        proc = start_daemon(config)
+        try:
+            assert wait_until(lambda: any(first in r.path for r in sim.stats.snapshot()), 15)
+            cli(config, "add", second, "--note", "late")
+            added = time.monotonic()
+            assert wait_until(lambda: any(second in r.path for r in sim.stats.snapshot()), 10)
+            assert time.monotonic() - added < 5
+            listing = json.loads(cli(config, "list", "--json").stdout)
+            assert {j["job_id"]: j["note"] for j in listing}[second] == "late"
+        finally:
+            assert stop(proc) == 0

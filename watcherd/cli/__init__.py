@@ -1,0 +1,56 @@
+"""The command line: the only place that turns errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from watcherd.errors import ConfigError, UsageError, WatcherdError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
+
+
+def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
+    from watcherd.cli import daemon_cmds, job_cmds, view_cmds
+
+    return {
+        "run": daemon_cmds.cmd_run,
+        "check-config": daemon_cmds.cmd_check_config,
+        "health": daemon_cmds.cmd_health,
+        "demo": daemon_cmds.cmd_demo,
+        "add": job_cmds.cmd_add,
+        "remove": job_cmds.cmd_remove,
+        "list": job_cmds.cmd_list,
+        "wait": job_cmds.cmd_wait,
+        "hooks": job_cmds.cmd_hooks,
+        "show": view_cmds.cmd_show,
+        "metrics": view_cmds.cmd_metrics,
+        "report": view_cmds.cmd_report,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `watcherd` command and return its exit code."""
+    from watcherd.cli.parser import build_parser
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sim"]:
+        from watcherd.sim.cli import main as sim_main
+
+        return sim_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        return _commands()[args.command](args)
+    except ConfigError as exc:
+        print(f"watcherd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UsageError as exc:
+        print(f"watcherd {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WatcherdError as exc:
+        print(f"watcherd {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

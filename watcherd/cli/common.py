@@ -1,0 +1,51 @@
+"""What every command needs: the config, the database, the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TextIO
+
+from watcherd.config import Config, default_config_path, defaults_for, load_config
+from watcherd.errors import StoreError
+from watcherd.store import Store
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config named by --config, $WATCHERD_CONFIG, or the default path.
+
+    An explicitly named file must exist; the implicit `./watcherd.yaml` may be
+    absent, in which case the defaults apply with paths relative to this folder.
+    """
+    if args.config is not None:
+        return load_config(args.config)
+    path = default_config_path()
+    if os.environ.get("WATCHERD_CONFIG") or path.exists():
+        return load_config(path)
+    return defaults_for(path)
+
+
+@asynccontextmanager
+async def reader(config: Config) -> AsyncIterator[Store]:
+    """The database opened for reading, with a hint when there is none yet."""
+    if not config.store.path.exists():
+        raise StoreError(
+            f"{config.store.path}: no database yet; start the daemon with `watcherd run` "
+            "(or `watcherd run --once`) to create it"
+        )
+    async with Store.open(config.store.path, writer=False) as store:
+        yield store
+
+
+def color_enabled(stream: TextIO = sys.stdout) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def terminal_width() -> int:
+    """The terminal's width (COLUMNS wins), 100 when not on a terminal."""
+    return shutil.get_terminal_size((100, 24)).columns

@@ -1,0 +1,147 @@
+"""The argument parser: every command, its options and its help text."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from watcherd import __version__
+
+DESCRIPTION = """\
+watcherd watches Together AI fine-tuning jobs: it polls them, records every status
+change and metric in a local SQLite database, and fires hooks when they finish.
+"""
+EPILOG = """\
+exit codes: 0 ok, 1 runtime failure, 2 usage error, 78 configuration error.
+config: --config, else $WATCHERD_CONFIG, else /etc/watcherd/config.yaml if it exists,
+else ./watcherd.yaml (defaults when that file does not exist).
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="PATH", help="configuration file")
+    return common
+
+
+def _listing() -> argparse.ArgumentParser:
+    listing = argparse.ArgumentParser(add_help=False)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return listing
+
+
+def _int_at_least(low: int) -> type[int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `watcherd` parser with all its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="watcherd",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"watcherd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common, listing = _common(), _listing()
+    _add_daemon_commands(sub, common)
+    _add_job_commands(sub, common, listing)
+    _add_view_commands(sub, common, listing)
+    return parser
+
+
+def _add_daemon_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    run = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every job once, deliver due hooks, exit (for cron)",
+    )
+    mode.add_argument(
+        "--until-done",
+        action="store_true",
+        help="exit once every job is terminal and its hooks are delivered",
+    )
+    sub.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate and print the effective config, secrets redacted",
+    )
+    sub.add_parser(
+        "health",
+        parents=[common],
+        help="exit 0 if the daemon runs and polled recently, else say why",
+    )
+    sim = sub.add_parser(
+        "sim", help="serve the Together-compatible simulator on loopback", add_help=False
+    )
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER, help="simulator options (sim --help)")
+    demo = sub.add_parser("demo", help="a one-minute tour: simulator, daemon, hooks, charts")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
+
+
+def _add_job_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    listing: argparse.ArgumentParser,
+) -> None:
+    add = sub.add_parser("add", parents=[common], help="watch job IDs (saved to the jobs file)")
+    add.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+    add.add_argument("--note", help="a note shown in `list`")
+    remove = sub.add_parser("remove", parents=[common], help="stop watching; history stays")
+    remove.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+    sub.add_parser("list", parents=[common, listing], help="one row per job")
+    wait = sub.add_parser(
+        "wait", parents=[common], help="block until the jobs are terminal; exit 0 if all completed"
+    )
+    wait.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    hooks = sub.add_parser(
+        "hooks",
+        parents=[common, listing],
+        help="hook deliveries; `hooks retry DELIVERY_ID` re-queues one",
+    )
+    hooks.add_argument("args", nargs="*", metavar="JOB_ID | retry DELIVERY_ID")
+
+
+def _add_view_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    listing: argparse.ArgumentParser,
+) -> None:
+    show = sub.add_parser("show", parents=[common, listing], help="one job in detail")
+    show.add_argument("job_id", metavar="JOB_ID")
+    metrics = sub.add_parser(
+        "metrics",
+        parents=[common, listing],
+        help="a job's metrics from the local database, as charts or JSON",
+    )
+    metrics.add_argument("job_id", metavar="JOB_ID")
+    metrics.add_argument("--global-step-from", type=_int_at_least(0), metavar="N")
+    metrics.add_argument("--global-step-to", type=_int_at_least(0), metavar="N")
+    metrics.add_argument("--logged-at-from", metavar="ISO8601")
+    metrics.add_argument("--logged-at-to", metavar="ISO8601")
+    metrics.add_argument(
+        "--resolution",
+        type=_int_at_least(1),
+        metavar="N",
+        help="uniform sample of N train rows; eval rows always in full",
+    )
+    report = sub.add_parser(
+        "report", parents=[common], help="a self-contained HTML page of the jobs"
+    )
+    report.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE")

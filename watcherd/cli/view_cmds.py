@@ -1,0 +1,132 @@
+"""Commands that show what the database holds: show, metrics, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import anyio
+
+from watcherd.cli.common import color_enabled, load, reader, terminal_width
+from watcherd.config import Config
+from watcherd.errors import UsageError, WatcherdError
+from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
+from watcherd.views.charts import render_charts
+from watcherd.views.report import ReportJob, render_report
+from watcherd.views.show import render_show, show_json
+
+
+def _job_id(text: str) -> str:
+    try:
+        return validate_job_id(text)
+    except WatcherdError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def metric_filter(args: argparse.Namespace) -> MetricFilter:
+    """The `list_metrics` filters from the command line."""
+    bounds: dict[str, int | None] = {}
+    for name in ("logged_at_from", "logged_at_to"):
+        text = getattr(args, name)
+        try:
+            bounds[name] = None if text is None else parse_iso_ns(text)
+        except ValueError as exc:
+            raise UsageError(f"--{name.replace('_', '-')}: {exc}") from exc
+    return MetricFilter(
+        global_step_from=args.global_step_from,
+        global_step_to=args.global_step_to,
+        logged_at_from=bounds["logged_at_from"],
+        logged_at_to=bounds["logged_at_to"],
+        resolution=args.resolution,
+    )
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """`watcherd metrics JOB_ID [filters] [--json]`."""
+    config = load(args)
+    job_id = _job_id(args.job_id)
+    flt = metric_filter(args)
+    if args.json:
+        texts = anyio.run(_metrics_json, config, job_id, flt, backend="asyncio")
+        sys.stdout.write("[\n" + ",\n".join(texts) + "\n]\n" if texts else "[]\n")
+        return 0
+    rows = anyio.run(_metrics, config, job_id, flt, backend="asyncio")
+    if not rows:
+        print(f"No metrics found for job {job_id}")
+        return 0
+    print(render_charts(rows, width=terminal_width(), color=color_enabled()))
+    return 0
+
+
+async def _known(store: Any, job_id: str) -> None:
+    if await store.job(job_id) is None:
+        raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
+
+
+async def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
+    async with reader(config) as store:
+        await _known(store, job_id)
+        texts: list[str] = await store.metrics_json(job_id, flt)
+        return texts
+
+
+async def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
+    async with reader(config) as store:
+        await _known(store, job_id)
+        rows: list[dict[str, Any]] = await store.metrics(job_id, flt)
+        return rows
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """`watcherd show JOB_ID [--json]`."""
+    config = load(args)
+    job = anyio.run(_report_job, config, _job_id(args.job_id), backend="asyncio")
+    now = time.time()
+    parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
+    if args.json:
+        print(json.dumps(show_json(*parts, now=now), indent=2))
+    else:
+        print(render_show(*parts, now=now, color=color_enabled(), width=terminal_width()))
+    return 0
+
+
+async def _report_job(config: Config, job_id: str) -> ReportJob:
+    async with reader(config) as store:
+        return await _load_report_job(store, job_id)
+
+
+async def _load_report_job(store: Any, job_id: str) -> ReportJob:
+    found = await store.job(job_id)
+    if found is None:
+        raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
+    overview, raw = found
+    return ReportJob(
+        overview=overview,
+        raw_job=raw,
+        transitions=await store.transitions(job_id),
+        metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
+        deliveries=await store.deliveries(job_id),
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`watcherd report [JOB_ID...] -o report.html`."""
+    config = load(args)
+    ids = [_job_id(j) for j in args.job_ids]
+    jobs = anyio.run(_report_jobs, config, ids, backend="asyncio")
+    html = render_report(jobs, generated_at=time.time())
+    tmp = args.output.with_name(args.output.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(args.output)
+    print(f"wrote {args.output} ({len(jobs)} jobs)")
+    return 0
+
+
+async def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
+    async with reader(config) as store:
+        if not ids:
+            ids = [j.job_id for j in await store.overview()]
+        return [await _load_report_job(store, job_id) for job_id in ids]

@@ -1,0 +1,268 @@
+"""The daemon: one task group for its lifetime, holding the poller and the dispatcher.
+
+SIGTERM and SIGINT stop it gracefully (running hooks get a grace period, then are
+killed and recorded as failed so they retry); SIGHUP reloads a validated config and
+keeps the old one if the new one is invalid; the jobs file is watched so that
+`watcherd add`/`remove` take effect within seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import anyio
+import httpx
+import structlog
+
+from watcherd.api import ApiClient
+from watcherd.config import Config, load_config
+from watcherd.dispatcher import Dispatcher
+from watcherd.errors import ConfigError, WatcherdError
+from watcherd.jobsfile import file_signature, read_jobs
+from watcherd.logs import configure_logging
+from watcherd.model import MISSING, is_terminal, validate_job_id
+from watcherd.poller import Poller
+from watcherd.store import Store
+from watcherd.systemd import Notifier
+
+log = structlog.get_logger("watcherd.daemon")
+
+#: Seconds running hooks get to finish on a graceful stop before they are killed.
+STOP_GRACE = 10.0
+#: How often the jobs file is checked for changes.
+JOBS_FILE_CHECK = 1.0
+OUTSTANDING = ("pending", "running", "failed")
+
+
+class Mode(Enum):
+    FOREVER = "forever"
+    ONCE = "once"
+    UNTIL_DONE = "until-done"
+
+
+@dataclass(frozen=True, slots=True)
+class JobsSource:
+    """Where the watched set comes from: the jobs file and the config's inline IDs."""
+
+    config: Config
+
+    def entries(self) -> list[tuple[str, str | None]]:
+        """(job_id, note) pairs, the file's first, inline IDs after; duplicates dropped."""
+        found: dict[str, str | None] = {}
+        if self.config.jobs.file is not None:
+            for entry in read_jobs(self.config.jobs.file):
+                found.setdefault(entry.job_id, entry.note)
+        for job_id in self.config.jobs.ids:
+            found.setdefault(validate_job_id(job_id), None)
+        return list(found.items())
+
+
+def build_api(http: httpx.AsyncClient, config: Config) -> ApiClient:
+    """An API client for this config; reads the API key now."""
+    return ApiClient.from_config(http, config.api, config.api.api_key.resolve())
+
+
+class Daemon:
+    """`watcherd run`: owns the store, the HTTP client, the poller and the dispatcher."""
+
+    def __init__(self, config_path: Path, config: Config, notifier: Notifier) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.notifier = notifier
+        self._jobs_signature: object = None
+
+    async def run(self, mode: Mode) -> int:
+        """Run until stopped (or until the mode's goal is met); return the exit code."""
+        async with (
+            Store.open(self.config.store.path, writer=True) as store,
+            httpx.AsyncClient(follow_redirects=False) as http,
+        ):
+            return await self._run(store, http, mode)
+
+    async def _run(self, store: Store, http: httpx.AsyncClient, mode: Mode) -> int:
+        api = build_api(http, self.config)
+        await self._restore_pauses(store, api)
+        dispatcher = Dispatcher(store, http, self.config)
+        poller = Poller(store, api, self.config, on_deliveries=dispatcher.wake)
+        self.store, self.http, self.poller, self.dispatcher = store, http, poller, dispatcher
+        recovered = await store.recover_interrupted(time.time())
+        if recovered:
+            log.warning("hook.recovered", deliveries=recovered)
+        await self._sync_jobs()
+        self.notifier.ready()
+        log.info(
+            "daemon.started",
+            jobs=len(poller.jobs),
+            mode=mode.value,
+            database=str(self.config.store.path),
+        )
+        if mode is Mode.ONCE:
+            return await self._run_once()
+        return await self._run_loop(mode)
+
+    async def _run_once(self) -> int:
+        await self.poller.poll_once()
+        await self.dispatcher.drain()
+        await self._publish_status()
+        self.notifier.stopping()
+        return 0
+
+    async def _run_loop(self, mode: Mode) -> int:
+        self.exit_code = 0
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._signals, tg)
+            tg.start_soon(self._watch_jobs_file)
+            tg.start_soon(self._status_loop)
+            tg.start_soon(self.poller.run)
+            tg.start_soon(self.dispatcher.run)
+            if mode is Mode.UNTIL_DONE:
+                tg.start_soon(self._until_done, tg)
+        self.notifier.stopping()
+        log.info("daemon.stopped", exit_code=self.exit_code, polls=self.poller.stats.polls)
+        return self.exit_code
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def _signals(self, tg: anyio.abc.TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                    continue
+                log.info("daemon.stopping", signal=signal.Signals(signum).name)
+                await self.stop(tg)
+                return
+
+    async def stop(self, tg: anyio.abc.TaskGroup) -> None:
+        """Give running hooks a grace period, then cancel everything."""
+        self.notifier.stopping()
+        with anyio.move_on_after(STOP_GRACE):
+            await self.dispatcher.wait_idle()
+        tg.cancel_scope.cancel()
+
+    async def reload(self) -> None:
+        """SIGHUP: load and validate the config; keep the old one if the new one is bad."""
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config_path)
+            api = build_api(self.http, config) if config.api != self.config.api else None
+        except ConfigError as exc:
+            log.error(
+                "config.reload_failed",
+                error=str(exc),
+                path=exc.path,
+                line=exc.line,
+                key=exc.key,
+                kept="previous configuration",
+            )
+            self.notifier.ready()
+            return
+        if config.store.path != self.config.store.path:
+            log.warning("config.store_path_changed", hint="restart watcherd to change store.path")
+        configure_logging(config.log)
+        self.config = config
+        self.poller.reconfigure(config, api)
+        self.dispatcher.config = config
+        self._jobs_signature = None
+        await self._sync_jobs()
+        log.info("config.reloaded", path=str(self.config_path), jobs=len(self.poller.jobs))
+        self.notifier.ready()
+
+    async def _until_done(self, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            await anyio.sleep(0.2)
+            if not self.poller.settled():
+                continue
+            outstanding = [d for d in await self.store.deliveries() if d.state in OUTSTANDING]
+            if outstanding:
+                continue
+            dead = [d for d in await self.store.deliveries() if d.state == "dead"]
+            self.exit_code = 1 if dead else 0
+            log.info("daemon.all_done", jobs=len(self.poller.jobs), dead_hooks=len(dead))
+            tg.cancel_scope.cancel()
+            return
+
+    # -- jobs file -------------------------------------------------------
+
+    async def _watch_jobs_file(self) -> None:
+        while True:
+            await anyio.sleep(JOBS_FILE_CHECK)
+            try:
+                await self._sync_jobs()
+            except WatcherdError as exc:
+                log.error("jobs.file_invalid", error=str(exc), kept="previous job list")
+
+    async def _sync_jobs(self) -> None:
+        path = self.config.jobs.file
+        signature = file_signature(path) if path is not None else None
+        if signature == self._jobs_signature and self._jobs_signature is not None:
+            return
+        entries = JobsSource(self.config).entries()
+        self._jobs_signature = signature
+        await self.store.sync_watched(entries, time.time())
+        before = set(self.poller.jobs)
+        await self.poller.load_jobs()
+        added = sorted(set(self.poller.jobs) - before)
+        if added and before:
+            log.info("jobs.added", job_ids=added)
+        self.poller.wake()
+
+    async def _restore_pauses(self, store: Store, api: ApiClient) -> None:
+        for _host, until in (await store.host_pauses()).items():
+            if until > time.time():
+                api.gate.pause_until(until)
+                log.info("api.pause_restored", until=until)
+
+    # -- status ----------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        interval = self.notifier.watchdog_interval or 5.0
+        while True:
+            await self._publish_status()
+            await anyio.sleep(min(interval, 5.0))
+
+    async def _publish_status(self) -> None:
+        line = self.status_line()
+        self.notifier.status(line)
+        stats = self.poller.stats
+        watchdog = self.notifier.watchdog_interval
+        if watchdog is None or time.monotonic() - stats.last_progress < 2 * watchdog + 5.0:
+            self.notifier.watchdog()
+        await self.store.set_state("heartbeat_at", repr(time.time()))
+        await self.store.set_state("status_line", line)
+        if self.api_paused_until() is not None:
+            await self.store.set_host_pause(self.api_host(), self.api_paused_until() or 0.0)
+
+    def api_host(self) -> str:
+        return httpx.URL(self.config.api.base_url).host
+
+    def api_paused_until(self) -> float | None:
+        until = self.poller.api.gate.paused_until
+        return until if until and until > time.time() else None
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: jobs by state, trouble first."""
+        counts = Counter(
+            "done"
+            if j.status and (is_terminal(j.status) or j.status == MISSING)
+            else (j.status or "new")
+            for j in self.poller.jobs.values()
+        )
+        parts = [f"{len(self.poller.jobs)} jobs"] + [f"{n} {s}" for s, n in sorted(counts.items())]
+        trouble = []
+        if self.poller.stats.auth_error:
+            trouble.append(self.poller.stats.auth_error)
+        if self.api_paused_until() is not None:
+            trouble.append("rate limited")
+        backing_off = sum(1 for j in self.poller.jobs.values() if j.failures)
+        if backing_off:
+            trouble.append(f"{backing_off} backing off")
+        if self.dispatcher.dead:
+            trouble.append(f"{self.dispatcher.dead} dead hooks")
+        return "; ".join([", ".join(parts), *trouble])

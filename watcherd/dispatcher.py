@@ -1,0 +1,164 @@
+"""The dispatcher: runs due hook deliveries from the outbox, records every attempt.
+
+A delivery is started (attempt counted, state `running`) before its hook runs, and
+finished with its outcome after. A crash between the two leaves it `running`; the
+next start runs it again (`Store.recover_interrupted`), with the same delivery id.
+On a graceful stop, running hooks get a grace period, are killed and recorded as
+failed, so they are retried and never duplicated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import anyio
+import httpx
+import structlog
+
+from watcherd.config import Config, HookConfig
+from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
+from watcherd.model import Delivery
+from watcherd.store import Store
+
+log = structlog.get_logger("watcherd.dispatcher")
+
+
+class Dispatcher:
+    """Delivers due hooks with a concurrency limit, retrying with backoff."""
+
+    def __init__(
+        self,
+        store: Store,
+        http: httpx.AsyncClient,
+        config: Config,
+        *,
+        concurrency: int = 4,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.http = http
+        self.config = config
+        self.wall = wall
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._running: set[str] = set()
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.dead = 0
+
+    def wake(self) -> None:
+        """New deliveries were written: look now."""
+        self._wake.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no hook is running."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Deliver forever."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                await self.start_due(tg)
+                await self._sleep()
+
+    async def drain(self) -> None:
+        """Deliver everything due now and wait for it (for `run --once`)."""
+        async with anyio.create_task_group() as tg:
+            await self.start_due(tg)
+
+    async def start_due(self, tg: anyio.abc.TaskGroup) -> int:
+        """Start every due delivery that is not already running; return how many."""
+        due = await self.store.due_deliveries(self.wall(), limit=100)
+        started = 0
+        for delivery in due:
+            if delivery.id not in self._running:
+                self._running.add(delivery.id)
+                self._idle = anyio.Event()
+                tg.start_soon(self._deliver, delivery)
+                started += 1
+        return started
+
+    async def _sleep(self) -> None:
+        next_due = await self.store.next_delivery_due()
+        delay = 1.0 if next_due is None else min(max(next_due - self.wall(), 0.05), 1.0)
+        self._wake = anyio.Event()
+        with anyio.move_on_after(delay):
+            await self._wake.wait()
+
+    def _hook(self, name: str) -> HookConfig | None:
+        return next((h for h in self.config.hooks if h.name == name), None)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            async with self._limiter:
+                await self._attempt(delivery)
+        finally:
+            self._running.discard(delivery.id)
+            if not self._running:
+                self._idle.set()
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        hook = self._hook(delivery.hook)
+        now = self.wall()
+        if hook is None:
+            await self._finish(delivery.id, "dead", "hook is no longer configured", None, None)
+            return
+        attempt = await self.store.start_attempt(delivery.id, now)
+        current, job, summary = await self.store.delivery_context(delivery.id)
+        payload = build_payload(current, job, summary)
+        log.info("hook.started", delivery_id=delivery.id, hook=hook.name, attempt=attempt)
+        try:
+            outcome = await run_hook(
+                hook, payload, delivery_id=delivery.id, attempt=attempt, http=self.http
+            )
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._finish(delivery.id, "failed", "interrupted by shutdown", None, now)
+            raise
+        await self._record(delivery.id, hook, attempt, outcome)
+
+    async def _record(self, delivery_id: str, hook: HookConfig, attempt: int, out: Outcome) -> None:
+        if out.state == "delivered":
+            log.info("hook.delivered", delivery_id=delivery_id, hook=hook.name, attempt=attempt)
+            await self._finish(delivery_id, "delivered", None, out.output_tail, None)
+            return
+        if out.state == "give_up" or attempt >= hook.max_attempts:
+            self.dead += 1
+            log.error(
+                "hook.dead",
+                delivery_id=delivery_id,
+                hook=hook.name,
+                attempt=attempt,
+                error=out.error,
+            )
+            await self._finish(delivery_id, "dead", out.error, out.output_tail, None)
+            return
+        delay = next_attempt_delay(attempt, retry_after=out.retry_after)
+        log.warning(
+            "hook.failed",
+            delivery_id=delivery_id,
+            hook=hook.name,
+            attempt=attempt,
+            error=out.error,
+            retry_in=round(delay, 1),
+        )
+        await self._finish(delivery_id, "failed", out.error, out.output_tail, self.wall() + delay)
+
+    async def _finish(
+        self,
+        delivery_id: str,
+        outcome: str,
+        error: str | None,
+        output_tail: str | None,
+        next_attempt_at: float | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.store.finish_attempt(
+                delivery_id,
+                self.wall(),
+                outcome=outcome,
+                error=error,
+                output_tail=output_tail,
+                next_attempt_at=next_attempt_at,
+            )

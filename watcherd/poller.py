@@ -1,0 +1,326 @@
+"""The poller: every watched job on its own schedule, with the fewest requests.
+
+Each round it takes the jobs that are due. When two or more are due, one list
+request gives all their statuses (and progress); otherwise one retrieve does. Jobs
+that are training get their metrics fetched incrementally from the highest stored
+step (inclusive, so a late eval row at that step is not missed). A job that turns
+terminal gets a full retrieve and one last metrics fetch, recorded in the same
+transaction as its transition and its hook deliveries.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from watcherd.api import ApiClient, Job
+from watcherd.config import Config, HookConfig
+from watcherd.errors import (
+    ApiError,
+    AuthError,
+    NotFoundError,
+    RateLimitedError,
+)
+from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_terminal
+from watcherd.store import HookSub, PollRecord, PollResult, Store
+
+log = structlog.get_logger("watcherd.poller")
+
+#: Statuses during which new metric rows may appear.
+QUIET_STATUSES = frozenset({"pending", "queued"})
+#: After this many 404s in a row a job is marked missing.
+NOT_FOUND_LIMIT = 3
+
+
+def hook_subs(hooks: Iterable[HookConfig]) -> tuple[HookSub, ...]:
+    """The (name, statuses) pairs the store needs to write outbox rows."""
+    return tuple(HookSub(name=h.name, on=tuple(h.on)) for h in hooks)
+
+
+@dataclass(slots=True)
+class JobSchedule:
+    """What the poller keeps in memory per job between rounds."""
+
+    job_id: str
+    status: str | None = None
+    max_step: int | None = None
+    next_at: float = 0.0  # monotonic
+    failures: int = 0
+
+
+@dataclass(slots=True)
+class PollerStats:
+    """Counters for logs, the systemd status line and `health`."""
+
+    rounds: int = 0
+    polls: int = 0
+    errors: int = 0
+    last_success_at: float | None = None  # wall clock
+    last_progress: float = field(default_factory=time.monotonic)
+    auth_error: str | None = None
+
+
+class Poller:
+    """Polls watched jobs, records what it sees, wakes the dispatcher on new deliveries."""
+
+    def __init__(
+        self,
+        store: Store,
+        api: ApiClient,
+        config: Config,
+        *,
+        on_deliveries: Callable[[], None] = lambda: None,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.api = api
+        self.config = config
+        self.on_deliveries = on_deliveries
+        self.wall = wall
+        self.monotonic = monotonic
+        self.rng = rng or random.Random()
+        self.jobs: dict[str, JobSchedule] = {}
+        self.stats = PollerStats()
+        self._wake = anyio.Event()
+        self._warned_statuses: set[str] = set()
+        self._auth_until = 0.0
+
+    # -- configuration -------------------------------------------------
+
+    def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
+        """Take a reloaded config (and a new client if the API settings changed)."""
+        self.config = config
+        if api is not None:
+            self.api = api
+            self._auth_until = 0.0
+            self.stats.auth_error = None
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the loop look at its schedule now (jobs added, config reloaded)."""
+        self._wake.set()
+
+    async def load_jobs(self, only: set[str] | None = None) -> None:
+        """Refresh the in-memory schedule from the store's watched set (or just `only`)."""
+        states = await self.store.job_states(only=only)
+        for job_id in list(self.jobs):
+            if job_id not in states:
+                del self.jobs[job_id]
+        for job_id, state in states.items():
+            sched = self.jobs.get(job_id)
+            if sched is None:
+                self.jobs[job_id] = JobSchedule(job_id, state.status, state.max_step)
+            else:
+                sched.status, sched.max_step = state.status, state.max_step
+
+    # -- the loop --------------------------------------------------------
+
+    def live_jobs(self) -> list[JobSchedule]:
+        """Watched jobs that may still change."""
+        return [j for j in self.jobs.values() if j.status is None or not is_terminal(j.status)]
+
+    def settled(self) -> bool:
+        """True when every watched job is terminal or missing."""
+        return all(
+            j.status is not None and (is_terminal(j.status) or j.status == MISSING)
+            for j in self.jobs.values()
+        )
+
+    async def run(self) -> None:
+        """Poll forever."""
+        while True:
+            await self.poll_due()
+            await self._sleep_until_due()
+
+    async def poll_once(self) -> None:
+        """Poll every live job once, whatever its schedule (for `run --once`)."""
+        for sched in self.live_jobs():
+            sched.next_at = 0.0
+        await self.poll_due()
+
+    async def _sleep_until_due(self) -> None:
+        self.stats.last_progress = self.monotonic()
+        live = self.live_jobs()
+        now = self.monotonic()
+        delay = min((j.next_at for j in live), default=now + 5.0) - now
+        delay = max(self._auth_until - now, delay, 0.05)
+        self._wake = anyio.Event()
+        with anyio.move_on_after(min(delay, 5.0)):
+            await self._wake.wait()
+
+    async def poll_due(self) -> None:
+        """One round: poll the jobs that are due."""
+        now = self.monotonic()
+        if now < self._auth_until:
+            return
+        due = [j for j in self.live_jobs() if j.next_at <= now]
+        if not due:
+            return
+        self.stats.rounds += 1
+        listed = await self._list_statuses(due)
+        async with anyio.create_task_group() as tg:
+            for sched in due:
+                tg.start_soon(self._poll_job, sched, listed.get(sched.job_id))
+        self.stats.last_progress = self.monotonic()
+
+    async def _list_statuses(self, due: Sequence[JobSchedule]) -> dict[str, Job]:
+        """One list request when it saves requests; {} when retrieve is cheaper or it failed."""
+        if len(due) < 2:
+            return {}
+        try:
+            jobs = await self.api.list_jobs()
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return {}
+        except ApiError as exc:
+            log.warning("poll.list_failed", error=str(exc))
+            return {}
+        return {job.id: job for job in jobs}
+
+    # -- one job ---------------------------------------------------------
+
+    async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
+        if self.monotonic() < self._auth_until:
+            return
+        try:
+            job = listed
+            if job is None or self._needs_full_object(sched, job):
+                job = await self.api.retrieve(sched.job_id)
+            metrics = await self._fetch_metrics(sched, job.status)
+        except NotFoundError as exc:
+            await self._not_found(sched, exc)
+            return
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return
+        except ApiError as exc:
+            await self._failed(sched, exc)
+            return
+        await self._record(sched, job, metrics, full=job is not listed)
+
+    def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
+        """A status change gets the full job object (for the record and hook payloads)."""
+        return listed.status != sched.status
+
+    async def _fetch_metrics(self, sched: JobSchedule, status: str) -> list[MetricRow]:
+        if status in QUIET_STATUSES and sched.max_step is None:
+            return []
+        if status == "cancel_requested" and sched.max_step is None:
+            return []
+        return await self.api.metrics(sched.job_id, MetricFilter(global_step_from=sched.max_step))
+
+    async def _record(
+        self, sched: JobSchedule, job: Job, metrics: list[MetricRow], *, full: bool
+    ) -> None:
+        observed = self.wall()
+        record = PollRecord(
+            job_id=sched.job_id,
+            observed_at=observed,
+            job=job.raw if full else None,
+            status=job.status,
+            metrics=metrics,
+            hooks=hook_subs(self.config.hooks),
+            seconds_remaining=job.seconds_remaining,
+        )
+        result = await self.store.record_poll(record)
+        self._after_record(sched, job, metrics, result)
+
+    def _after_record(
+        self, sched: JobSchedule, job: Job, metrics: list[MetricRow], result: PollResult
+    ) -> None:
+        self.stats.polls += 1
+        self.stats.last_success_at = self.wall()
+        self.stats.auth_error = None
+        if metrics:
+            top = max(int(r["train/global_step"]) for r in metrics)
+            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
+        if result.transition is not None:
+            log.info(
+                "job.transition",
+                job_id=sched.job_id,
+                from_status=result.transition[0],
+                to_status=result.transition[1],
+                new_rows=result.new_rows,
+            )
+        if job.status not in KNOWN_STATUSES and job.status not in self._warned_statuses:
+            self._warned_statuses.add(job.status)
+            log.warning("job.unknown_status", job_id=sched.job_id, status=job.status)
+        sched.status = job.status
+        sched.failures = 0
+        sched.next_at = self.monotonic() + self._interval(
+            job, changed=result.transition is not None
+        )
+        if result.deliveries:
+            self.on_deliveries()
+
+    def _interval(self, job: Job, *, changed: bool) -> float:
+        """The configured interval, sooner when the service says a change is near."""
+        poll = self.config.poll
+        interval = poll.interval
+        remaining = job.seconds_remaining
+        if remaining is not None and math.isfinite(remaining) and remaining >= 0:
+            interval = min(interval, remaining + 1.0)
+        if changed:
+            interval = min(interval, poll.min_interval)
+        return max(poll.min_interval, interval)
+
+    # -- failures --------------------------------------------------------
+
+    async def _failed(self, sched: JobSchedule, exc: ApiError) -> None:
+        self.stats.errors += 1
+        sched.failures += 1
+        delay = self._backoff(sched.failures)
+        if isinstance(exc, RateLimitedError):
+            delay = max(delay, exc.resume_at - self.wall())
+        sched.next_at = self.monotonic() + delay
+        log.warning(
+            "poll.failed",
+            job_id=sched.job_id,
+            error=str(exc),
+            error_type=type(exc).__name__,
+            retry_in=round(delay, 1),
+        )
+        await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=False)
+
+    def _backoff(self, failures: int) -> float:
+        """Full-jitter exponential backoff, capped at `max_backoff`, at least one second."""
+        poll = self.config.poll
+        ceiling = min(poll.max_backoff, poll.min_interval * 2.0 ** min(failures, 30))
+        return max(1.0, self.rng.uniform(0.0, ceiling))
+
+    async def _not_found(self, sched: JobSchedule, exc: NotFoundError) -> None:
+        count = await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=True)
+        sched.failures += 1
+        sched.next_at = self.monotonic() + self._backoff(sched.failures)
+        if count < NOT_FOUND_LIMIT or sched.status == MISSING:
+            log.warning("poll.not_found", job_id=sched.job_id, count=count)
+            return
+        result = await self.store.mark_missing(
+            sched.job_id, self.wall(), hook_subs(self.config.hooks)
+        )
+        sched.status = MISSING
+        sched.next_at = self.monotonic() + self.config.poll.max_backoff
+        log.error("job.missing", job_id=sched.job_id, not_found_count=count)
+        if result.deliveries:
+            self.on_deliveries()
+
+    def _auth_failed(self, exc: AuthError) -> None:
+        """401/403: pause all polling; a reload with a new key resumes at once."""
+        if self.stats.auth_error is None:
+            log.error(
+                "api.auth_failed",
+                error=str(exc),
+                status=exc.status,
+                hint="check the API key; polling is paused until it works",
+            )
+        self.stats.auth_error = f"API key refused ({exc.status})"
+        self.stats.errors += 1
+        self._auth_until = self.monotonic() + self.config.poll.max_backoff
