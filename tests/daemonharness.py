@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +72,14 @@ def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def start_daemon(config: Path, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     """`watcherd run ARGS --config CONFIG` as a subprocess, stderr to `log`."""
-    stderr = (log or config.with_name("daemon.log")).open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "watcherd", "run", "--config", str(config), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        env=daemon_env(),
-        cwd=config.parent,
-    )
+    with (log or config.with_name("daemon.log")).open("ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "watcherd", "run", "--config", str(config), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=daemon_env(),
+            cwd=config.parent,
+        )
 
 
 def cli(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -130,12 +129,6 @@ def stored(db: Path) -> dict[str, Any]:
             }
 
     return anyio.run(read, backend="asyncio")
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Nothing; kept for symmetry with tests that install handlers."""
-    yield
 
 
 def row_key(row: MetricRow) -> str:

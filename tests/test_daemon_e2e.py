@@ -33,7 +33,8 @@ HOOK = (
 
 def _scenario(jobs: int, steps: int, seed: int) -> dict[str, object]:
     scenario = big_scenario(jobs, steps, seed=seed)
-    scenario["jobs"][0]["pending"] = 3 * 200
+    for phase in ("pending", "queue", "compress", "upload"):
+        scenario["jobs"][0][phase] = 3 * 200
     return scenario
 
 
@@ -114,7 +115,7 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path: Path) -> None:
         log = tmp_path / "daemon.log"
         proc = start_daemon(config, log=log)
         try:
-            assert wait_until(lambda: (tmp_path / "watcherd.db").exists(), 15)
+            assert wait_until(lambda: "daemon.started" in log.read_text(), 15)
             good = config.read_text()
             config.write_text(good.replace("interval: 0.3s", "interval: soon"))
             proc.send_signal(signal.SIGHUP)

@@ -196,10 +196,11 @@ async def test_overview_shows_progress_losses_and_hook_states(store: Store) -> N
     job = {"progress": {"estimate_available": True, "seconds_remaining": 90}}
     rows = [train(1, 3.0), evaluation(1, math.inf), train(2, math.nan)]
     await store.record_poll(poll("running", rows, job=job))
+    assert (await store.overview())[0].seconds_remaining == 90
     await store.record_poll(poll("completed"))
     await store.start_attempt("ft-a:completed:deploy", 11.0)
     (view,) = await store.overview()
-    assert view.seconds_remaining == 90 and view.step == 2
+    assert view.seconds_remaining is None and view.step == 2
     assert math.isnan(view.train_loss or 0.0) and view.eval_loss == math.inf
     assert view.hooks == {"pending": 1, "running": 1}
 

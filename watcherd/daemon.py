@@ -106,6 +106,7 @@ class Daemon:
         return await self._run_loop(mode)
 
     async def _run_once(self) -> int:
+        self.notifier.ready()
         await self.poller.poll_once()
         await self.dispatcher.drain()
         await self._publish_status()
@@ -116,7 +117,8 @@ class Daemon:
         self.exit_code = 0
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self._signals, tg)
+            await tg.start(self._signals, tg)
+            self.notifier.ready()
             tg.start_soon(self._watch_jobs_file)
             tg.start_soon(self._status_loop)
             tg.start_soon(self.poller.run)
@@ -129,8 +131,11 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------
 
-    async def _signals(self, tg: anyio.abc.TaskGroup) -> None:
+    async def _signals(
+        self, tg: anyio.abc.TaskGroup, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     await self.reload()

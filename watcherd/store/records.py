@@ -46,8 +46,8 @@ class PollRecord:
     """One fetched page of truth about a job, written in a single transaction.
 
     `job` is the raw job object as received (None for a status-only sighting, e.g. from
-    the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`;
-    with neither, the stored estimate stays.
+    the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`
+    when the job says an estimate is available; otherwise there is no estimate.
     """
 
     job_id: str

@@ -107,10 +107,10 @@ async def _metric_fields(
 def _job_fields(rec: PollRecord) -> dict[str, Any]:
     """Job columns taken from the job object (when one came) and the progress estimate."""
     remaining = rec.seconds_remaining
-    if rec.job is None:  # a status-only sighting keeps the last estimate unless it has one
-        return {} if remaining is None else {"seconds_remaining": remaining}
+    if rec.job is None:  # a status-only sighting: its estimate (or None) is the latest word
+        return {"seconds_remaining": remaining}
     progress = rec.job.get("progress")
-    if remaining is None and isinstance(progress, Mapping):
+    if remaining is None and isinstance(progress, Mapping) and progress.get("estimate_available"):
         remaining = number(progress.get("seconds_remaining"))
     return {
         "seconds_remaining": remaining,
