@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -25,8 +24,10 @@ from watcherd.dispatcher import Dispatcher
 from watcherd.errors import ConfigError, WatcherdError
 from watcherd.jobsfile import file_signature, read_jobs
 from watcherd.logs import configure_logging
-from watcherd.model import MISSING, is_terminal, validate_job_id
+from watcherd.model import validate_job_id
 from watcherd.poller import Poller
+from watcherd.promexport import Listen, bind, parse_listen, render, serve
+from watcherd.status import StatusReporter, status_line
 from watcherd.store import Store
 from watcherd.systemd import Notifier
 
@@ -67,6 +68,16 @@ def build_api(http: httpx.AsyncClient, config: Config) -> ApiClient:
     return ApiClient.from_config(http, config.api, config.api.api_key.resolve())
 
 
+def metrics_address(config: Config) -> Listen | None:
+    """Where to serve Prometheus metrics; ConfigError for a non-loopback address."""
+    if config.metrics_listen is None:
+        return None
+    try:
+        return parse_listen(config.metrics_listen)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=str(config.source), key=exc.key) from None
+
+
 class Daemon:
     """`watcherd run`: owns the store, the HTTP client, the poller and the dispatcher."""
 
@@ -75,9 +86,12 @@ class Daemon:
         self.config = config
         self.notifier = notifier
         self._jobs_signature: object = None
+        self._stopping = False
+        self.started_at = time.time()
 
     async def run(self, mode: Mode) -> int:
         """Run until stopped (or until the mode's goal is met); return the exit code."""
+        metrics_address(self.config)
         async with (
             Store.open(self.config.store.path, writer=True) as store,
             httpx.AsyncClient(follow_redirects=False) as http,
@@ -90,11 +104,11 @@ class Daemon:
         dispatcher = Dispatcher(store, http, self.config)
         poller = Poller(store, api, self.config, on_deliveries=dispatcher.wake)
         self.store, self.http, self.poller, self.dispatcher = store, http, poller, dispatcher
+        self.reporter = StatusReporter(store, poller, self.notifier)
         recovered = await store.recover_interrupted(time.time())
         if recovered:
             log.warning("hook.recovered", deliveries=recovered)
         await self._sync_jobs()
-        self.notifier.ready()
         log.info(
             "daemon.started",
             jobs=len(poller.jobs),
@@ -110,22 +124,27 @@ class Daemon:
         await self.poller.poll_once()
         await self.dispatcher.drain()
         await self._publish_status()
-        self.notifier.stopping()
+        self._notify_stopping()
         return 0
 
     async def _run_loop(self, mode: Mode) -> int:
         self.exit_code = 0
+        address = metrics_address(self.config)
+        listener = await bind(address) if address is not None else None
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await tg.start(self._signals, tg)
-            self.notifier.ready()
+            if listener is not None:
+                tg.start_soon(serve, listener, self.metrics_text)
+                log.info("metrics.listening", address=str(address))
+            self.notifier.ready(self.status_line())
             tg.start_soon(self._watch_jobs_file)
             tg.start_soon(self._status_loop)
             tg.start_soon(self.poller.run)
             tg.start_soon(self.dispatcher.run)
             if mode is Mode.UNTIL_DONE:
                 tg.start_soon(self._until_done, tg)
-        self.notifier.stopping()
+        self._notify_stopping()
         log.info("daemon.stopped", exit_code=self.exit_code, polls=self.poller.stats.polls)
         return self.exit_code
 
@@ -146,16 +165,23 @@ class Daemon:
 
     async def stop(self, tg: anyio.abc.TaskGroup) -> None:
         """Give running hooks a grace period, then cancel everything."""
-        self.notifier.stopping()
+        self._notify_stopping()
         with anyio.move_on_after(STOP_GRACE):
             await self.dispatcher.wait_idle()
         tg.cancel_scope.cancel()
+
+    def _notify_stopping(self) -> None:
+        """Send STOPPING=1, once."""
+        if not self._stopping:
+            self._stopping = True
+            self.notifier.stopping()
 
     async def reload(self) -> None:
         """SIGHUP: load and validate the config; keep the old one if the new one is bad."""
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
+            metrics_address(config)
             api = build_api(self.http, config) if config.api != self.config.api else None
         except ConfigError as exc:
             log.error(
@@ -170,6 +196,8 @@ class Daemon:
             return
         if config.store.path != self.config.store.path:
             log.warning("config.store_path_changed", hint="restart watcherd to change store.path")
+        if config.metrics_listen != self.config.metrics_listen:
+            log.warning("config.metrics_listen_changed", hint="restart watcherd to change it")
         configure_logging(config.log)
         self.config = config
         self.poller.reconfigure(config, api)
@@ -227,47 +255,18 @@ class Daemon:
     # -- status ----------------------------------------------------------
 
     async def _status_loop(self) -> None:
-        interval = self.notifier.watchdog_interval or 5.0
         while True:
-            await self._publish_status()
-            await anyio.sleep(min(interval, 5.0))
+            await self.reporter.publish()
+            await anyio.sleep(self.reporter.every)
 
     async def _publish_status(self) -> None:
-        line = self.status_line()
-        self.notifier.status(line)
-        stats = self.poller.stats
-        watchdog = self.notifier.watchdog_interval
-        if watchdog is None or time.monotonic() - stats.last_progress < 2 * watchdog + 5.0:
-            self.notifier.watchdog()
-        await self.store.set_state("heartbeat_at", repr(time.time()))
-        await self.store.set_state("status_line", line)
-        if self.api_paused_until() is not None:
-            await self.store.set_host_pause(self.api_host(), self.api_paused_until() or 0.0)
-
-    def api_host(self) -> str:
-        return httpx.URL(self.config.api.base_url).host
-
-    def api_paused_until(self) -> float | None:
-        until = self.poller.api.gate.paused_until
-        return until if until and until > time.time() else None
+        await self.reporter.publish()
 
     def status_line(self) -> str:
-        """One line for systemd's STATUS=: jobs by state, trouble first."""
-        counts = Counter(
-            "done"
-            if j.status and (is_terminal(j.status) or j.status == MISSING)
-            else (j.status or "new")
-            for j in self.poller.jobs.values()
-        )
-        parts = [f"{len(self.poller.jobs)} jobs"] + [f"{n} {s}" for s, n in sorted(counts.items())]
-        trouble = []
-        if self.poller.stats.auth_error:
-            trouble.append(self.poller.stats.auth_error)
-        if self.api_paused_until() is not None:
-            trouble.append("rate limited")
-        backing_off = sum(1 for j in self.poller.jobs.values() if j.failures)
-        if backing_off:
-            trouble.append(f"{backing_off} backing off")
-        if self.dispatcher.dead:
-            trouble.append(f"{self.dispatcher.dead} dead hooks")
-        return "; ".join([", ".join(parts), *trouble])
+        """One line for systemd's STATUS=: jobs by state, trouble after."""
+        return status_line(self.reporter.snapshot())
+
+    async def metrics_text(self) -> str:
+        """The Prometheus text for a scrape, with fresh delivery counts."""
+        snap = await self.reporter.refresh()
+        return render(snap, started_at=self.started_at)

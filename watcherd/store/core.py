@@ -227,6 +227,10 @@ class Store:
         """Every delivery, or one job's, in creation order."""
         return await self._read(outbox.listing, job_id)
 
+    async def delivery_counts(self) -> dict[str, int]:
+        """Deliveries per state (`pending`, `dead`, ...), one cheap query."""
+        return await self._read(readers.delivery_counts)
+
     # -- readers ----------------------------------------------------------------
 
     async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:

@@ -172,3 +172,9 @@ async def events(conn: aiosqlite.Connection, job_id: str) -> list[Any]:
     """A job's stored API events in the order first seen."""
     rows = await _all(conn, "SELECT event_json FROM events WHERE job_id = ? ORDER BY id", (job_id,))
     return [loads_exact(r[0]) for r in rows]
+
+
+async def delivery_counts(conn: aiosqlite.Connection) -> dict[str, int]:
+    """How many hook deliveries are in each state (states with none are left out)."""
+    rows = await _all(conn, "SELECT state, COUNT(*) FROM deliveries GROUP BY state")
+    return {str(state): int(count) for state, count in rows}

@@ -1,0 +1,223 @@
+"""An optional Prometheus endpoint: `GET /metrics` in the text format, version 0.0.4.
+
+Turned on by `metrics_listen: 127.0.0.1:9105`; the daemon binds the socket before it
+reports READY (a port in use fails the start) and serves it in its task group.
+
+Loopback only, by decision: the endpoint has no authentication and no TLS, and job
+counts, hook trouble and API error rates are nobody else's business. A host that is
+not a loopback address (`127.0.0.0/8`, `::1`, or `localhost`) is a configuration
+error. A Prometheus on another machine scrapes through a reverse proxy or an SSH
+tunnel that adds what a public endpoint needs.
+
+Why not `prometheus_client`: its registry is process-global and thread-locked, its
+server runs in a thread beside our event loop, and it is one more dependency for a
+few dozen lines of text. The daemon already holds every value in one `Snapshot`
+(`watcherd.status`); `render` prints it, and a tiny anyio server answers one request
+per connection, HTTP/1.0 style: the response, then close.
+
+Counters (`*_total`) count since the daemon started; a reload that changes the `api:`
+section starts a new API client, whose counters start again from zero (Prometheus'
+`rate()` treats that as a counter reset).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import anyio.abc
+import structlog
+
+from watcherd import __version__
+from watcherd.errors import ConfigError, WatcherdError
+from watcherd.status import Snapshot
+
+log = structlog.get_logger("watcherd.promexport")
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+#: Every state a delivery can be in, so each series exists from the start.
+DELIVERY_STATES: Final = ("pending", "running", "delivered", "failed", "dead")
+#: A scrape must arrive and be answered within this many seconds.
+REQUEST_DEADLINE: Final = 5.0
+MAX_REQUEST_HEAD: Final = 8192
+MAX_CONNECTIONS: Final = 8
+
+Collect = Callable[[], Awaitable[str]]
+Sample = tuple[Mapping[str, str], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """A loopback address to serve on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str) -> Listen:
+    """`host:port` (IPv6 in brackets) as a Listen; ConfigError unless the host is loopback."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError("must be host:port, like 127.0.0.1:9105", key="metrics_listen")
+    if not _is_loopback(host):
+        raise ConfigError(
+            f"{host} is not a loopback address; the metrics endpoint has no authentication,"
+            " so it listens on 127.0.0.1, ::1 or localhost only (put a proxy in front)",
+            key="metrics_listen",
+        )
+    return Listen(host, int(port))
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- the text format -----------------------------------------------------------
+
+
+def render(snap: Snapshot, *, started_at: float) -> str:
+    """The exposition text (format 0.0.4) of one snapshot."""
+    out: list[str] = []
+    jobs = [({"status": s}, float(n)) for s, n in sorted(snap.jobs.items())]
+    _family(out, "watcherd_jobs", "gauge", "Watched jobs by status.", jobs)
+    _gauge(out, "watcherd_jobs_backing_off", "Jobs whose last poll failed.", snap.backing_off)
+    _counter(out, "watcherd_polls_total", "Polls recorded successfully.", snap.polls)
+    _counter(out, "watcherd_poll_errors_total", "Polls that failed.", snap.poll_errors)
+    codes = [({"code": c}, float(n)) for c, n in sorted(snap.api.outcomes.items())]
+    help_codes = "API attempts by HTTP status, or error kind when no response came."
+    _family(out, "watcherd_api_requests_total", "counter", help_codes, codes)
+    _counter(out, "watcherd_api_retries_total", "API attempts that were retried.", snap.api.retries)
+    _gauge(out, "watcherd_api_auth_failing", "1 while the API key is refused.", snap.auth_error)
+    paused = snap.paused_until or 0.0
+    _gauge(out, "watcherd_api_paused_until_seconds", "Host paused until (epoch; 0: not).", paused)
+    hooks = [({"state": s}, float(snap.deliveries.get(s, 0))) for s in _states(snap.deliveries)]
+    _family(out, "watcherd_hook_deliveries", "gauge", "Hook deliveries by state.", hooks)
+    last = snap.last_success_at or 0.0
+    help_last = "When a poll last succeeded (epoch seconds; 0: never)."
+    _gauge(out, "watcherd_last_successful_poll_timestamp_seconds", help_last, last)
+    _gauge(out, "watcherd_start_time_seconds", "When the daemon started (epoch).", started_at)
+    info = [({"version": __version__}, 1.0)]
+    _family(out, "watcherd_build_info", "gauge", "The running version.", info)
+    return "".join(out)
+
+
+def _states(counts: Mapping[str, int]) -> list[str]:
+    return [*DELIVERY_STATES, *sorted(set(counts) - set(DELIVERY_STATES))]
+
+
+def _gauge(out: list[str], name: str, help_: str, value: float | str | None) -> None:
+    number = float(value) if isinstance(value, int | float) else float(value is not None)
+    _family(out, name, "gauge", help_, [({}, number)])
+
+
+def _counter(out: list[str], name: str, help_: str, value: int) -> None:
+    _family(out, name, "counter", help_, [({}, float(value))])
+
+
+def _family(out: list[str], name: str, kind: str, help_: str, samples: Iterable[Sample]) -> None:
+    out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
+    for labels, value in samples:
+        out.append(f"{name}{_labels(labels)} {_number(value)}\n")
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+# -- the server ------------------------------------------------------------------
+
+
+async def bind(listen: Listen) -> anyio.abc.Listener[anyio.abc.SocketStream]:
+    """The listening socket; WatcherdError if the address cannot be bound."""
+    try:
+        return await anyio.create_tcp_listener(local_host=listen.host, local_port=listen.port)
+    except OSError as exc:
+        raise WatcherdError(f"metrics_listen {listen}: cannot listen: {exc.strerror}") from None
+
+
+async def serve(listener: anyio.abc.Listener[anyio.abc.SocketStream], collect: Collect) -> None:
+    """Answer scrapes on `listener` until cancelled; `collect()` gives the body."""
+    limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with limiter, stream:
+            await _answer(stream, collect)
+
+    async with listener:
+        await listener.serve(handle)
+
+
+async def _answer(stream: anyio.abc.SocketStream, collect: Collect) -> None:
+    """One request, one response, then close; a client that stalls or drops is ignored."""
+    try:
+        with anyio.move_on_after(REQUEST_DEADLINE):
+            head = await _read_head(stream)
+            status, body = await _route(head, collect)
+            await stream.send(_response(status, body, head.startswith(b"HEAD ")))
+    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError):
+        return
+
+
+async def _read_head(stream: anyio.abc.SocketStream) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) <= MAX_REQUEST_HEAD:
+        data += await stream.receive()
+    return data
+
+
+async def _route(head: bytes, collect: Collect) -> tuple[str, str]:
+    """(status line text, body) for the request head."""
+    parts = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0].split()
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+        return "400 Bad Request", "bad request\n"
+    method, target = parts[0], parts[1].split(b"?", 1)[0]
+    if method not in (b"GET", b"HEAD"):
+        return "405 Method Not Allowed", "only GET\n"
+    if target != b"/metrics":
+        return "404 Not Found", "not found; try /metrics\n"
+    try:
+        return "200 OK", await collect()
+    except WatcherdError as exc:
+        log.warning("metrics.collect_failed", error=str(exc))
+        return "500 Internal Server Error", "cannot collect metrics\n"
+
+
+def _response(status: str, body: str, head_only: bool) -> bytes:
+    data = body.encode()
+    lines = [
+        f"HTTP/1.0 {status}",
+        f"Content-Type: {CONTENT_TYPE if status.startswith('200') else 'text/plain'}",
+        f"Content-Length: {len(data)}",
+        "Connection: close",
+    ]
+    if status.startswith("405"):
+        lines.append("Allow: GET, HEAD")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else data)

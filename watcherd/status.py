@@ -1,0 +1,145 @@
+"""What the running daemon says about itself: one snapshot, read three ways.
+
+The daemon takes a `Snapshot` (jobs by status, backoff, auth trouble, the host pause,
+hook deliveries by state as stored, poll and API counters) and turns it into the
+one-line systemd `STATUS=`, the state keys `watcherd health` reads, and the
+Prometheus text of `watcherd.promexport`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import httpx
+
+from watcherd.api import ApiStats
+from watcherd.model import MISSING, is_terminal
+from watcherd.poller import Poller
+from watcherd.store import Store
+from watcherd.systemd import Notifier
+
+#: State keys the daemon publishes for `watcherd health` (besides the store's last poll).
+HEARTBEAT_KEY: Final = "heartbeat_at"
+HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
+STATUS_KEY: Final = "status_line"
+AUTH_KEY: Final = "auth_error"
+#: A job the daemon has not fetched yet.
+NEW: Final = "new"
+#: The longest gap between two status updates (heartbeat, STATUS=, watchdog ping).
+STATUS_EVERY: Final = 5.0
+#: No watchdog ping once the poll loop has made no progress for 2 x interval + this.
+STALL_GRACE: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The daemon's state at `taken_at` (wall clock)."""
+
+    jobs: Mapping[str, int]  # watched jobs by status as stored ("new" before a fetch)
+    backing_off: int = 0  # jobs whose last poll failed
+    auth_error: str | None = None  # e.g. "API key refused (401)"
+    paused_until: float | None = None  # every request to the API host held back until
+    deliveries: Mapping[str, int] = field(default_factory=dict)  # by state, from the store
+    polls: int = 0
+    poll_errors: int = 0
+    last_success_at: float | None = None
+    api: ApiStats = field(default_factory=lambda: ApiStats(0, 0, {}))
+    taken_at: float = field(default_factory=time.time)
+
+    @property
+    def dead_hooks(self) -> int:
+        """Deliveries that gave up (`watcherd hooks retry` brings them back)."""
+        return self.deliveries.get("dead", 0)
+
+
+def count_jobs(statuses: Mapping[str, str | None]) -> dict[str, int]:
+    """Jobs by status from job_id -> status (None: not fetched yet)."""
+    return dict(Counter(status or NEW for status in statuses.values()))
+
+
+def status_line(snap: Snapshot) -> str:
+    """One line for systemd's STATUS=: jobs by state, then trouble.
+
+    e.g. `5 jobs, 2 done, 1 queued, 2 running; rate limited; 1 backing off; 1 dead hooks`.
+    """
+    grouped: Counter[str] = Counter()
+    for status, n in snap.jobs.items():
+        done = status != NEW and (is_terminal(status) or status == MISSING)
+        grouped["done" if done else status] += n
+    parts = [f"{sum(snap.jobs.values())} jobs"] + [f"{n} {s}" for s, n in sorted(grouped.items())]
+    trouble = []
+    if snap.auth_error:
+        trouble.append(f"{snap.auth_error}, polling paused")
+    if snap.paused_until is not None:
+        trouble.append(f"rate limited for {max(0.0, snap.paused_until - snap.taken_at):.0f}s")
+    if snap.backing_off:
+        trouble.append(f"{snap.backing_off} backing off")
+    if snap.dead_hooks:
+        trouble.append(f"{snap.dead_hooks} dead hooks")
+    return "; ".join([", ".join(parts), *trouble])
+
+
+class StatusReporter:
+    """Publishes the daemon's state: STATUS=, watchdog pings, and the keys `health` reads.
+
+    Delivery counts come from the store (so dead hooks of earlier runs count too),
+    re-read on every `publish()` and `refresh()`.
+    """
+
+    def __init__(self, store: Store, poller: Poller, notifier: Notifier) -> None:
+        self.store = store
+        self.poller = poller
+        self.notifier = notifier
+        self._deliveries: dict[str, int] = {}
+
+    @property
+    def every(self) -> float:
+        """Seconds between updates: at most STATUS_EVERY, twice per watchdog period."""
+        return min(self.notifier.watchdog_interval or STATUS_EVERY, STATUS_EVERY)
+
+    async def refresh(self) -> Snapshot:
+        """A snapshot with delivery counts read from the store now."""
+        self._deliveries = await self.store.delivery_counts()
+        return self.snapshot()
+
+    def snapshot(self) -> Snapshot:
+        """The state now; delivery counts as of the last refresh."""
+        jobs = self.poller.jobs.values()
+        stats = self.poller.stats
+        until = self.poller.api.gate.paused_until
+        now = time.time()
+        return Snapshot(
+            jobs=count_jobs({j.job_id: j.status for j in jobs}),
+            backing_off=sum(1 for j in jobs if j.failures),
+            auth_error=stats.auth_error,
+            paused_until=until if until and until > now else None,
+            deliveries=dict(self._deliveries),
+            polls=stats.polls,
+            poll_errors=stats.errors,
+            last_success_at=stats.last_success_at,
+            api=self.poller.api.stats,
+            taken_at=now,
+        )
+
+    async def publish(self) -> str:
+        """STATUS=, a watchdog ping if the poll loop progresses, the heartbeat; the line."""
+        snap = await self.refresh()
+        line = status_line(snap)
+        self.notifier.status(line)
+        watchdog = self.notifier.watchdog_interval
+        stalled = time.monotonic() - self.poller.stats.last_progress
+        if watchdog is None or stalled < 2 * watchdog + STALL_GRACE:
+            self.notifier.watchdog()
+        store = self.store
+        await store.set_state(HEARTBEAT_KEY, repr(snap.taken_at))
+        await store.set_state(HEARTBEAT_EVERY_KEY, repr(self.every))
+        await store.set_state(STATUS_KEY, line)
+        await store.set_state(AUTH_KEY, snap.auth_error)
+        if snap.paused_until is not None:
+            host = httpx.URL(self.poller.config.api.base_url).host
+            await store.set_host_pause(host, snap.paused_until)
+        return line
