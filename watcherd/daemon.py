@@ -166,6 +166,7 @@ class Daemon:
     async def stop(self, tg: anyio.abc.TaskGroup) -> None:
         """Give running hooks a grace period, then cancel everything."""
         self._notify_stopping()
+        self.dispatcher.accepting = False
         with anyio.move_on_after(STOP_GRACE):
             await self.dispatcher.wait_idle()
         tg.cancel_scope.cancel()

@@ -45,6 +45,7 @@ class Dispatcher:
         self._wake = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
+        self.accepting = True  # False once a graceful stop began: start nothing new
         self.dead = 0
 
     def wake(self) -> None:
@@ -69,6 +70,8 @@ class Dispatcher:
 
     async def start_due(self, tg: anyio.abc.TaskGroup) -> int:
         """Start every due delivery that is not already running; return how many."""
+        if not self.accepting:
+            return 0
         due = await self.store.due_deliveries(self.wall(), limit=100)
         started = 0
         for delivery in due:
