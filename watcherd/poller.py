@@ -92,6 +92,7 @@ class Poller:
         self._wake = anyio.Event()
         self._warned_statuses: set[str] = set()
         self._auth_until = 0.0
+        self._auth_failures = 0
 
     # -- configuration -------------------------------------------------
 
@@ -239,6 +240,7 @@ class Poller:
         self.stats.polls += 1
         self.stats.last_success_at = self.wall()
         self.stats.auth_error = None
+        self._auth_failures = 0
         if metrics:
             top = max(int(r["train/global_step"]) for r in metrics)
             sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
@@ -313,7 +315,7 @@ class Poller:
             self.on_deliveries()
 
     def _auth_failed(self, exc: AuthError) -> None:
-        """401/403: pause all polling; a reload with a new key resumes at once."""
+        """401/403: pause all polling, backing off; a reload with a new key resumes at once."""
         if self.stats.auth_error is None:
             log.error(
                 "api.auth_failed",
@@ -323,4 +325,5 @@ class Poller:
             )
         self.stats.auth_error = f"API key refused ({exc.status})"
         self.stats.errors += 1
-        self._auth_until = self.monotonic() + self.config.poll.max_backoff
+        self._auth_failures += 1
+        self._auth_until = self.monotonic() + self._backoff(self._auth_failures)
