@@ -148,7 +148,7 @@ class Daemon:
             if listener is not None:
                 tg.start_soon(serve, listener, self.metrics_text)
                 log.info("metrics.listening", address=str(address))
-            self.notifier.ready(self.status_line())
+            self.notifier.ready(status_line(await self.reporter.refresh()))
             tg.start_soon(self._watch_jobs_file)
             tg.start_soon(self._status_loop)
             tg.start_soon(self.poller.run)
