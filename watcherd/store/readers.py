@@ -31,8 +31,7 @@ _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival or
 
 
 async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    async with conn.execute(sql, params) as cur:
-        return list(await cur.fetchall())
+    return list(await conn.execute_fetchall(sql, params))
 
 
 async def job_states(

@@ -23,8 +23,8 @@ _NUMBER: Final = (
 
 
 async def _one(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> Any:
-    async with conn.execute(sql, params) as cur:
-        return await cur.fetchone()
+    rows = await conn.execute_fetchall(sql, params)
+    return next(iter(rows), None)
 
 
 async def number_train_rows(conn: aiosqlite.Connection, job_id: str, before: int) -> None:
@@ -101,5 +101,5 @@ async def sampled_json(
         f"SELECT row_json FROM ({train} UNION ALL SELECT timestamp, step, id, row_json"
         f" FROM metrics WHERE job_id = ? AND kind = 'eval'{where}) ORDER BY timestamp, step, id"
     )
-    async with conn.execute(sql, (*train_params, job_id, *params)) as cur:
-        return [r[0] for r in await cur.fetchall()]
+    rows = await conn.execute_fetchall(sql, (*train_params, job_id, *params))
+    return [r[0] for r in rows]

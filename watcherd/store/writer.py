@@ -28,9 +28,9 @@ _LAST_ROW: Final = (
 
 
 async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    """The first row of a query, or None."""
-    async with conn.execute(sql, params) as cur:
-        return await cur.fetchone()
+    """The first row of a query, or None (one trip to the database thread)."""
+    rows = await conn.execute_fetchall(sql, params)
+    return next(iter(rows), None)
 
 
 async def ensure_job(conn: aiosqlite.Connection, job_id: str, now: float) -> None:
@@ -81,11 +81,11 @@ async def _metric_fields(
     conn: aiosqlite.Connection, job_id: str, before: int
 ) -> tuple[dict[str, Any], int]:
     """Denormalized job fields refreshed from the rows inserted after id `before`."""
-    async with conn.execute(
+    found = await conn.execute_fetchall(
         "SELECT kind, COUNT(*), MAX(step), MIN(loss) FROM metrics WHERE id > ? GROUP BY kind",
         (before,),
-    ) as cur:
-        new = {str(r[0]): (int(r[1]), r[2], r[3]) for r in await cur.fetchall()}
+    )
+    new = {str(r[0]): (int(r[1]), r[2], r[3]) for r in found}
     if not new:
         return {}, 0
     old = await fetch_one(
