@@ -50,7 +50,7 @@ CASES: list[Case] = [
             "--logged-at-to",
             _at(rows, 0.6),
         ],
-    ),  # fmt: skip
+    ),
     ("naive-utc", lambda rows: ["--logged-at-from", _at(rows, 0.5, None)]),
     ("empty-steps", lambda rows: ["--global-step-from", "20", "--global-step-to", "10"]),
     (
@@ -67,7 +67,7 @@ CASES: list[Case] = [
             "--resolution",
             "7",
         ],
-    ),  # fmt: skip
+    ),
 ]
 #: Which jobs each case runs on.
 GRID = [("sft", name) for name, _ in CASES] + [

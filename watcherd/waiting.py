@@ -1,64 +1,124 @@
 """`watcherd wait`: block until jobs are terminal, with or without the daemon.
 
-With the daemon running, wait reads the database it keeps up to date. Without
-it, wait polls the jobs itself and records what it sees (hooks then fire the next
-time the daemon runs, from the outbox).
+Jobs that a running daemon watches are read from the database it keeps up to date.
+Every other job (all of them when no daemon runs) `wait` polls itself, through the
+same Poller, and records what it sees in the same database; it never takes the
+daemon lock, so a daemon may start (or stop) while it waits, and the jobs it
+delegated to a daemon that stopped are polled by `wait` from then on.
+
+Waiting never changes the watched set. With no daemon running, `wait` first syncs
+the database's watched set from the configuration, as the daemon does when it starts,
+so that `watcherd list` agrees with the jobs file. A job outside it gets an unwatched
+row: its history stays (`watcherd list --all`, `show`, `metrics`) and the daemon
+does not poll it. Hooks follow the watched set: a job the configuration watches
+(jobs file or `jobs.ids`) gets its hook deliveries queued when `wait` sees it change,
+and the daemon delivers them when it next runs, just as if it had seen the change
+itself; a job outside it fires no hooks, since waiting on a job is not subscribing
+to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
+from collections.abc import Iterable
 
 import anyio
 import httpx
 
 from watcherd.config import Config
-from watcherd.daemon import build_api
+from watcherd.daemon import JobsSource, build_api
+from watcherd.errors import AuthError
 from watcherd.model import MISSING, is_terminal
 from watcherd.poller import Poller
 from watcherd.store import Store
 
-#: How often the database is read when the daemon does the polling.
+#: Seconds between looks at the database when a daemon does all the polling.
 READ_INTERVAL = 1.0
+#: Seconds between rounds when `wait` polls jobs itself (each job keeps its own schedule).
+POLL_TICK = 0.2
 
 
-def _settled(status: str | None) -> bool:
+def settled(status: str | None) -> bool:
+    """True once a job will not change any more: terminal, or missing at the service."""
     return status is not None and (is_terminal(status) or status == MISSING)
 
 
 async def wait_for(
     config: Config, job_ids: list[str], limit: float | None
 ) -> dict[str, str | None]:
-    """The jobs' statuses once all are terminal (or when `limit` seconds run out)."""
+    """Each job's last known status, once all are settled or `limit` seconds have passed."""
     statuses: dict[str, str | None] = dict.fromkeys(job_ids)
     with anyio.move_on_after(math.inf if limit is None else limit):
-        if Store.daemon_running(config.store.path):
-            await _read_until_settled(config, statuses)
-        else:
-            await _poll_until_settled(config, statuses)
+        async with (
+            Store.open(config.store.path, writer=True, lock=False) as store,
+            httpx.AsyncClient(follow_redirects=False) as http,
+        ):
+            waiter = _Waiter(config, store, http)
+            await waiter.prepare(job_ids)
+            await waiter.run(statuses)
     return statuses
 
 
-async def _read_until_settled(config: Config, statuses: dict[str, str | None]) -> None:
-    async with Store.open(config.store.path, writer=False) as store:
+class _Waiter:
+    """Polls the jobs no running daemon watches; reads every status from the database."""
+
+    def __init__(self, config: Config, store: Store, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self.store = store
+        self.http = http
+        self.entries = JobsSource(config).entries()
+        self.configured = {job_id for job_id, _ in self.entries}
+        self.pollers: tuple[Poller, Poller] | None = None  # (with hooks, without)
+
+    async def prepare(self, job_ids: list[str]) -> None:
+        """Rows for every job; with no daemon, the watched set synced as the daemon would."""
+        if not self.store.daemon_running():
+            await self.store.sync_watched(self.entries, time.time())
+        await self.store.ensure_jobs(job_ids)
+
+    async def run(self, statuses: dict[str, str | None]) -> None:
+        """Round after round until every job in `statuses` is settled."""
         while True:
-            for job_id in statuses:
-                found = await store.job(job_id)
-                statuses[job_id] = found[0].status if found else None
-            if all(_settled(s) for s in statuses.values()):
+            await self._read(statuses)
+            own = [j for j, s in statuses.items() if not settled(s)]
+            if not own:
                 return
-            await anyio.sleep(READ_INTERVAL)
+            own = [j for j in own if j not in await self._delegated()]
+            if own:
+                await self._poll(own)
+            await anyio.sleep(POLL_TICK if own else READ_INTERVAL)
 
+    async def _read(self, statuses: dict[str, str | None]) -> None:
+        for job_id in statuses:
+            found = await self.store.job(job_id)
+            statuses[job_id] = found[0].status if found else None
 
-async def _poll_until_settled(config: Config, statuses: dict[str, str | None]) -> None:
-    async with Store.open(config.store.path, writer=True) as store, httpx.AsyncClient() as http:
-        await store.ensure_jobs(list(statuses))
-        poller = Poller(store, build_api(http, config), config)
-        await poller.load_jobs(only=set(statuses))
-        while True:
+    async def _delegated(self) -> set[str]:
+        """The jobs a running daemon watches (none when no daemon holds the lock)."""
+        if not self.store.daemon_running():
+            return set()
+        return {job.job_id for job in await self.store.overview()}
+
+    async def _poll(self, own: Iterable[str]) -> None:
+        """One round for the jobs `wait` polls itself; hooks only for configured jobs."""
+        hooked, plain = self._pollers()
+        mine = set(own)
+        await hooked.load_jobs(only=mine & self.configured)
+        await plain.load_jobs(only=mine - self.configured)
+        for poller in (hooked, plain):
             await poller.poll_due()
-            for job_id, sched in poller.jobs.items():
-                statuses[job_id] = sched.status
-            if all(_settled(s) for s in statuses.values()):
-                return
-            await anyio.sleep(0.2)
+            if poller.stats.auth_error:
+                raise AuthError(
+                    f"{poller.stats.auth_error}: check the key named in api: of "
+                    f"{self.config.source or 'the configuration'}"
+                )
+
+    def _pollers(self) -> tuple[Poller, Poller]:
+        """Built on first use, so that a wait served by the daemon needs no API key."""
+        if self.pollers is None:
+            api = build_api(self.http, self.config)
+            quiet = dataclasses.replace(self.config, hooks=())
+            self.pollers = (Poller(self.store, api, self.config), Poller(self.store, api, quiet))
+        return self.pollers

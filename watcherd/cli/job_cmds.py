@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -12,9 +13,11 @@ import anyio
 
 from watcherd.cli.common import color_enabled, load, reader, terminal_width
 from watcherd.config import Config
+from watcherd.durations import format_duration
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.jobsfile import add_jobs, remove_jobs
-from watcherd.model import validate_job_id
+from watcherd.logs import configure_logging
+from watcherd.model import Delivery, JobOverview, validate_job_id
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import list_json, render_list
 
@@ -66,9 +69,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """`watcherd list [--json]`."""
+    """`watcherd list [--all] [--json]`."""
     config = load(args)
-    jobs = anyio.run(_overview, config, backend="asyncio")
+    jobs = anyio.run(_overview, config, args.all, backend="asyncio")
     if args.json:
         print(json.dumps(list_json(jobs), indent=2))
     elif not jobs:
@@ -78,9 +81,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _overview(config: Config) -> list:  # type: ignore[type-arg]
+async def _overview(config: Config, everything: bool) -> list[JobOverview]:
     async with reader(config) as store:
-        return await store.overview()
+        return await store.overview(include_unwatched=everything)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
@@ -103,7 +106,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _deliveries(config: Config, job_id: str | None) -> list:  # type: ignore[type-arg]
+async def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
     async with reader(config) as store:
         return await store.deliveries(job_id)
 
@@ -120,12 +123,23 @@ async def _retry(config: Config, delivery_id: str) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    """`watcherd wait JOB_ID...`: 0 if all completed, 1 otherwise."""
-    from watcherd.waiting import wait_for
+    """`watcherd wait JOB_ID... [--timeout DURATION]`: 0 if all completed, 1 otherwise."""
+    from watcherd.waiting import settled, wait_for
 
     config = load(args)
-    ids = _valid_ids(args.job_ids)
+    ids = list(dict.fromkeys(_valid_ids(args.job_ids)))
+    if config.log.level == "info":  # wait logs polling trouble only, unless debug is asked for
+        configure_logging(dataclasses.replace(config.log, level="warning"))
+    else:
+        configure_logging(config.log)
     statuses = anyio.run(wait_for, config, ids, args.timeout, backend="asyncio")
     for job_id in ids:
-        print(f"{job_id}: {statuses.get(job_id) or 'unknown'}")
-    return 0 if all(statuses.get(j) == "completed" for j in ids) else 1
+        print(f"{job_id}: {statuses[job_id] or 'unknown'}")
+    waiting = [j for j in ids if not settled(statuses[j])]
+    if waiting:
+        print(
+            f"watcherd wait: gave up after {format_duration(args.timeout or 0)};"
+            f" not finished: {', '.join(waiting)}",
+            file=sys.stderr,
+        )
+    return 0 if all(statuses[j] == "completed" for j in ids) else 1

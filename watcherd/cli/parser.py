@@ -43,6 +43,19 @@ def _int_at_least(low: int) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
+def _positive_duration(text: str) -> float:
+    """`90`, `90s`, `10m`, `1h30m`: seconds, more than zero."""
+    from watcherd.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a duration ({exc}): {text!r}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `watcherd` parser with all its subcommands."""
     parser = argparse.ArgumentParser(
@@ -103,12 +116,22 @@ def _add_job_commands(
     add.add_argument("--note", help="a note shown in `list`")
     remove = sub.add_parser("remove", parents=[common], help="stop watching; history stays")
     remove.add_argument("job_ids", nargs="+", metavar="JOB_ID")
-    sub.add_parser("list", parents=[common, listing], help="one row per job")
+    listed = sub.add_parser("list", parents=[common, listing], help="one row per watched job")
+    listed.add_argument(
+        "--all",
+        action="store_true",
+        help="also jobs no longer watched (removed, or only waited on): their history stays",
+    )
     wait = sub.add_parser(
         "wait", parents=[common], help="block until the jobs are terminal; exit 0 if all completed"
     )
     wait.add_argument("job_ids", nargs="+", metavar="JOB_ID")
-    wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    wait.add_argument(
+        "--timeout",
+        type=_positive_duration,
+        metavar="DURATION",
+        help="give up after this long (90, 90s, 10m, 2h) and exit 1",
+    )
     hooks = sub.add_parser(
         "hooks",
         parents=[common, listing],
