@@ -53,8 +53,14 @@ class Dispatcher:
         self._wake.set()
 
     async def wait_idle(self) -> None:
-        """Return once no hook is running."""
-        await self._idle.wait()
+        """A graceful stop: start no more deliveries; return once no hook is running.
+
+        Deliveries due meanwhile (or queued behind the concurrency limit) stay pending
+        for the next start, so the grace period only has to cover the hooks running now.
+        """
+        self.accepting = False
+        while self._running:
+            await self._idle.wait()
 
     async def run(self) -> None:
         """Deliver forever."""
@@ -95,7 +101,8 @@ class Dispatcher:
     async def _deliver(self, delivery: Delivery) -> None:
         try:
             async with self._limiter:
-                await self._attempt(delivery)
+                if self.accepting:  # not if a stop began while it queued for a slot
+                    await self._attempt(delivery)
         finally:
             self._running.discard(delivery.id)
             if not self._running:
