@@ -49,13 +49,16 @@ def write_config(
     hooks: str = "",
     poll: str = "{interval: 0.3s, min_interval: 0.1s, max_backoff: 2s}",
     api_extra: str = "",
+    max_concurrency: int = 16,
+    timeout: str = "5s",
 ) -> Path:
     """A config for the daemon under test, with the jobs file filled in."""
     (folder / "jobs.txt").write_text("".join(f"{j}\n" for j in job_ids))
     config = folder / "watcherd.yaml"
     config.write_text(
         f"api:\n  base_url: {base_url}\n  api_key_env: WATCHERD_TEST_KEY\n"
-        f"  max_rate: 1000\n  max_concurrency: 16\n  timeout: 5s\n{api_extra}"
+        f"  max_rate: 1000\n  max_concurrency: {max_concurrency}\n  timeout: {timeout}\n"
+        f"{api_extra}"
         f"store:\n  path: watcherd.db\njobs:\n  file: jobs.txt\npoll: {poll}\n"
         f"log:\n  format: json\n  level: info\n{hooks}"
     )

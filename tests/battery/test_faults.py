@@ -1,0 +1,129 @@
+"""The faults battery: `run --until-done` against a simulator that fails 20 % of requests."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.battery.sizes import draw_seed, report, sized
+from tests.daemonharness import API_KEY, assert_exact, big_scenario, start_daemon, stored
+from tests.daemonharness import write_config as harness_config
+from watcherd.sim import FAULT_KINDS, RequestRecord, World, run_in_thread
+
+JOBS, STEPS = sized((30, 1000), (200, 5000))
+SPEED = 200.0
+#: Every fault kind but `oversized` (a bad-bodies case), 20 % of requests in all.
+KINDS = [k for k in FAULT_KINDS if k != "oversized"]
+TIMEOUT = 1.5  # the client's deadline: shorter than the stall, longer than the drip
+FAULTS = (
+    ",".join(f"{k}={0.2 / len(KINDS):.6f}" for k in KINDS)
+    + f",retry-after=0.5,stall-seconds={2 * TIMEOUT},drip-seconds=0.3"
+)
+MAX_CONCURRENCY = 4
+#: A request sent before the client had read the 429 sent just earlier is not a breach:
+#: it was already on the wire. Requests arriving this long after that reply ended are.
+SLACK = 0.2
+
+
+def scenario(seed: int) -> dict[str, Any]:
+    """JOBS x STEPS SFT jobs whose phases last about 1.5 s of real time each."""
+    spec = big_scenario(JOBS, STEPS, seed=seed, speed=SPEED)
+    for phase in ("pending", "queue", "compress", "upload"):
+        spec["jobs"][0][phase] = 1.5 * SPEED
+    return spec
+
+
+def early_requests(log: Sequence[RequestRecord]) -> list[tuple[RequestRecord, RequestRecord]]:
+    """(429/503, later request) pairs where the later one came before the Retry-After time."""
+    ordered = sorted(log, key=lambda r: r.time)
+    times = [r.time for r in ordered]
+    found = []
+    for limited in ordered:
+        if limited.retry_at is None:
+            continue
+        start = bisect.bisect_right(times, limited.time + limited.duration + SLACK)
+        stop = bisect.bisect_left(times, limited.retry_at)
+        found += [(limited, later) for later in ordered[start:stop]]
+    return found
+
+
+def max_in_flight(log: Sequence[RequestRecord], deadline: float) -> int:
+    """Requests open at once as the client saw them: a stall ends at the client's deadline.
+
+    The sim holds a stalled connection for stall-seconds whatever the client does, so
+    its own `max_in_flight` counts requests the client already gave up on.
+    """
+    edges: list[tuple[float, int]] = []
+    for r in log:
+        length = min(r.duration, deadline) if r.fault == "stall" else r.duration
+        edges += [(r.time, 1), (r.time + length, -1)]
+    current = peak = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+@pytest.mark.timeout(sized(150, 3600))
+def test_faults_keep_the_history_exact_and_the_limits(tmp_path: Path) -> None:
+    """20 % faulted requests: exact rows, Retry-After obeyed, in-flight capped, <=1.5x requests."""
+    seed = draw_seed("faults")
+    clean_world, faulty_world = World(scenario(seed)), World(scenario(seed))
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "faulty").mkdir()
+    with (
+        run_in_thread(clean_world, api_key=API_KEY) as clean_sim,
+        run_in_thread(faulty_world, api_key=API_KEY, faults=f"{FAULTS},seed={seed}") as sim,
+    ):
+        procs = [
+            start_daemon(
+                config(tmp_path / "clean", clean_sim.base_url, clean_world), "--until-done"
+            ),
+            start_daemon(config(tmp_path / "faulty", sim.base_url, faulty_world), "--until-done"),
+        ]
+        codes = [p.wait(timeout=sized(120, 3500)) for p in procs]
+        clean_log, log = clean_sim.stats.snapshot(), sim.stats.snapshot()
+        sim_peak = sim.stats.max_in_flight
+    assert codes == [0, 0], (tmp_path / "faulty" / "daemon.log").read_text()[-3000:]
+    data = stored(tmp_path / "faulty" / "watcherd.db")
+    rows = sum(len(v) for v in data["metrics"].values())
+    truth = sum(len(faulty_world.truth(j)) for j in faulty_world.job_ids())
+    faulted = sum(1 for r in log if r.fault)
+    early = early_requests(log)
+    peak = max_in_flight(log, TIMEOUT)
+    report(
+        "faults",
+        jobs=JOBS,
+        steps=STEPS,
+        requests=len(log),
+        fault_free_requests=len(clean_log),
+        ratio=round(len(log) / len(clean_log), 2),
+        faulted=faulted,
+        by_fault=dict(sorted(sim.stats.by_fault.items())),
+        rows_expected=truth,
+        rows_stored=rows,
+        retry_after_breaches=len(early),
+        max_in_flight=peak,
+        sim_max_in_flight=sim_peak,
+    )
+    assert_exact(faulty_world, data["metrics"])
+    assert 0.15 <= faulted / len(log) <= 0.25
+    assert set(sim.stats.by_fault) >= {"429", "500", "503", "stall", "reset", "drip"}
+    assert not early, early[:3]
+    assert peak <= MAX_CONCURRENCY
+    assert len(log) <= 1.5 * len(clean_log)
+
+
+def config(folder: Path, base_url: str, world: World) -> Path:
+    """The daemon's config: a deadline shorter than the stall, four requests in flight."""
+    return harness_config(
+        folder,
+        base_url,
+        world.job_ids(),
+        max_concurrency=MAX_CONCURRENCY,
+        timeout=f"{TIMEOUT}s",
+    )

@@ -1,0 +1,93 @@
+"""The stop-loop battery: SIGTERM at random while jobs finish and hooks run."""
+
+from __future__ import annotations
+
+import functools
+import random
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.battery.hookprobe import executions, hook_yaml, running_hooks
+from tests.battery.sizes import draw_seed, report, sized
+from tests.daemonharness import API_KEY, start_daemon, stored, wait_until, write_config
+from watcherd.sim import World, run_in_thread
+
+STOPS = sized(15, 100)
+SPEED = sized(40.0, 8.0)
+#: The daemon's grace for running hooks is 10 s; a hook's kill takes a little more.
+STOP_TIMEOUT = 15.0
+
+
+def scenario(seed: int) -> dict[str, Any]:
+    """Pairs of SFT jobs finishing one after another, so hooks run at most moments."""
+    phases = dict.fromkeys(("pending", "queue", "compress", "upload"), 0.25 * SPEED)
+    jobs = [
+        {"count": 2, "steps": 100 + 60 * i, "seconds_per_step": 1, "eval_steps": 50} | phases
+        for i in range(15)
+    ]
+    return {"seed": seed % 1000, "speed": SPEED, "jobs": jobs}
+
+
+def started_count(log: Path) -> int:
+    """How many daemons have logged `daemon.started` so far."""
+    return log.read_text().count('"daemon.started"') if log.exists() else 0
+
+
+def up(log: Path, before: int, proc: subprocess.Popen[bytes]) -> bool:
+    """True once this daemon logged `daemon.started` (or already exited)."""
+    return started_count(log) > before or proc.poll() is not None
+
+
+@pytest.mark.timeout(sized(180, 3600))
+def test_stop_loop_never_duplicates_and_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM at random: exit 0 within the stop timeout, no duplicate hook run, no leftover."""
+    seed = draw_seed("stop loop")
+    rng = random.Random(seed)
+    world = World(scenario(seed))
+    marker, hook_log, log = f"probe-{uuid.uuid4().hex}", tmp_path / "hook.log", tmp_path / "d.log"
+    stops, slowest, leftovers = 0, 0.0, 0
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        hooks = hook_yaml(hook_log, marker, sleep=0.3)
+        config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=hooks)
+        while True:
+            before = started_count(log)
+            proc = start_daemon(config, "--until-done", log=log)
+            assert wait_until(functools.partial(up, log, before, proc), 30)
+            limit = rng.uniform(0.1, 2.5) if stops < STOPS else 120
+            try:
+                code = proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                sent = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=STOP_TIMEOUT + 5)
+                slowest = max(slowest, time.monotonic() - sent)
+                stops += 1
+                assert code == 0, log.read_text()[-3000:]
+                leftovers += len(running_hooks(marker))
+                continue
+            assert code == 0, log.read_text()[-3000:]
+            break
+    data = stored(tmp_path / "watcherd.db")
+    runs = executions(hook_log)
+    report(
+        "stop loop",
+        stops=stops,
+        slowest_stop_s=round(slowest, 2),
+        deliveries_expected=len(world.job_ids()),
+        deliveries_made=len(data["deliveries"]),
+        hook_runs=sum(runs.values()),
+        duplicated=sum(runs.values()) - len(runs),
+        leftover_hooks=leftovers,
+    )
+    assert stops >= min(STOPS, 5)
+    assert slowest <= STOP_TIMEOUT
+    assert leftovers == 0
+    assert sorted(runs) == sorted(f"{j}:completed:probe" for j in world.job_ids())
+    assert max(runs.values()) == 1
+    assert all(d.state == "delivered" for d in data["deliveries"])
