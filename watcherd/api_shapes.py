@@ -12,7 +12,8 @@ Leniency rules, chosen so that nothing partial or wrong is ever written:
 - `{"metrics": null}` and `{}` mean no rows. A metric value of `null` is dropped from
   its row (the key is absent, as if never logged); any other non-number (strings,
   booleans, lists, objects) rejects the whole response. Every row needs an
-  integer-valued `train/global_step`.
+  integer-valued `train/global_step`, and its `timestamp` (if any) must be finite; both
+  must fit in 64 bits, as the store keeps them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watcherd.errors import InvalidJobIdError
-from watcherd.model import STEP_KEY, MetricFilter, MetricRow, validate_job_id
+from watcherd.model import STEP_KEY, TIMESTAMP_KEY, MetricFilter, MetricRow, validate_job_id
 
 SNIPPET_CHARS = 200
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ShapeError(ValueError):
@@ -165,9 +167,21 @@ def _metric_row(row: Any, index: int) -> MetricRow:
             raise ShapeError(f"metrics[{index}][{key!r}] is not a number")
         clean[key] = value
     step = clean.get(STEP_KEY)
-    if step is None or not _integral(step):
-        raise ShapeError(f"metrics[{index}] lacks an integer {STEP_KEY!r}")
+    if step is None or not _integral(step) or not _in_int64(step):
+        raise ShapeError(f"metrics[{index}] lacks an integer {STEP_KEY!r} (64-bit)")
+    stamp = clean.get(TIMESTAMP_KEY)
+    if stamp is not None and not (_finite(stamp) and _in_int64(stamp)):
+        raise ShapeError(f"metrics[{index}][{TIMESTAMP_KEY!r}] is not a finite 64-bit number")
     return clean
+
+
+def _finite(value: int | float) -> bool:
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _in_int64(value: int | float) -> bool:
+    """True if the store can keep `value` as an INTEGER (steps and timestamps are)."""
+    return INT64_MIN <= value <= INT64_MAX
 
 
 def _integral(value: int | float) -> bool:

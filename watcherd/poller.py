@@ -303,7 +303,7 @@ class Poller:
         sched.failures += 1
         sched.next_at = self.monotonic() + self._backoff(sched.failures)
         if count < NOT_FOUND_LIMIT or sched.status == MISSING:
-            log.warning("poll.not_found", job_id=sched.job_id, count=count)
+            log.warning("poll.not_found", job_id=sched.job_id, count=count, error=str(exc))
             return
         result = await self.store.mark_missing(
             sched.job_id, self.wall(), hook_subs(self.config.hooks)
