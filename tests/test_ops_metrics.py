@@ -18,6 +18,7 @@ import pytest
 from tests.daemonharness import API_KEY, big_scenario, start_daemon, stop, wait_until, write_config
 from watcherd.api import ApiStats
 from watcherd.errors import ConfigError, WatcherdError
+from watcherd.latency import Histogram, LatencySnapshot
 from watcherd.promexport import CONTENT_TYPE, Listen, bind, parse_listen, render, serve
 from watcherd.sim import World, run_in_thread
 from watcherd.status import Snapshot
@@ -73,7 +74,7 @@ def test_render_covers_the_snapshot() -> None:
         polls=7,
         poll_errors=3,
         last_success_at=1699999999.25,
-        api=ApiStats(12, 4, {"200": 9, "503": 2, "UnavailableError": 1}),
+        api=ApiStats(12, 4, {"200": 9, "503": 2, "UnavailableError": 1}, _latency()),
     )
     series = parse(render(snap, started_at=1690000000.0))
     assert series['watcherd_jobs{status="running"}'] == 2
@@ -83,12 +84,25 @@ def test_render_covers_the_snapshot() -> None:
     assert series['watcherd_api_requests_total{code="503"}'] == 2
     assert series['watcherd_api_requests_total{code="UnavailableError"}'] == 1
     assert series["watcherd_api_retries_total"] == 4
+    assert series['watcherd_api_request_duration_seconds_bucket{le="0.01"}'] == 1
+    assert series['watcherd_api_request_duration_seconds_bucket{le="0.5"}'] == 2
+    assert series['watcherd_api_request_duration_seconds_bucket{le="+Inf"}'] == 3
+    assert series["watcherd_api_request_duration_seconds_count"] == 3
+    assert series["watcherd_api_request_duration_seconds_sum"] == pytest.approx(40.51)
     assert series["watcherd_api_auth_failing"] == 1
     assert series["watcherd_api_paused_until_seconds"] == 1700000000.5
     assert series['watcherd_hook_deliveries{state="dead"}'] == 2
     assert series['watcherd_hook_deliveries{state="delivered"}'] == 0
     assert series["watcherd_last_successful_poll_timestamp_seconds"] == 1699999999.25
     assert series["watcherd_start_time_seconds"] == 1690000000
+
+
+def _latency() -> LatencySnapshot:
+    """Three attempts: 10 ms (on a bucket bound), 0.5 s and 40 s (past every bound)."""
+    histogram = Histogram()
+    for seconds in (0.01, 0.5, 40.0):
+        histogram.observe(seconds)
+    return histogram.snapshot()
 
 
 @asynccontextmanager
@@ -180,6 +194,9 @@ def test_scrapes_of_a_running_daemon_move(tmp_path: Path) -> None:
     ok_before = first.get('watcherd_api_requests_total{code="200"}', 0)
     assert last['watcherd_api_requests_total{code="200"}'] > ok_before
     assert last["watcherd_last_successful_poll_timestamp_seconds"] > 0
+    count = last["watcherd_api_request_duration_seconds_count"]
+    assert count > first["watcherd_api_request_duration_seconds_count"]
+    assert last['watcherd_api_request_duration_seconds_bucket{le="+Inf"}'] == count
     assert last["watcherd_jobs_backing_off"] == 0 and last["watcherd_api_auth_failing"] == 0
 
 

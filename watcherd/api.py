@@ -16,7 +16,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
@@ -44,6 +44,7 @@ from watcherd.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from watcherd.latency import Histogram, LatencySnapshot
 from watcherd.model import MetricFilter, MetricRow, loads_exact, validate_job_id
 from watcherd.ratelimit import Clock, HostGate, RateLimiter, Sleep, full_jitter, retry_after
 
@@ -60,11 +61,13 @@ class ApiStats:
 
     `outcomes` keys are HTTP statuses as text (`"200"`, `"429"`) or the error class
     for attempts that got no usable response (`"UnavailableError"`, ...).
+    `latency` holds the seconds each attempt took (not compared: timing varies).
     """
 
     requests: int
     retries: int
     outcomes: Mapping[str, int]
+    latency: LatencySnapshot = field(default_factory=LatencySnapshot, compare=False)
 
 
 class ApiClient:
@@ -105,6 +108,7 @@ class ApiClient:
         self._limiter = RateLimiter(max_rate, sleep=sleep)
         self._outcomes: Counter[str] = Counter()
         self._retries = 0
+        self._latency = Histogram()
 
     @classmethod
     def from_config(
@@ -129,7 +133,7 @@ class ApiClient:
     def stats(self) -> ApiStats:
         """A snapshot of the counters."""
         outcomes = dict(self._outcomes)
-        return ApiStats(sum(outcomes.values()), self._retries, outcomes)
+        return ApiStats(sum(outcomes.values()), self._retries, outcomes, self._latency.snapshot())
 
     async def list_jobs(self) -> list[Job]:
         """Every job of the account (`GET /v1/fine-tunes`, unpaginated)."""
@@ -213,11 +217,14 @@ class ApiClient:
         async with self._slots:
             await self._limiter.acquire()
             await self.gate.wait(self._clock() + self._max_wait)
+            started = time.monotonic()
             try:
                 raw = await fetch(self._http, exchange)
             except ApiError as exc:
                 self._outcomes[type(exc).__name__] += 1
                 raise
+            finally:
+                self._latency.observe(time.monotonic() - started)
         self._outcomes[str(raw.status)] += 1
         return raw
 

@@ -34,6 +34,7 @@ import structlog
 
 from watcherd import __version__
 from watcherd.errors import ConfigError, WatcherdError
+from watcherd.latency import LatencySnapshot
 from watcherd.status import Snapshot
 
 log = structlog.get_logger("watcherd.promexport")
@@ -100,6 +101,8 @@ def render(snap: Snapshot, *, started_at: float) -> str:
     help_codes = "API attempts by HTTP status, or error kind when no response came."
     _family(out, "watcherd_api_requests_total", "counter", help_codes, codes)
     _counter(out, "watcherd_api_retries_total", "API attempts that were retried.", snap.api.retries)
+    help_latency = "Seconds per API attempt, body included."
+    _histogram(out, "watcherd_api_request_duration_seconds", help_latency, snap.api.latency)
     _gauge(out, "watcherd_api_auth_failing", "1 while the API key is refused.", snap.auth_error)
     paused = snap.paused_until or 0.0
     _gauge(out, "watcherd_api_paused_until_seconds", "Host paused until (epoch; 0: not).", paused)
@@ -125,6 +128,13 @@ def _gauge(out: list[str], name: str, help_: str, value: float | str | None) -> 
 
 def _counter(out: list[str], name: str, help_: str, value: int) -> None:
     _family(out, name, "counter", help_, [({}, float(value))])
+
+
+def _histogram(out: list[str], name: str, help_: str, latency: LatencySnapshot) -> None:
+    out.append(f"# HELP {name} {help_}\n# TYPE {name} histogram\n")
+    buckets = [*((repr(le), n) for le, n in latency.buckets), ("+Inf", latency.count)]
+    out.extend(f'{name}_bucket{{le="{le}"}} {n}\n' for le, n in buckets)
+    out.append(f"{name}_sum {_number(latency.total)}\n{name}_count {latency.count}\n")
 
 
 def _family(out: list[str], name: str, kind: str, help_: str, samples: Iterable[Sample]) -> None:
