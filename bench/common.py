@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 
+from bench.simclient import ROOT
 from watcherd.api import ApiClient
 from watcherd.config import Config, JobsConfig, PollConfig, StoreConfig
-
-from bench.simclient import ROOT
 
 #: The key the bench clients send (the simulator accepts any bearer key).
 API_KEY = "bench-key"

@@ -19,12 +19,11 @@ from typing import Any
 import anyio
 import httpx
 
-from watcherd.poller import Poller
-from watcherd.store import Store
-
 from bench.common import API_KEY, bench_api, bench_config, median, peak_rss_mb, run_worker
 from bench.simclient import SimProcess
 from bench.table import Row
+from watcherd.poller import Poller
+from watcherd.store import Store
 
 SYSTEMS = ("watcherd", "bare", "sdk")
 _TABLE = """CREATE TABLE metrics (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL,
@@ -39,6 +38,12 @@ def scenario(steps: int) -> dict[str, Any]:
     return {"seed": 5, "jobs": [job]}
 
 
+def _params(job_id: str, r: dict[str, Any]) -> tuple[Any, ...]:
+    kind = "train" if "train/loss" in r else "eval"
+    loss = r.get(f"{kind}/loss")
+    return (job_id, kind, int(r["train/global_step"]), int(r["timestamp"]), loss, json.dumps(r))
+
+
 def _insert(db: Path, job_id: str, rows: list[dict[str, Any]]) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -47,17 +52,14 @@ def _insert(db: Path, job_id: str, rows: list[dict[str, Any]]) -> None:
     conn.execute("BEGIN")
     conn.executemany(
         _INSERT,
-        (
-            (job_id, "train" if "train/loss" in r else "eval", int(r["train/global_step"]))
-            + (int(r["timestamp"]), r.get("train/loss", r.get("eval/loss")), json.dumps(r))
-            for r in rows
-        ),
+        (_params(job_id, r) for r in rows),
     )
     conn.execute("COMMIT")
     conn.close()
 
 
-async def _watcherd(base_url: str, job_id: str, db: Path) -> int:
+async def run_watcherd(base_url: str, job_id: str, db: Path) -> int:
+    """Watch the job and poll it once with watcherd's Poller; return the rows stored."""
     async with Store.open(db, writer=True) as store, httpx.AsyncClient() as http:
         await store.sync_watched([(job_id, None)], time.time())
         poller = Poller(store, bench_api(http, base_url), bench_config(db))
@@ -93,7 +95,9 @@ def worker(params: dict[str, Any]) -> dict[str, Any]:
         base_rss = peak_rss_mb()
         cpu, wall = time.process_time(), time.perf_counter()
         if params["system"] == "watcherd":
-            rows = anyio.run(_watcherd, params["base_url"], params["job_id"], db, backend="asyncio")
+            rows = anyio.run(
+                run_watcherd, params["base_url"], params["job_id"], db, backend="asyncio"
+            )
         else:
             fn = _bare if params["system"] == "bare" else _sdk
             rows = fn(params["base_url"], params["job_id"], db)

@@ -2,7 +2,7 @@
 
     python -m bench.simproc --scenario FILE [--speed S | --manual] [--chunk N]
 
-It prints one JSON line (base_url, job_ids, clock epoch and real start), then obeys
+It prints one JSON line (base_url, job_ids, t0, each job's life, speed clock anchors), then obeys
 one command a line: `set T` (manual clock, sim epoch seconds), `log` (a JSON line of
 the requests served since the last `log`: [time, method, path, query, status]) and
 `quit`. Each command is answered with one line.
@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = World(load_scenario(args.scenario), clock=clock)
     with run_in_thread(world) as sim:
         head = {"base_url": sim.base_url, "job_ids": world.job_ids(), "t0": world.t0}
+        head["lives"] = {j: _life(world, j) for j in world.job_ids()}
         if isinstance(clock, SpeedClock):
             head |= {"epoch": clock.epoch, "real_start": clock.real_start, "speed": clock.speed}
         _say(head)
@@ -57,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 _say({"error": f"unknown command {line.strip()!r}"})
     return 0
+
+
+def _life(world: World, job_id: str) -> list[float | str | None]:
+    """[created, final time, final status] of a job (None, None when it never ends)."""
+    timeline = world.job(job_id).timeline
+    final = timeline.final
+    return [timeline.created, *(final if final else (None, None))]
 
 
 def _say(value: object) -> None:

@@ -13,9 +13,16 @@ from typing import Any
 
 
 def _kinds() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    from bench import ingest, polling
+    from bench import cliquery, economy, incremental, ingest, polling
 
-    return {"poll": polling.worker, "ingest": ingest.worker}
+    return {
+        "poll": polling.worker,
+        "ingest": ingest.worker,
+        "incremental": incremental.worker,
+        "economy": economy.worker,
+        "cli_setup": cliquery.setup,
+        "cli_inproc": cliquery.inproc,
+    }
 
 
 def main(argv: list[str]) -> int:
