@@ -13,11 +13,13 @@ import anyio
 
 from watcherd.cli.common import color_enabled, load, reader, terminal_width
 from watcherd.config import Config
+from watcherd.daemon import JobsSource
 from watcherd.durations import format_duration
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.jobsfile import add_jobs, remove_jobs
 from watcherd.logs import configure_logging
 from watcherd.model import Delivery, JobOverview, validate_job_id
+from watcherd.store import Store
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import list_json, render_list
 
@@ -34,10 +36,31 @@ def _jobs_path(config: Config) -> Path:
 
 
 def _valid_ids(job_ids: list[str]) -> list[str]:
-    try:
-        return [validate_job_id(j) for j in job_ids]
-    except WatcherdError as exc:
-        raise UsageError(str(exc)) from exc
+    """The IDs, unchanged; a UsageError naming every malformed one."""
+    bad = []
+    for job_id in job_ids:
+        try:
+            validate_job_id(job_id)
+        except WatcherdError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise UsageError("; ".join(bad))
+    return list(job_ids)
+
+
+def _daemon_note(config: Config, path: Path) -> str:
+    """Where the change went and who acts on it; syncs the database if no daemon will."""
+    if config.store.path.exists() and Store.daemon_running(config.store.path):
+        return f"(saved in {path}; the running daemon picks this up within seconds)"
+    if config.store.path.exists():
+        anyio.run(_sync_watched, config, backend="asyncio")
+    return f"(saved in {path}; no daemon is running: start one with `watcherd run`)"
+
+
+async def _sync_watched(config: Config) -> None:
+    """What the daemon does when the jobs file changes: the watched set follows it."""
+    async with Store.open(config.store.path, writer=True, lock=False) as store:
+        await store.sync_watched(JobsSource(config).entries(), time.time())
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -46,9 +69,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
     added = add_jobs(path, ids, note=args.note)
-    for job_id in ids:
+    for job_id in dict.fromkeys(ids):
         print(f"{job_id}: {'now watched' if job_id in added else 'already watched'}")
-    print(f"(saved in {path}; a running daemon picks this up within seconds)")
+    print(_daemon_note(config, path))
     return 0
 
 
@@ -58,13 +81,16 @@ def cmd_remove(args: argparse.Namespace) -> int:
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
     removed = remove_jobs(path, ids)
-    for job_id in ids:
+    for job_id in dict.fromkeys(ids):
         print(f"{job_id}: {'no longer watched' if job_id in removed else 'was not watched'}")
     inline = sorted(set(ids) & set(config.jobs.ids))
     if inline:
         print(
-            f"note: {', '.join(inline)} also listed in jobs.ids of {config.source}", file=sys.stderr
+            f"note: {', '.join(inline)} also listed in jobs.ids of {config.source}; "
+            "remove them there too",
+            file=sys.stderr,
         )
+    print(_daemon_note(config, path) + "; history stays: `watcherd list --all`")
     return 0
 
 
@@ -75,13 +101,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(list_json(jobs), indent=2))
     elif not jobs:
-        print("no jobs yet: add one with `watcherd add ft-...`")
+        print(_no_jobs_hint(config))
     else:
         print(render_list(jobs, now=time.time(), color=color_enabled(), width=terminal_width()))
     return 0
 
 
+def _no_jobs_hint(config: Config) -> str:
+    """What a newcomer does next when `list` has nothing to show."""
+    configured = len(JobsSource(config).entries())
+    if not configured:
+        return "No jobs yet: add one with `watcherd add ft-...`, then run `watcherd run`."
+    return f"{configured} job(s) configured, none polled yet: start the daemon with `watcherd run`."
+
+
 async def _overview(config: Config, everything: bool) -> list[JobOverview]:
+    if not config.store.path.exists():  # nothing recorded yet: an empty list, not an error
+        return []
     async with reader(config) as store:
         return await store.overview(include_unwatched=everything)
 
@@ -102,23 +138,36 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     elif not deliveries:
         print("no hook deliveries yet")
     else:
-        print(render_deliveries(deliveries, now=time.time(), color=color_enabled()))
+        print(
+            render_deliveries(
+                deliveries, now=time.time(), color=color_enabled(), width=terminal_width()
+            )
+        )
     return 0
 
 
 async def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
+    if not config.store.path.exists():
+        return []
     async with reader(config) as store:
         return await store.deliveries(job_id)
 
 
 async def _retry(config: Config, delivery_id: str) -> int:
-    from watcherd.store import Store
-
-    async with Store.open(config.store.path, writer=True, lock=False) as store:
+    path = config.store.path
+    if not path.exists():
+        raise UsageError(f"no hook delivery with id {delivery_id!r}: {path} does not exist yet")
+    async with Store.open(path, writer=True, lock=False) as store:
+        known = {d.id for d in await store.deliveries()}
         ok = await store.requeue(delivery_id, time.time())
-    if not ok:
+    if delivery_id not in known:
         raise UsageError(f"no hook delivery with id {delivery_id!r} (see `watcherd hooks`)")
-    print(f"{delivery_id}: queued again; the daemon delivers it within seconds")
+    if not ok:
+        raise WatcherdError(f"{delivery_id} is being delivered right now; retry once it ends")
+    who = "the daemon delivers it within seconds"
+    if not Store.daemon_running(path):
+        who = "no daemon is running: `watcherd run` delivers it"
+    print(f"{delivery_id}: queued again ({who})")
     return 0
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -117,12 +120,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     config = load(args)
     ids = [_job_id(j) for j in args.job_ids]
     jobs = anyio.run(_report_jobs, config, ids, backend="asyncio")
-    html = render_report(jobs, generated_at=time.time())
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(args.output)
+    write_atomically(args.output, render_report(jobs, generated_at=time.time()))
     print(f"wrote {args.output} ({len(jobs)} jobs)")
     return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` all at once: a reader never sees half a file, and a
+    failure leaves the old file as it was. The mode follows the umask, like any new file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise WatcherdError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 async def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
