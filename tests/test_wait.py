@@ -196,3 +196,10 @@ def test_daemon_can_start_while_wait_polls(setup: Setup) -> None:
     finally:
         waiter.kill()
         waiter.communicate()
+
+
+def test_missing_key_without_daemon_exits_78_and_creates_nothing(setup: Setup) -> None:
+    """No daemon and no API key: a configuration error (78) naming the key, no database made."""
+    done = watcherd(setup.config, "wait", setup.ids["ok"], env={"WATCHERD_TEST_KEY": ""})
+    assert done.returncode == 78 and "api.api_key" in done.stderr
+    assert not (setup.config.parent / "watcherd.db").exists()

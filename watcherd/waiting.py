@@ -27,6 +27,7 @@ from collections.abc import Iterable
 import anyio
 import httpx
 
+from watcherd.api import ApiClient
 from watcherd.config import Config
 from watcherd.daemon import JobsSource, build_api
 from watcherd.errors import AuthError
@@ -51,23 +52,26 @@ async def wait_for(
     """Each job's last known status, once all are settled or `limit` seconds have passed."""
     statuses: dict[str, str | None] = dict.fromkeys(job_ids)
     with anyio.move_on_after(math.inf if limit is None else limit):
-        async with (
-            Store.open(config.store.path, writer=True, lock=False) as store,
-            httpx.AsyncClient(follow_redirects=False) as http,
-        ):
-            waiter = _Waiter(config, store, http)
-            await waiter.prepare(job_ids)
-            await waiter.run(statuses)
+        async with httpx.AsyncClient(follow_redirects=False) as http:
+            # With no daemon, every job is ours to poll: a missing key fails before any file.
+            api = None if Store.daemon_running(config.store.path) else build_api(http, config)
+            async with Store.open(config.store.path, writer=True, lock=False) as store:
+                waiter = _Waiter(config, store, http, api)
+                await waiter.prepare(job_ids)
+                await waiter.run(statuses)
     return statuses
 
 
 class _Waiter:
     """Polls the jobs no running daemon watches; reads every status from the database."""
 
-    def __init__(self, config: Config, store: Store, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: Config, store: Store, http: httpx.AsyncClient, api: ApiClient | None
+    ) -> None:
         self.config = config
         self.store = store
         self.http = http
+        self.api = api
         self.entries = JobsSource(config).entries()
         self.configured = {job_id for job_id, _ in self.entries}
         self.pollers: tuple[Poller, Poller] | None = None  # (with hooks, without)
@@ -118,7 +122,7 @@ class _Waiter:
     def _pollers(self) -> tuple[Poller, Poller]:
         """Built on first use, so that a wait served by the daemon needs no API key."""
         if self.pollers is None:
-            api = build_api(self.http, self.config)
+            api = self.api or build_api(self.http, self.config)
             quiet = dataclasses.replace(self.config, hooks=())
             self.pollers = (Poller(self.store, api, self.config), Poller(self.store, api, quiet))
         return self.pollers

@@ -90,7 +90,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
             "remove them there too",
             file=sys.stderr,
         )
-    print(_daemon_note(config, path) + "; history stays: `watcherd list --all`")
+    print(_daemon_note(config, path))
+    if removed and config.store.path.exists():
+        print("history stays in the database: `watcherd list --all` still shows it")
     return 0
 
 
