@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.abc
 import structlog
 
 from watcherd.api import ApiClient, Job
@@ -93,6 +94,7 @@ class Poller:
         self._warned_statuses: set[str] = set()
         self._auth_until = 0.0
         self._auth_failures = 0
+        self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
 
     # -- configuration -------------------------------------------------
 
@@ -136,10 +138,44 @@ class Poller:
         )
 
     async def run(self) -> None:
-        """Poll forever."""
-        while True:
-            await self.poll_due()
-            await self._sleep_until_due()
+        """Poll forever, each job in its own task: a slow or stalled job holds no other."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._start_due(tg)
+                await self._sleep_until_due()
+
+    def _start_due(self, tg: anyio.abc.TaskGroup) -> None:
+        """Start a round for the due jobs that are not being polled already."""
+        now = self.monotonic()
+        if now < self._auth_until:
+            return
+        due = [j for j in self.live_jobs() if j.next_at <= now and j.job_id not in self._busy]
+        if due:
+            self.stats.rounds += 1
+            self._busy.update(j.job_id for j in due)
+            tg.start_soon(self._round, tg, due)
+
+    async def _round(self, tg: anyio.abc.TaskGroup, due: list[JobSchedule]) -> None:
+        """One list request for the round, then every job's poll as a task of its own."""
+        try:
+            listed = await self._list_statuses(due)
+        except BaseException:
+            self._release(*due)
+            raise
+        for sched in due:
+            tg.start_soon(self._poll_released, sched, listed.get(sched.job_id))
+
+    async def _poll_released(self, sched: JobSchedule, listed: Job | None) -> None:
+        try:
+            await self._poll_job(sched, listed)
+        finally:
+            self._release(sched)
+
+    def _release(self, *done: JobSchedule) -> None:
+        """These jobs' polls ended: the loop may schedule them again."""
+        self._busy.difference_update(j.job_id for j in done)
+        self.stats.last_progress = self.monotonic()
+        self.wake()
 
     async def poll_once(self) -> None:
         """Poll every live job once, whatever its schedule (for `run --once`)."""
@@ -149,7 +185,7 @@ class Poller:
 
     async def _sleep_until_due(self) -> None:
         self.stats.last_progress = self.monotonic()
-        live = self.live_jobs()
+        live = [j for j in self.live_jobs() if j.job_id not in self._busy]
         now = self.monotonic()
         delay = min((j.next_at for j in live), default=now + 5.0) - now
         delay = max(self._auth_until - now, delay, 0.05)
@@ -212,9 +248,9 @@ class Poller:
         return listed.status != sched.status
 
     async def _fetch_metrics(self, sched: JobSchedule, status: str) -> list[MetricRow]:
+        # A job cancelled mid-run may have rows we never saw: only the statuses before
+        # training (QUIET_STATUSES) are sure to have none.
         if status in QUIET_STATUSES and sched.max_step is None:
-            return []
-        if status == "cancel_requested" and sched.max_step is None:
             return []
         return await self.api.metrics(sched.job_id, MetricFilter(global_step_from=sched.max_step))
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import bisect
+import itertools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 
 from tests.battery.sizes import draw_seed, report, sized
 from tests.daemonharness import API_KEY, assert_exact, big_scenario, start_daemon, stored
 from tests.daemonharness import write_config as harness_config
+from watcherd.api import ApiClient
+from watcherd.config import ApiConfig, Config, PollConfig
+from watcherd.poller import Poller
 from watcherd.sim import FAULT_KINDS, RequestRecord, World, run_in_thread
+from watcherd.store import Store
 
 JOBS, STEPS = sized((30, 1000), (200, 5000))
 SPEED = 200.0
@@ -127,3 +135,37 @@ def config(folder: Path, base_url: str, world: World) -> Path:
         max_concurrency=MAX_CONCURRENCY,
         timeout=f"{TIMEOUT}s",
     )
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+async def test_a_stalled_job_holds_no_other_job(tmp_path: Path) -> None:
+    """Found by the faults battery: a stalled request held every job's polls until its deadline."""
+    fast: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if "ft-stall" in request.url.path:
+            await anyio.sleep(60)
+        if request.url.path.endswith("/metrics"):
+            fast.append(time.monotonic())
+            return httpx.Response(200, json={"metrics": []})
+        if request.url.path.endswith("/fine-tunes"):
+            return httpx.Response(200, json={"data": [{"id": "ft-fast", "status": "running"}]})
+        return httpx.Response(200, json={"id": "ft-fast", "status": "running"})
+
+    config = Config(
+        api=ApiConfig(base_url="http://sim.test", timeout=1.0, max_rate=0),
+        poll=PollConfig(interval=0.1, min_interval=0.1, max_backoff=0.2),
+    )
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+    ):
+        await store.sync_watched([("ft-fast", None), ("ft-stall", None)], time.time())
+        poller = Poller(store, ApiClient.from_config(http, config.api, "k", max_attempts=1), config)
+        await poller.load_jobs()
+        with anyio.move_on_after(3.0):
+            await poller.run()
+    gaps = [b - a for a, b in itertools.pairwise(fast)]
+    report("stalled job", fast_polls=len(fast), longest_gap_s=round(max(gaps), 2))
+    assert max(gaps) < 0.6
