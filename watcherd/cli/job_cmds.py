@@ -13,7 +13,6 @@ import anyio
 
 from watcherd.cli.common import color_enabled, load, reader, terminal_width
 from watcherd.config import Config
-from watcherd.daemon import JobsSource
 from watcherd.durations import format_duration
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.jobsfile import add_jobs, remove_jobs
@@ -59,6 +58,8 @@ def _daemon_note(config: Config, path: Path) -> str:
 
 async def _sync_watched(config: Config) -> None:
     """What the daemon does when the jobs file changes: the watched set follows it."""
+    from watcherd.daemon import JobsSource  # lazily: it brings the HTTP stack along
+
     async with Store.open(config.store.path, writer=True, lock=False) as store:
         await store.sync_watched(JobsSource(config).entries(), time.time())
 
@@ -111,6 +112,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _no_jobs_hint(config: Config) -> str:
     """What a newcomer does next when `list` has nothing to show."""
+    from watcherd.daemon import JobsSource
+
     configured = len(JobsSource(config).entries())
     if not configured:
         return "No jobs yet: add one with `watcherd add ft-...`, then run `watcherd run`."
