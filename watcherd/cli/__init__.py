@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -11,23 +13,28 @@ from watcherd.errors import ConfigError, UsageError, WatcherdError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
 
 
-def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from watcherd.cli import daemon_cmds, job_cmds, view_cmds
+#: command -> (module in watcherd.cli, function); imported only when run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("daemon_cmds", "cmd_run"),
+    "check-config": ("daemon_cmds", "cmd_check_config"),
+    "health": ("daemon_cmds", "cmd_health"),
+    "demo": ("daemon_cmds", "cmd_demo"),
+    "add": ("job_cmds", "cmd_add"),
+    "remove": ("job_cmds", "cmd_remove"),
+    "list": ("job_cmds", "cmd_list"),
+    "wait": ("job_cmds", "cmd_wait"),
+    "hooks": ("job_cmds", "cmd_hooks"),
+    "show": ("view_cmds", "cmd_show"),
+    "metrics": ("view_cmds", "cmd_metrics"),
+    "report": ("view_cmds", "cmd_report"),
+}
 
-    return {
-        "run": daemon_cmds.cmd_run,
-        "check-config": daemon_cmds.cmd_check_config,
-        "health": daemon_cmds.cmd_health,
-        "demo": daemon_cmds.cmd_demo,
-        "add": job_cmds.cmd_add,
-        "remove": job_cmds.cmd_remove,
-        "list": job_cmds.cmd_list,
-        "wait": job_cmds.cmd_wait,
-        "hooks": job_cmds.cmd_hooks,
-        "show": view_cmds.cmd_show,
-        "metrics": view_cmds.cmd_metrics,
-        "report": view_cmds.cmd_report,
-    }
+
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    module_name, function = COMMANDS[name]
+    module = importlib.import_module(f"watcherd.cli.{module_name}")
+    command: Callable[[argparse.Namespace], int] = getattr(module, function)
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     try:
-        return _commands()[args.command](args)
+        return _command(args.command)(args)
     except ConfigError as exc:
         print(f"watcherd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -54,3 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `watcherd list | head -1`: the reader left; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
