@@ -38,11 +38,11 @@ def test_bad_line_names_file_and_line(tmp_path: Path, line: str, message: str) -
     assert str(info.value).startswith(f"{path}:3: ")
 
 
-def test_add_creates_private_file_and_is_idempotent(tmp_path: Path) -> None:
-    """The first add creates a 0600 file; adding again changes nothing."""
+def test_add_creates_a_readable_file_and_is_idempotent(tmp_path: Path) -> None:
+    """The first add creates a 0644 file (readable by the service); adding again changes nothing."""
     path = tmp_path / "jobs.txt"
     assert add_jobs(path, ["ft-a", "ft-b", "ft-a"], note="sweep\n2") == ["ft-a", "ft-b"]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
     before = path.read_text()
     assert add_jobs(path, ["ft-b", "ft-a"]) == []
     assert path.read_text() == before == "ft-a  # sweep 2\nft-b  # sweep 2\n"

@@ -8,6 +8,7 @@ name is looked up in PATH when the hook runs).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 from collections.abc import Mapping
@@ -196,7 +197,23 @@ def _listen(root: Section) -> str | None:
     match = _LISTEN.fullmatch(value) if isinstance(value, str) else None
     if match is None or not 1 <= int(match["port"]) <= 65535:
         raise root.where("metrics_listen").error("must be host:port, like 127.0.0.1:9105")
+    host = value.rpartition(":")[0].strip("[]")
+    if not is_loopback_host(host):
+        raise root.where("metrics_listen").error(
+            f"{host} is not a loopback address; the metrics endpoint has no authentication,"
+            " so it listens on 127.0.0.1, ::1 or localhost only (put a proxy in front)"
+        )
     return cast(str, value)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback IP addresses."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _hooks(root: Section, base: Path) -> tuple[HookConfig, ...]:

@@ -26,7 +26,8 @@ from pathlib import Path
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import validate_job_id
 
-NEW_FILE_MODE = 0o600
+#: Job IDs and notes are not secret; the service user must be able to read the file.
+NEW_FILE_MODE = 0o644
 
 
 @dataclass(frozen=True, slots=True)

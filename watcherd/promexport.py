@@ -22,7 +22,6 @@ section starts a new API client, whose counters start again from zero (Prometheu
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import anyio.abc
 import structlog
 
 from watcherd import __version__
+from watcherd.configload import is_loopback_host
 from watcherd.errors import ConfigError, WatcherdError
 from watcherd.latency import LatencySnapshot
 from watcherd.status import Snapshot
@@ -68,22 +68,13 @@ def parse_listen(value: str) -> Listen:
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError("must be host:port, like 127.0.0.1:9105", key="metrics_listen")
-    if not _is_loopback(host):
+    if not is_loopback_host(host):
         raise ConfigError(
             f"{host} is not a loopback address; the metrics endpoint has no authentication,"
             " so it listens on 127.0.0.1, ::1 or localhost only (put a proxy in front)",
             key="metrics_listen",
         )
     return Listen(host, int(port))
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- the text format -----------------------------------------------------------
