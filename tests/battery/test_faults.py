@@ -35,6 +35,8 @@ MAX_CONCURRENCY = 4
 #: A request sent before the client had read the 429 sent just earlier is not a breach:
 #: it was already on the wire. Requests arriving this long after that reply ended are.
 SLACK = 0.2
+#: How long before the sim logs a request its client may have started the attempt.
+CONNECT_ALLOWANCE = 0.1
 
 
 def scenario(seed: int) -> dict[str, Any]:
@@ -63,11 +65,14 @@ def max_in_flight(log: Sequence[RequestRecord], deadline: float) -> int:
     """Requests open at once as the client saw them: a stall ends at the client's deadline.
 
     The sim holds a stalled connection for stall-seconds whatever the client does, so
-    its own `max_in_flight` counts requests the client already gave up on.
+    its own `max_in_flight` counts requests the client already gave up on. The client's
+    deadline started when it began the attempt (connect, send), a little before the sim
+    logged the request: CONNECT_ALLOWANCE bounds that lead.
     """
     edges: list[tuple[float, int]] = []
     for r in log:
-        length = min(r.duration, deadline) if r.fault == "stall" else r.duration
+        cut = deadline - CONNECT_ALLOWANCE
+        length = min(r.duration, cut) if r.fault == "stall" else r.duration
         edges += [(r.time, 1), (r.time + length, -1)]
     current = peak = 0
     for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
