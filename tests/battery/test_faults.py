@@ -174,3 +174,21 @@ async def test_a_stalled_job_holds_no_other_job(tmp_path: Path) -> None:
     gaps = [b - a for a, b in itertools.pairwise(fast)]
     report("stalled job", fast_polls=len(fast), longest_gap_s=round(max(gaps), 2))
     assert max(gaps) < 0.6
+
+
+def _record(
+    at: float, duration: float, *, fault: str | None = None, retry_at: float | None = None
+) -> RequestRecord:
+    return RequestRecord(at, "GET", "/v1/fine-tunes", "", 200, fault, retry_at, duration, True)
+
+
+def test_the_checks_themselves_catch_breaches() -> None:
+    """The Retry-After and in-flight checks flag a request sent too early and a fifth in flight."""
+    limited = _record(10.0, 0.01, fault="429", retry_at=11.0)
+    on_the_wire, early, fine = _record(10.05, 0.01), _record(10.5, 0.01), _record(11.0, 0.01)
+    assert early_requests([limited, on_the_wire, early, fine]) == [(limited, early)]
+    stalled = _record(0.0, 3.0, fault="stall")
+    overlapping = [_record(0.1 * i, 1.0) for i in range(1, 5)]
+    assert max_in_flight([stalled, *overlapping[:3]], TIMEOUT) == 4
+    assert max_in_flight([stalled, *overlapping], TIMEOUT) == 5
+    assert max_in_flight([stalled, _record(TIMEOUT, 1.0)], TIMEOUT) == 1

@@ -19,7 +19,7 @@ from watcherd.sim import World, run_in_thread
 
 #: At most this many kills; the jobs last long enough for most of them to land.
 KILLS = sized(10, 100)
-SPEED = sized(50.0, 10.0)
+SPEED = sized(50.0, 5.0)
 #: Jobs finishing at different times, so that kills land while hooks run.
 GROUPS = sized(((5, 300), (5, 500), (5, 700), (5, 1000)), ((25, 1000), (25, 2000)))
 

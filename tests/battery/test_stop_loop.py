@@ -19,7 +19,7 @@ from tests.daemonharness import API_KEY, start_daemon, stored, wait_until, write
 from watcherd.sim import World, run_in_thread
 
 STOPS = sized(15, 100)
-SPEED = sized(30.0, 8.0)
+SPEED = sized(30.0, 3.0)
 #: The daemon's grace for running hooks is 10 s; a hook's kill takes a little more.
 STOP_TIMEOUT = 15.0
 
