@@ -26,16 +26,18 @@ def hook_yaml(log: Path, marker: str, *, sleep: float, name: str = "probe") -> s
     )
 
 
-def running_hooks(marker: str) -> list[int]:
-    """PIDs of live processes whose command line holds `marker`."""
+def running_hooks(marker: str, parent: int | None = None) -> list[int]:
+    """PIDs of live processes whose command line holds `marker` (children of `parent`)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
         except OSError:
+            continue
+        if parent is not None and int(ppid) != parent:
             continue
         if marker.encode() in cmdline and state != "Z":
             found.append(int(entry.name))

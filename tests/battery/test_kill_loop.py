@@ -36,12 +36,12 @@ def scenario(seed: int) -> dict[str, Any]:
 
 @pytest.mark.timeout(sized(150, 3600))
 def test_kill_loop_keeps_history_and_deliveries(tmp_path: Path) -> None:
-    """SIGKILL every 0.5-5 s: exact rows, sound file, one delivery per job, repeats <= kills."""
+    """SIGKILL every 0.5-5 s: exact rows, sound file, one delivery each, repeats only if cut."""
     seed = draw_seed("kill loop")
     rng = random.Random(seed)
     world = World(scenario(seed))
     marker, log = f"probe-{uuid.uuid4().hex}", tmp_path / "hook.log"
-    kills = kills_during_hook = 0
+    kills = kills_during_hook = repeat_bound = 0
     with run_in_thread(world, api_key=API_KEY, faults=f"{FAULTS},seed={seed}") as sim:
         hooks = hook_yaml(log, marker, sleep=0.3)
         config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=hooks, timeout="1.5s")
@@ -50,7 +50,11 @@ def test_kill_loop_keeps_history_and_deliveries(tmp_path: Path) -> None:
             try:
                 code = proc.wait(timeout=rng.uniform(0.5, 5.0) if kills < KILLS else 120)
             except subprocess.TimeoutExpired:
-                kills_during_hook += bool(running_hooks(marker))
+                cut = len(running_hooks(marker, parent=proc.pid))
+                kills_during_hook += bool(cut)
+                # Each hook a kill cuts short may run again; so may one caught between
+                # its start being recorded and its exec, or its exit and its outcome.
+                repeat_bound += max(cut, 1)
                 stop(proc, signal.SIGKILL)
                 kills += 1
                 continue
@@ -72,6 +76,7 @@ def test_kill_loop_keeps_history_and_deliveries(tmp_path: Path) -> None:
         deliveries_made=len(data["deliveries"]),
         hook_runs=sum(runs.values()),
         repeated=repeats,
+        repeat_bound=repeat_bound,
     )
     assert kills >= min(KILLS, 3)
     assert data["integrity"] == "ok"
@@ -79,4 +84,4 @@ def test_kill_loop_keeps_history_and_deliveries(tmp_path: Path) -> None:
     assert sorted(d.id for d in data["deliveries"]) == expected
     assert all(d.state == "delivered" for d in data["deliveries"])
     assert sorted(runs) == expected
-    assert repeats <= kills
+    assert repeats <= repeat_bound
