@@ -47,7 +47,7 @@ def write_config(
     job_ids: Sequence[str],
     *,
     hooks: str = "",
-    poll: str = "{interval: 0.3s, min_interval: 0.1s, max_backoff: 2s}",
+    poll: str = "{interval: 0.3s, min_interval: 0.1s, metrics_interval: 0.3s, max_backoff: 2s}",
     api_extra: str = "",
     max_concurrency: int = 16,
     timeout: str = "5s",

@@ -117,7 +117,7 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path: Path) -> None:
         try:
             assert wait_until(lambda: "daemon.started" in log.read_text(), 15)
             good = config.read_text()
-            config.write_text(good.replace("interval: 0.3s", "interval: soon"))
+            config.write_text(good.replace("{interval: 0.3s", "{interval: soon"))
             proc.send_signal(signal.SIGHUP)
             assert wait_until(lambda: "config.reload_failed" in log.read_text(), 10)
             requests_before = len(sim.stats.snapshot())

@@ -149,6 +149,7 @@ class JobsConfig:
 class PollConfig:
     interval: float = 60.0
     min_interval: float = 10.0
+    metrics_interval: float = 300.0  # how often a running job's new metric rows are fetched
     max_backoff: float = 600.0
 
 

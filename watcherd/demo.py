@@ -66,6 +66,7 @@ def write_files(folder: Path, base_url: str) -> Path:
         poll:
           interval: 2s
           min_interval: 0.5s
+          metrics_interval: 2s
           max_backoff: 10s
         hooks:
           - name: announce
