@@ -61,6 +61,31 @@ def early_requests(log: Sequence[RequestRecord]) -> list[tuple[RequestRecord, Re
     return found
 
 
+def overlaps(log: Sequence[RequestRecord], deadline: float) -> list[str]:
+    """The requests open at the busiest moment, for a failure message."""
+    cut = deadline - CONNECT_ALLOWANCE
+
+    def end(r: RequestRecord) -> float:
+        return r.time + (min(r.duration, cut) if r.fault == "stall" else r.duration)
+
+    busiest = max(log, key=lambda r: sum(1 for q in log if q.time <= r.time < end(q)))
+    return [
+        f"{q.fault} at {q.time - busiest.time:+.3f}s for {end(q) - q.time:.3f}s"
+        for q in log
+        if q.time <= busiest.time < end(q)
+    ]
+
+
+def describe(limited: RequestRecord, later: RequestRecord) -> str:
+    """A Retry-After breach in numbers, relative to when the 429/503 was sent."""
+    sent = limited.time + limited.duration
+    asked = (limited.retry_at or sent) - sent
+    return (
+        f"{limited.fault} sent at {sent:.3f} asking for {asked:.3f}s; "
+        f"{later.method} {later.path} arrived {later.time - sent:.3f}s after it"
+    )
+
+
 def max_in_flight(log: Sequence[RequestRecord], deadline: float) -> int:
     """Requests open at once as the client saw them: a stall ends at the client's deadline.
 
@@ -124,10 +149,10 @@ def test_faults_keep_the_history_exact_and_the_limits(tmp_path: Path) -> None:
         sim_max_in_flight=sim_peak,
     )
     assert_exact(faulty_world, data["metrics"])
-    assert 0.15 <= faulted / len(log) <= 0.25
+    assert 0.12 <= faulted / len(log) <= 0.28  # 20 %, within four standard deviations
     assert set(sim.stats.by_fault) >= {"429", "500", "503", "stall", "reset", "drip"}
-    assert not early, early[:3]
-    assert peak <= MAX_CONCURRENCY
+    assert not early, [describe(limited, later) for limited, later in early[:3]]
+    assert peak <= MAX_CONCURRENCY, overlaps(log, TIMEOUT)
     assert len(log) <= 1.5 * len(clean_log)
 
 
