@@ -93,3 +93,33 @@ def test_stop_loop_never_duplicates_and_leaves_nothing(tmp_path: Path) -> None:
     assert sorted(runs) == sorted(f"{j}:completed:probe" for j in world.job_ids())
     assert max(runs.values()) == 1
     assert all(d.state == "delivered" for d in data["deliveries"])
+
+
+@pytest.mark.timeout(60)
+def test_stop_with_a_hanging_hook_kills_it_after_the_grace_and_retries_later(
+    tmp_path: Path,
+) -> None:
+    """A hook outlasting the 10 s grace: exit 0 in time, its group killed, recorded as failed."""
+    world = World({"seed": 3, "jobs": [{"steps": 20, "seconds_per_step": 1, "created": "-1h"}]})
+    marker, hook_log, log = f"probe-{uuid.uuid4().hex}", tmp_path / "hook.log", tmp_path / "d.log"
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        hooks = hook_yaml(hook_log, marker, sleep=120)
+        config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=hooks)
+        proc = start_daemon(config, log=log)
+        try:
+            assert wait_until(lambda: bool(running_hooks(marker, parent=proc.pid)), 30)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=STOP_TIMEOUT + 5)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    left = running_hooks(marker)
+    (delivery,) = stored(tmp_path / "watcherd.db")["deliveries"]
+    report("hanging hook", stop_s=round(took, 2), leftover_hooks=len(left), state=delivery.state)
+    assert code == 0, log.read_text()[-3000:]
+    assert took <= STOP_TIMEOUT
+    assert left == []
+    assert (delivery.state, delivery.attempts) == ("failed", 1)
+    assert "shutdown" in (delivery.last_error or "")
