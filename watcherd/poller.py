@@ -37,6 +37,8 @@ log = structlog.get_logger("watcherd.poller")
 QUIET_STATUSES = frozenset({"pending", "queued"})
 #: After this many 404s in a row a job is marked missing.
 NOT_FOUND_LIMIT = 3
+#: A round also takes the jobs due within this fraction of `min_interval` from now.
+COALESCE = 0.2
 
 
 def hook_subs(hooks: Iterable[HookConfig]) -> tuple[HookSub, ...]:
@@ -149,8 +151,10 @@ class Poller:
         now = self.monotonic()
         if now < self._auth_until:
             return
-        due = [j for j in self.live_jobs() if j.next_at <= now and j.job_id not in self._busy]
-        if due:
+        # Jobs falling due a moment later join this round: one list request serves them all.
+        horizon = now + COALESCE * self.config.poll.min_interval
+        due = [j for j in self.live_jobs() if j.next_at <= horizon and j.job_id not in self._busy]
+        if due and min(j.next_at for j in due) <= now:
             self.stats.rounds += 1
             self._busy.update(j.job_id for j in due)
             tg.start_soon(self._round, tg, due)
