@@ -48,7 +48,9 @@ def test_kill_loop_keeps_history_and_deliveries(tmp_path: Path) -> None:
         while True:
             proc = start_daemon(config, "--until-done")
             try:
-                code = proc.wait(timeout=rng.uniform(0.5, 5.0) if kills < KILLS else 120)
+                code = proc.wait(
+                    timeout=rng.uniform(0.5, 5.0) if kills < KILLS else sized(120, 900)
+                )
             except subprocess.TimeoutExpired:
                 cut = len(running_hooks(marker, parent=proc.pid))
                 kills_during_hook += bool(cut)

@@ -59,7 +59,7 @@ def test_stop_loop_never_duplicates_and_leaves_nothing(tmp_path: Path) -> None:
             before = started_count(log)
             proc = start_daemon(config, "--until-done", log=log)
             assert wait_until(functools.partial(up, log, before, proc), 30)
-            limit = rng.uniform(0.1, 2.5) if stops < STOPS else 120
+            limit = rng.uniform(0.1, 2.5) if stops < STOPS else sized(120, 900)
             try:
                 code = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
