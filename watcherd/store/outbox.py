@@ -42,31 +42,38 @@ async def enqueue(
     occurred_at: float,
     hooks: Sequence[HookLike],
 ) -> list[str]:
-    """Write a pending delivery for every hook on `status`; return the ids newly created."""
-    created: list[str] = []
-    for hook in hooks:
-        if status not in hook.on:
-            continue
-        ident = delivery_id(job_id, status, hook.name)
-        cur = await conn.execute(
-            "INSERT INTO deliveries (id, job_id, hook, event, previous_status, occurred_at,"
-            " state, next_attempt_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-            (
-                ident,
-                job_id,
-                hook.name,
-                status,
-                previous,
-                occurred_at,
-                occurred_at,
-                occurred_at,
-                occurred_at,
-            ),
+    """Write a pending delivery for every hook on `status`; return the ids newly created.
+
+    One statement for all hooks; RETURNING names the rows it inserted.
+    """
+    at = occurred_at
+    rows = [
+        (
+            delivery_id(job_id, status, hook.name),
+            job_id,
+            hook.name,
+            status,
+            previous,
+            at,
+            at,
+            at,
+            at,
         )
-        if cur.rowcount:
-            created.append(ident)
-    return created
+        for hook in hooks
+        if status in hook.on
+    ]
+    if not rows:
+        return []
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"] * len(rows))
+    found = await conn.execute_fetchall(
+        "INSERT INTO deliveries (id, job_id, hook, event, previous_status, occurred_at,"
+        f" state, next_attempt_at, created_at, updated_at) VALUES {values}"
+        " ON CONFLICT(id) DO NOTHING RETURNING id",
+        [value for row in rows for value in row],
+    )
+    created = {str(r[0]) for r in found}
+    ordered = [row[0] for row in rows if row[0] in created]
+    return list(dict.fromkeys(ordered))  # in hook order, each id once
 
 
 async def start_attempt(conn: aiosqlite.Connection, ident: str, now: float) -> int:
@@ -130,20 +137,20 @@ async def requeue(conn: aiosqlite.Connection, ident: str, now: float) -> bool:
 
 async def due(conn: aiosqlite.Connection, now: float, limit: int) -> list[Delivery]:
     """Pending or failed deliveries whose time has come, oldest due first."""
-    async with conn.execute(
+    rows = await conn.execute_fetchall(
         f"SELECT {COLUMNS} FROM deliveries WHERE state IN ('pending', 'failed')"
         " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
         (now, limit),
-    ) as cur:
-        return [to_delivery(r) for r in await cur.fetchall()]
+    )
+    return [to_delivery(r) for r in rows]
 
 
 async def next_due(conn: aiosqlite.Connection) -> float | None:
     """When the next pending or failed delivery falls due, if any."""
-    async with conn.execute(
+    rows = await conn.execute_fetchall(
         "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')"
-    ) as cur:
-        row = await cur.fetchone()
+    )
+    row = next(iter(rows), None)
     return None if row is None or row[0] is None else float(row[0])
 
 

@@ -67,11 +67,9 @@ def metric_params(job_id: str, rows: Sequence[MetricRow]) -> list[MetricParams]:
     return params
 
 
-def loss_text(row_json: str | None, kind: str) -> str | None:
-    """The `{kind}/loss` of a stored row as JSON number text (keeps NaN), else None."""
-    if row_json is None:
-        return None
-    value = loads_exact(row_json).get(f"{kind}/loss")
+def row_loss_text(row: MetricRow, kind: str) -> str | None:
+    """The `{kind}/loss` of a row as JSON number text (keeps NaN), else None."""
+    value = row.get(f"{kind}/loss")
     return None if number(value) is None else dumps_exact(value)
 
 

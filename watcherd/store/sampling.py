@@ -1,8 +1,9 @@
 """Fast `resolution` sampling: each job's train rows carry `seq`, their API-order rank.
 
 Train rows of one job have distinct steps, so (timestamp, step) orders them fully.
-Pages nearly always arrive in order, so numbering new rows is an append; a row that
-sorts before stored ones renumbers the job's train rows (rare, linear). Reading, when
+Pages nearly always arrive in order, so the writer ranks new rows as an append before
+inserting them (`pages`); a row that sorts before stored ones makes it renumber the
+job's train rows here (rare, linear). Reading, when
 the rows inside the step and time bounds hold consecutive ranks (the usual case), the
 sample is picked by rank through an index instead of numbering every row.
 """
@@ -16,9 +17,9 @@ from typing import Any, Final
 import aiosqlite
 
 _NUMBER: Final = (
-    "UPDATE metrics SET seq = ? + ranked.rn FROM"
+    "UPDATE metrics SET seq = ranked.rn FROM"
     " (SELECT id, row_number() OVER (ORDER BY timestamp, step) - 1 AS rn FROM metrics"
-    "  WHERE {where} AND kind = 'train') AS ranked WHERE metrics.id = ranked.id"
+    "  WHERE job_id = ? AND kind = 'train') AS ranked WHERE metrics.id = ranked.id"
 )
 
 
@@ -27,27 +28,9 @@ async def _one(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) ->
     return next(iter(rows), None)
 
 
-async def number_train_rows(conn: aiosqlite.Connection, job_id: str, before: int) -> None:
-    """Give the train rows inserted after id `before` (all of `job_id`) their ranks."""
-    first = await _one(
-        conn,
-        "SELECT timestamp, step FROM metrics WHERE id > ? AND kind = 'train'"
-        " ORDER BY timestamp, step LIMIT 1",
-        (before,),
-    )
-    if first is None:
-        return
-    last = await _one(
-        conn,
-        "SELECT timestamp, step, seq FROM metrics WHERE job_id = ? AND kind = 'train'"
-        " AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
-        (job_id,),
-    )
-    if last is None or tuple(first) > (last[0], last[1]):
-        start = 0 if last is None else int(last[2]) + 1
-        await conn.execute(_NUMBER.format(where="id > ?"), (start, before))
-    else:
-        await conn.execute(_NUMBER.format(where="job_id = ?"), (0, job_id))
+async def renumber_train_rows(conn: aiosqlite.Connection, job_id: str) -> None:
+    """Rank every train row of `job_id` afresh (a page brought rows older than stored ones)."""
+    await conn.execute(_NUMBER, (job_id,))
 
 
 async def _rank_range(

@@ -9,21 +9,16 @@ from typing import Any, Final
 import aiosqlite
 
 from watcherd.model import MISSING, dumps_exact
-from watcherd.store import outbox
+from watcherd.store import outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
-from watcherd.store.rows import MetricParams, loss_text, number
-from watcherd.store.sampling import number_train_rows
+from watcherd.store.rows import MetricParams, number
+from watcherd.store.sampling import renumber_train_rows
 
 LAST_POLL_KEY: Final = "last_poll_ok_at"
 
 INSERT_METRIC: Final = (
-    "INSERT INTO metrics (job_id, kind, step, timestamp, loss, row_json)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, kind, step) DO NOTHING"
-)
-
-_LAST_ROW: Final = (
-    "SELECT row_json FROM metrics WHERE job_id = ? AND kind = ?"
-    " ORDER BY timestamp DESC, step DESC, id DESC LIMIT 1"
+    "INSERT INTO metrics (job_id, kind, step, timestamp, loss, row_json, seq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, kind, step) DO NOTHING"
 )
 
 
@@ -33,19 +28,14 @@ async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] 
     return next(iter(rows), None)
 
 
-async def ensure_job(conn: aiosqlite.Connection, job_id: str, now: float) -> None:
-    """Create the job row (unwatched) if this job was never seen."""
-    await conn.execute(
-        "INSERT INTO jobs (job_id, watched, added_at) VALUES (?, 0, ?)"
-        " ON CONFLICT(job_id) DO NOTHING",
-        (job_id, now),
-    )
+_ENSURE_JOB: Final = (
+    "INSERT INTO jobs (job_id, watched, added_at) VALUES (?, 0, ?) ON CONFLICT(job_id) DO NOTHING"
+)
 
 
 async def ensure_jobs(conn: aiosqlite.Connection, job_ids: Sequence[str], now: float) -> None:
     """Create rows (unwatched) for jobs never seen; existing rows are left alone."""
-    for job_id in job_ids:
-        await ensure_job(conn, job_id, now)
+    await conn.executemany(_ENSURE_JOB, [(job_id, now) for job_id in job_ids])
 
 
 async def sync_watched(
@@ -63,45 +53,37 @@ async def sync_watched(
 async def record_poll(
     conn: aiosqlite.Connection, rec: PollRecord, params: Sequence[MetricParams]
 ) -> PollResult:
-    """Rows, job fields, transition and outbox for one fetched page."""
-    await ensure_job(conn, rec.job_id, rec.observed_at)
-    first = await fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM metrics")
-    await conn.executemany(INSERT_METRIC, params)
-    await number_train_rows(conn, rec.job_id, int(first[0]))
-    fields, new_rows = await _metric_fields(conn, rec.job_id, int(first[0]))
-    fields.update(_job_fields(rec))
+    """Rows, job fields, transition and outbox for one fetched page.
+
+    Four trips to the database thread when the status holds: read what is stored,
+    insert the new rows (ranked), update the job, note the poll time.
+    """
+    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(rec.job_id, params))
+    stored = pages.parse_stored(found)
+    plan = pages.plan_page(stored, params, rec.metrics)
+    if plan.inserts:
+        await conn.executemany(INSERT_METRIC, plan.inserts)
+    if plan.renumber:
+        await renumber_train_rows(conn, rec.job_id)
+    fields = plan.fields | _job_fields(rec)
     fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
-    await _update_job(conn, rec.job_id, fields)
-    transition, ids = await apply_status(conn, rec.job_id, rec.status, rec.observed_at, rec.hooks)
+    transition, ids = await _status_change(conn, rec, stored.status, fields)
+    await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=stored.exists)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
-    return PollResult(transition=transition, new_rows=new_rows, deliveries=ids)
+    return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)
 
 
-async def _metric_fields(
-    conn: aiosqlite.Connection, job_id: str, before: int
-) -> tuple[dict[str, Any], int]:
-    """Denormalized job fields refreshed from the rows inserted after id `before`."""
-    found = await conn.execute_fetchall(
-        "SELECT kind, COUNT(*), MAX(step), MIN(loss) FROM metrics WHERE id > ? GROUP BY kind",
-        (before,),
+async def _status_change(
+    conn: aiosqlite.Connection, rec: PollRecord, previous: str | None, fields: dict[str, Any]
+) -> tuple[tuple[str | None, str] | None, list[str]]:
+    """Write the transition and outbox rows if the status changed; add its job fields."""
+    if rec.status is None or rec.status == previous:
+        return None, []
+    fields.update(status=rec.status, status_since=rec.observed_at)
+    ids = await record_transition(
+        conn, rec.job_id, previous, rec.status, rec.observed_at, rec.hooks
     )
-    new = {str(r[0]): (int(r[1]), r[2], r[3]) for r in found}
-    if not new:
-        return {}, 0
-    old = await fetch_one(
-        conn,
-        "SELECT max_step, best_train_loss, best_eval_loss FROM jobs WHERE job_id = ?",
-        (job_id,),
-    )
-    steps = [s for s in (old[0], *(n[1] for n in new.values())) if s is not None]
-    fields: dict[str, Any] = {"max_step": max(steps)}
-    for kind, (_, _, best) in new.items():
-        last = await fetch_one(conn, _LAST_ROW, (job_id, kind))
-        fields[f"{kind}_loss"] = loss_text(last[0], kind)
-        prior = old[1] if kind == "train" else old[2]
-        candidates = [b for b in (prior, best) if b is not None]
-        fields[f"best_{kind}_loss"] = min(candidates) if candidates else None
-    return fields, sum(n[0] for n in new.values())
+    return (previous, rec.status), ids
 
 
 def _job_fields(rec: PollRecord) -> dict[str, Any]:
@@ -124,58 +106,69 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def _update_job(conn: aiosqlite.Connection, job_id: str, fields: Mapping[str, Any]) -> None:
+async def _write_job(
+    conn: aiosqlite.Connection, job_id: str, now: float, fields: Mapping[str, Any], *, exists: bool
+) -> None:
+    """Set `fields` on the job row, creating it (unwatched, added `now`) if missing."""
     # Column names come from this module only, never from input.
-    assignments = ", ".join(f"{name} = ?" for name in fields)
-    await conn.execute(
-        f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*fields.values(), job_id)
-    )
+    if exists:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        sql = f"UPDATE jobs SET {assignments} WHERE job_id = ?"
+        await conn.execute(sql, (*fields.values(), job_id))
+        return
+    names = ", ".join(fields)
+    marks = ", ?" * len(fields)
+    sql = f"INSERT INTO jobs (job_id, watched, added_at, {names}) VALUES (?, 0, ?{marks})"
+    await conn.execute(sql, (job_id, now, *fields.values()))
 
 
-async def apply_status(
+async def record_transition(
     conn: aiosqlite.Connection,
     job_id: str,
-    status: str | None,
+    previous: str | None,
+    status: str,
     observed_at: float,
     hooks: Sequence[HookLike],
-) -> tuple[tuple[str | None, str] | None, list[str]]:
-    """If `status` differs from the stored one: a transition row, the new status, the outbox."""
-    row = await fetch_one(conn, "SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-    previous = None if row is None else row[0]
-    if status is None or status == previous:
-        return None, []
+) -> list[str]:
+    """The transition row and the outbox rows of a status change; returns new delivery ids.
+
+    The caller sets the job's `status` and `status_since`.
+    """
     await conn.execute(
         "INSERT INTO transitions (job_id, from_status, to_status, observed_at) VALUES (?, ?, ?, ?)",
         (job_id, previous, status, observed_at),
     )
-    await _update_job(conn, job_id, {"status": status, "status_since": observed_at})
-    ids = await outbox.enqueue(conn, job_id, status, previous, observed_at, hooks)
-    return (previous, status), ids
+    return await outbox.enqueue(conn, job_id, status, previous, observed_at, hooks)
 
 
 async def record_failure(
     conn: aiosqlite.Connection, job_id: str, observed_at: float, error: str, *, not_found: bool
 ) -> int:
     """Note a failed poll; count 404s in a row when `not_found`. Returns that count."""
-    await ensure_job(conn, job_id, observed_at)
-    bump = 1 if not_found else 0
-    cur = await conn.execute(
-        "UPDATE jobs SET last_error = ?, last_error_at = ?, not_found_count = not_found_count + ?"
-        " WHERE job_id = ? RETURNING not_found_count",
-        (error, observed_at, bump, job_id),
+    found = await fetch_one(
+        conn,
+        "INSERT INTO jobs (job_id, watched, added_at, last_error, last_error_at, not_found_count)"
+        " VALUES (?, 0, ?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET"
+        " last_error = excluded.last_error, last_error_at = excluded.last_error_at,"
+        " not_found_count = not_found_count + excluded.not_found_count"
+        " RETURNING not_found_count",
+        (job_id, observed_at, error, observed_at, 1 if not_found else 0),
     )
-    row = await cur.fetchone()
-    await cur.close()
-    return int(row[0]) if row else 0
+    return int(found[0]) if found else 0
 
 
 async def mark_missing(
     conn: aiosqlite.Connection, job_id: str, observed_at: float, hooks: Sequence[HookLike]
 ) -> PollResult:
     """Transition the job to `missing` (a watcherd status) and queue its hooks."""
-    await ensure_job(conn, job_id, observed_at)
-    transition, ids = await apply_status(conn, job_id, MISSING, observed_at, hooks)
-    return PollResult(transition=transition, new_rows=0, deliveries=ids)
+    found = await fetch_one(conn, "SELECT status FROM jobs WHERE job_id = ?", (job_id,))
+    previous = None if found is None else found[0]
+    if previous == MISSING:
+        return PollResult()
+    ids = await record_transition(conn, job_id, previous, MISSING, observed_at, hooks)
+    fields = {"status": MISSING, "status_since": observed_at}
+    await _write_job(conn, job_id, observed_at, fields, exists=found is not None)
+    return PollResult(transition=(previous, MISSING), new_rows=0, deliveries=ids)
 
 
 async def set_state(conn: aiosqlite.Connection, key: str, value: str | None) -> None:
@@ -200,7 +193,7 @@ async def record_events(
     conn: aiosqlite.Connection, job_id: str, events: Sequence[Mapping[str, Any]], now: float
 ) -> int:
     """Store events not seen before; return how many were new."""
-    await ensure_job(conn, job_id, now)
+    await conn.execute(_ENSURE_JOB, (job_id, now))
     cur = await conn.executemany(
         "INSERT INTO events (job_id, digest, event_json, seen_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT(job_id, digest) DO NOTHING",
