@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
+import random
+import sqlite3
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -123,3 +128,66 @@ async def test_200k_rows_in_pages_then_sampled_and_listed(tmp_path: Path) -> Non
         summary = await store.metrics_summary("ft-0")
     assert len(listing) == 1000 and sum(j.hooks.get("pending", 0) for j in listing) == 999
     assert (listing[0].step, summary.best_train_loss) == (199_999, 1.0 / 200_000)
+
+
+async def _dump(db: Path, pages: Sequence[Sequence[MetricRow]]) -> tuple[list[Any], str, int]:
+    """Store `pages` one by one: every stored metric column, the summary, new_rows in all."""
+    new = 0
+    async with Store.open(db, writer=True) as store:
+        for at, page in enumerate(pages):
+            rec = PollRecord("ft-a", float(at), None, "running", page)
+            new += (await store.record_poll(rec)).new_rows
+        summary = repr(await store.metrics_summary("ft-a"))
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        table = conn.execute(
+            "SELECT kind, step, timestamp, loss, seq, row_json FROM metrics ORDER BY kind, step"
+        ).fetchall()
+    return table, summary, new
+
+
+def dumped(pages: Sequence[Sequence[MetricRow]]) -> tuple[list[Any], str, int]:
+    """`_dump` into a fresh database."""
+    with tempfile.TemporaryDirectory() as folder:
+        return anyio.run(_dump, Path(folder) / "w.db", pages, backend="asyncio")
+
+
+def _split(rows: Sequence[MetricRow], sizes: Sequence[int]) -> list[list[MetricRow]]:
+    edges = [0, *itertools.accumulate(sizes)]
+    return [list(rows[a:b]) for a, b in itertools.pairwise(edges)] + [list(rows[edges[-1] :])]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pages=paged_rows(),
+    losses=st.lists(st.sampled_from([0.25, 1.0, 3.0, math.nan, math.inf]), min_size=60),
+    sizes=st.lists(st.integers(1, 12), max_size=6),
+    rnd=st.randoms(use_true_random=False),
+)
+def test_in_order_and_shuffled_pages_store_the_same(
+    pages: list[list[MetricRow]], losses: list[float], sizes: list[int], rnd: random.Random
+) -> None:
+    """Ranks appended in Python (pages in order) equal ranks renumbered in SQL (shuffled)."""
+    unique = truth(pages)  # distinct (kind, step): both orders must keep the same rows
+    unique = [r | {f"{row_kind(r)}/loss": loss} for r, loss in zip(unique, losses, strict=False)]
+    shuffled = list(unique)
+    rnd.shuffle(shuffled)
+    in_order, out_of_order = dumped(_split(unique, sizes)), dumped(_split(shuffled, sizes))
+    assert in_order == out_of_order
+    table, _, new = in_order
+    train = [t for t in table if t[0] == "train"]
+    ranks = sorted(range(len(train)), key=lambda i: (train[i][2], train[i][1]))
+    assert new == len(unique) and [train[i][4] for i in ranks] == list(range(len(train)))
+    flts = [MetricFilter(resolution=3), MetricFilter(resolution=7, global_step_from=5)]
+    assert stored([shuffled], flts) == [expected([shuffled], flt) for flt in flts]
+
+
+def test_inclusive_refetches_append_ranks_without_gaps() -> None:
+    """Pages that repeat the stored top row rank only the new train rows: 0, 1, 2, ..."""
+    pages = [
+        [row("train", s, s * 10) for s in range(max(0, top - 1), top + 6)]
+        + [row("eval", top + 5, (top + 5) * 10 + 1)]
+        for top in range(0, 30, 6)
+    ]
+    table, _, new = dumped(pages)
+    assert new == 30 + len(pages)
+    assert [t[4] for t in table if t[0] == "train"] == list(range(30))
