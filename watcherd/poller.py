@@ -1,11 +1,13 @@
 """The poller: every watched job on its own schedule, with the fewest requests.
 
-Each round it takes the jobs that are due. When two or more are due, one list
-request gives all their statuses (and progress); otherwise one retrieve does. Jobs
-that are training get their metrics fetched incrementally from the highest stored
-step (inclusive, so a late eval row at that step is not missed). A job that turns
-terminal gets a full retrieve and one last metrics fetch, recorded in the same
-transaction as its transition and its hook deliveries.
+A round starts when any job is due. With two or more live jobs, one list request
+gives every job's status and progress (otherwise one retrieve does); the round
+polls the jobs that are due and those whose status moved, and moves the others'
+next look to one interval on, so all schedules fall in step with the list requests.
+Running jobs get their metrics every `poll.metrics_interval`, fetched incrementally
+from the highest stored step (inclusive, so a late eval row at that step is not
+missed). A job that turns terminal gets a retrieve and one last metrics fetch,
+recorded in the same transaction as its transition and its hook deliveries.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class JobSchedule:
     job_id: str
     status: str | None = None
     max_step: int | None = None
-    next_at: float = 0.0  # monotonic
+    next_at: float = 0.0  # monotonic: when to look at the job next
+    metrics_at: float = 0.0  # monotonic: when its new metric rows are due
     failures: int = 0
 
 
@@ -97,17 +100,28 @@ class Poller:
         self._auth_until = 0.0
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
+        self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
 
     # -- configuration -------------------------------------------------
 
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
         self.config = config
+        self._limiter.total_tokens = self._poll_slots(config)
         if api is not None:
             self.api = api
             self._auth_until = 0.0
             self.stats.auth_error = None
         self.wake()
+
+    @staticmethod
+    def _poll_slots(config: Config) -> int:
+        """Job polls under way at once: enough to keep every request slot busy, no more.
+
+        Bounding them keeps memory flat with thousands of jobs (each poll holds its
+        job object and its page of rows).
+        """
+        return max(4, 2 * config.api.max_concurrency)
 
     def wake(self) -> None:
         """Make the loop look at its schedule now (jobs added, config reloaded)."""
@@ -147,27 +161,46 @@ class Poller:
                 await self._sleep_until_due()
 
     def _start_due(self, tg: anyio.abc.TaskGroup) -> None:
-        """Start a round for the due jobs that are not being polled already."""
+        """Start a round when a job is due; it covers every job not being polled already."""
         now = self.monotonic()
         if now < self._auth_until:
             return
-        # Jobs falling due a moment later join this round: one list request serves them all.
-        horizon = now + COALESCE * self.config.poll.min_interval
-        due = [j for j in self.live_jobs() if j.next_at <= horizon and j.job_id not in self._busy]
-        if due and min(j.next_at for j in due) <= now:
+        idle = [j for j in self.live_jobs() if j.job_id not in self._busy]
+        if any(j.next_at <= now for j in idle):
             self.stats.rounds += 1
-            self._busy.update(j.job_id for j in due)
-            tg.start_soon(self._round, tg, due)
+            self._busy.update(j.job_id for j in idle)
+            tg.start_soon(self._round, tg, idle)
 
-    async def _round(self, tg: anyio.abc.TaskGroup, due: list[JobSchedule]) -> None:
-        """One list request for the round, then every job's poll as a task of its own."""
+    async def _round(self, tg: anyio.abc.TaskGroup, idle: list[JobSchedule]) -> None:
+        """One list request for the round, then every chosen job's poll as a task of its own."""
         try:
-            listed = await self._list_statuses(due)
+            listed = await self._list_statuses(idle)
+            chosen = self._choose(idle, listed)
         except BaseException:
-            self._release(*due)
+            self._release(*idle)
             raise
-        for sched in due:
-            tg.start_soon(self._poll_released, sched, listed.get(sched.job_id))
+        self._release(*(j for j in idle if j.job_id not in chosen))
+        for sched in idle:
+            if sched.job_id in chosen:
+                tg.start_soon(self._poll_released, sched, listed.get(sched.job_id))
+
+    def _choose(self, idle: Sequence[JobSchedule], listed: dict[str, Job]) -> set[str]:
+        """The jobs this round polls: those due (or nearly), and those whose status moved.
+
+        The list showed the others unchanged, so their next look moves to one interval
+        from now: every job's schedule falls in step with the list requests, and one
+        list request keeps serving all of them.
+        """
+        now = self.monotonic()
+        horizon = now + COALESCE * self.config.poll.min_interval
+        chosen: set[str] = set()
+        for sched in idle:
+            job = listed.get(sched.job_id)
+            if sched.next_at <= horizon or (job is not None and job.status != sched.status):
+                chosen.add(sched.job_id)
+            elif job is not None:
+                sched.next_at = self._next_look(sched, job, changed=False)
+        return chosen
 
     async def _poll_released(self, sched: JobSchedule, listed: Job | None) -> None:
         try:
@@ -184,7 +217,7 @@ class Poller:
     async def poll_once(self) -> None:
         """Poll every live job once, whatever its schedule (for `run --once`)."""
         for sched in self.live_jobs():
-            sched.next_at = 0.0
+            sched.next_at = sched.metrics_at = 0.0
         await self.poll_due()
 
     async def _sleep_until_due(self) -> None:
@@ -212,9 +245,9 @@ class Poller:
                 tg.start_soon(self._poll_job, sched, listed.get(sched.job_id))
         self.stats.last_progress = self.monotonic()
 
-    async def _list_statuses(self, due: Sequence[JobSchedule]) -> dict[str, Job]:
+    async def _list_statuses(self, covered: Sequence[JobSchedule]) -> dict[str, Job]:
         """One list request when it saves requests; {} when retrieve is cheaper or it failed."""
-        if len(due) < 2:
+        if len(covered) < 2:
             return {}
         try:
             jobs = await self.api.list_jobs()
@@ -229,13 +262,18 @@ class Poller:
     # -- one job ---------------------------------------------------------
 
     async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
+        async with self._limiter:
+            await self._poll_job_now(sched, listed)
+
+    async def _poll_job_now(self, sched: JobSchedule, listed: Job | None) -> None:
         if self.monotonic() < self._auth_until:
             return
         try:
             job = listed
             if job is None or self._needs_full_object(sched, job):
                 job = await self.api.retrieve(sched.job_id)
-            metrics = await self._fetch_metrics(sched, job.status)
+            changed = job.status != sched.status
+            metrics = await self._fetch_metrics(sched, job.status, changed=changed)
         except NotFoundError as exc:
             await self._not_found(sched, exc)
             return
@@ -245,18 +283,30 @@ class Poller:
         except ApiError as exc:
             await self._failed(sched, exc)
             return
-        await self._record(sched, job, metrics, full=job is not listed)
+        await self._record(sched, job, metrics, full=changed or job is not listed)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
-        """A status change gets the full job object (for the record and hook payloads)."""
-        return listed.status != sched.status
+        """A job turning terminal gets a retrieve: its complete last object goes to hooks.
 
-    async def _fetch_metrics(self, sched: JobSchedule, status: str) -> list[MetricRow]:
+        Other changes keep the list's object, which holds the same fields but `events`.
+        """
+        return listed.status != sched.status and is_terminal(listed.status)
+
+    async def _fetch_metrics(
+        self, sched: JobSchedule, status: str, *, changed: bool
+    ) -> list[MetricRow]:
+        """New rows from the highest stored step on, when due; always on a status change."""
         # A job cancelled mid-run may have rows we never saw: only the statuses before
         # training (QUIET_STATUSES) are sure to have none.
         if status in QUIET_STATUSES and sched.max_step is None:
             return []
-        return await self.api.metrics(sched.job_id, MetricFilter(global_step_from=sched.max_step))
+        now = self.monotonic()
+        if not changed and now < sched.metrics_at:
+            return []
+        flt = MetricFilter(global_step_from=sched.max_step)
+        rows = await self.api.metrics(sched.job_id, flt)
+        sched.metrics_at = now + self.config.poll.metrics_interval
+        return rows
 
     async def _record(
         self, sched: JobSchedule, job: Job, metrics: list[MetricRow], *, full: bool
@@ -297,11 +347,17 @@ class Poller:
             log.warning("job.unknown_status", job_id=sched.job_id, status=job.status)
         sched.status = job.status
         sched.failures = 0
-        sched.next_at = self.monotonic() + self._interval(
-            job, changed=result.transition is not None
-        )
+        sched.next_at = self._next_look(sched, job, changed=result.transition is not None)
         if result.deliveries:
             self.on_deliveries()
+
+    def _next_look(self, sched: JobSchedule, job: Job, *, changed: bool) -> float:
+        """When to look at the job again: its status interval, or its metrics if sooner."""
+        now = self.monotonic()
+        at = now + self._interval(job, changed=changed)
+        if job.status not in QUIET_STATUSES and not is_terminal(job.status):
+            at = min(at, max(sched.metrics_at, now + self.config.poll.min_interval))
+        return at
 
     def _interval(self, job: Job, *, changed: bool) -> float:
         """The configured interval, sooner when the service says a change is near."""

@@ -185,7 +185,7 @@ async def test_a_stalled_job_holds_no_other_job(tmp_path: Path) -> None:
 
     config = Config(
         api=ApiConfig(base_url="http://sim.test", timeout=1.0, max_rate=0),
-        poll=PollConfig(interval=0.1, min_interval=0.1, max_backoff=0.2),
+        poll=PollConfig(interval=0.1, min_interval=0.1, metrics_interval=0.1, max_backoff=0.2),
     )
     async with (
         Store.open(tmp_path / "w.db", writer=True) as store,
