@@ -231,18 +231,20 @@ class Poller:
             await self._wake.wait()
 
     async def poll_due(self) -> None:
-        """One round: poll the jobs that are due."""
+        """One round, awaited: the jobs that are due, and those whose status moved."""
         now = self.monotonic()
         if now < self._auth_until:
             return
-        due = [j for j in self.live_jobs() if j.next_at <= now]
-        if not due:
+        live = self.live_jobs()
+        if not any(j.next_at <= now for j in live):
             return
         self.stats.rounds += 1
-        listed = await self._list_statuses(due)
+        listed = await self._list_statuses(live)
+        chosen = self._choose(live, listed)
         async with anyio.create_task_group() as tg:
-            for sched in due:
-                tg.start_soon(self._poll_job, sched, listed.get(sched.job_id))
+            for sched in live:
+                if sched.job_id in chosen:
+                    tg.start_soon(self._poll_job, sched, listed.get(sched.job_id))
         self.stats.last_progress = self.monotonic()
 
     async def _list_statuses(self, covered: Sequence[JobSchedule]) -> dict[str, Job]:
