@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -37,11 +38,29 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     return command
 
 
+def stop_quietly_until_ready() -> None:
+    """SIGTERM/SIGINT before the daemon's own handlers are up: exit 0, write nothing half.
+
+    Every database write is a transaction, so stopping anywhere in start-up is safe;
+    a SIGHUP this early has nothing to reload and is ignored. The daemon replaces
+    these handlers once its event loop runs.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `watcherd` command and return its exit code."""
     from watcherd.cli.parser import build_parser
 
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["run"] and argv is None:
+        stop_quietly_until_ready()
     if args_list[:1] == ["sim"]:
         from watcherd.sim.cli import main as sim_main
 
