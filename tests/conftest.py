@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
+
+from tests.faultserver import FaultServer, json_reply
+
+#: What the API tests' fault server answers unless a test queues something else.
+PLAIN_JOB = {"id": "ft-abc", "status": "running"}
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """aiosqlite is asyncio-only, so every async test runs on anyio's asyncio backend."""
     return "asyncio"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain, caller-owned httpx client."""
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FaultServer]:
+    """A fault server on loopback answering every request with a plain job unless told otherwise."""
+    async with FaultServer.running(json_reply(PLAIN_JOB)) as running:
+        yield running

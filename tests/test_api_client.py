@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fakeclock import FakeTime
 from watcherd.api import ApiClient, ApiStats
 from watcherd.config import ApiConfig
 from watcherd.errors import (
@@ -36,21 +37,6 @@ JOB = {
     "progress": {"estimate_available": True, "seconds_remaining": 1380},
 }
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeTime:
-    """A wall clock that only moves when someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make(handler: Handler, fake: FakeTime | None = None, **kwargs: Any) -> ApiClient:

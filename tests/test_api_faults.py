@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 
-from tests.faultserver import FaultServer, Reply, gzip_bomb, json_reply
+from tests.faultserver import FaultServer, Reply, gzip_bomb
 from watcherd.api import ApiClient
 from watcherd.errors import MalformedResponseError, UnavailableError
 
@@ -20,20 +19,6 @@ pytestmark = pytest.mark.anyio
 KEY = "sk-fault-SECRET-42"
 JOB = {"id": "ft-abc", "status": "running"}
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FaultServer]:
-    """A fault server answering every request with a plain job unless told otherwise."""
-    async with FaultServer.running(json_reply(JOB)) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """The caller-owned httpx client."""
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def client_for(http: httpx.AsyncClient, server: FaultServer, **kwargs: Any) -> ApiClient:

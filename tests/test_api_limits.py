@@ -6,7 +6,6 @@ import itertools
 import math
 import random
 import time
-from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Any
 
@@ -15,6 +14,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
+from tests.fakeclock import FakeTime
 from tests.faultserver import FaultServer, Reply, json_reply
 from watcherd.api import ApiClient
 from watcherd.errors import RateLimitedError
@@ -24,36 +24,6 @@ pytestmark = pytest.mark.anyio
 
 KEY = "sk-limits-SECRET"
 JOB = {"id": "ft-abc", "status": "running"}
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FaultServer]:
-    """A fault server answering every request with a plain job unless told otherwise."""
-    async with FaultServer.running(json_reply(JOB)) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """The caller-owned httpx client."""
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def client_for(http: httpx.AsyncClient, server: FaultServer, **kwargs: Any) -> ApiClient:
@@ -154,7 +124,7 @@ async def test_rate_cap_spaces_requests(http: httpx.AsyncClient, server: FaultSe
 
 async def test_gate_raises_when_pause_outlasts_the_deadline() -> None:
     """Waiting on a gate paused past the caller's deadline raises RateLimitedError at once."""
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     gate = HostGate(clock=fake.clock, sleep=fake.sleep)
     gate.pause_until(fake.now + 100)
     with pytest.raises(RateLimitedError) as info:
@@ -175,13 +145,13 @@ async def test_gate_pause_never_shortens_and_reports_extensions() -> None:
 
 async def test_rate_limiter_reserves_slots_in_order() -> None:
     """Concurrent acquires at 10/s are given slots 0, 0.1, 0.2 s ahead; burst lets some through."""
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     limiter = RateLimiter(10.0, clock=fake.clock, sleep=_record(fake))
     async with anyio.create_task_group() as tg:
         for _ in range(3):
             tg.start_soon(limiter.acquire)
     assert sorted(fake.sleeps) == pytest.approx([0.1, 0.2])
-    bursty = FakeTime()
+    bursty = FakeTime(1000.0)
     limiter = RateLimiter(10.0, burst=3, clock=bursty.clock, sleep=_record(bursty))
     for _ in range(4):
         await limiter.acquire()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,6 @@ pytestmark = [
 
 PAYLOAD: dict[str, Any] = {"type": "job.error", "job_id": "ft-abc", "status": "error"}
 DELIVERY = "ft-abc:error:h"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A plain HTTP client."""
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def secret_file(tmp_path: Path, text: str, mode: int = 0o600) -> SecretRef:
