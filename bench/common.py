@@ -16,7 +16,7 @@ import httpx
 
 from bench.simclient import ROOT
 from watcherd.api import ApiClient
-from watcherd.config import Config, JobsConfig, PollConfig, StoreConfig
+from watcherd.config import ApiConfig, Config, JobsConfig, PollConfig, StoreConfig
 
 #: The key the bench clients send (the simulator accepts any bearer key).
 API_KEY = "bench-key"
@@ -65,6 +65,16 @@ def bench_config(db: Path, *, interval: float = 60.0, hooks: Any = ()) -> Config
         poll=PollConfig(interval=interval, min_interval=10.0, max_backoff=600.0),
         hooks=tuple(hooks),
     )
+
+
+def bench_api_config() -> ApiConfig:
+    """The API settings the bench's watcherd side runs with."""
+    return ApiConfig(max_concurrency=CONCURRENCY, max_rate=1e9)
+
+
+def watcherd_http() -> httpx.AsyncClient:
+    """The httpx client watcherd's daemon would build for these settings."""
+    return ApiClient.http_client(bench_api_config())
 
 
 def bench_api(http: httpx.AsyncClient, base_url: str) -> ApiClient:

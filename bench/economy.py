@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
-from bench.common import bare_client, bench_api, bench_config, median, run_worker
+from bench.common import bare_client, bench_api, bench_config, median, run_worker, watcherd_http
 from bench.simclient import SimProcess
 from bench.table import Row
 from watcherd.config import CommandHook, HookConfig
@@ -73,7 +72,7 @@ async def _watcherd(sim: SimProcess, db: Path) -> dict[str, Any]:
     lives, clock = _lives(sim), [sim.t0]
     hook = HookConfig(name="bench", command=CommandHook(argv=("true",)))
     config = bench_config(db, hooks=[hook])
-    async with Store.open(db, writer=True) as store, httpx.AsyncClient() as http:
+    async with Store.open(db, writer=True) as store, watcherd_http() as http:
 
         def now() -> float:
             return clock[0]

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
-from bench.common import API_KEY, CONCURRENCY, bench_config, run_worker
+from bench.common import API_KEY, CONCURRENCY, bench_config, run_worker, watcherd_http
 from bench.simclient import SimProcess
 from bench.table import Row
 from watcherd.api import ApiClient
@@ -43,7 +42,7 @@ def scenario(steps: int) -> dict[str, Any]:
 
 
 async def _run(sim: SimProcess, db: Path) -> dict[str, Any]:
-    async with Store.open(db, writer=True) as store, httpx.AsyncClient() as http:
+    async with Store.open(db, writer=True) as store, watcherd_http() as http:
         api = CountingApi(
             http, base_url=sim.base_url, api_key=API_KEY, max_concurrency=CONCURRENCY, max_rate=1e9
         )

@@ -19,7 +19,15 @@ from typing import Any
 import anyio
 import httpx
 
-from bench.common import API_KEY, bench_api, bench_config, median, peak_rss_mb, run_worker
+from bench.common import (
+    API_KEY,
+    bench_api,
+    bench_config,
+    median,
+    peak_rss_mb,
+    run_worker,
+    watcherd_http,
+)
 from bench.simclient import SimProcess
 from bench.table import Row
 from watcherd.poller import Poller
@@ -60,7 +68,7 @@ def _insert(db: Path, job_id: str, rows: list[dict[str, Any]]) -> None:
 
 async def run_watcherd(base_url: str, job_id: str, db: Path) -> int:
     """Watch the job and poll it once with watcherd's Poller; return the rows stored."""
-    async with Store.open(db, writer=True) as store, httpx.AsyncClient() as http:
+    async with Store.open(db, writer=True) as store, watcherd_http() as http:
         await store.sync_watched([(job_id, None)], time.time())
         poller = Poller(store, bench_api(http, base_url), bench_config(db))
         await poller.load_jobs()

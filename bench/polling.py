@@ -26,6 +26,7 @@ from bench.common import (
     median,
     peak_rss_mb,
     run_worker,
+    watcherd_http,
 )
 from bench.simclient import SimProcess
 from bench.table import Row
@@ -55,7 +56,7 @@ async def run_watcherd(sim: SimProcess, db: Path, rounds: int) -> dict[str, Any]
     jobs = len(sim.job_ids)
     cpu: list[float] = []
     logs: list[list[list[Any]]] = []
-    async with Store.open(db, writer=True) as store, httpx.AsyncClient() as http:
+    async with Store.open(db, writer=True) as store, watcherd_http() as http:
         await store.sync_watched([(j, None) for j in sim.job_ids], time.time())
         poller = Poller(store, bench_api(http, sim.base_url), bench_config(db))
         await poller.load_jobs()

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from watcherd.errors import StoreError
 from watcherd.model import MISSING, MetricRow, dumps_exact
-from watcherd.store import HookLike, HookSub, PollRecord, Store
+from watcherd.store import HookLike, HookSub, PollRecord, PollResult, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -251,3 +252,34 @@ async def test_ensure_jobs_and_job_states_for_chosen_jobs(store: Store) -> None:
     assert list(await store.job_states()) == ["ft-a"]
     assert (await store.job("ft-a")) is not None
     assert [j.note for j in await store.overview()] == ["note"]
+
+
+async def test_concurrent_polls_share_a_commit_and_a_bad_page_fails_alone(store: Store) -> None:
+    """Polls recorded at once are group-committed; one broken page fails, the others land."""
+    jobs = [f"ft-{i}" for i in range(12)]
+    await store.sync_watched([(j, None) for j in jobs], 1.0)
+    broken = HookSub(None, ("completed",))  # type: ignore[arg-type]
+    results: dict[str, PollResult | StoreError] = {}
+
+    async def record(job_id: str) -> None:
+        hooks = [broken] if job_id == "ft-5" else HOOKS
+        rec = PollRecord(job_id, 10.0, None, "completed", [train(1), train(2)], hooks)
+        try:
+            results[job_id] = await store.record_poll(rec)
+        except StoreError as exc:
+            results[job_id] = exc
+
+    async with anyio.create_task_group() as tg:
+        for job_id in jobs:
+            tg.start_soon(record, job_id)
+    assert isinstance(results.pop("ft-5"), StoreError)
+    landed = [r for r in results.values() if isinstance(r, PollResult)]
+    assert len(landed) == 11
+    assert all(r.new_rows == 2 and r.transition == (None, "completed") for r in landed)
+    assert await store.all_metrics("ft-5") == []
+    for job_id in results:
+        assert len(await store.all_metrics(job_id)) == 2
+        assert [d.id for d in await store.deliveries(job_id)] == [
+            f"{job_id}:completed:deploy",
+            f"{job_id}:completed:team",
+        ]

@@ -110,6 +110,20 @@ class ApiClient:
         self._retries = 0
         self._latency = Histogram()
 
+    @staticmethod
+    def http_client(config: ApiConfig) -> httpx.AsyncClient:
+        """The httpx client for the API: a connection pool as large as the request cap.
+
+        A bigger pool only costs CPU (httpx scans every pooled connection per request);
+        waiting for a connection is bounded by each request's own overall deadline.
+        """
+        slots = config.max_concurrency
+        return httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
+            timeout=httpx.Timeout(config.timeout, pool=None),
+        )
+
     @classmethod
     def from_config(
         cls, http: httpx.AsyncClient, config: ApiConfig, api_key: str, **kwargs: Any

@@ -105,12 +105,14 @@ class Daemon:
         metrics_address(self.config)
         async with (
             Store.open(self.config.store.path, writer=True) as store,
-            httpx.AsyncClient(follow_redirects=False) as http,
+            ApiClient.http_client(self.config.api) as api_http,
+            httpx.AsyncClient(follow_redirects=False) as hooks_http,
         ):
-            return await self._run(store, http, mode)
+            self.api_http = api_http
+            return await self._run(store, hooks_http, mode)
 
     async def _run(self, store: Store, http: httpx.AsyncClient, mode: Mode) -> int:
-        api = build_api(http, self.config)
+        api = build_api(self.api_http, self.config)
         await self._restore_pauses(store, api)
         dispatcher = Dispatcher(store, http, self.config)
         poller = Poller(store, api, self.config, on_deliveries=dispatcher.wake)
@@ -194,7 +196,7 @@ class Daemon:
         try:
             config = load_config(self.config_path)
             metrics_address(config)
-            api = build_api(self.http, config) if config.api != self.config.api else None
+            api = build_api(self.api_http, config) if config.api != self.config.api else None
         except ConfigError as exc:
             log.error(
                 "config.reload_failed",

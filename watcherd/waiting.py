@@ -52,7 +52,7 @@ async def wait_for(
     """Each job's last known status, once all are settled or `limit` seconds have passed."""
     statuses: dict[str, str | None] = dict.fromkeys(job_ids)
     with anyio.move_on_after(math.inf if limit is None else limit):
-        async with httpx.AsyncClient(follow_redirects=False) as http:
+        async with ApiClient.http_client(config.api) as http:
             # With no daemon, every job is ours to poll: a missing key fails before any file.
             api = None if Store.daemon_running(config.store.path) else build_api(http, config)
             async with Store.open(config.store.path, writer=True, lock=False) as store:

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
@@ -26,7 +27,7 @@ from watcherd.model import (
 )
 from watcherd.store import connection, outbox, readers, writer
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
-from watcherd.store.rows import metric_params
+from watcherd.store.rows import MetricParams, metric_params
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class Store:
         self.path = path
         self.writer = writer
         self._lock = anyio.Lock()
+        self._pending: list[_PendingPoll] = []  # polls waiting for the next group commit
 
     @classmethod
     @asynccontextmanager
@@ -106,19 +108,26 @@ class Store:
         return result
 
     async def _transaction(self, begin: str, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        conn = self._conn
         with anyio.CancelScope(shield=True):
             async with self._lock:
-                try:
-                    await conn.execute(begin)
-                    try:
-                        result = await op(conn, *args, **kwargs)
-                    except BaseException:
-                        await _rollback(conn)
-                        raise
-                    await conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    raise StoreError(f"{self.path}: {exc}") from exc
+                result = await self._locked_transaction(begin, op, *args, **kwargs)
+        return result
+
+    async def _locked_transaction(
+        self, begin: str, op: Op[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`op` in one transaction; the caller holds the lock."""
+        conn = self._conn
+        try:
+            await conn.execute(begin)
+            try:
+                result = await op(conn, *args, **kwargs)
+            except BaseException:
+                await _rollback(conn)
+                raise
+            await conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
         return result
 
     # -- the watched set ---------------------------------------------------
@@ -138,9 +147,45 @@ class Store:
     # -- polls -----------------------------------------------------------------
 
     async def record_poll(self, rec: PollRecord) -> PollResult:
-        """Rows, job fields, transition and outbox rows of one page, in one transaction."""
-        params = metric_params(rec.job_id, rec.metrics)  # prepared before the transaction
-        return await self._write(writer.record_poll, rec, params)
+        """Rows, job fields, transition and outbox rows of one page, in one transaction.
+
+        Group commit: polls that arrive while another transaction runs are written
+        together in the next one (each page still whole), so a round of many jobs
+        costs one commit, not one per job. If that shared transaction fails, each
+        page is written alone, so one bad page never holds back the others.
+        """
+        if not self.writer:
+            raise StoreError(f"{self.path}: opened read-only")
+        pending = _PendingPoll(rec, metric_params(rec.job_id, rec.metrics))
+        self._pending.append(pending)
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                if pending.outcome is None:
+                    batch, self._pending = self._pending, []
+                    await self._commit_polls(batch)
+        if isinstance(pending.outcome, BaseException):
+            raise pending.outcome
+        assert pending.outcome is not None
+        return pending.outcome
+
+    async def _commit_polls(self, batch: list[_PendingPoll]) -> None:
+        """Write `batch` in one transaction, or each page alone if that fails."""
+        if len(batch) > 1:
+            try:
+                results = await self._locked_transaction("BEGIN IMMEDIATE", _record_all, batch)
+            except Exception:  # noqa: S110 - every page is tried again alone just below
+                pass
+            else:
+                for pending, result in zip(batch, results, strict=True):
+                    pending.outcome = result
+                return
+        for pending in batch:
+            try:
+                pending.outcome = await self._locked_transaction(
+                    "BEGIN IMMEDIATE", writer.record_poll, pending.rec, pending.params
+                )
+            except Exception as exc:  # handed to the caller of this page's record_poll
+                pending.outcome = exc
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
@@ -279,6 +324,20 @@ class Store:
         """`PRAGMA integrity_check`: "ok" for a sound database."""
         rows = await self._read(_pragma_rows, "integrity_check")
         return "\n".join(rows)
+
+
+@dataclass(slots=True)
+class _PendingPoll:
+    """A page waiting for the group commit, and what became of it."""
+
+    rec: PollRecord
+    params: Sequence[MetricParams]
+    outcome: PollResult | Exception | None = None
+
+
+async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
+    """Every page of `batch` in the caller's transaction, in order."""
+    return [await writer.record_poll(conn, p.rec, p.params) for p in batch]
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
