@@ -31,3 +31,16 @@ async def server() -> AsyncIterator[FaultServer]:
     """A fault server on loopback answering every request with a plain job unless told otherwise."""
     async with FaultServer.running(json_reply(PLAIN_JOB)) as running:
         yield running
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability battery's figures as one table at the end of the run."""
+    from tests.battery.sizes import REPORTS
+
+    if not REPORTS:
+        return
+    terminalreporter.section("reliability battery figures")
+    for test, figures in REPORTS:
+        terminalreporter.write_line(f"{test}")
+        for key, value in figures.items():
+            terminalreporter.write_line(f"    {key:<28} {value}")

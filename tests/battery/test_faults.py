@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.battery.sizes import draw_seed, report, sized
+from tests.battery.sizes import draw_seed, report, sized, wait_watching_rss
 from tests.daemonharness import API_KEY, assert_exact, big_scenario, start_daemon, stored
 from tests.daemonharness import write_config as harness_config
 from watcherd.api import ApiClient
@@ -123,7 +123,8 @@ def test_faults_keep_the_history_exact_and_the_limits(tmp_path: Path) -> None:
             ),
             start_daemon(config(tmp_path / "faulty", sim.base_url, faulty_world), "--until-done"),
         ]
-        codes = [p.wait(timeout=sized(120, 3500)) for p in procs]
+        code, rss_start, rss_end = wait_watching_rss(procs[1], sized(120, 3500))
+        codes = [procs[0].wait(timeout=sized(120, 3500)), code]
         clean_log, log = clean_sim.stats.snapshot(), sim.stats.snapshot()
         sim_peak = sim.stats.max_in_flight
     assert codes == [0, 0], (tmp_path / "faulty" / "daemon.log").read_text()[-3000:]
@@ -147,6 +148,8 @@ def test_faults_keep_the_history_exact_and_the_limits(tmp_path: Path) -> None:
         retry_after_breaches=len(early),
         max_in_flight=peak,
         sim_max_in_flight=sim_peak,
+        daemon_rss_kib_start=rss_start,
+        daemon_rss_kib_end=rss_end,
     )
     assert_exact(faulty_world, data["metrics"])
     assert 0.12 <= faulted / len(log) <= 0.28  # 20 %, within four standard deviations
