@@ -12,11 +12,9 @@ recorded in the same transaction as its transition and its hook deliveries.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
@@ -31,12 +29,17 @@ from watcherd.errors import (
     RateLimitedError,
 )
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_terminal
+from watcherd.schedule import (
+    QUIET_STATUSES,
+    JobSchedule,
+    PollerStats,
+    backoff,
+    next_look,
+)
 from watcherd.store import HookSub, PollRecord, PollResult, Store
 
 log = structlog.get_logger("watcherd.poller")
 
-#: Statuses during which new metric rows may appear.
-QUIET_STATUSES = frozenset({"pending", "queued"})
 #: After this many 404s in a row a job is marked missing.
 NOT_FOUND_LIMIT = 3
 #: A round also takes the jobs due within this fraction of `min_interval` from now.
@@ -46,30 +49,6 @@ COALESCE = 0.2
 def hook_subs(hooks: Iterable[HookConfig]) -> tuple[HookSub, ...]:
     """The (name, statuses) pairs the store needs to write outbox rows."""
     return tuple(HookSub(name=h.name, on=tuple(h.on)) for h in hooks)
-
-
-@dataclass(slots=True)
-class JobSchedule:
-    """What the poller keeps in memory per job between rounds."""
-
-    job_id: str
-    status: str | None = None
-    max_step: int | None = None
-    next_at: float = 0.0  # monotonic: when to look at the job next
-    metrics_at: float = 0.0  # monotonic: when its new metric rows are due
-    failures: int = 0
-
-
-@dataclass(slots=True)
-class PollerStats:
-    """Counters for logs, the systemd status line and `health`."""
-
-    rounds: int = 0
-    polls: int = 0
-    errors: int = 0
-    last_success_at: float | None = None  # wall clock
-    last_progress: float = field(default_factory=time.monotonic)
-    auth_error: str | None = None
 
 
 class Poller:
@@ -354,23 +333,7 @@ class Poller:
             self.on_deliveries()
 
     def _next_look(self, sched: JobSchedule, job: Job, *, changed: bool) -> float:
-        """When to look at the job again: its status interval, or its metrics if sooner."""
-        now = self.monotonic()
-        at = now + self._interval(job, changed=changed)
-        if job.status not in QUIET_STATUSES and not is_terminal(job.status):
-            at = min(at, max(sched.metrics_at, now + self.config.poll.min_interval))
-        return at
-
-    def _interval(self, job: Job, *, changed: bool) -> float:
-        """The configured interval, sooner when the service says a change is near."""
-        poll = self.config.poll
-        interval = poll.interval
-        remaining = job.seconds_remaining
-        if remaining is not None and math.isfinite(remaining) and remaining >= 0:
-            interval = min(interval, remaining + 1.0)
-        if changed:
-            interval = min(interval, poll.min_interval)
-        return max(poll.min_interval, interval)
+        return next_look(self.config.poll, sched, job, changed=changed, now=self.monotonic())
 
     # -- failures --------------------------------------------------------
 
@@ -391,10 +354,7 @@ class Poller:
         await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=False)
 
     def _backoff(self, failures: int) -> float:
-        """Full-jitter exponential backoff, capped at `max_backoff`, at least one second."""
-        poll = self.config.poll
-        ceiling = min(poll.max_backoff, poll.min_interval * 2.0 ** min(failures, 30))
-        return max(1.0, self.rng.uniform(0.0, ceiling))
+        return backoff(self.config.poll, failures, self.rng)
 
     async def _not_found(self, sched: JobSchedule, exc: NotFoundError) -> None:
         count = await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=True)

@@ -1,0 +1,70 @@
+"""When to look at a job again: per-job schedule state and the timing rules.
+
+Pure functions of the config, the job as last seen and the clock, so the poller
+stays about requests and records.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from watcherd.api import Job
+from watcherd.config import PollConfig
+from watcherd.model import is_terminal
+
+#: Statuses before training: no metric rows can appear yet.
+QUIET_STATUSES = frozenset({"pending", "queued"})
+
+
+@dataclass(slots=True)
+class JobSchedule:
+    """What the poller keeps in memory per job between rounds."""
+
+    job_id: str
+    status: str | None = None
+    max_step: int | None = None
+    next_at: float = 0.0  # monotonic: when to look at the job next
+    metrics_at: float = 0.0  # monotonic: when its new metric rows are due
+    failures: int = 0
+
+
+@dataclass(slots=True)
+class PollerStats:
+    """Counters for logs, the systemd status line and `health`."""
+
+    rounds: int = 0
+    polls: int = 0
+    errors: int = 0
+    last_success_at: float | None = None  # wall clock
+    last_progress: float = field(default_factory=time.monotonic)
+    auth_error: str | None = None
+
+
+def status_interval(poll: PollConfig, job: Job, *, changed: bool) -> float:
+    """The configured interval, sooner when the service says a change is near."""
+    interval = poll.interval
+    remaining = job.seconds_remaining
+    if remaining is not None and math.isfinite(remaining) and remaining >= 0:
+        interval = min(interval, remaining + 1.0)
+    if changed:
+        interval = min(interval, poll.min_interval)
+    return max(poll.min_interval, interval)
+
+
+def next_look(
+    poll: PollConfig, sched: JobSchedule, job: Job, *, changed: bool, now: float
+) -> float:
+    """When to look at the job again: its status interval, or its metrics if sooner."""
+    at = now + status_interval(poll, job, changed=changed)
+    if job.status not in QUIET_STATUSES and not is_terminal(job.status):
+        at = min(at, max(sched.metrics_at, now + poll.min_interval))
+    return at
+
+
+def backoff(poll: PollConfig, failures: int, rng: random.Random) -> float:
+    """Full-jitter exponential backoff, capped at `max_backoff`, at least one second."""
+    ceiling = min(poll.max_backoff, poll.min_interval * 2.0 ** min(failures, 30))
+    return max(1.0, rng.uniform(0.0, ceiling))
