@@ -6,7 +6,7 @@ import random
 
 from watcherd.api import Job
 from watcherd.config import PollConfig
-from watcherd.schedule import JobSchedule, backoff, next_look, status_interval
+from watcherd.schedule import JobSchedule, backoff, next_look, settled_cursor, status_interval
 
 POLL = PollConfig(interval=60.0, min_interval=10.0, metrics_interval=300.0, max_backoff=600.0)
 
@@ -40,3 +40,16 @@ def test_backoff_is_full_jitter_within_its_ceiling() -> None:
         delays = [backoff(POLL, failures, rng) for _ in range(500)]
         assert min(delays) >= 1.0 and max(delays) <= ceiling
         assert max(delays) > 0.8 * ceiling and min(delays) < 0.3 * ceiling
+
+
+def test_the_cursor_stays_behind_rows_that_may_still_be_joined() -> None:
+    """The next `global_step_from` is the lowest step logged within SETTLE_NS of the newest."""
+    second = 1_000_000_000
+    fast = [{"timestamp": step * second, "train/global_step": step} for step in range(1, 12)]
+    assert settled_cursor(fast, None) == 7  # step 11 is newest; 7 is the first within 5 s
+    assert settled_cursor(fast, 9) == 9  # never backwards
+    slow = [{"timestamp": step * 10 * second, "train/global_step": step} for step in range(1, 5)]
+    assert settled_cursor(slow, None) == 4  # slow steps: the newest step itself
+    assert settled_cursor([], 4) == 4
+    unstamped = [{"train/global_step": 7}, {"train/global_step": 9}]
+    assert settled_cursor(unstamped, 3) == 9

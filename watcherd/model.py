@@ -36,6 +36,12 @@ MISSING: Final = "missing"
 #: The statuses hooks fire on when a hook names no `on:` list.
 DEFAULT_HOOK_EVENTS: Final = ("completed", "error", "cancelled", "user_error")
 
+#: Rows logged within this long (nanoseconds, by their `timestamp`) of a job's newest
+#: row are fetched again: an eval row lands about a second after the train row of its
+#: step, possibly after later train rows, so a cursor on the newest step alone could
+#: skip it. The store de-duplicates what comes twice.
+SETTLE_NS: Final = 5_000_000_000
+
 STEP_KEY: Final = "train/global_step"
 EPOCH_KEY: Final = "train/epoch"
 TIMESTAMP_KEY: Final = "timestamp"

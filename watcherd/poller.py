@@ -35,6 +35,7 @@ from watcherd.schedule import (
     PollerStats,
     backoff,
     next_look,
+    settled_cursor,
 )
 from watcherd.store import HookSub, PollRecord, PollResult, Store
 
@@ -115,9 +116,10 @@ class Poller:
         for job_id, state in states.items():
             sched = self.jobs.get(job_id)
             if sched is None:
-                self.jobs[job_id] = JobSchedule(job_id, state.status, state.max_step)
+                sched = self.jobs[job_id] = JobSchedule(job_id, state.status, state.max_step)
             else:
                 sched.status, sched.max_step = state.status, state.max_step
+            sched.cursor = state.cursor_step
 
     # -- the loop --------------------------------------------------------
 
@@ -284,7 +286,7 @@ class Poller:
         now = self.monotonic()
         if not changed and now < sched.metrics_at:
             return []
-        flt = MetricFilter(global_step_from=sched.max_step)
+        flt = MetricFilter(global_step_from=sched.cursor)
         rows = await self.api.metrics(sched.job_id, flt)
         sched.metrics_at = now + self.config.poll.metrics_interval
         return rows
@@ -315,6 +317,7 @@ class Poller:
         if metrics:
             top = max(int(r["train/global_step"]) for r in metrics)
             sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
+            sched.cursor = settled_cursor(metrics, sched.cursor)
         if result.transition is not None:
             log.info(
                 "job.transition",

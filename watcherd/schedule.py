@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from watcherd.api import Job
 from watcherd.config import PollConfig
-from watcherd.model import is_terminal
+from watcherd.model import SETTLE_NS, TIMESTAMP_KEY, MetricRow, is_terminal, row_step
 
 #: Statuses before training: no metric rows can appear yet.
 QUIET_STATUSES = frozenset({"pending", "queued"})
@@ -28,6 +28,7 @@ class JobSchedule:
     max_step: int | None = None
     next_at: float = 0.0  # monotonic: when to look at the job next
     metrics_at: float = 0.0  # monotonic: when its new metric rows are due
+    cursor: int | None = None  # `global_step_from` of the next metrics fetch
     failures: int = 0
 
 
@@ -68,3 +69,23 @@ def backoff(poll: PollConfig, failures: int, rng: random.Random) -> float:
     """Full-jitter exponential backoff, capped at `max_backoff`, at least one second."""
     ceiling = min(poll.max_backoff, poll.min_interval * 2.0 ** min(failures, 30))
     return max(1.0, rng.uniform(0.0, ceiling))
+
+
+def settled_cursor(rows: list[MetricRow], cursor: int | None) -> int | None:
+    """The next `global_step_from` after fetching `rows` (everything from `cursor` on).
+
+    The lowest step among rows logged within `SETTLE_NS` of the newest one: an eval
+    row landing late at one of those steps is still fetched, and with steps slower
+    than that window the cursor is simply the newest step. Rows without a timestamp
+    fall back to the highest step.
+    """
+    if not rows:
+        return cursor
+    stamped = [(row, row.get(TIMESTAMP_KEY)) for row in rows]
+    stamps = [t for _, t in stamped if isinstance(t, int)]
+    if len(stamps) < len(rows):
+        top = max(row_step(row) for row in rows)
+    else:
+        limit = max(stamps) - SETTLE_NS
+        top = min(row_step(row) for row, t in stamped if isinstance(t, int) and t > limit)
+    return top if cursor is None else max(cursor, top)

@@ -12,6 +12,7 @@ from typing import Any, Final
 import aiosqlite
 
 from watcherd.model import (
+    SETTLE_NS,
     JobOverview,
     MetricFilter,
     MetricsSummary,
@@ -34,6 +35,13 @@ async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = (
     return list(await conn.execute_fetchall(sql, params))
 
 
+#: The settled cursor of `jobs.job_id` (see JobState.cursor_step); one parameter, the lag.
+CURSOR_SQL = (
+    "SELECT min(m.step) FROM metrics m WHERE m.job_id = jobs.job_id AND m.timestamp >"
+    " (SELECT max(t.timestamp) FROM metrics t WHERE t.job_id = jobs.job_id) - ?"
+)
+
+
 async def job_states(
     conn: aiosqlite.Connection, only: frozenset[str] | None = None
 ) -> dict[str, JobState]:
@@ -46,8 +54,9 @@ async def job_states(
     rows = await _all(
         conn,
         "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-        f" last_error, status_since FROM jobs WHERE {where} ORDER BY added_at, job_id",
-        params,
+        f" last_error, status_since, ({CURSOR_SQL}) FROM jobs WHERE {where}"
+        " ORDER BY added_at, job_id",
+        (SETTLE_NS, *params),
     )
     return {str(r[0]): JobState(*r) for r in rows}
 

@@ -39,6 +39,9 @@ class JobState:
     seconds_remaining: float | None
     last_error: str | None = None
     status_since: float | None = None
+    #: `global_step_from` for the next fetch: the lowest step among rows logged within
+    #: `model.SETTLE_NS` of the newest (None: no rows yet, fetch from the start).
+    cursor_step: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

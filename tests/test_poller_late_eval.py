@@ -1,0 +1,58 @@
+"""A late eval row at an earlier step is still fetched by the incremental cursor."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from watcherd.api import ApiClient
+from watcherd.config import ApiConfig, Config, PollConfig
+from watcherd.poller import Poller
+from watcherd.store import Store
+
+pytestmark = pytest.mark.anyio
+SECOND = 1_000_000_000
+
+
+def history() -> list[dict[str, Any]]:
+    """Fast steps (0.3 s) and eval rows logged 1 s after their step, after later train rows."""
+    rows: list[dict[str, Any]] = []
+    for step in range(1, 41):
+        stamp = step * 3 * SECOND // 10
+        rows.append({"timestamp": stamp, "train/global_step": step, "train/loss": 1.0 / step})
+        if step % 5 == 0:
+            rows.append({"timestamp": stamp + SECOND, "train/global_step": step, "eval/loss": 2.0})
+    return sorted(rows, key=lambda r: r["timestamp"])
+
+
+async def test_eval_rows_logged_after_later_train_rows_are_not_skipped(tmp_path: Path) -> None:
+    """Polling every 0.6 s of log time, every row of the history ends up stored once."""
+    truth = history()
+    now = [0]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metrics"):
+            start = int(request.url.params.get("global_step_from", "0"))
+            rows = [
+                r for r in truth if r["timestamp"] <= now[0] and r["train/global_step"] >= start
+            ]
+            return httpx.Response(200, json={"metrics": rows})
+        return httpx.Response(200, json={"id": "ft-late", "status": "running"})
+
+    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+    ):
+        await store.sync_watched([("ft-late", None)], time.time())
+        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
+        await poller.load_jobs()
+        while now[0] <= truth[-1]["timestamp"]:
+            now[0] += 6 * SECOND // 10
+            await poller.poll_once()
+        stored = await store.all_metrics("ft-late")
+    assert stored == truth
