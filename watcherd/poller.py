@@ -278,7 +278,7 @@ class Poller:
     async def _fetch_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
     ) -> list[MetricRow]:
-        """New rows from the highest stored step on, when due; always on a status change."""
+        """New rows from the cursor on, when due; always on a status change."""
         # A job cancelled mid-run may have rows we never saw: only the statuses before
         # training (QUIET_STATUSES) are sure to have none.
         if status in QUIET_STATUSES and sched.max_step is None:
@@ -287,7 +287,13 @@ class Poller:
         if not changed and now < sched.metrics_at:
             return []
         flt = MetricFilter(global_step_from=sched.cursor)
-        rows = await self.api.metrics(sched.job_id, flt)
+        try:
+            rows = await self.api.metrics(sched.job_id, flt)
+        except NotFoundError as exc:
+            # The job was just seen, so this 404 means "no metrics (yet)", not a missing
+            # job: record the status anyway; the rows come with a later fetch.
+            log.info("poll.metrics_not_found", job_id=sched.job_id, error=str(exc))
+            rows = []
         sched.metrics_at = now + self.config.poll.metrics_interval
         return rows
 

@@ -1,4 +1,4 @@
-"""A late eval row at an earlier step is still fetched by the incremental cursor."""
+"""The poller against servers that behave at the edges of the contract."""
 
 from __future__ import annotations
 
@@ -56,3 +56,30 @@ async def test_eval_rows_logged_after_later_train_rows_are_not_skipped(tmp_path:
             await poller.poll_once()
         stored = await store.all_metrics("ft-late")
     assert stored == truth
+
+
+async def test_a_metrics_404_for_a_listed_job_is_no_rows_not_a_missing_job(
+    tmp_path: Path,
+) -> None:
+    """A job that exists but whose metrics answer 404 keeps its status and turns terminal."""
+    status = ["running"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metrics"):
+            return httpx.Response(404, json={"error": {"message": "no metrics", "type": "x"}})
+        return httpx.Response(200, json={"id": "ft-nometrics", "status": status[0]})
+
+    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+    ):
+        await store.sync_watched([("ft-nometrics", None)], time.time())
+        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
+        await poller.load_jobs()
+        for _ in range(4):
+            await poller.poll_once()
+        status[0] = "completed"
+        await poller.poll_once()
+        transitions = [t.to_status for t in await store.transitions("ft-nometrics")]
+    assert transitions == ["running", "completed"]
