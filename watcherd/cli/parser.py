@@ -153,10 +153,26 @@ def _add_view_commands(
         help="a job's metrics from the local database, as charts or JSON",
     )
     metrics.add_argument("job_id", metavar="JOB_ID")
-    metrics.add_argument("--global-step-from", type=_int_at_least(0), metavar="N")
-    metrics.add_argument("--global-step-to", type=_int_at_least(0), metavar="N")
-    metrics.add_argument("--logged-at-from", metavar="ISO8601")
-    metrics.add_argument("--logged-at-to", metavar="ISO8601")
+    metrics.add_argument(
+        "--global-step-from",
+        type=_int_at_least(0),
+        metavar="N",
+        help="rows at step N or later (inclusive)",
+    )
+    metrics.add_argument(
+        "--global-step-to",
+        type=_int_at_least(0),
+        metavar="N",
+        help="rows at step N or earlier (inclusive)",
+    )
+    metrics.add_argument(
+        "--logged-at-from",
+        metavar="ISO8601",
+        help="rows logged at or after this time (offset allowed; none = UTC)",
+    )
+    metrics.add_argument(
+        "--logged-at-to", metavar="ISO8601", help="rows logged at or before this time"
+    )
     metrics.add_argument(
         "--resolution",
         type=_int_at_least(1),
