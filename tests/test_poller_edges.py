@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,22 @@ from watcherd.store import Store
 
 pytestmark = pytest.mark.anyio
 SECOND = 1_000_000_000
+
+
+@asynccontextmanager
+async def watching(
+    tmp_path: Path, handler: Callable[[httpx.Request], httpx.Response], job_id: str
+) -> AsyncIterator[tuple[Store, Poller]]:
+    """A real store and poller watching `job_id` on a server made of `handler`."""
+    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+    ):
+        await store.sync_watched([(job_id, None)], time.time())
+        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
+        await poller.load_jobs()
+        yield store, poller
 
 
 def history() -> list[dict[str, Any]]:
@@ -43,14 +61,7 @@ async def test_eval_rows_logged_after_later_train_rows_are_not_skipped(tmp_path:
             return httpx.Response(200, json={"metrics": rows})
         return httpx.Response(200, json={"id": "ft-late", "status": "running"})
 
-    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
-    async with (
-        Store.open(tmp_path / "w.db", writer=True) as store,
-        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
-    ):
-        await store.sync_watched([("ft-late", None)], time.time())
-        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
-        await poller.load_jobs()
+    async with watching(tmp_path, handler, "ft-late") as (store, poller):
         while now[0] <= truth[-1]["timestamp"]:
             now[0] += 6 * SECOND // 10
             await poller.poll_once()
@@ -69,14 +80,7 @@ async def test_a_metrics_404_for_a_listed_job_is_no_rows_not_a_missing_job(
             return httpx.Response(404, json={"error": {"message": "no metrics", "type": "x"}})
         return httpx.Response(200, json={"id": "ft-nometrics", "status": status[0]})
 
-    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
-    async with (
-        Store.open(tmp_path / "w.db", writer=True) as store,
-        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
-    ):
-        await store.sync_watched([("ft-nometrics", None)], time.time())
-        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
-        await poller.load_jobs()
+    async with watching(tmp_path, handler, "ft-nometrics") as (store, poller):
         for _ in range(4):
             await poller.poll_once()
         status[0] = "completed"
