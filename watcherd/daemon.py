@@ -179,7 +179,6 @@ class Daemon:
     async def stop(self, tg: anyio.abc.TaskGroup) -> None:
         """Give running hooks a grace period, then cancel everything."""
         self._notify_stopping()
-        self.dispatcher.accepting = False
         with anyio.move_on_after(STOP_GRACE):
             await self.dispatcher.wait_idle()
         tg.cancel_scope.cancel()
@@ -226,12 +225,12 @@ class Daemon:
             await anyio.sleep(0.2)
             if not self.poller.settled():
                 continue
-            outstanding = [d for d in await self.store.deliveries() if d.state in OUTSTANDING]
-            if outstanding:
+            counts = await self.store.delivery_counts()
+            if any(counts.get(state, 0) for state in OUTSTANDING):
                 continue
-            dead = [d for d in await self.store.deliveries() if d.state == "dead"]
+            dead = counts.get("dead", 0)
             self.exit_code = 1 if dead else 0
-            log.info("daemon.all_done", jobs=len(self.poller.jobs), dead_hooks=len(dead))
+            log.info("daemon.all_done", jobs=len(self.poller.jobs), dead_hooks=dead)
             tg.cancel_scope.cancel()
             return
 

@@ -46,7 +46,6 @@ class Dispatcher:
         self._idle = anyio.Event()
         self._idle.set()
         self.accepting = True  # False once a graceful stop began: start nothing new
-        self.dead = 0
 
     def wake(self) -> None:
         """New deliveries were written: look now."""
@@ -134,7 +133,6 @@ class Dispatcher:
             await self._finish(delivery_id, "delivered", None, out.output_tail, None)
             return
         if out.state == "give_up" or attempt >= hook.max_attempts:
-            self.dead += 1
             log.error(
                 "hook.dead",
                 delivery_id=delivery_id,

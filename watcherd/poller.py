@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
 import structlog
 
 from watcherd.api import ApiClient, Job
-from watcherd.config import Config, HookConfig
+from watcherd.config import Config
 from watcherd.errors import (
     ApiError,
     AuthError,
@@ -37,7 +37,7 @@ from watcherd.schedule import (
     next_look,
     settled_cursor,
 )
-from watcherd.store import HookSub, PollRecord, PollResult, Store
+from watcherd.store import PollRecord, PollResult, Store
 
 log = structlog.get_logger("watcherd.poller")
 
@@ -45,11 +45,6 @@ log = structlog.get_logger("watcherd.poller")
 NOT_FOUND_LIMIT = 3
 #: A round also takes the jobs due within this fraction of `min_interval` from now.
 COALESCE = 0.2
-
-
-def hook_subs(hooks: Iterable[HookConfig]) -> tuple[HookSub, ...]:
-    """The (name, statuses) pairs the store needs to write outbox rows."""
-    return tuple(HookSub(name=h.name, on=tuple(h.on)) for h in hooks)
 
 
 class Poller:
@@ -307,7 +302,7 @@ class Poller:
             job=job.raw if full else None,
             status=job.status,
             metrics=metrics,
-            hooks=hook_subs(self.config.hooks),
+            hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
         )
         result = await self.store.record_poll(record)
@@ -372,9 +367,7 @@ class Poller:
         if count < NOT_FOUND_LIMIT or sched.status == MISSING:
             log.warning("poll.not_found", job_id=sched.job_id, count=count, error=str(exc))
             return
-        result = await self.store.mark_missing(
-            sched.job_id, self.wall(), hook_subs(self.config.hooks)
-        )
+        result = await self.store.mark_missing(sched.job_id, self.wall(), self.config.hooks)
         sched.status = MISSING
         sched.next_at = self.monotonic() + self.config.poll.max_backoff
         log.error("job.missing", job_id=sched.job_id, not_found_count=count)

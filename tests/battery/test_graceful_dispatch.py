@@ -15,7 +15,6 @@ from tests.battery.hookprobe import executions, running_hooks
 from watcherd.config import CommandHook, Config, HookConfig
 from watcherd.dispatcher import Dispatcher
 from watcherd.model import Delivery
-from watcherd.poller import hook_subs
 from watcherd.store import PollRecord, Store
 
 pytestmark = pytest.mark.anyio
@@ -36,7 +35,7 @@ def probe_hook(log: Path, marker: str, sleep: float) -> HookConfig:
 async def complete(store: Store, config: Config, job_id: str) -> None:
     """Record `job_id` turning completed, which queues its hook delivery."""
     await store.sync_watched([(job_id, None)], time.time())
-    record = PollRecord(job_id, time.time(), None, "completed", (), hook_subs(config.hooks))
+    record = PollRecord(job_id, time.time(), None, "completed", (), config.hooks)
     await store.record_poll(record)
 
 
