@@ -16,9 +16,9 @@ import pytest
 
 from tests.fakeclock import FakeTime
 from tests.faultserver import FaultServer, Reply, json_reply
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
+from watcherd.api.limits import HostGate, RateLimiter, full_jitter, retry_after
 from watcherd.errors import RateLimitedError
-from watcherd.ratelimit import HostGate, RateLimiter, full_jitter, retry_after
 
 pytestmark = pytest.mark.anyio
 

@@ -9,15 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watcherd.config import (
-    SYSTEM_CONFIG_PATH,
+    CommandHook,
     Config,
     SecretRef,
+    WebhookHook,
     default_config,
     default_config_path,
     load_config,
     parse_config,
     render_effective,
 )
+from watcherd.config.schema import SYSTEM_CONFIG_PATH
 from watcherd.durations import format_duration, parse_duration
 from watcherd.errors import ConfigError
 from watcherd.model import DEFAULT_HOOK_EVENTS
@@ -75,12 +77,12 @@ def test_example_file_loads() -> None:
     assert [h.name for h in config.hooks] == ["deploy", "team"]
     deploy, team = config.hooks
     assert deploy.on == ("completed",)
-    assert deploy.command is not None
-    assert deploy.command.argv == ("/usr/local/bin/deploy-model", "--stage", "prod")
+    assert isinstance(deploy.action, CommandHook)
+    assert deploy.action.argv == ("/usr/local/bin/deploy-model", "--stage", "prod")
     assert deploy.timeout == 600.0
     assert team.on == DEFAULT_HOOK_EVENTS
-    assert team.webhook is not None
-    assert team.webhook.secret == SecretRef(file=Path("/etc/watcherd/webhook.secret"))
+    assert isinstance(team.action, WebhookHook)
+    assert team.action.secret == SecretRef(file=Path("/etc/watcherd/webhook.secret"))
     assert config.poll.max_backoff == 600.0
 
 
@@ -96,14 +98,14 @@ def test_full_config_fields() -> None:
         0.5,
         86400.0,
     )
-    command = config.hooks[0].command
-    assert command is not None
+    command = config.hooks[0].action
+    assert isinstance(command, CommandHook)
     assert command.argv == ("/etc/w/bin/hook", "--flag")
     assert command.env == (("A", "b"),) and command.cwd == Path("/etc/w/work")
     assert config.hooks[0].on == ("completed", "missing", "running")
     assert config.hooks[2].on == ("error",)
     assert (config.log.format, config.log.level) == ("json", "debug")
-    assert config.metrics_listen == "[::1]:9105"
+    assert str(config.metrics_listen) == "[::1]:9105"
 
 
 def test_on_is_read_as_a_key() -> None:
@@ -115,8 +117,7 @@ def test_on_is_read_as_a_key() -> None:
 def test_yes_and_no_stay_strings() -> None:
     """YAML 1.1 booleans like `yes` are plain strings (a bare program name here)."""
     config = _parse("hooks:\n  - name: a\n    command: [yes, no, on, off]\n")
-    assert config.hooks[0].command is not None
-    assert config.hooks[0].command.argv == ("yes", "no", "on", "off")
+    assert config.hooks[0].action == CommandHook(argv=("yes", "no", "on", "off"))
 
 
 @pytest.mark.parametrize(
@@ -160,8 +161,9 @@ def test_relative_paths_use_the_config_folder(tmp_path: Path) -> None:
     file.write_text("jobs: {file: j.txt}\nhooks:\n  - name: a\n    command: [bare, ./rel]\n")
     config = load_config(file, environ={})
     assert config.jobs.file == tmp_path / "conf" / "j.txt"
-    assert config.hooks[0].command is not None
-    assert config.hooks[0].command.argv == ("bare", "./rel")
+    action = config.hooks[0].action
+    assert isinstance(action, CommandHook)
+    assert action.argv == ("bare", "./rel")
 
 
 def test_api_key_file_keeps_the_default_credential() -> None:

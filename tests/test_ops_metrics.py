@@ -16,12 +16,13 @@ import httpx
 import pytest
 
 from tests.daemonharness import API_KEY, big_scenario, start_daemon, stop, wait_until, write_config
-from watcherd.api import ApiStats
+from watcherd.api.client import ApiStats
+from watcherd.api.latency import Histogram, LatencySnapshot
+from watcherd.config import Listen, parse_listen
+from watcherd.daemon.prometheus import CONTENT_TYPE, bind, render, serve
+from watcherd.daemon.status import Snapshot
 from watcherd.errors import ConfigError, WatcherdError
-from watcherd.latency import Histogram, LatencySnapshot
-from watcherd.promexport import CONTENT_TYPE, Listen, bind, parse_listen, render, serve
 from watcherd.sim import World, run_in_thread
-from watcherd.status import Snapshot
 
 SAMPLE = re.compile(r'([a-z_]+)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)')
 Series = dict[str, float]

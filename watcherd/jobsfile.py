@@ -9,7 +9,8 @@ Format::
 An ID is `ft-` plus letters, digits, `-` and `_`; anything else on a line is an
 error naming file and line. `add_jobs` and `remove_jobs` rewrite the file
 atomically (temporary file, fsync, rename) under a lock on its folder, keep every
-comment, and keep the file's mode and owner (a new file is 0600). The daemon polls
+comment, and keep the file's mode and owner (a new file is 0644, so a service user can read it;
+it holds no secrets). The daemon polls
 `file_signature` to notice changes.
 """
 

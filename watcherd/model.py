@@ -54,6 +54,14 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
 
 
+def is_settled(status: str | None) -> bool:
+    """True once nothing more will happen to a job: terminal, or missing at the service.
+
+    None (not fetched yet) is not settled. Nothing polls a settled job.
+    """
+    return status is not None and (status in TERMINAL_STATUSES or status == MISSING)
+
+
 def validate_job_id(job_id: str) -> str:
     """Return `job_id` unchanged if it is `ft-` plus letters, digits, `-` or `_`."""
     if not isinstance(job_id, str):

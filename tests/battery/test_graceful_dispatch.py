@@ -13,9 +13,9 @@ import pytest
 
 from tests.battery.hookprobe import executions, running_hooks
 from watcherd.config import CommandHook, Config, HookConfig
-from watcherd.dispatcher import Dispatcher
 from watcherd.model import Delivery
 from watcherd.store import PollRecord, Store
+from watcherd.watch.dispatcher import Dispatcher
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +28,7 @@ def probe_hook(log: Path, marker: str, sleep: float) -> HookConfig:
         f"time.sleep({sleep})"
     )
     return HookConfig(
-        name="probe", timeout=30.0, command=CommandHook(argv=(sys.executable, "-c", code, marker))
+        name="probe", timeout=30.0, action=CommandHook(argv=(sys.executable, "-c", code, marker))
     )
 
 

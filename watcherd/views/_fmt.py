@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from watcherd.model import MISSING, TERMINAL_STATUSES
+from watcherd.model import MISSING
 
 _CODES: Final = {
     "bold": "1",
@@ -40,11 +40,6 @@ def status_style(status: str | None) -> str:
     if status is None:
         return "dim"
     return "yellow"
-
-
-def is_final(status: str | None) -> bool:
-    """True for the statuses a job never leaves, watcherd's own `missing` included."""
-    return status in TERMINAL_STATUSES or status == MISSING
 
 
 def number(value: float | None, spec: str = ".4g") -> str:

@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from watcherd.model import JobOverview
+from watcherd.model import JobOverview, is_settled
 from watcherd.views._fmt import (
     Cell,
     Column,
     ago,
     clip,
     duration,
-    is_final,
     number,
     paint,
     real,
@@ -81,7 +80,7 @@ def _cells(job: JobOverview, now: float) -> list[Cell]:
 def eta(job: JobOverview, now: float) -> str:
     """Time left to the next state: the last estimate less the time since that poll."""
     remaining = real(job.seconds_remaining)
-    if is_final(job.status) or remaining is None or job.last_poll_at is None:
+    if is_settled(job.status) or remaining is None or job.last_poll_at is None:
         return "-"
     left = remaining - max(0.0, now - job.last_poll_at)
     return duration(left) if left >= 1 else "soon"

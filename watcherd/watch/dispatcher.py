@@ -21,7 +21,7 @@ from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
 from watcherd.model import Delivery
 from watcherd.store import Store
 
-log = structlog.get_logger("watcherd.dispatcher")
+log = structlog.get_logger("watcherd.watch.dispatcher")
 
 
 class Dispatcher:
@@ -46,6 +46,11 @@ class Dispatcher:
         self._idle = anyio.Event()
         self._idle.set()
         self.accepting = True  # False once a graceful stop began: start nothing new
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config: its hooks and limits apply from the next delivery."""
+        self.config = config
+        self.wake()
 
     def wake(self) -> None:
         """New deliveries were written: look now."""

@@ -1,4 +1,4 @@
-"""Parse config YAML into the frozen dataclasses of `watcherd.config`.
+"""Parse config YAML into the frozen dataclasses of `watcherd.config.schema`.
 
 `check-config` and SIGHUP reload go through the same `parse`. Every error is a
 ConfigError naming file, line and key path. Relative paths resolve against the
@@ -9,6 +9,7 @@ name is looked up in PATH when the hook runs).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import string
 from collections.abc import Mapping
@@ -16,22 +17,25 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
-from watcherd._yaml import Section, Where, YamlMap, kind_of, load_document
-from watcherd.config import (
+from watcherd.config.document import Section, Where, YamlMap, kind_of, load_document
+from watcherd.config.schema import (
+    SYSTEM_CONFIG_PATH,
     TEMPLATE_FIELDS,
     ApiConfig,
     CommandHook,
     Config,
+    HookAction,
     HookConfig,
     JobsConfig,
+    Listen,
     LogConfig,
     NotifyHook,
     PollConfig,
-    SecretRef,
     StoreConfig,
     WebhookHook,
 )
-from watcherd.errors import InvalidJobIdError
+from watcherd.config.secrets import SecretRef, present
+from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
 
 TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
@@ -193,21 +197,31 @@ def _log(sec: Section) -> LogConfig:
     )
 
 
-def _listen(root: Section) -> str | None:
+def _listen(root: Section) -> Listen | None:
     """`metrics_listen: host:port` (optional)."""
     value = root.get("metrics_listen")
     if value is None:
         return None
+    try:
+        return parse_listen(value)
+    except ConfigError as exc:
+        raise root.where("metrics_listen").error(exc.message) from None
+
+
+def parse_listen(value: object) -> Listen:
+    """`host:port` (IPv6 in brackets) as a Listen; ConfigError unless the host is loopback."""
     match = _LISTEN.fullmatch(value) if isinstance(value, str) else None
     if match is None or not 1 <= int(match["port"]) <= 65535:
-        raise root.where("metrics_listen").error("must be host:port, like 127.0.0.1:9105")
-    host = value.rpartition(":")[0].strip("[]")
+        raise ConfigError("must be host:port, like 127.0.0.1:9105", key="metrics_listen")
+    host = cast(str, value).rpartition(":")[0]
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not is_loopback_host(host):
-        raise root.where("metrics_listen").error(
+        raise ConfigError(
             f"{host} is not a loopback address; the metrics endpoint has no authentication,"
-            " so it listens on 127.0.0.1, ::1 or localhost only (put a proxy in front)"
+            " so it listens on 127.0.0.1, ::1 or localhost only (put a proxy in front)",
+            key="metrics_listen",
         )
-    return cast(str, value)
+    return Listen(host, int(match["port"]))
 
 
 def is_loopback_host(host: str) -> bool:
@@ -246,17 +260,25 @@ def _hook(sec: Section, base: Path) -> HookConfig:
     for key in ("env", "cwd"):
         if key in sec and kinds[0] != "command":
             raise sec.where(key).error("only command hooks take env and cwd")
-    d = HookConfig(name=name)
+    action = _action(kinds[0], sec, base)
+    d = HookConfig(name=name, action=action)
     return HookConfig(
         name=name,
+        action=action,
         on=_events(sec),
         timeout=sec.duration("timeout", d.timeout),
         max_attempts=sec.integer("max_attempts", d.max_attempts, minimum=1),
         output_cap_bytes=sec.integer("output_cap_bytes", d.output_cap_bytes, minimum=1024),
-        command=_command(sec, base) if kinds[0] == "command" else None,
-        webhook=_webhook(sec.section("webhook", WEBHOOK_KEYS), base) if "webhook" in sec else None,
-        notify=_notify(sec.section("notify", NOTIFY_KEYS), base) if "notify" in sec else None,
     )
+
+
+def _action(kind: str, sec: Section, base: Path) -> HookAction:
+    """The hook's one action, of the kind its keys name."""
+    if kind == "command":
+        return _command(sec, base)
+    if kind == "webhook":
+        return _webhook(sec.section("webhook", WEBHOOK_KEYS), base)
+    return _notify(sec.section("notify", NOTIFY_KEYS), base)
 
 
 def _events(sec: Section) -> tuple[str, ...]:
@@ -364,3 +386,41 @@ def _template(sec: Section, key: str, default: str) -> str:
 def _short(value: Any) -> str:
     """A value for an error message, cut short."""
     return repr(value)[:40] if isinstance(value, str | int | float) else kind_of(value)
+
+
+def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Parse config text; `path` names it in errors and anchors relative paths.
+
+    `environ` (default `os.environ`) supplies `STATE_DIRECTORY` for the store default.
+    Raises ConfigError (file, line, key path) for anything wrong.
+    """
+    return parse(text, path=path, environ=os.environ if environ is None else environ)
+
+
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and parse the config file at `path`; ConfigError if unreadable or invalid."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("config file is not UTF-8 text", path=str(path), line=line) from None
+    return parse_config(text, path=path, environ=environ)
+
+
+def default_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """All defaults, as if `path` existed and was empty (for a missing default file)."""
+    return parse_config("", path=path, environ=environ)
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """`$WATCHERD_CONFIG`, else /etc/watcherd/config.yaml if it exists, else ./watcherd.yaml."""
+    env = os.environ if environ is None else environ
+    if env.get("WATCHERD_CONFIG"):
+        return Path(env["WATCHERD_CONFIG"])
+    if present(SYSTEM_CONFIG_PATH):
+        return SYSTEM_CONFIG_PATH
+    return Path("watcherd.yaml")

@@ -6,12 +6,14 @@ The output loads back to an equal Config. Secrets only ever appear as references
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from watcherd.config import Config, HookConfig, SecretRef
+from watcherd.config.schema import CommandHook, Config, HookConfig, NotifyHook, WebhookHook
+from watcherd.config.secrets import SecretRef
 from watcherd.durations import format_duration
 
 
@@ -29,10 +31,11 @@ def _secrets(config: Config) -> list[tuple[str, SecretRef]]:
     """Every secret reference in the config, with its key path."""
     found = [("api.api_key", config.api.api_key)]
     for i, hook in enumerate(config.hooks):
-        if hook.webhook is not None and hook.webhook.secret is not None:
-            found.append((f"hooks[{i}].webhook.secret", hook.webhook.secret))
-        if hook.notify is not None:
-            found.append((f"hooks[{i}].notify.urls", hook.notify.urls))
+        match hook.action:
+            case WebhookHook(secret=SecretRef() as secret):
+                found.append((f"hooks[{i}].webhook.secret", secret))
+            case NotifyHook(urls=urls):
+                found.append((f"hooks[{i}].notify.urls", urls))
     return found
 
 
@@ -63,7 +66,7 @@ def _document(config: Config) -> dict[str, Any]:
         "log": {"format": config.log.format, "level": config.log.level},
     }
     if config.metrics_listen is not None:
-        doc["metrics_listen"] = config.metrics_listen
+        doc["metrics_listen"] = str(config.metrics_listen)
     return doc
 
 
@@ -76,22 +79,22 @@ def _hook(hook: HookConfig) -> dict[str, Any]:
         "max_attempts": hook.max_attempts,
         "output_cap_bytes": hook.output_cap_bytes,
     }
-    if hook.command is not None:
-        out["command"] = list(hook.command.argv)
-        if hook.command.env:
-            out["env"] = dict(hook.command.env)
-        if hook.command.cwd is not None:
-            out["cwd"] = str(hook.command.cwd)
-    if hook.webhook is not None:
-        secret = {} if hook.webhook.secret is None else _secret_keys("secret", hook.webhook.secret)
-        out["webhook"] = {"url": hook.webhook.url, **secret}
-    if hook.notify is not None:
-        notify = hook.notify
-        out["notify"] = {
-            **_secret_keys("urls", notify.urls),
-            "title": notify.title,
-            "template": notify.template,
-        }
+    match hook.action:
+        case CommandHook() as command:
+            out["command"] = list(command.argv)
+            if command.env:
+                out["env"] = dict(command.env)
+            if command.cwd is not None:
+                out["cwd"] = str(command.cwd)
+        case WebhookHook() as webhook:
+            secret = {} if webhook.secret is None else _secret_keys("secret", webhook.secret)
+            out["webhook"] = {"url": webhook.url, **secret}
+        case NotifyHook() as notify:
+            out["notify"] = {
+                **_secret_keys("urls", notify.urls),
+                "title": notify.title,
+                "template": notify.template,
+            }
     return out
 
 
@@ -99,3 +102,12 @@ def _secret_keys(prefix: str, ref: SecretRef) -> dict[str, str]:
     """`<prefix>_credential`, `_file`, `_env` keys for a secret reference."""
     keys = {"credential": ref.credential, "file": ref.file, "env": ref.env}
     return {f"{prefix}_{kind}": str(value) for kind, value in keys.items() if value is not None}
+
+
+def render_effective(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
+    """The effective config as YAML that loads back to the same Config; secrets redacted.
+
+    Secrets are only ever references (a credential, file or variable name); a comment
+    header tells which of them are present, never their values.
+    """
+    return render(config, os.environ if environ is None else environ)

@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from watcherd.api import Job
+from watcherd.api.client import Job
 from watcherd.config import PollConfig
 from watcherd.model import SETTLE_NS, TIMESTAMP_KEY, MetricRow, is_terminal, row_step
 

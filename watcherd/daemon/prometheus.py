@@ -12,7 +12,7 @@ tunnel that adds what a public endpoint needs.
 Why not `prometheus_client`: its registry is process-global and thread-locked, its
 server runs in a thread beside our event loop, and it is one more dependency for a
 few dozen lines of text. The daemon already holds every value in one `Snapshot`
-(`watcherd.status`); `render` prints it, and a tiny anyio server answers one request
+(`watcherd.daemon.status`); `render` prints it, and a tiny anyio server answers one request
 per connection, HTTP/1.0 style: the response, then close.
 
 Counters (`*_total`) count since the daemon started; a reload that changes the `api:`
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final
 
 import anyio
@@ -32,12 +31,12 @@ import anyio.abc
 import structlog
 
 from watcherd import __version__
-from watcherd.configload import is_loopback_host
-from watcherd.errors import ConfigError, WatcherdError
-from watcherd.latency import LatencySnapshot
-from watcherd.status import Snapshot
+from watcherd.api.latency import LatencySnapshot
+from watcherd.config import Listen
+from watcherd.daemon.status import Snapshot
+from watcherd.errors import WatcherdError
 
-log = structlog.get_logger("watcherd.promexport")
+log = structlog.get_logger("watcherd.daemon.prometheus")
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 #: Every state a delivery can be in, so each series exists from the start.
@@ -49,32 +48,6 @@ MAX_CONNECTIONS: Final = 8
 
 Collect = Callable[[], Awaitable[str]]
 Sample = tuple[Mapping[str, str], float]
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """A loopback address to serve on."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_listen(value: str) -> Listen:
-    """`host:port` (IPv6 in brackets) as a Listen; ConfigError unless the host is loopback."""
-    host, sep, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError("must be host:port, like 127.0.0.1:9105", key="metrics_listen")
-    if not is_loopback_host(host):
-        raise ConfigError(
-            f"{host} is not a loopback address; the metrics endpoint has no authentication,"
-            " so it listens on 127.0.0.1, ::1 or localhost only (put a proxy in front)",
-            key="metrics_listen",
-        )
-    return Listen(host, int(port))
 
 
 # -- the text format -----------------------------------------------------------

@@ -1,0 +1,103 @@
+"""Secrets: where they come from and how they are read; values are never printed.
+
+Lookup order: `$CREDENTIALS_DIRECTORY/<credential>` (systemd `LoadCredential=`), then
+a file (refused when group or world readable), then an environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from watcherd.errors import ConfigError
+
+_SECRET_MAX_BYTES: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a secret comes from; the value is read only when needed, never printed.
+
+    Lookup order: `$CREDENTIALS_DIRECTORY/<credential>`, then `file`, then `env`.
+    """
+
+    credential: str | None = None
+    file: Path | None = None
+    env: str | None = None
+
+    def describe(self, environ: Mapping[str, str] | None = None) -> str:
+        """A redacted description for `check-config`, e.g. `env TOGETHER_API_KEY (set)`."""
+        env = os.environ if environ is None else environ
+        parts = []
+        if self.credential is not None:
+            found = present(_credential_path(self.credential, env))
+            parts.append(f"credential {self.credential} ({'set' if found else 'missing'})")
+        if self.file is not None:
+            parts.append(f"file {self.file} ({'set' if present(self.file) else 'missing'})")
+        if self.env is not None:
+            parts.append(f"env {self.env} ({'set' if env.get(self.env) else 'missing'})")
+        return ", ".join(parts) or "none"
+
+    def resolve(self, environ: Mapping[str, str] | None = None) -> str:
+        """Read the secret; raises ConfigError if missing, empty or group/world readable.
+
+        The first source present wins; a present but unusable one is an error, not
+        skipped. Errors name the source, never the value.
+        """
+        env = os.environ if environ is None else environ
+        if self.credential is not None:
+            path = _credential_path(self.credential, env)
+            if path is not None and present(path):
+                return _read_secret_file(path, check_mode=False)
+        if self.file is not None and present(self.file):
+            return _read_secret_file(self.file, check_mode=True)
+        if self.env is not None and self.env in env:
+            value = env[self.env].rstrip("\r\n")
+            if not value.strip():
+                raise ConfigError(f"secret environment variable {self.env} is empty")
+            return value
+        raise ConfigError(f"secret not found; looked in {self.describe(env)}")
+
+
+def _credential_path(name: str, environ: Mapping[str, str]) -> Path | None:
+    """`$CREDENTIALS_DIRECTORY/<name>`, or None outside systemd."""
+    folder = environ.get("CREDENTIALS_DIRECTORY")
+    return Path(folder) / name if folder else None
+
+
+def present(path: Path | None) -> bool:
+    """True if something exists at `path` (permission errors count as present)."""
+    if path is None:
+        return False
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _read_secret_file(path: Path, *, check_mode: bool) -> str:
+    """A secret file's text without its trailing newline; refuses loose permissions."""
+    try:
+        with path.open("rb") as fh:
+            if check_mode and os.fstat(fh.fileno()).st_mode & 0o044:
+                raise ConfigError(
+                    f"secret file is group or world readable; run: chmod 600 {path}", path=str(path)
+                )
+            data = fh.read(_SECRET_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file: {exc.strerror}", path=str(path)) from None
+    try:
+        value = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError("secret file is not UTF-8 text", path=str(path)) from None
+    if len(data) > _SECRET_MAX_BYTES:
+        raise ConfigError("secret file is larger than 1 MiB", path=str(path))
+    if not value.strip():
+        raise ConfigError("secret file is empty", path=str(path))
+    return value

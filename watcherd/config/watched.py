@@ -1,0 +1,26 @@
+"""The watched set a config names: the jobs file's IDs, then the inline `jobs.ids`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from watcherd.config.schema import Config
+from watcherd.jobsfile import read_jobs
+from watcherd.model import validate_job_id
+
+
+@dataclass(frozen=True, slots=True)
+class JobsSource:
+    """Where the watched set comes from: the jobs file and the config's inline IDs."""
+
+    config: Config
+
+    def entries(self) -> list[tuple[str, str | None]]:
+        """(job_id, note) pairs, the file's first, inline IDs after; duplicates dropped."""
+        found: dict[str, str | None] = {}
+        if self.config.jobs.file is not None:
+            for entry in read_jobs(self.config.jobs.file):
+                found.setdefault(entry.job_id, entry.note)
+        for job_id in self.config.jobs.ids:
+            found.setdefault(validate_job_id(job_id), None)
+        return list(found.items())
