@@ -26,7 +26,8 @@ from watcherd.store.sampling import sampled_json
 
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
-    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json FROM jobs"
+    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
+    " metrics_pending FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
 
@@ -54,11 +55,15 @@ async def job_states(
     rows = await _all(
         conn,
         "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-        f" last_error, status_since, ({CURSOR_SQL}) FROM jobs WHERE {where}"
+        f" last_error, status_since, ({CURSOR_SQL}), metrics_pending = 1 FROM jobs WHERE {where}"
         " ORDER BY added_at, job_id",
         (SETTLE_NS, *params),
     )
-    return {str(r[0]): JobState(*r) for r in rows}
+    return {str(r[0]): _job_state(r) for r in rows}
+
+
+def _job_state(r: Any) -> JobState:
+    return JobState(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]))
 
 
 def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
@@ -77,6 +82,7 @@ def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
         model=row[11],
         model_output_name=row[12],
         hooks=hooks,
+        metrics_complete=not row[14],
     )
 
 
@@ -152,14 +158,16 @@ async def summary(conn: aiosqlite.Connection, job_id: str) -> MetricsSummary:
     """Last step, last and best train/eval loss (best ignores NaN), from the job row."""
     rows = await _all(
         conn,
-        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss"
-        " FROM jobs WHERE job_id = ?",
+        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss,"
+        " metrics_pending FROM jobs WHERE job_id = ?",
         (job_id,),
     )
     if not rows:
         return MetricsSummary(None, None, None, None, None)
-    step, train, best_train, evl, best_eval = rows[0]
-    return MetricsSummary(step, text_number(train), best_train, text_number(evl), best_eval)
+    step, train, best_train, evl, best_eval, pending = rows[0]
+    return MetricsSummary(
+        step, text_number(train), best_train, text_number(evl), best_eval, complete=not pending
+    )
 
 
 async def get_state(conn: aiosqlite.Connection, key: str) -> str | None:
