@@ -243,6 +243,7 @@ class Daemon:
         self.config = config
         self.rt.poller.reconfigure(config, api)
         await restore_pause(self.rt.poller.api.gate, self.rt.store, config, self.wall())
+        self.rt.poller.pause_changed()
         self.rt.dispatcher.reconfigure(config)
         self._jobs_signature = None
         await self._sync_jobs()

@@ -115,6 +115,15 @@ class Poller:
         """
         return max(4, 2 * config.api.max_concurrency)
 
+    def pause_changed(self) -> None:
+        """The host's pause was cut or cleared (a reload): jobs held by it look again then."""
+        resume = self.monotonic() + max(0.0, self.api.gate.paused_until - self.wall())
+        for sched in self.live_jobs():
+            if sched.rate_limited:
+                sched.next_at = min(sched.next_at, resume)
+                sched.metrics_at = min(sched.metrics_at, resume)
+        self.wake()
+
     def wake(self) -> None:
         """Make the loop look at its schedule now (jobs added, config reloaded)."""
         self._wake.set()
@@ -351,7 +360,7 @@ class Poller:
         record = PollRecord(sched.job_id, self.wall(), job=None, status=status, metrics=rows)
         result = await self.store.record_poll(record)
         self._took_rows(sched, rows)
-        sched.metrics_pending = False
+        sched.metrics_pending = sched.rate_limited = False
         self.stats.polls += 1
         log.info("poll.metrics_caught_up", job_id=sched.job_id, new_rows=result.new_rows)
 
@@ -375,6 +384,7 @@ class Poller:
             metrics_error=None if error is None else str(error),
         )
         result = await self.store.record_poll(record)
+        sched.rate_limited = False
         if error is not None:
             self._metrics_failed(sched, job.status, error)
         self._after_record(sched, job, metrics, result)
@@ -423,6 +433,7 @@ class Poller:
         self.stats.errors += 1
         sched.failures += 1
         delay = self._backoff(sched.failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
         if isinstance(exc, RateLimitedError):
             delay = max(delay, exc.resume_at - self.wall())
         sched.next_at = self.monotonic() + delay
@@ -440,6 +451,7 @@ class Poller:
         self.stats.errors += 1
         sched.metrics_failures += 1
         delay = self._backoff(sched.metrics_failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
         if isinstance(exc, RateLimitedError):
             delay = max(delay, exc.resume_at - self.wall())
         sched.metrics_at = self.monotonic() + delay

@@ -32,6 +32,7 @@ class JobSchedule:
     failures: int = 0  # status polls failed in a row
     metrics_failures: int = 0  # metrics fetches failed in a row
     metrics_pending: bool = False  # finished, but its last metrics fetch failed
+    rate_limited: bool = False  # its last failure was the host's Retry-After pause
 
 
 @dataclass(slots=True)
