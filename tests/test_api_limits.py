@@ -161,6 +161,35 @@ async def test_a_failed_save_is_logged_and_retried_by_flush() -> None:
     assert attempts == [1010.0, 1010.0]
 
 
+async def test_drain_reads_the_open_request_and_sends_no_new_one(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """drain (a graceful stop) waits for the request on the wire, so its 429's pause is
+    saved, and no request starts after it."""
+    saved: list[float] = []
+
+    async def save(until: float) -> None:
+        saved.append(until)
+
+    client = client_for(http, server, gate=HostGate(save=save))
+    server.push(
+        json_reply(
+            {"error": {"message": "slow"}}, 429, headers=(("retry-after", "0.2"),), stall=0.3
+        )
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.retrieve, "ft-abc")
+        while not server.seen:  # noqa: ASYNC110 (the server has no event to wait on)
+            await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            await client.gate.drain()
+        assert len(saved) == 1
+        tg.start_soon(client.list_jobs)
+        await anyio.sleep(0.4)  # the retry's 0.2 s, and then some: nothing may go out
+        tg.cancel_scope.cancel()
+    assert len(server.seen) == 1
+
+
 async def test_restored_pause_holds_requests(http: httpx.AsyncClient, server: FaultServer) -> None:
     """A pause adopted from the database delays the first request."""
     client = client_for(http, server)

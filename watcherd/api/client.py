@@ -199,15 +199,13 @@ class ApiClient:
             attempt += 1
             hint: float | None = None
             try:
-                raw = await self._attempt(method, url, params)
+                raw, hint = await self._attempt(method, url, params)
             except UnavailableError as exc:
                 error: ApiError = exc
             else:
                 if 200 <= raw.status < 300:
                     return raw
-                error, hint = self._classify(raw)
-                if isinstance(error, RateLimitedError) and hint is not None:
-                    await self.gate.extend(hint)
+                error = self._classify(raw, hint)
             delay = self._retry_delay(error, attempt, hint)
             if delay is None:
                 raise error
@@ -225,7 +223,10 @@ class ApiClient:
             delay = full_jitter(attempt, base=base, cap=cap, rng=self._rng)
         return delay if delay <= self._max_wait else None
 
-    async def _attempt(self, method: str, url: str, params: Mapping[str, str]) -> RawResponse:
+    async def _attempt(
+        self, method: str, url: str, params: Mapping[str, str]
+    ) -> tuple[RawResponse, float | None]:
+        """One request once the gate, the in-flight cap and the rate cap allow it."""
         exchange = Exchange(
             method=method,
             url=url,
@@ -243,37 +244,44 @@ class ApiClient:
         async with self._slots:
             await self._limiter.acquire()
             await self.gate.wait(self._clock() + self._max_wait)
-            started = time.monotonic()
-            try:
-                raw = await fetch(self._http, exchange)
-            except ApiError as exc:
-                self._outcomes[type(exc).__name__] += 1
-                raise
-            finally:
-                self._latency.observe(time.monotonic() - started)
-        self._outcomes[str(raw.status)] += 1
-        return raw
+            async with self.gate.exchange():
+                return await self._exchange(exchange)
 
-    def _classify(self, raw: RawResponse) -> tuple[ApiError, float | None]:
-        """The error for a non-2xx response, and the Retry-After time if it gave one."""
-        status, url = raw.status, raw.url
+    async def _exchange(self, exchange: Exchange) -> tuple[RawResponse, float | None]:
+        """Send and read; a pause the answer asks for is saved before this returns."""
+        started = time.monotonic()
+        try:
+            raw = await fetch(self._http, exchange)
+        except ApiError as exc:
+            self._outcomes[type(exc).__name__] += 1
+            raise
+        finally:
+            self._latency.observe(time.monotonic() - started)
+        self._outcomes[str(raw.status)] += 1
+        if 200 <= raw.status < 300:
+            return raw, None
         hint = self._retry_after(raw)
+        if raw.status in (429, 503) and hint is not None:
+            await self.gate.extend(hint)
+        return raw, hint
+
+    def _classify(self, raw: RawResponse, hint: float | None) -> ApiError:
+        """The error for a non-2xx response (`hint`: the Retry-After time it gave, if any)."""
+        status, url = raw.status, raw.url
         detail = self._detail(raw)
         if status in (429, 503) and (hint is not None or status == 429):
             resume_at = hint if hint is not None else self._clock()
             message = f"rate limited ({status}): {detail}"
-            return RateLimitedError(message, resume_at=resume_at, status=status, url=url), hint
+            return RateLimitedError(message, resume_at=resume_at, status=status, url=url)
         if status in (401, 403):
-            return AuthError(f"API key refused ({status}): {detail}", status=status, url=url), hint
+            return AuthError(f"API key refused ({status}): {detail}", status=status, url=url)
         if status == 404:
-            return NotFoundError(f"not found: {detail}", status=status, url=url), hint
+            return NotFoundError(f"not found: {detail}", status=status, url=url)
         if 300 <= status < 500:
             return ClientRequestError(
                 f"request refused ({status}): {detail}", status=status, url=url
-            ), hint
-        return UnavailableError(
-            f"service failed ({status}): {detail}", status=status, url=url
-        ), hint
+            )
+        return UnavailableError(f"service failed ({status}): {detail}", status=status, url=url)
 
     def _retry_after(self, raw: RawResponse) -> float | None:
         """The epoch time the response asks us to wait until (capped), or None."""

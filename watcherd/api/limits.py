@@ -15,10 +15,11 @@ are injectable so tests never wait on real time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import structlog
@@ -43,7 +44,17 @@ class HostGate:
     overwrites a later one. A failed save is logged and tried again by the next `flush`.
     """
 
-    __slots__ = ("_clock", "_lock", "_save", "_saved", "_sleep", "_until")
+    __slots__ = (
+        "_clock",
+        "_drained",
+        "_lock",
+        "_open",
+        "_save",
+        "_saved",
+        "_shut",
+        "_sleep",
+        "_until",
+    )
 
     def __init__(
         self,
@@ -58,6 +69,9 @@ class HostGate:
         self._until = 0.0
         self._saved = 0.0
         self._lock = anyio.Lock()
+        self._open = 0  # requests sent whose answer is not read (and its pause saved) yet
+        self._shut = False
+        self._drained: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"HostGate(paused_until={self._until!r})"
@@ -107,13 +121,40 @@ class HostGate:
             log.warning("api.pause_not_saved", until=until, error=str(exc))
             return
         self._saved = until
+        log.info("api.pause_saved", until=until, seconds=round(until - self._clock(), 3))
 
     def is_paused(self) -> bool:
         """True while the pause lasts."""
         return self._until > self._clock()
 
+    @contextlib.asynccontextmanager
+    async def exchange(self) -> AsyncIterator[None]:
+        """Count one request as open until its answer is read and any pause it asks saved."""
+        self._open += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            if not self._open and self._drained is not None:
+                self._drained.set()
+
+    async def drain(self) -> None:
+        """Shut the gate for good (a graceful stop), then wait for every open request.
+
+        No answer is left unread, so no pause a server asks for is lost by the stop.
+        """
+        self._shut = True
+        while self._open:
+            self._drained = anyio.Event()
+            await self._drained.wait()
+
     async def wait(self, deadline: float) -> None:
-        """Return once the gate is open; raise RateLimitedError if it opens after `deadline`."""
+        """Return once the gate is open; raise RateLimitedError if it opens after `deadline`.
+
+        Once the gate is shut (`drain`), never return: the caller waits for its cancellation.
+        """
+        if self._shut:
+            await anyio.sleep_forever()
         while True:
             now = self._clock()
             until = self._until

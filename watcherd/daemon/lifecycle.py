@@ -183,10 +183,16 @@ class Daemon:
                     tg.cancel_scope.cancel()
 
     async def stop(self, tg: anyio.abc.TaskGroup) -> None:
-        """Give running hooks a grace period, then cancel everything."""
+        """No new API request; running hooks and open requests get a grace; then cancel.
+
+        An open request is let finish so that a 429 it meets is read and its pause
+        saved: the next start keeps it.
+        """
         self._notify_stopping()
         with anyio.move_on_after(STOP_GRACE):
-            await self.rt.dispatcher.wait_idle()
+            async with anyio.create_task_group() as grace:
+                grace.start_soon(self.rt.poller.api.gate.drain)
+                await self.rt.dispatcher.wait_idle()
         tg.cancel_scope.cancel()
 
     def _notify_stopping(self) -> None:
