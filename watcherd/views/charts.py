@@ -85,7 +85,7 @@ def chart(series: Series, *, width: int, colour: str | None) -> str:
     if log:
         columns = _grid.log_scale(columns)
     slots, levels = _grid.quantize(columns, HEIGHT)
-    y_labels = [f"{(10**v if log else v):.3g}" for v in levels]
+    y_labels = [f"{(_grid.pow10(v) if log else v):.3g}" for v in levels]
     xs = series.xs
     low, high = (xs[0], xs[-1]) if series.ascending else (min(xs), max(xs))
     steps = _grid.uniform(low, high, width)
