@@ -15,7 +15,7 @@ from watcherd.views.report import ReportJob, render_report
 from watcherd.views.show import render_show
 
 BIG = sys.float_info.max
-SERIES = {
+SERIES: dict[str, list[float]] = {
     "both ends of the float range": [BIG, -BIG, BIG, -BIG],
     "the largest integers a float holds": [int(BIG), -int(BIG), 5, 7],
     "denormals beside the largest": [5e-324, 1e-300, BIG, 0.0],
