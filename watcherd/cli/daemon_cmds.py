@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from watcherd.cli.common import load
+from watcherd.cli.common import emit, load
 from watcherd.config import Config, render_effective
 from watcherd.daemon import Daemon, Mode
 from watcherd.errors import StoreError
@@ -57,7 +57,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     if reason is None:
         print("ok")
         return 0
-    print(f"unhealthy: {reason}")
+    emit(f"unhealthy: {reason}")
     return 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -19,7 +20,22 @@ _CODES: Final = {
     "cyan": "36",
     "white": "37",
 }
-_CONTROL: Final = dict.fromkeys([*range(32), *range(127, 160)], " ")
+#: What a terminal acts on: C0 controls (ESC included), DEL and C1 (CSI U+009B among
+#: them), and the bidi and line-separator characters that reorder or break a line.
+_UNSAFE: Final = (
+    *range(32),
+    *range(127, 160),
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    0x2028,
+    0x2029,
+)
+_CONTROL: Final = dict.fromkeys(_UNSAFE, " ")
+_UNSAFE_CLASS: Final = "".join(f"\\u{c:04x}" for c in _UNSAFE if c != 0x0A)
+#: Our own colour codes (kept when colour is on), or any one unsafe character.
+_GUARD: Final = re.compile(f"(\x1b\\[[0-9;]*m)|[{_UNSAFE_CLASS}]")
 _RED_STATUSES: Final = frozenset({"error", "cancelled", "user_error", MISSING})
 
 
@@ -100,8 +116,22 @@ def ago(when: float | None, now: float) -> str:
 
 
 def safe(text: object) -> str:
-    """One line of printable text: control characters (ANSI escapes too) removed."""
+    """One line of printable text: control characters (ANSI escapes too) made spaces.
+
+    Every string that came from the server (or a file) goes through this before it
+    joins a line for the terminal; `--json` output keeps the strings exactly.
+    """
     return " ".join(str(text).translate(_CONTROL).split())
+
+
+def terminal_text(text: str, *, color: bool) -> str:
+    """The last guard before a terminal: only newlines, and watcherd's own SGR colour
+    codes when `color` is on, survive; any other control character becomes a space.
+
+    The views already pass server strings through `safe`; this catches anything a
+    renderer forgot, so a hostile status can never retitle the window or move the cursor.
+    """
+    return _GUARD.sub(lambda m: m.group(1) if color and m.group(1) else " ", text)
 
 
 def clip(text: str, width: int) -> str:
