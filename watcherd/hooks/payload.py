@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from watcherd.config import spec_too_wide
 from watcherd.model import Delivery, MetricsSummary
 
 #: The names a notification template may use; any other `{name}` is left as written.
@@ -143,6 +144,8 @@ class _Formatter(string.Formatter):
         return kwargs[field_name], field_name
 
     def format_field(self, value: Any, format_spec: str) -> str:
+        if spec_too_wide(format_spec):  # the loader refuses these; a spec may come from a field
+            return str(value)
         try:
             return format(value, format_spec)
         except ValueError:

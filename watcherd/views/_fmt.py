@@ -36,6 +36,7 @@ _CONTROL: Final = dict.fromkeys(_UNSAFE, " ")
 _UNSAFE_CLASS: Final = "".join(f"\\u{c:04x}" for c in _UNSAFE if c != 0x0A)
 #: Our own colour codes (kept when colour is on), or any one unsafe character.
 _GUARD: Final = re.compile(f"(\x1b\\[[0-9;]*m)|[{_UNSAFE_CLASS}]")
+YEAR: Final = 365 * 86_400
 _RED_STATUSES: Final = frozenset({"error", "cancelled", "user_error", MISSING})
 
 
@@ -89,9 +90,11 @@ def real(value: object) -> float | None:
 
 
 def duration(seconds: float) -> str:
-    """A short human duration: `42s`, `3m 5s`, `2h 5m`, `3d 4h`."""
+    """A short human duration: `42s`, `3m 5s`, `2h 5m`, `3d 4h`; `> 1y` beyond a year."""
     if real(seconds) is None:
         return "-"
+    if seconds > YEAR:  # an absurd estimate (1e300 s) must not widen a column
+        return "> 1y"
     total = max(0, int(seconds))
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
