@@ -46,6 +46,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: The deepest nesting of arrays and objects accepted in a job object or an event.
 MAX_DEPTH: Final = 32
 _FLOAT_MAX: Final = sys.float_info.max
+_CONTAINERS: Final = (dict, list)
 
 
 class ShapeError(ValueError):
@@ -187,9 +188,12 @@ def _metric_row(row: Any, index: int) -> MetricRow:
     if None in row.values():
         clean = {key: value for key, value in row.items() if value is not None}
     for key, value in clean.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = type(value)  # json.loads makes exact types: no bool passes as an int here
+        if kind is float:
+            continue
+        if kind is not int:
             raise ShapeError(f"metrics[{index}][{key!r}] is not a number")
-        if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        if not -_FLOAT_MAX <= value <= _FLOAT_MAX:
             raise ShapeError(f"metrics[{index}][{key!r}] is too large for a float")
     step = clean.get(STEP_KEY)
     if step is None or not _integral(step) or not _in_int64(step):
@@ -227,17 +231,19 @@ def _seconds_remaining(progress: Any) -> float | None:
 def check_depth(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
     """Raise ShapeError if `value` nests arrays and objects more than `limit` deep.
 
-    Iterative, so that a hostile depth costs a loop, never the Python stack.
+    Level by level, so that a hostile depth costs a loop, never the Python stack.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth >= limit:
-                    raise ShapeError(f"{what} is nested more than {limit} levels deep")
-                stack.append((child, depth + 1))
+    level, depth = [value], 1
+    while level:
+        below = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) in _CONTAINERS
+        ]
+        if below and depth >= limit:
+            raise ShapeError(f"{what} is nested more than {limit} levels deep")
+        level, depth = below, depth + 1
 
 
 def _opt_str(value: Any) -> str | None:
