@@ -33,6 +33,7 @@ from watcherd.daemon.status import StatusReporter
 from watcherd.errors import ConfigError, WatcherdError
 from watcherd.jobsfile import file_signature
 from watcherd.logs import configure_logging
+from watcherd.model import SETTLED_DELIVERIES, DeliveryState
 from watcherd.store import Store
 from watcherd.systemd import Notifier
 from watcherd.watch.dispatcher import Dispatcher
@@ -47,7 +48,6 @@ STOP_GRACE = 10.0
 JOBS_FILE_CHECK = 1.0
 #: How often `run --until-done` checks whether everything is settled.
 DONE_CHECK = 0.2
-OUTSTANDING = ("pending", "running", "failed")
 
 Wall = Callable[[], float]
 
@@ -195,9 +195,9 @@ class Daemon:
             if not self.rt.poller.settled():
                 continue
             counts = await self.rt.store.delivery_counts()
-            if any(counts.get(state, 0) for state in OUTSTANDING):
+            if any(counts.get(s, 0) for s in DeliveryState if s not in SETTLED_DELIVERIES):
                 continue
-            dead = counts.get("dead", 0)
+            dead = counts.get(DeliveryState.DEAD, 0)
             self.exit_code = 1 if dead else 0
             log.info("daemon.all_done", jobs=len(self.rt.poller.jobs), dead_hooks=dead)
             tg.cancel_scope.cancel()
