@@ -7,7 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcherd.hooks.outcome import INTERRUPTED, Outcome, next_attempt_delay
+from watcherd.hooks.outcome import Outcome, next_attempt_delay
+from watcherd.model import INTERRUPTED
 
 
 class Edge:

@@ -238,6 +238,8 @@ class DeliveryState(StrEnum):
 WAITING_DELIVERIES: Final = frozenset({DeliveryState.PENDING, DeliveryState.FAILED})
 #: Deliveries that are over: nothing happens to them but `watcherd hooks retry`.
 SETTLED_DELIVERIES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.DEAD})
+#: The error of an attempt cut short: a stop killed its hook, or a crash left it running.
+INTERRUPTED: Final = "interrupted: watcherd stopped during the attempt"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
 from watcherd.backoff import Uniform, full_jitter
+from watcherd.model import INTERRUPTED
 
 State = Literal["delivered", "retry", "give_up"]
-
-#: The error a dispatcher records for an attempt cut short by a graceful stop.
-INTERRUPTED: Final = "interrupted: watcherd stopped during the attempt"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,10 @@ from typing import Any, Final
 import aiosqlite
 
 from watcherd.errors import StoreError
-from watcherd.model import WAITING_DELIVERIES, Delivery, DeliveryState
+from watcherd.model import INTERRUPTED, WAITING_DELIVERIES, Delivery, DeliveryState
 from watcherd.store.records import HookLike
 
 OUTCOMES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DEAD})
-INTERRUPTED: Final = "interrupted: the daemon stopped during this attempt"
 
 COLUMNS: Final = (
     "id, job_id, hook, event, previous_status, occurred_at, state, attempts, "

@@ -18,7 +18,7 @@ import structlog
 
 from watcherd.config import Config, HookConfig
 from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
-from watcherd.model import Delivery, DeliveryState
+from watcherd.model import INTERRUPTED, Delivery, DeliveryState
 from watcherd.store import Store
 
 log = structlog.get_logger("watcherd.watch.dispatcher")
@@ -130,9 +130,7 @@ class Dispatcher:
             )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._finish(
-                    delivery.id, DeliveryState.FAILED, "interrupted by shutdown", None, now
-                )
+                await self._finish(delivery.id, DeliveryState.FAILED, INTERRUPTED, None, now)
             raise
         await self._record(delivery.id, hook, attempt, outcome)
 
