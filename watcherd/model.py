@@ -56,9 +56,10 @@ def is_terminal(status: str) -> bool:
 
 
 def is_settled(status: str | None) -> bool:
-    """True once nothing more will happen to a job: terminal, or missing at the service.
+    """True once nothing more is expected of a job: terminal, or missing at the service.
 
-    None (not fetched yet) is not settled. Nothing polls a settled job.
+    None (not fetched yet) is not settled. The daemon still polls a missing job now and
+    then (backing off up to `max_backoff`) in case it comes back; never a terminal one.
     """
     return status is not None and (status in TERMINAL_STATUSES or status == MISSING)
 

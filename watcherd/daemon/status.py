@@ -61,8 +61,7 @@ def status_line(snap: Snapshot) -> str:
     """
     grouped: Counter[str] = Counter()
     for status, n in snap.jobs.items():
-        done = status != NEW and is_settled(status)
-        grouped["done" if done else status] += n
+        grouped["done" if is_settled(status) else status] += n
     parts = [f"{sum(snap.jobs.values())} jobs"] + [f"{n} {s}" for s, n in sorted(grouped.items())]
     trouble = []
     if snap.auth_error:
