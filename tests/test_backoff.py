@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import random
 
+from tests.fakerng import Edge
 from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
 from watcherd.hooks.outcome import next_attempt_delay
 from watcherd.watch.schedule import backoff
-
-
-class Edge:
-    """An rng that always picks one end of the range."""
-
-    def __init__(self, top: bool) -> None:
-        self.top = top
-
-    def uniform(self, a: float, b: float) -> float:
-        return b if self.top else a
 
 
 def test_full_jitter_stays_within_bounds() -> None:

@@ -39,6 +39,13 @@ async def complete(store: Store, config: Config, job_id: str) -> None:
     await store.record_poll(record)
 
 
+async def hook_running(marker: str) -> None:
+    """Return once a probe hook with `marker` in its command line runs (within 10 s)."""
+    with anyio.fail_after(10):
+        while not running_hooks(marker):  # noqa: ASYNC110 (a process, not an event)
+            await anyio.sleep(0.02)
+
+
 @pytest.mark.timeout(30)
 async def test_wait_idle_returns_once_running_hooks_end_and_starts_no_more(
     tmp_path: Path,
@@ -55,9 +62,7 @@ async def test_wait_idle_returns_once_running_hooks_end_and_starts_no_more(
         await complete(store, config, "ft-first")
         await complete(store, config, "ft-queued")  # waits for the one slot
         tg.start_soon(dispatcher.run)
-        with anyio.fail_after(10):
-            while not running_hooks(marker):  # noqa: ASYNC110 (a process, not an event)
-                await anyio.sleep(0.02)
+        await hook_running(marker)
         started = time.monotonic()
         async with anyio.create_task_group() as waiting:
             waiting.start_soon(_bounded_wait_idle, dispatcher)
@@ -90,9 +95,7 @@ async def test_an_attempt_cut_by_a_stop_or_by_a_crash_records_one_error_text(
         await complete(store, config, "ft-stopped")
         async with anyio.create_task_group() as tg:
             tg.start_soon(Dispatcher(store, http, config).run)
-            with anyio.fail_after(10):
-                while not running_hooks(marker):  # noqa: ASYNC110 (a process, not an event)
-                    await anyio.sleep(0.02)
+            await hook_running(marker)
             tg.cancel_scope.cancel()
         await complete(store, config, "ft-crashed")
         await store.start_attempt("ft-crashed:completed:probe", time.time())
