@@ -116,3 +116,19 @@ def test_a_reload_refuses_a_loose_webhook_secret(tmp_path: Path) -> None:
     failed = daemon.events("config.reload_failed")[0]
     assert f"{daemon.config}:" in str(failed["error"]) and "chmod 600" in str(failed["error"])
     assert failed["key"] == "hooks[0].webhook.secret_file"
+
+
+@pytest.mark.timeout(90)
+def test_a_jobs_file_missing_at_start_keeps_the_stored_job_list(tmp_path: Path) -> None:
+    """`run --once` after the jobs file went away still polls the stored jobs, and says why."""
+    world = World(big_scenario(1, 100000, seed=22))
+    (job_id,) = world.job_ids()
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, [job_id])
+        assert start_daemon(config, "--once").wait(timeout=30) == 0
+        (tmp_path / "jobs.txt").unlink()
+        before = sum(job_id in r.path for r in sim.stats.snapshot())
+        log = tmp_path / "second.log"
+        assert start_daemon(config, "--once", log=log).wait(timeout=30) == 0
+        assert sum(job_id in r.path for r in sim.stats.snapshot()) > before
+    assert '"event": "jobs.file_missing"' in log.read_text()
