@@ -186,9 +186,7 @@ def test_credentials_directory_skips_the_mode_check(tmp_path: Path) -> None:
     creds.mkdir()
     _secret_file(creds, "wh", VALUE, 0o644)
     loose = _secret_file(tmp_path, "s", VALUE, 0o644)
-    text = (
-        "hooks:\n  - name: w\n    webhook:\n      url: https://h/\n      secret_credential: wh\n"
-    )
+    text = "hooks:\n  - name: w\n    webhook:\n      url: https://h/\n      secret_credential: wh\n"
     text += f"      secret_file: {loose}\n"
     config = parse_config(
         text, path=tmp_path / "c.yaml", environ={"CREDENTIALS_DIRECTORY": str(creds)}
