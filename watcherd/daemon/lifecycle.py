@@ -31,7 +31,7 @@ from watcherd.api.client import ApiClient
 from watcherd.config import Config, JobsSource, load_config
 from watcherd.daemon.jobswatch import JobsFileWatch
 from watcherd.daemon.prometheus import bind, render, serve
-from watcherd.daemon.status import StatusReporter
+from watcherd.daemon.status import StatusReporter, status_line
 from watcherd.errors import ConfigError, WatcherdError
 from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
@@ -148,7 +148,7 @@ class Daemon:
             if listener is not None:
                 tg.start_soon(serve, listener, self.metrics_text)
                 log.info("metrics.listening", address=str(address))
-            self.notifier.ready(await self.rt.reporter.publish())
+            self.notifier.ready(status_line(await self.rt.reporter.refresh()))
             tg.start_soon(self._watch_jobs_file)
             tg.start_soon(self._status_loop)
             tg.start_soon(self.rt.poller.run)
