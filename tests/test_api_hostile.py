@@ -12,12 +12,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.test_api_client import make, reply
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.config import ApiConfig, Config, PollConfig
 from watcherd.errors import ClientRequestError, MalformedResponseError
-from watcherd.poller import Poller
 from watcherd.store import Store
 from watcherd.store.rows import number, text_number
+from watcherd.watch.poller import Poller
 
 pytestmark = pytest.mark.anyio
 

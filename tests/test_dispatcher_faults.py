@@ -16,10 +16,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from watcherd.config import CommandHook, Config, HookConfig
-from watcherd.dispatcher import Dispatcher
 from watcherd.hooks.payload import strict_json
 from watcherd.model import Delivery
 from watcherd.store import PollRecord, Store
+from watcherd.watch.dispatcher import Dispatcher
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +34,7 @@ def probe(log: Path, max_attempts: int = 3) -> HookConfig:
         name="probe",
         timeout=30.0,
         max_attempts=max_attempts,
-        command=CommandHook(argv=(sys.executable, "-c", code)),
+        action=CommandHook(argv=(sys.executable, "-c", code)),
     )
 
 

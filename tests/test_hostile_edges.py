@@ -57,7 +57,7 @@ def test_ordinary_template_specs_still_load() -> None:
         path=PATH,
         environ={},
     )
-    assert config.hooks[0].notify is not None
+    assert config.hooks[0].kind == "notify"
 
 
 def test_rendering_bounds_any_width_it_is_given() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from watcherd.config import spec_too_wide
+from watcherd.config.schema import spec_too_wide
 from watcherd.model import Delivery, MetricsSummary
 
 #: The names a notification template may use; any other `{name}` is left as written.

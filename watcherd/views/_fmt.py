@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from watcherd.model import MISSING, TERMINAL_STATUSES
+from watcherd.model import is_settled
 
 _CODES: Final = {
     "bold": "1",
@@ -37,7 +37,6 @@ _UNSAFE_CLASS: Final = "".join(f"\\u{c:04x}" for c in _UNSAFE if c != 0x0A)
 #: Our own colour codes (kept when colour is on), or any one unsafe character.
 _GUARD: Final = re.compile(f"(\x1b\\[[0-9;]*m)|[{_UNSAFE_CLASS}]")
 YEAR: Final = 365 * 86_400
-_RED_STATUSES: Final = frozenset({"error", "cancelled", "user_error", MISSING})
 
 
 def paint(text: str, style: str | None, color: bool) -> str:
@@ -52,16 +51,11 @@ def status_style(status: str | None) -> str:
     """Green for completed, red for failures and `missing`, yellow for everything live."""
     if status == "completed":
         return "green"
-    if status in _RED_STATUSES:
+    if is_settled(status):
         return "red"
     if status is None:
         return "dim"
     return "yellow"
-
-
-def is_final(status: str | None) -> bool:
-    """True for the statuses a job never leaves, watcherd's own `missing` included."""
-    return status in TERMINAL_STATUSES or status == MISSING
 
 
 def number(value: float | None, spec: str = ".4g") -> str:
