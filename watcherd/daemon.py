@@ -4,6 +4,11 @@ SIGTERM and SIGINT stop it gracefully (running hooks get a grace period, then ar
 killed and recorded as failed so they retry); SIGHUP reloads a validated config and
 keeps the old one if the new one is invalid; the jobs file is watched so that
 `watcherd add`/`remove` take effect within seconds.
+
+A stop never waits on a long database call: STORE_STOP_GRACE after the task group is
+cancelled (for whatever reason), a call still running is cut short and rolls back.
+A database that cannot be written (disk full, I/O error, the files deleted) stops
+the daemon with one `daemon.store_failed` line and StoreUnusableError (exit 74).
 """
 
 from __future__ import annotations
@@ -13,15 +18,23 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
+import anyio.abc
 import httpx
 import structlog
 
 from watcherd.api import ApiClient
 from watcherd.config import Config, load_config
 from watcherd.dispatcher import Dispatcher
-from watcherd.errors import ConfigError, WatcherdError
+from watcherd.errors import (
+    ConfigError,
+    StoreError,
+    StoreInterruptedError,
+    StoreUnusableError,
+    WatcherdError,
+)
 from watcherd.jobsfile import file_signature, read_jobs
 from watcherd.logs import configure_logging
 from watcherd.model import validate_job_id
@@ -33,10 +46,14 @@ from watcherd.systemd import Notifier
 
 log = structlog.get_logger("watcherd.daemon")
 
+Socket = anyio.abc.Listener[anyio.abc.SocketStream]
+
 #: Seconds running hooks get to finish on a graceful stop before they are killed.
 STOP_GRACE = 10.0
 #: How often the jobs file is checked for changes.
 JOBS_FILE_CHECK = 1.0
+#: Seconds a database call may still run once a stop began, before it is cut short.
+STORE_STOP_GRACE = 1.0
 OUTSTANDING = ("pending", "running", "failed")
 
 
@@ -97,11 +114,27 @@ class Daemon:
         self.config = config
         self.notifier = notifier
         self._jobs_signature: object = None
+        self._jobs_synced = False
         self._stopping = False
+        self._reloading = anyio.Lock()
         self.started_at = time.time()
 
     async def run(self, mode: Mode) -> int:
-        """Run until stopped (or until the mode's goal is met); return the exit code."""
+        """Run until stopped (or until the mode's goal is met); return the exit code.
+
+        StoreUnusableError (disk full, I/O error, database deleted) is logged as one
+        `daemon.store_failed` line and raised alone, out of any task group.
+        """
+        try:
+            return await self._run_store(mode)
+        except (StoreUnusableError, BaseExceptionGroup) as exc:
+            failed = _first(exc, StoreUnusableError)
+            if failed is None:
+                raise
+            log.error("daemon.store_failed", path=failed.path, error=failed.reason)
+            raise failed from None
+
+    async def _run_store(self, mode: Mode) -> int:
         metrics_address(self.config)
         async with (
             Store.open(self.config.store.path, writer=True) as store,
@@ -144,22 +177,53 @@ class Daemon:
         self.exit_code = 0
         address = metrics_address(self.config)
         listener = await bind(address) if address is not None else None
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            await tg.start(self._signals, tg)
-            if listener is not None:
-                tg.start_soon(serve, listener, self.metrics_text)
-                log.info("metrics.listening", address=str(address))
-            self.notifier.ready(status_line(await self.reporter.refresh()))
-            tg.start_soon(self._watch_jobs_file)
-            tg.start_soon(self._status_loop)
-            tg.start_soon(self.poller.run)
-            tg.start_soon(self.dispatcher.run)
-            if mode is Mode.UNTIL_DONE:
-                tg.start_soon(self._until_done, tg)
+        try:
+            await self._guarded(mode, listener, address)
+        except BaseExceptionGroup as group:
+            _interrupted, rest = group.split(StoreInterruptedError)
+            if rest is not None:
+                raise rest from None
+            log.warning("daemon.store_call_cut", hint="a database call was cut short by the stop")
         self._notify_stopping()
         log.info("daemon.stopped", exit_code=self.exit_code, polls=self.poller.stats.polls)
         return self.exit_code
+
+    async def _tasks(
+        self, tg: anyio.abc.TaskGroup, mode: Mode, listener: Socket | None, address: Listen | None
+    ) -> None:
+        """Start the daemon's tasks in `tg`, the task group of its lifetime."""
+        self._tg = tg
+        await tg.start(self._signals, tg)
+        if listener is not None:
+            tg.start_soon(serve, listener, self.metrics_text)
+            log.info("metrics.listening", address=str(address))
+        self.notifier.ready(status_line(await self.reporter.refresh()))
+        tg.start_soon(self._watch_jobs_file)
+        tg.start_soon(self._status_loop)
+        tg.start_soon(self.poller.run)
+        tg.start_soon(self.dispatcher.run)
+        if mode is Mode.UNTIL_DONE:
+            tg.start_soon(self._until_done, tg)
+
+    async def _guarded(self, mode: Mode, listener: Socket | None, address: Listen | None) -> None:
+        """The lifetime task group, watched: once it is cancelled, long store calls are cut.
+
+        The watch runs beside the group, not in it, so that it outlives the group's
+        cancellation (a stop, the goal of `--until-done` met, or a task's crash).
+        """
+        ending = anyio.Event()
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(self._cut_store_calls, ending)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_set_when_cancelled, ending)
+                    await self._tasks(tg, mode, listener, address)
+            finally:
+                watch.cancel_scope.cancel()
+
+    async def _cut_store_calls(self, ending: anyio.Event) -> None:
+        await ending.wait()
+        await self.store.cut_long_calls(STORE_STOP_GRACE)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -170,7 +234,7 @@ class Daemon:
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    await self.reload()
+                    tg.start_soon(self.reload)  # never holds up a SIGTERM behind it
                     continue
                 log.info("daemon.stopping", signal=signal.Signals(signum).name)
                 await self.stop(tg)
@@ -191,6 +255,10 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: load and validate the config; keep the old one if the new one is bad."""
+        async with self._reloading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
@@ -215,7 +283,7 @@ class Daemon:
         self.config = config
         self.poller.reconfigure(config, api)
         self.dispatcher.config = config
-        self._jobs_signature = None
+        self._jobs_synced = False
         await self._sync_jobs()
         log.info("config.reloaded", path=str(self.config_path), jobs=len(self.poller.jobs))
         self.notifier.ready()
@@ -241,16 +309,19 @@ class Daemon:
             await anyio.sleep(JOBS_FILE_CHECK)
             try:
                 await self._sync_jobs()
+            except StoreError:
+                raise
             except WatcherdError as exc:
                 log.error("jobs.file_invalid", error=str(exc), kept="previous job list")
 
     async def _sync_jobs(self) -> None:
+        """Make the store's watched set follow the jobs file (and inline IDs) if they changed."""
         path = self.config.jobs.file
         signature = file_signature(path) if path is not None else None
-        if signature == self._jobs_signature and self._jobs_signature is not None:
+        if self._jobs_synced and signature == self._jobs_signature:
             return
         entries = JobsSource(self.config).entries()
-        self._jobs_signature = signature
+        self._jobs_signature, self._jobs_synced = signature, True
         await self.store.sync_watched(entries, time.time())
         before = set(self.poller.jobs)
         await self.poller.load_jobs()
@@ -268,9 +339,18 @@ class Daemon:
     # -- status ----------------------------------------------------------
 
     async def _status_loop(self) -> None:
-        while True:
-            await self.reporter.publish()
-            await anyio.sleep(self.reporter.every)
+        """STATUS= and the watchdog on time, even while the database is slow or locked.
+
+        The heartbeat and the state `health` reads are written by a task of their own,
+        one at a time; the database files are checked on every turn.
+        """
+        async with anyio.create_task_group() as tg:
+            while True:
+                self.store.check_files()
+                self.reporter.announce()
+                if not self.reporter.persisting:
+                    tg.start_soon(self.reporter.persist)
+                await anyio.sleep(self.reporter.every)
 
     async def _publish_status(self) -> None:
         await self.reporter.publish()
@@ -283,3 +363,26 @@ class Daemon:
         """The Prometheus text for a scrape, with fresh delivery counts."""
         snap = await self.reporter.refresh()
         return render(snap, started_at=self.started_at)
+
+
+async def _set_when_cancelled(event: anyio.Event) -> None:
+    """Wait for the task group's cancellation (a stop, the goal met, a crash); then set."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        event.set()
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _first(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` in `exc` or, for an exception group, among its leaves."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None

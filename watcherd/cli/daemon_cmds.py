@@ -68,6 +68,13 @@ async def _health_problem(config: Config) -> str | None:
         return f"no database at {path} (has the daemon ever run?)"
     if not Store.daemon_running(path):
         return f"no daemon holds the lock on {path}"
+    locked_since = Store.locked_since(path)
+    if locked_since is not None:
+        waited = max(0.0, time.time() - locked_since)
+        return (
+            f"the database is locked by another process; the daemon has waited {waited:.0f}s"
+            " to write and retries until the lock is released"
+        )
     try:
         async with Store.open(path, writer=False) as store:
             health = await _read_health(store)
