@@ -360,8 +360,13 @@ class Daemon:
         return status_line(self.reporter.snapshot())
 
     async def metrics_text(self) -> str:
-        """The Prometheus text for a scrape, with fresh delivery counts."""
-        snap = await self.reporter.refresh()
+        """The Prometheus text for a scrape, with fresh delivery counts.
+
+        While another process holds the database's lock, the last counts: a scrape
+        has a deadline, the lock may not.
+        """
+        locked = self.store.lock_wait_since is not None
+        snap = self.reporter.snapshot() if locked else await self.reporter.refresh()
         return render(snap, started_at=self.started_at)
 
 

@@ -69,9 +69,13 @@ def release_lock(fd: int) -> None:
 
 
 def write_lock_note(fd: int, text: str) -> None:
-    """Replace the lock file's contents: what the daemon says about its database."""
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text.encode(), 0)
+    """Replace the lock file's contents: what the daemon says about its database.
+
+    Written, then cut to length: a reader never sees the file empty mid-way.
+    """
+    data = text.encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
 
 
 def read_lock_note(path: Path) -> str:
