@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from bench.simclient import ROOT
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.config import ApiConfig, Config, JobsConfig, PollConfig, StoreConfig
 
 #: The key the bench clients send (the simulator accepts any bearer key).

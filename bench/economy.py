@@ -25,10 +25,10 @@ from bench.common import bare_client, bench_api, bench_config, median, run_worke
 from bench.simclient import SimProcess
 from bench.table import Row
 from watcherd.config import CommandHook, HookConfig
-from watcherd.dispatcher import Dispatcher
 from watcherd.model import is_terminal
-from watcherd.poller import Poller
 from watcherd.store import Store
+from watcherd.watch.dispatcher import Dispatcher
+from watcherd.watch.poller import Poller
 
 TICK = 60.0
 
@@ -70,7 +70,7 @@ def _lives(sim: SimProcess) -> dict[str, tuple[float, float]]:
 
 async def _watcherd(sim: SimProcess, db: Path) -> dict[str, Any]:
     lives, clock = _lives(sim), [sim.t0]
-    hook = HookConfig(name="bench", command=CommandHook(argv=("true",)))
+    hook = HookConfig(name="bench", action=CommandHook(argv=("true",)))
     config = bench_config(db, hooks=[hook])
     async with Store.open(db, writer=True) as store, watcherd_http() as http:
 

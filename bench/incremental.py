@@ -17,10 +17,10 @@ import anyio
 from bench.common import API_KEY, CONCURRENCY, bench_config, run_worker, watcherd_http
 from bench.simclient import SimProcess
 from bench.table import Row
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.model import MetricFilter, MetricRow
-from watcherd.poller import Poller
 from watcherd.store import Store
+from watcherd.watch.poller import Poller
 
 
 class CountingApi(ApiClient):

@@ -30,8 +30,8 @@ from bench.common import (
 )
 from bench.simclient import SimProcess
 from bench.table import Row
-from watcherd.poller import Poller
 from watcherd.store import Store
+from watcherd.watch.poller import Poller
 
 ROUND = 60.0
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.fakeclock import FakeTime
-from watcherd.api import ApiClient, ApiStats
+from watcherd.api.client import ApiClient, ApiStats
 from watcherd.config import ApiConfig
 from watcherd.errors import (
     ApiError,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.faultserver import FaultServer, Reply, gzip_bomb
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.errors import MalformedResponseError, UnavailableError
 
 pytestmark = pytest.mark.anyio

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,15 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watcherd.config import (
-    SYSTEM_CONFIG_PATH,
+    CommandHook,
     Config,
     SecretRef,
+    WebhookHook,
     default_config,
     default_config_path,
     load_config,
     parse_config,
     render_effective,
 )
+from watcherd.config.schema import SYSTEM_CONFIG_PATH
 from watcherd.durations import format_duration, parse_duration
 from watcherd.errors import ConfigError
 from watcherd.model import DEFAULT_HOOK_EVENTS
@@ -75,12 +80,12 @@ def test_example_file_loads() -> None:
     assert [h.name for h in config.hooks] == ["deploy", "team"]
     deploy, team = config.hooks
     assert deploy.on == ("completed",)
-    assert deploy.command is not None
-    assert deploy.command.argv == ("/usr/local/bin/deploy-model", "--stage", "prod")
+    assert isinstance(deploy.action, CommandHook)
+    assert deploy.action.argv == ("/usr/local/bin/deploy-model", "--stage", "prod")
     assert deploy.timeout == 600.0
     assert team.on == DEFAULT_HOOK_EVENTS
-    assert team.webhook is not None
-    assert team.webhook.secret == SecretRef(file=Path("/etc/watcherd/webhook.secret"))
+    assert isinstance(team.action, WebhookHook)
+    assert team.action.secret == SecretRef(file=Path("/etc/watcherd/webhook.secret"))
     assert config.poll.max_backoff == 600.0
 
 
@@ -96,14 +101,14 @@ def test_full_config_fields() -> None:
         0.5,
         86400.0,
     )
-    command = config.hooks[0].command
-    assert command is not None
+    command = config.hooks[0].action
+    assert isinstance(command, CommandHook)
     assert command.argv == ("/etc/w/bin/hook", "--flag")
     assert command.env == (("A", "b"),) and command.cwd == Path("/etc/w/work")
     assert config.hooks[0].on == ("completed", "missing", "running")
     assert config.hooks[2].on == ("error",)
     assert (config.log.format, config.log.level) == ("json", "debug")
-    assert config.metrics_listen == "[::1]:9105"
+    assert str(config.metrics_listen) == "[::1]:9105"
 
 
 def test_on_is_read_as_a_key() -> None:
@@ -115,8 +120,7 @@ def test_on_is_read_as_a_key() -> None:
 def test_yes_and_no_stay_strings() -> None:
     """YAML 1.1 booleans like `yes` are plain strings (a bare program name here)."""
     config = _parse("hooks:\n  - name: a\n    command: [yes, no, on, off]\n")
-    assert config.hooks[0].command is not None
-    assert config.hooks[0].command.argv == ("yes", "no", "on", "off")
+    assert config.hooks[0].action == CommandHook(argv=("yes", "no", "on", "off"))
 
 
 @pytest.mark.parametrize(
@@ -160,8 +164,9 @@ def test_relative_paths_use_the_config_folder(tmp_path: Path) -> None:
     file.write_text("jobs: {file: j.txt}\nhooks:\n  - name: a\n    command: [bare, ./rel]\n")
     config = load_config(file, environ={})
     assert config.jobs.file == tmp_path / "conf" / "j.txt"
-    assert config.hooks[0].command is not None
-    assert config.hooks[0].command.argv == ("bare", "./rel")
+    action = config.hooks[0].action
+    assert isinstance(action, CommandHook)
+    assert action.argv == ("bare", "./rel")
 
 
 def test_api_key_file_keeps_the_default_credential() -> None:
@@ -211,3 +216,33 @@ def test_default_config_path_falls_back_to_local_file() -> None:
     if SYSTEM_CONFIG_PATH.exists():
         pytest.skip("this machine has /etc/watcherd/config.yaml")
     assert default_config_path({}) == Path("watcherd.yaml")
+
+
+def _check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    """`watcherd check-config --config CONFIG` as a subprocess, given 15 s at most."""
+    argv = [sys.executable, "-m", "watcherd", "check-config", "--config", str(config)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=15, check=False)
+
+
+def test_a_fifo_as_config_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """`check-config` on a FIFO exits 78 at once, naming it, instead of blocking on open."""
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    done = _check_config(fifo)
+    assert done.returncode == 78
+    assert f"{fifo}: config file is not a regular file (it is a FIFO)" in done.stderr
+
+
+def test_dev_zero_as_config_is_refused() -> None:
+    """`--config /dev/zero` exits 78 at once instead of reading without bound."""
+    done = _check_config(Path("/dev/zero"))
+    assert done.returncode == 78
+    assert "/dev/zero: config file is not a regular file (it is a character device)" in done.stderr
+
+
+def test_a_config_over_1_mib_is_refused(tmp_path: Path) -> None:
+    """A config file larger than 1 MiB is a ConfigError, not parsed."""
+    file = tmp_path / "c.yaml"
+    file.write_text("# padding\n" * 110_000)
+    with pytest.raises(ConfigError, match="config file is larger than 1 MiB"):
+        load_config(file)

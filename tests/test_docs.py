@@ -29,6 +29,7 @@ EXAMPLE = (ROOT / "config.example.yaml").read_text()
 SPELLED = {
     "api_key": ("api_key_env", "api_key_file", "api_key_credential"),
     "argv": ("command",),
+    "action": ("command", "webhook", "notify"),
     "secret": ("secret_file", "secret_credential", "secret_env"),
 }
 

@@ -33,14 +33,21 @@ GRACE = 0.3
 def python_hook(script: str, *, timeout: float = 5.0, cap: int = 4096, **kw: Any) -> HookConfig:
     """A command hook running `script` with this interpreter."""
     command = CommandHook(argv=(sys.executable, "-c", script), **kw)
-    return HookConfig(name="h", timeout=timeout, output_cap_bytes=cap, command=command)
+    return HookConfig(name="h", timeout=timeout, output_cap_bytes=cap, action=command)
 
 
 async def run(hook: HookConfig, payload: Mapping[str, Any] = PAYLOAD, **kw: Any) -> Any:
     """Run one attempt with a short kill grace."""
     kw.setdefault("environ", {"PATH": os.environ["PATH"]})
+    assert isinstance(hook.action, CommandHook)
     return await run_command(
-        hook, payload, delivery_id="ft-abc:completed:h", attempt=1, kill_grace=GRACE, **kw
+        hook,
+        hook.action,
+        payload,
+        delivery_id="ft-abc:completed:h",
+        attempt=1,
+        kill_grace=GRACE,
+        **kw,
     )
 
 
@@ -105,7 +112,7 @@ async def test_special_exit_codes(code: int, state: str, error: str) -> None:
 
 async def test_missing_program_retries() -> None:
     """A program that cannot be started is a failed attempt, not a crash."""
-    hook = HookConfig(name="h", command=CommandHook(argv=("/nonexistent/hook",)))
+    hook = HookConfig(name="h", action=CommandHook(argv=("/nonexistent/hook",)))
     outcome = await run(hook)
     assert outcome.state == "retry"
     assert outcome.error is not None and outcome.error.startswith("cannot start")
@@ -114,7 +121,7 @@ async def test_missing_program_retries() -> None:
 async def test_empty_argv_is_refused() -> None:
     """A command hook with an empty argv is a HookError, never a spawn."""
     with pytest.raises(HookError, match="no command to run"):
-        await run(HookConfig(name="h", command=CommandHook(argv=())))
+        await run(HookConfig(name="h", action=CommandHook(argv=())))
 
 
 async def test_death_by_signal_retries() -> None:
@@ -207,7 +214,7 @@ async def test_hostile_job_data_is_never_executed(tmp_path: Path) -> None:
     hook = HookConfig(
         name="h",
         timeout=5,
-        command=CommandHook(argv=(sys.executable, "-c", script, "--stage", "prod"), cwd=tmp_path),
+        action=CommandHook(argv=(sys.executable, "-c", script, "--stage", "prod"), cwd=tmp_path),
     )
     payload = {**PAYLOAD, "job_id": HOSTILE[0], "status": HOSTILE[1], "job": {"f": HOSTILE}}
     outcome = await run(hook, payload)
@@ -258,7 +265,7 @@ async def test_environment_is_an_allowlist() -> None:
 def test_environment_values_are_safe_text() -> None:
     """A missing previous status is empty and a NUL byte cannot break the spawn."""
     payload = {**PAYLOAD, "previous_status": None, "status": "odd\0status"}
-    env = hook_environment(python_hook(""), payload, delivery_id="d", attempt=2, environ={})
+    env = hook_environment(CommandHook(("true",)), payload, delivery_id="d", attempt=2, environ={})
     assert env["WATCHERD_PREVIOUS_STATUS"] == ""
     assert env["WATCHERD_STATUS"] == "oddstatus"
     assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin"

@@ -39,7 +39,7 @@ async def run(hook: HookConfig, http: httpx.AsyncClient, **kw: Any) -> Outcome:
 async def test_command_hook(http: httpx.AsyncClient) -> None:
     """A command hook runs with the attempt number and the given environment."""
     script = "import os; print(os.environ['WATCHERD_ATTEMPT'], 'HOME' in os.environ)"
-    hook = HookConfig(name="h", timeout=5, command=CommandHook((sys.executable, "-c", script)))
+    hook = HookConfig(name="h", timeout=5, action=CommandHook((sys.executable, "-c", script)))
     outcome = await run(hook, http, environ={"PATH": os.environ["PATH"]})
     assert outcome == Outcome.delivered("2 False\n")
 
@@ -49,7 +49,7 @@ async def test_webhook_secret_from_file(http: httpx.AsyncClient, tmp_path: Path)
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     async with webhook_receiver(secret) as rx:
         web = WebhookHook(url=rx.url(), secret=secret_file(tmp_path, secret))
-        outcome = await run(HookConfig(name="h", timeout=5, webhook=web), http)
+        outcome = await run(HookConfig(name="h", timeout=5, action=web), http)
     assert outcome.state == "delivered"
     assert rx.verify(rx.requests[0])
 
@@ -58,7 +58,7 @@ async def test_loose_secret_file_is_a_retry(http: httpx.AsyncClient, tmp_path: P
     """A world-readable secret is refused (with the chmod hint) and nothing is sent."""
     async with webhook_receiver() as rx:
         web = WebhookHook(url=rx.url(), secret=secret_file(tmp_path, "s3cret", 0o644))
-        outcome = await run(HookConfig(name="h", webhook=web), http)
+        outcome = await run(HookConfig(name="h", action=web), http)
     assert outcome.state == "retry" and outcome.error is not None
     assert "chmod 600" in outcome.error and "s3cret" not in outcome.error
     assert rx.requests == []
@@ -71,7 +71,7 @@ async def test_failing_secret_reader_is_a_retry(http: httpx.AsyncClient) -> None
         raise RuntimeError("vault sealed")
 
     web = WebhookHook(url="http://127.0.0.1:9/", secret=SecretRef(env="NOPE"))
-    outcome = await run(HookConfig(name="h", webhook=web), http, secrets=broken)
+    outcome = await run(HookConfig(name="h", action=web), http, secrets=broken)
     assert outcome == Outcome.retry("cannot read secret: RuntimeError: vault sealed")
 
 
@@ -80,7 +80,7 @@ async def test_notify_urls_from_secret(http: httpx.AsyncClient, tmp_path: Path) 
     async with webhook_receiver() as rx:
         urls = "\n".join(["# ops", "json://" + rx.url("/n").removeprefix("http://")])
         notify = NotifyHook(urls=secret_file(tmp_path, urls), template="{job_id} {status}")
-        outcome = await run(HookConfig(name="h", timeout=5, notify=notify), http)
+        outcome = await run(HookConfig(name="h", timeout=5, action=notify), http)
     assert outcome.state == "delivered"
     assert [r.path for r in rx.requests] == ["/n"]
 
@@ -91,6 +91,6 @@ async def test_missing_apprise_is_a_retry(
     """Without apprise, a notify attempt fails with the install hint instead of crashing."""
     monkeypatch.setitem(sys.modules, "apprise", None)
     notify = NotifyHook(urls=secret_file(tmp_path, "json://127.0.0.1:9/"))
-    outcome = await run(HookConfig(name="h", notify=notify), http)
+    outcome = await run(HookConfig(name="h", action=notify), http)
     assert outcome.state == "retry" and outcome.error is not None
     assert "pip install 'watcherd[notify]'" in outcome.error

@@ -36,7 +36,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 def hook(url: str, timeout: float = 2.0) -> HookConfig:
     """A webhook hook posting to `url`."""
-    return HookConfig(name="team", timeout=timeout, webhook=WebhookHook(url=url))
+    return HookConfig(name="team", timeout=timeout, action=WebhookHook(url=url))
 
 
 class Clock:
@@ -55,8 +55,10 @@ async def post(
     """One attempt with the shared payload and delivery id."""
     timeout = kw.pop("timeout", 2.0)
     kw.setdefault("clock", Clock())
+    config = hook(url, timeout)
+    assert isinstance(config.action, WebhookHook)
     return await post_webhook(
-        hook(url, timeout), PAYLOAD, delivery_id=DELIVERY, http=http, secret=secret, **kw
+        config, config.action, PAYLOAD, delivery_id=DELIVERY, http=http, secret=secret, **kw
     )
 
 

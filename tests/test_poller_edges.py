@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.config import ApiConfig, Config, PollConfig
-from watcherd.poller import Poller
 from watcherd.store import Store
+from watcherd.watch.poller import Poller
 
 pytestmark = pytest.mark.anyio
 SECOND = 1_000_000_000

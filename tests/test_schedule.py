@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from watcherd.api import Job
+from watcherd.api.client import Job
 from watcherd.config import PollConfig
-from watcherd.schedule import JobSchedule, backoff, next_look, settled_cursor, status_interval
+from watcherd.watch.schedule import JobSchedule, backoff, next_look, settled_cursor, status_interval
 
 POLL = PollConfig(interval=60.0, min_interval=10.0, metrics_interval=300.0, max_backoff=600.0)
 

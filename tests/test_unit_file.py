@@ -14,9 +14,9 @@ import pytest
 
 from watcherd.cli import EXIT_CONFIG
 from watcherd.cli.parser import build_parser
-from watcherd.config import ApiConfig, load_config, parse_config
-from watcherd.daemon import STOP_GRACE
-from watcherd.status import STATUS_EVERY
+from watcherd.config import ApiConfig, WebhookHook, load_config, parse_config
+from watcherd.daemon.health import STATUS_EVERY
+from watcherd.daemon.lifecycle import STOP_GRACE
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "systemd" / "watcherd.service"
@@ -90,7 +90,11 @@ def test_webhook_credential_matches_the_example_and_resolves(tmp_path: Path) -> 
     """The webhook credential loads the example's secret file and is read by that name."""
     source = credentials(UNIT)["webhook-secret"]
     hooks = load_config(EXAMPLE, environ={}).hooks
-    secret_files = {str(h.webhook.secret.file) for h in hooks if h.webhook and h.webhook.secret}
+    secret_files = {
+        str(h.action.secret.file)
+        for h in hooks
+        if isinstance(h.action, WebhookHook) and h.action.secret
+    }
     assert source in secret_files
     assert "secret_credential: webhook-secret" in UNIT.read_text()
     text = (
@@ -99,7 +103,8 @@ def test_webhook_credential_matches_the_example_and_resolves(tmp_path: Path) -> 
     )
     config = parse_config(text, path=tmp_path / "c.yaml", environ={})
     (tmp_path / "webhook-secret").write_text("s3cret\n")
-    ref = config.hooks[0].webhook.secret if config.hooks[0].webhook else None
+    action = config.hooks[0].action
+    ref = action.secret if isinstance(action, WebhookHook) else None
     assert ref is not None
     assert ref.resolve({"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "s3cret"
 

@@ -11,12 +11,21 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Final, TextIO
+from typing import Any, Final, Protocol, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from watcherd.config import LogConfig
+
+class LogSettings(Protocol):
+    """What logging needs of the config (`watcherd.config.LogConfig` fits)."""
+
+    @property
+    def format(self) -> str: ...  # auto, console or json
+
+    @property
+    def level(self) -> str: ...  # debug, info, warning or error
+
 
 REDACTED: Final = "[REDACTED]"
 #: Fields whose whole value is replaced, whatever it holds (compared lower-case).
@@ -34,7 +43,7 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Our handler on the root logger, recognisable so a reconfigure can replace it."""
 
 
-def configure_logging(cfg: LogConfig, *, stream: TextIO | None = None) -> None:
+def configure_logging(cfg: LogSettings, *, stream: TextIO | None = None) -> None:
     """Send all logging to `stream` (default stderr) as `cfg` says; safe to call again."""
     out = sys.stderr if stream is None else stream
     level = logging.getLevelNamesMapping()[cfg.level.upper()]
@@ -69,7 +78,7 @@ def configure_logging(cfg: LogConfig, *, stream: TextIO | None = None) -> None:
     _install(handler, level)
 
 
-def _renderer(cfg: LogConfig, out: TextIO) -> list[Processor]:
+def _renderer(cfg: LogSettings, out: TextIO) -> list[Processor]:
     """Console renderer on a terminal (or when asked), JSON otherwise."""
     tty = _isatty(out)
     if cfg.format == "console" or (cfg.format == "auto" and tty):

@@ -15,10 +15,10 @@ from structlog.testing import capture_logs
 
 from tests.battery.sizes import report
 from tests.faultserver import JSON, FaultServer, Reply, gzip_bomb, json_reply
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.config import ApiConfig, Config, PollConfig
-from watcherd.poller import Poller
 from watcherd.store import Store
+from watcherd.watch.poller import Poller
 
 pytestmark = pytest.mark.anyio
 

@@ -16,11 +16,11 @@ import pytest
 from tests.battery.sizes import draw_seed, report, sized, wait_watching_rss
 from tests.daemonharness import API_KEY, assert_exact, big_scenario, start_daemon, stored
 from tests.daemonharness import write_config as harness_config
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.config import ApiConfig, Config, PollConfig
-from watcherd.poller import Poller
 from watcherd.sim import FAULT_KINDS, RequestRecord, World, run_in_thread
 from watcherd.store import Store
+from watcherd.watch.poller import Poller
 
 JOBS, STEPS = sized((30, 1000), (200, 5000))
 SPEED = 200.0

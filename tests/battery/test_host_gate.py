@@ -11,7 +11,7 @@ import pytest
 
 from tests.battery.sizes import report, sized
 from tests.faultserver import FaultServer, json_reply
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 
 pytestmark = pytest.mark.anyio
 

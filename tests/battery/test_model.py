@@ -20,13 +20,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from tests.battery.sizes import draw_seed, report, sized
 from tests.daemonharness import row_key
-from watcherd.api import ApiClient
+from watcherd.api.client import ApiClient
 from watcherd.config import ApiConfig, CommandHook, Config, HookConfig, PollConfig
-from watcherd.dispatcher import Dispatcher
 from watcherd.model import is_terminal
-from watcherd.poller import Poller
 from watcherd.sim import CancelRefusedError, ManualClock, SimServer, World, serve
 from watcherd.store import Store
+from watcherd.watch.dispatcher import Dispatcher
+from watcherd.watch.poller import Poller
 
 KEY = "sk-model-SECRET"
 NOW = 1_779_196_000.0
@@ -41,7 +41,7 @@ SCENARIO: dict[str, Any] = {
 }
 #: Faults that fail a request at once (no stalls: the clock here is not the wall clock).
 FAULTS = ("500", "503", "reset", "truncated", "html", "html502")
-HOOK = HookConfig(name="sink", command=CommandHook(argv=("true",)), timeout=10.0)
+HOOK = HookConfig(name="sink", action=CommandHook(argv=("true",)), timeout=10.0)
 STATS: Counter[str] = Counter()
 
 

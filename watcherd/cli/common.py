@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TextIO
 
-from watcherd.config import Config, default_config_path, defaults_for, load_config
+from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
 from watcherd.store import Store
 
@@ -26,7 +26,7 @@ def load(args: argparse.Namespace) -> Config:
     path = default_config_path()
     if os.environ.get("WATCHERD_CONFIG") or path.exists():
         return load_config(path)
-    return defaults_for(path)
+    return default_config(path)
 
 
 @asynccontextmanager

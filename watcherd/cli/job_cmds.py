@@ -12,12 +12,12 @@ from pathlib import Path
 import anyio
 
 from watcherd.cli.common import color_enabled, load, reader, terminal_width
-from watcherd.config import Config
+from watcherd.config import Config, JobsSource
 from watcherd.durations import format_duration
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.jobsfile import add_jobs, remove_jobs
 from watcherd.logs import configure_logging
-from watcherd.model import Delivery, JobOverview, validate_job_id
+from watcherd.model import Delivery, JobOverview, is_settled, validate_job_id
 from watcherd.store import Store
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import list_json, render_list
@@ -58,7 +58,6 @@ def _daemon_note(config: Config, path: Path) -> str:
 
 async def _sync_watched(config: Config) -> None:
     """What the daemon does when the jobs file changes: the watched set follows it."""
-    from watcherd.daemon import JobsSource  # lazily: it brings the HTTP stack along
 
     async with Store.open(config.store.path, writer=True, lock=False) as store:
         await store.sync_watched(JobsSource(config).entries(), time.time())
@@ -112,7 +111,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _no_jobs_hint(config: Config) -> str:
     """What a newcomer does next when `list` has nothing to show."""
-    from watcherd.daemon import JobsSource
 
     configured = len(JobsSource(config).entries())
     if not configured:
@@ -178,7 +176,7 @@ async def _retry(config: Config, delivery_id: str) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """`watcherd wait JOB_ID... [--timeout DURATION]`: 0 if all completed, 1 otherwise."""
-    from watcherd.waiting import settled, wait_for
+    from watcherd.watch.waiting import wait_for
 
     config = load(args)
     ids = list(dict.fromkeys(_valid_ids(args.job_ids)))
@@ -189,7 +187,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     statuses = anyio.run(wait_for, config, ids, args.timeout, backend="asyncio")
     for job_id in ids:
         print(f"{job_id}: {statuses[job_id] or 'unknown'}")
-    waiting = [j for j in ids if not settled(statuses[j])]
+    waiting = [j for j in ids if not is_settled(statuses[j])]
     if waiting:
         print(
             f"watcherd wait: gave up after {format_duration(args.timeout or 0)};"

@@ -13,16 +13,15 @@ from typing import Any
 
 import httpx
 
-from watcherd.config import HookConfig, SecretRef
+from watcherd.config import CommandHook, HookConfig, NotifyHook, SecretRef, WebhookHook
 from watcherd.errors import HookError
 from watcherd.hooks.command import run_command
 from watcherd.hooks.notify import parse_urls, send_notification
-from watcherd.hooks.outcome import INTERRUPTED, Outcome, next_attempt_delay
+from watcherd.hooks.outcome import Outcome, next_attempt_delay
 from watcherd.hooks.payload import build_payload, encode_payload, render, template_fields
 from watcherd.hooks.webhook import post_webhook, sign
 
 __all__ = [
-    "INTERRUPTED",
     "Outcome",
     "build_payload",
     "encode_payload",
@@ -60,28 +59,28 @@ async def run_hook(
     """
     read = secrets or _resolve
     try:
-        if hook.command is not None:
-            env = os.environ if environ is None else environ
-            return await run_command(
-                hook,
-                payload,
-                delivery_id=delivery_id,
-                attempt=attempt,
-                environ=env,
-                kill_grace=kill_grace,
-            )
-        if hook.webhook is not None:
-            ref = hook.webhook.secret
-            secret = None if ref is None else _read(read, ref)
-            return await post_webhook(
-                hook, payload, delivery_id=delivery_id, http=http, secret=secret
-            )
-        if hook.notify is not None:
-            urls = parse_urls(_read(read, hook.notify.urls))
-            return await send_notification(hook, payload, urls=urls)
+        match hook.action:
+            case CommandHook() as command:
+                env = os.environ if environ is None else environ
+                return await run_command(
+                    hook,
+                    command,
+                    payload,
+                    delivery_id=delivery_id,
+                    attempt=attempt,
+                    environ=env,
+                    kill_grace=kill_grace,
+                )
+            case WebhookHook() as webhook:
+                secret = None if webhook.secret is None else _read(read, webhook.secret)
+                return await post_webhook(
+                    hook, webhook, payload, delivery_id=delivery_id, http=http, secret=secret
+                )
+            case NotifyHook() as notify:
+                urls = parse_urls(_read(read, notify.urls))
+                return await send_notification(hook, notify, payload, urls=urls)
     except HookError as exc:
         return Outcome.retry(str(exc))
-    return Outcome.give_up(f"hook {hook.name!r} has no command, webhook or notify")
 
 
 def _resolve(ref: SecretRef) -> str:

@@ -36,7 +36,7 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 
-from watcherd.config import HookConfig
+from watcherd.config import CommandHook, HookConfig
 from watcherd.errors import HookError
 from watcherd.hooks.outcome import Outcome
 from watcherd.hooks.payload import encode_payload
@@ -78,7 +78,7 @@ class OutputTail:
 
 
 def hook_environment(
-    hook: HookConfig,
+    command: CommandHook,
     payload: Mapping[str, Any],
     *,
     delivery_id: str,
@@ -88,8 +88,7 @@ def hook_environment(
     """The complete environment of a command hook (see the module docstring)."""
     env = {k: v for k, v in environ.items() if k in ALLOWED_ENV or k.startswith("LC_")}
     env.setdefault("PATH", DEFAULT_PATH)
-    if hook.command is not None:
-        env.update(hook.command.env)
+    env.update(command.env)
     ours = {
         "WATCHERD_EVENT": payload.get("type"),
         "WATCHERD_JOB_ID": payload.get("job_id"),
@@ -104,6 +103,7 @@ def hook_environment(
 
 async def run_command(
     hook: HookConfig,
+    command: CommandHook,
     payload: Mapping[str, Any],
     *,
     delivery_id: str,
@@ -112,17 +112,19 @@ async def run_command(
     kill_grace: float = 5.0,
 ) -> Outcome:
     """Run one attempt of a command hook; see the module docstring for the rules."""
-    if hook.command is None or not hook.command.argv:
+    if not command.argv:
         raise HookError(f"hook {hook.name!r} has no command to run")
-    argv = list(hook.command.argv)
-    env = hook_environment(hook, payload, delivery_id=delivery_id, attempt=attempt, environ=environ)
+    argv = list(command.argv)
+    env = hook_environment(
+        command, payload, delivery_id=delivery_id, attempt=attempt, environ=environ
+    )
     try:
         process = await anyio.open_process(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            cwd=hook.command.cwd,
+            cwd=command.cwd,
             env=env,
             start_new_session=True,
         )

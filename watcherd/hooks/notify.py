@@ -19,7 +19,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from watcherd.config import HookConfig
+from watcherd.config import HookConfig, NotifyHook
 from watcherd.errors import HookError
 from watcherd.hooks.outcome import Outcome
 from watcherd.hooks.payload import render, template_fields
@@ -43,17 +43,15 @@ def parse_urls(text: str) -> list[str]:
 
 
 async def send_notification(
-    hook: HookConfig, payload: Mapping[str, Any], *, urls: list[str]
+    hook: HookConfig, notify: NotifyHook, payload: Mapping[str, Any], *, urls: list[str]
 ) -> Outcome:
     """Send one attempt of a notify hook to every URL; see the module docstring."""
-    if hook.notify is None:
-        raise HookError(f"hook {hook.name!r} has no notify settings")
     apprise = require_apprise()
     if not urls:
         return Outcome.give_up("no notification URLs configured")
     fields = template_fields(payload)
-    title = render(hook.notify.title, fields)
-    body = render(hook.notify.template, fields)
+    title = render(notify.title, fields)
+    body = render(notify.template, fields)
     sender = apprise.Apprise()
     for number, url in enumerate(urls, start=1):
         if not sender.add(url):

@@ -31,7 +31,7 @@ import anyio
 import httpx
 
 from watcherd import __version__
-from watcherd.config import HookConfig
+from watcherd.config import HookConfig, WebhookHook
 from watcherd.errors import HookError
 from watcherd.hooks.outcome import Outcome
 from watcherd.hooks.payload import encode_payload
@@ -62,6 +62,7 @@ def sign(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 async def post_webhook(
     hook: HookConfig,
+    webhook: WebhookHook,
     payload: Mapping[str, Any],
     *,
     delivery_id: str,
@@ -70,12 +71,10 @@ async def post_webhook(
     clock: Callable[[], float] = time.time,
 ) -> Outcome:
     """Deliver one attempt of a webhook hook; see the module docstring for the rules."""
-    if hook.webhook is None:
-        raise HookError(f"hook {hook.name!r} has no webhook")
     body = encode_payload(payload)
     headers = _headers(delivery_id, int(clock()), body, secret)
     try:
-        request = http.build_request("POST", hook.webhook.url, content=body, headers=headers)
+        request = http.build_request("POST", webhook.url, content=body, headers=headers)
         with anyio.fail_after(hook.timeout):
             response, snippet = await _exchange(http, request)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from watcherd.model import Delivery, JobOverview, MetricRow, Transition
+from watcherd.model import Delivery, JobOverview, MetricRow, Transition, is_settled
 from watcherd.views import _fields
-from watcherd.views._fmt import ago, duration, is_final, paint, real, status_style
+from watcherd.views._fmt import ago, duration, paint, real, status_style
 from watcherd.views._series import Series, collect_series
 from watcherd.views.charts import sparkline
 from watcherd.views.hooks import deliveries_json, delivery_lines
@@ -83,7 +83,7 @@ def spans(transitions: Sequence[Transition], status: str | None, now: float) -> 
     for i, tr in enumerate(ordered):
         if i + 1 < len(ordered):
             result.append(ordered[i + 1].observed_at - tr.observed_at)
-        elif is_final(tr.to_status):
+        elif is_settled(tr.to_status):
             result.append(None)
         else:
             result.append(max(0.0, now - tr.observed_at))
@@ -99,7 +99,7 @@ def phases(transitions: Sequence[Transition], status: str | None, now: float) ->
         times = [s for t, s in zip(ordered, lasted, strict=True) if t.to_status in statuses]
         out[name.replace(" ", "_")] = sum(s for s in times if s is not None) if times else None
     if ordered:
-        end = ordered[-1].observed_at if is_final(ordered[-1].to_status) else now
+        end = ordered[-1].observed_at if is_settled(ordered[-1].to_status) else now
         out["total"] = max(0.0, end - ordered[0].observed_at)
     else:
         out["total"] = None

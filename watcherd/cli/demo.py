@@ -21,10 +21,10 @@ import anyio
 
 from watcherd.cli.common import color_enabled, terminal_width
 from watcherd.config import Config, load_config
-from watcherd.daemon import Daemon, Mode
+from watcherd.daemon import Mode, run_daemon
 from watcherd.jobsfile import add_jobs
 from watcherd.logs import configure_logging
-from watcherd.model import MISSING, JobOverview, is_terminal
+from watcherd.model import SETTLED_DELIVERIES, JobOverview, is_settled
 from watcherd.sim import World, demo_scenario_path, serve
 from watcherd.store import Store
 from watcherd.systemd import Notifier
@@ -117,10 +117,10 @@ async def _demo(folder: Path, out: TextIO) -> int:
 async def _run_daemon_with_view(
     config_path: Path, config: Config, out: TextIO
 ) -> list[JobOverview]:
-    daemon = Daemon(config_path, config, Notifier.from_environment({}))
+    notifier = Notifier.from_environment({})
     jobs: list[JobOverview] = []
     async with anyio.create_task_group() as tg:
-        tg.start_soon(daemon.run, Mode.FOREVER)
+        tg.start_soon(run_daemon, config_path, config, notifier, Mode.FOREVER)
         view = LiveView(out)
         deadline = time.monotonic() + DEMO_LIMIT
         while time.monotonic() < deadline:
@@ -138,9 +138,9 @@ async def _run_daemon_with_view(
 
 def _finished(jobs: list[JobOverview]) -> bool:
     """Every job settled except the one that stays queued, and no hook still pending."""
-    live = [j for j in jobs if not (j.status and (is_terminal(j.status) or j.status == MISSING))]
-    settled_hooks = ("delivered", "dead")
-    pending = sum(n for j in jobs for state, n in j.hooks.items() if state not in settled_hooks)
+    live = [j for j in jobs if not is_settled(j.status)]
+    hooks = [(state, n) for j in jobs for state, n in j.hooks.items()]
+    pending = sum(n for state, n in hooks if state not in SETTLED_DELIVERIES)
     return len(live) <= 1 and all(j.status == "queued" for j in live) and pending == 0
 
 

@@ -1,17 +1,21 @@
 """The effective config as YAML (for `watcherd check-config`), secrets redacted.
 
-The output loads back to an equal Config. Secrets only ever appear as references
-(credential, file or variable names); a comment header says which are present.
+The output loads back to an equal Config, but for credentials in URLs: a URL's
+userinfo and its secret-looking query values are printed as `***` (and a comment says
+so). Secrets only ever appear as references (credential, file or variable names); a
+comment header says which are present.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from watcherd.config import Config, HookConfig, SecretRef
+from watcherd.config.schema import CommandHook, Config, HookConfig, NotifyHook, WebhookHook
+from watcherd.config.secrets import MASK, SecretRef, redact_url
 from watcherd.durations import format_duration
 
 
@@ -21,6 +25,10 @@ def render(config: Config, environ: Mapping[str, str]) -> str:
     header.append("# secrets, as references only (values are never shown):")
     for where, ref in _secrets(config):
         header.append(f"#   {where}: {ref.describe(environ)}")
+    masked = [where for where, url in _urls(config) if redact_url(url) != url]
+    if masked:
+        places = ", ".join(masked)
+        header.append(f"# credentials in URLs, shown as {MASK}, sit in the config file: {places}")
     body = yaml.safe_dump(_document(config), sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(line.replace("\n", " ") for line in header) + "\n" + body
 
@@ -29,10 +37,20 @@ def _secrets(config: Config) -> list[tuple[str, SecretRef]]:
     """Every secret reference in the config, with its key path."""
     found = [("api.api_key", config.api.api_key)]
     for i, hook in enumerate(config.hooks):
-        if hook.webhook is not None and hook.webhook.secret is not None:
-            found.append((f"hooks[{i}].webhook.secret", hook.webhook.secret))
-        if hook.notify is not None:
-            found.append((f"hooks[{i}].notify.urls", hook.notify.urls))
+        match hook.action:
+            case WebhookHook(secret=SecretRef() as secret):
+                found.append((f"hooks[{i}].webhook.secret", secret))
+            case NotifyHook(urls=urls):
+                found.append((f"hooks[{i}].notify.urls", urls))
+    return found
+
+
+def _urls(config: Config) -> list[tuple[str, str]]:
+    """Every URL in the config, with its key path."""
+    found = [("api.base_url", config.api.base_url)]
+    for i, hook in enumerate(config.hooks):
+        if isinstance(hook.action, WebhookHook):
+            found.append((f"hooks[{i}].webhook.url", hook.action.url))
     return found
 
 
@@ -41,7 +59,7 @@ def _document(config: Config) -> dict[str, Any]:
     api = config.api
     doc: dict[str, Any] = {
         "api": {
-            "base_url": api.base_url,
+            "base_url": redact_url(api.base_url),
             **_secret_keys("api_key", api.api_key),
             "timeout": format_duration(api.timeout),
             "max_concurrency": api.max_concurrency,
@@ -63,7 +81,7 @@ def _document(config: Config) -> dict[str, Any]:
         "log": {"format": config.log.format, "level": config.log.level},
     }
     if config.metrics_listen is not None:
-        doc["metrics_listen"] = config.metrics_listen
+        doc["metrics_listen"] = str(config.metrics_listen)
     return doc
 
 
@@ -76,22 +94,22 @@ def _hook(hook: HookConfig) -> dict[str, Any]:
         "max_attempts": hook.max_attempts,
         "output_cap_bytes": hook.output_cap_bytes,
     }
-    if hook.command is not None:
-        out["command"] = list(hook.command.argv)
-        if hook.command.env:
-            out["env"] = dict(hook.command.env)
-        if hook.command.cwd is not None:
-            out["cwd"] = str(hook.command.cwd)
-    if hook.webhook is not None:
-        secret = {} if hook.webhook.secret is None else _secret_keys("secret", hook.webhook.secret)
-        out["webhook"] = {"url": hook.webhook.url, **secret}
-    if hook.notify is not None:
-        notify = hook.notify
-        out["notify"] = {
-            **_secret_keys("urls", notify.urls),
-            "title": notify.title,
-            "template": notify.template,
-        }
+    match hook.action:
+        case CommandHook() as command:
+            out["command"] = list(command.argv)
+            if command.env:
+                out["env"] = dict(command.env)
+            if command.cwd is not None:
+                out["cwd"] = str(command.cwd)
+        case WebhookHook() as webhook:
+            secret = {} if webhook.secret is None else _secret_keys("secret", webhook.secret)
+            out["webhook"] = {"url": redact_url(webhook.url), **secret}
+        case NotifyHook() as notify:
+            out["notify"] = {
+                **_secret_keys("urls", notify.urls),
+                "title": notify.title,
+                "template": notify.template,
+            }
     return out
 
 
@@ -99,3 +117,14 @@ def _secret_keys(prefix: str, ref: SecretRef) -> dict[str, str]:
     """`<prefix>_credential`, `_file`, `_env` keys for a secret reference."""
     keys = {"credential": ref.credential, "file": ref.file, "env": ref.env}
     return {f"{prefix}_{kind}": str(value) for kind, value in keys.items() if value is not None}
+
+
+def render_effective(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
+    """The effective config as YAML that loads back to the same Config; secrets redacted.
+
+    Credentials in URLs (userinfo, secret-looking query values) are masked as `***`.
+
+    Secrets are only ever references (a credential, file or variable name); a comment
+    header tells which of them are present, never their values.
+    """
+    return render(config, os.environ if environ is None else environ)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
-from watcherd.api_shapes import snippet
+from watcherd.api.shapes import snippet
 from watcherd.errors import MalformedResponseError, UnavailableError
 
 ERROR_BODY_CAP = 64 * 1024

@@ -1,7 +1,7 @@
 """A fixed-bucket latency histogram: cumulative counts, as Prometheus histograms want.
 
 The API client observes each attempt's duration (monotonic clock, body included);
-`watcherd.promexport` prints it as `watcherd_api_request_duration_seconds`. Cost per
+`watcherd.daemon.prometheus` prints it as `watcherd_api_request_duration_seconds`. Cost per
 observation: one bisect over a dozen bounds and two additions.
 """
 

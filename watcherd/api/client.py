@@ -17,12 +17,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 import httpx
 
-from watcherd.api_shapes import (
+from watcherd import __version__
+from watcherd.api.latency import Histogram, LatencySnapshot
+from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, retry_after
+from watcherd.api.shapes import (
     Job,
     ShapeError,
     error_message,
@@ -33,7 +36,8 @@ from watcherd.api_shapes import (
     parse_metrics,
     snippet,
 )
-from watcherd.api_transport import Exchange, RawResponse, fetch
+from watcherd.api.transport import Exchange, RawResponse, fetch
+from watcherd.backoff import full_jitter
 from watcherd.config import ApiConfig
 from watcherd.errors import (
     ApiError,
@@ -44,15 +48,13 @@ from watcherd.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from watcherd.latency import Histogram, LatencySnapshot
 from watcherd.model import MetricFilter, MetricRow, loads_exact, validate_job_id
-from watcherd.ratelimit import Clock, HostGate, RateLimiter, Sleep, full_jitter, retry_after
 
 __all__ = ["ApiClient", "ApiStats", "Job"]
 
 T = TypeVar("T")
 MiB = 1024 * 1024
-USER_AGENT = "watcherd/0.1"
+USER_AGENT: Final = f"watcherd/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)

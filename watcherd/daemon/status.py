@@ -3,34 +3,27 @@
 The daemon takes a `Snapshot` (jobs by status, backoff, auth trouble, the host pause,
 hook deliveries by state as stored, poll and API counters) and turns it into the
 one-line systemd `STATUS=`, the state keys `watcherd health` reads, and the
-Prometheus text of `watcherd.promexport`.
+Prometheus text of `watcherd.daemon.prometheus`.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-import httpx
-
-from watcherd.api import ApiStats
-from watcherd.model import MISSING, is_terminal
-from watcherd.poller import Poller
+from watcherd.api.client import ApiStats
+from watcherd.daemon import health
+from watcherd.daemon.health import STATUS_EVERY
+from watcherd.model import DeliveryState, is_settled
 from watcherd.store import Store
 from watcherd.systemd import Notifier
+from watcherd.watch.poller import Poller
 
-#: State keys the daemon publishes for `watcherd health` (besides the store's last poll).
-HEARTBEAT_KEY: Final = "heartbeat_at"
-HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
-STATUS_KEY: Final = "status_line"
-AUTH_KEY: Final = "auth_error"
 #: A job the daemon has not fetched yet.
 NEW: Final = "new"
-#: The longest gap between two status updates (heartbeat, STATUS=, watchdog ping).
-STATUS_EVERY: Final = 5.0
 #: No watchdog ping once the poll loop has made no progress for 2 x interval + this.
 STALL_GRACE: Final = 5.0
 
@@ -54,7 +47,7 @@ class Snapshot:
     @property
     def dead_hooks(self) -> int:
         """Deliveries that gave up (`watcherd hooks retry` brings them back)."""
-        return self.deliveries.get("dead", 0)
+        return self.deliveries.get(DeliveryState.DEAD, 0)
 
 
 def count_jobs(statuses: Mapping[str, str | None]) -> dict[str, int]:
@@ -69,8 +62,7 @@ def status_line(snap: Snapshot) -> str:
     """
     grouped: Counter[str] = Counter()
     for status, n in snap.jobs.items():
-        done = status != NEW and (is_terminal(status) or status == MISSING)
-        grouped["done" if done else status] += n
+        grouped["done" if is_settled(status) else status] += n
     parts = [f"{sum(snap.jobs.values())} jobs"] + [f"{n} {s}" for s, n in sorted(grouped.items())]
     trouble = []
     if snap.store_locked_since is not None:
@@ -94,10 +86,20 @@ class StatusReporter:
     re-read on every `publish()` and `refresh()`.
     """
 
-    def __init__(self, store: Store, poller: Poller, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        store: Store,
+        poller: Poller,
+        notifier: Notifier,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.poller = poller
         self.notifier = notifier
+        self.wall = wall
+        self.monotonic = monotonic
         self._deliveries: dict[str, int] = {}
         self.persisting = False  # a `persist()` is under way
 
@@ -115,8 +117,8 @@ class StatusReporter:
         """The state now; delivery counts as of the last refresh."""
         jobs = self.poller.jobs.values()
         stats = self.poller.stats
-        until = self.poller.api.gate.paused_until
-        now = time.time()
+        until = self.poller.paused_until
+        now = self.wall()
         return Snapshot(
             jobs=count_jobs({j.job_id: j.status for j in jobs}),
             backing_off=sum(1 for j in jobs if j.failures),
@@ -126,7 +128,7 @@ class StatusReporter:
             polls=stats.polls,
             poll_errors=stats.errors,
             last_success_at=stats.last_success_at,
-            api=self.poller.api.stats,
+            api=self.poller.api_stats,
             taken_at=now,
             store_locked_since=self.store.lock_wait_since,
         )
@@ -146,7 +148,7 @@ class StatusReporter:
         line = status_line(self.snapshot())
         self.notifier.status(line)
         watchdog = self.notifier.watchdog_interval
-        stalled = time.monotonic() - self.poller.stats.last_progress
+        stalled = self.monotonic() - self.poller.stats.last_progress
         if watchdog is None or stalled < 2 * watchdog + STALL_GRACE:
             self.notifier.watchdog()
         return line
@@ -161,11 +163,12 @@ class StatusReporter:
             self.persisting = False
 
     async def _write(self, snap: Snapshot) -> None:
-        store = self.store
-        await store.set_state(HEARTBEAT_KEY, repr(snap.taken_at))
-        await store.set_state(HEARTBEAT_EVERY_KEY, repr(self.every))
-        await store.set_state(STATUS_KEY, status_line(snap))
-        await store.set_state(AUTH_KEY, snap.auth_error)
+        await health.publish(
+            self.store,
+            now=snap.taken_at,
+            every=self.every,
+            line=status_line(snap),
+            auth_error=snap.auth_error,
+        )
         if snap.paused_until is not None:
-            host = httpx.URL(self.poller.config.api.base_url).host
-            await store.set_host_pause(host, snap.paused_until)
+            await self.store.set_host_pause(self.poller.api_host, snap.paused_until)

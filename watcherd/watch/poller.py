@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
+import httpx
 import structlog
 
-from watcherd.api import ApiClient, Job
+from watcherd.api.client import ApiClient, ApiStats, Job
 from watcherd.config import Config
 from watcherd.errors import (
     ApiError,
@@ -28,8 +29,9 @@ from watcherd.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_terminal
-from watcherd.schedule import (
+from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
+from watcherd.store import PollRecord, PollResult, Store
+from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
     PollerStats,
@@ -37,9 +39,8 @@ from watcherd.schedule import (
     next_look,
     settled_cursor,
 )
-from watcherd.store import PollRecord, PollResult, Store
 
-log = structlog.get_logger("watcherd.poller")
+log = structlog.get_logger("watcherd.watch.poller")
 
 #: After this many 404s in a row a job is marked missing.
 NOT_FOUND_LIMIT = 3
@@ -78,6 +79,21 @@ class Poller:
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
 
     # -- configuration -------------------------------------------------
+
+    @property
+    def paused_until(self) -> float | None:
+        """When the API host's Retry-After pause ends (None: no pause)."""
+        return self.api.gate.paused_until
+
+    @property
+    def api_stats(self) -> ApiStats:
+        """The API client's request counters and latency."""
+        return self.api.stats
+
+    @property
+    def api_host(self) -> str:
+        """The host every request goes to (pauses are stored per host)."""
+        return httpx.URL(self.config.api.base_url).host
 
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
@@ -124,10 +140,7 @@ class Poller:
 
     def settled(self) -> bool:
         """True when every watched job is terminal or missing."""
-        return all(
-            j.status is not None and (is_terminal(j.status) or j.status == MISSING)
-            for j in self.jobs.values()
-        )
+        return all(is_settled(j.status) for j in self.jobs.values())
 
     async def run(self) -> None:
         """Poll forever, each job in its own task: a slow or stalled job holds no other."""

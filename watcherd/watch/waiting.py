@@ -27,23 +27,18 @@ from collections.abc import Iterable
 import anyio
 import httpx
 
-from watcherd.api import ApiClient
-from watcherd.config import Config
-from watcherd.daemon import JobsSource, build_api
+from watcherd.api.client import ApiClient
+from watcherd.config import Config, JobsSource
 from watcherd.errors import AuthError
-from watcherd.model import MISSING, is_terminal
-from watcherd.poller import Poller
+from watcherd.model import is_settled
 from watcherd.store import Store
+from watcherd.watch.poller import Poller
+from watcherd.watch.wiring import build_api
 
 #: Seconds between looks at the database when a daemon does all the polling.
 READ_INTERVAL = 1.0
 #: Seconds between rounds when `wait` polls jobs itself (each job keeps its own schedule).
 POLL_TICK = 0.2
-
-
-def settled(status: str | None) -> bool:
-    """True once a job will not change any more: terminal, or missing at the service."""
-    return status is not None and (is_terminal(status) or status == MISSING)
 
 
 async def wait_for(
@@ -86,7 +81,7 @@ class _Waiter:
         """Round after round until every job in `statuses` is settled."""
         while True:
             await self._read(statuses)
-            own = [j for j, s in statuses.items() if not settled(s)]
+            own = [j for j, s in statuses.items() if not is_settled(s)]
             if not own:
                 return
             own = [j for j in own if j not in await self._delegated()]

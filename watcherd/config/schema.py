@@ -1,0 +1,158 @@
+"""The configuration schema: frozen dataclasses every other module reads.
+
+`watcherd.config.load` builds them from YAML (the same parser serves `run`,
+`check-config` and SIGHUP reload); nothing else constructs them from text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+from watcherd.config.secrets import SecretRef
+from watcherd.model import DEFAULT_HOOK_EVENTS
+
+#: Used when neither --config nor $WATCHERD_CONFIG names a file, if it exists.
+SYSTEM_CONFIG_PATH: Final = Path("/etc/watcherd/config.yaml")
+#: The `{fields}` a notify title or template may use, with the type of their sample value.
+TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
+    "job_id": str,
+    "status": str,
+    "previous_status": str,
+    "model": str,
+    "model_output_name": str,
+    "train_loss": float,
+    "eval_loss": float,
+    "best_train_loss": float,
+    "best_eval_loss": float,
+    "step": int,
+    "delivery_id": str,
+    "type": str,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """`api:`: where the service is, the key, and the limits every request obeys."""
+
+    base_url: str = "https://api.together.ai"
+    api_key: SecretRef = field(
+        default_factory=lambda: SecretRef(credential="together-api-key", env="TOGETHER_API_KEY")
+    )
+    timeout: float = 30.0  # overall deadline of one request, body included
+    max_concurrency: int = 8  # requests in flight, all jobs together
+    max_rate: float = 5.0  # requests per second, all jobs together
+    max_body_bytes: int = 64 * 1024 * 1024  # after decompression
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """`store:`: the SQLite database file."""
+
+    path: Path = Path("watcherd.db")
+
+
+@dataclass(frozen=True, slots=True)
+class JobsConfig:
+    """`jobs:`: the watched job IDs, from a file (re-read on change) and inline."""
+
+    file: Path | None = Path("jobs.txt")
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    """`poll:`: how often jobs are looked at, in seconds."""
+
+    interval: float = 60.0  # status of live jobs
+    min_interval: float = 10.0  # never sooner, whatever the ETA says
+    metrics_interval: float = 300.0  # new metric rows of running jobs
+    max_backoff: float = 600.0  # cap of a failing job's backoff
+
+
+@dataclass(frozen=True, slots=True)
+class CommandHook:
+    """A hook that runs a program: argv (never a shell), extra environment, folder."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookHook:
+    """A hook that POSTs the payload, signed per Standard Webhooks when a secret is set."""
+
+    url: str
+    secret: SecretRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyHook:
+    """Apprise URLs (they embed tokens, so they are secrets) and a message template."""
+
+    urls: SecretRef
+    title: str = "watcherd: {job_id} {status}"
+    template: str = "{job_id} is {status} (model {model_output_name}, train loss {train_loss})"
+
+
+#: What a hook does: exactly one action, checked by the parser and by mypy.
+HookAction = CommandHook | WebhookHook | NotifyHook
+
+
+@dataclass(frozen=True, slots=True)
+class HookConfig:
+    """One entry of `hooks:`: a name, the events it subscribes to, limits and its action."""
+
+    name: str
+    action: HookAction
+    on: tuple[str, ...] = DEFAULT_HOOK_EVENTS
+    timeout: float = 600.0
+    max_attempts: int = 5
+    output_cap_bytes: int = 64 * 1024
+
+    @property
+    def kind(self) -> Literal["command", "webhook", "notify"]:
+        """The action's kind, as spelled in the config."""
+        match self.action:
+            case CommandHook():
+                return "command"
+            case WebhookHook():
+                return "webhook"
+            case NotifyHook():
+                return "notify"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """`log:`: console lines on a terminal, JSON lines otherwise (`auto`)."""
+
+    format: Literal["auto", "console", "json"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """`metrics_listen:`, parsed once: a loopback host and a port to serve Prometheus on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; `source` is the file it came from, if any."""
+
+    api: ApiConfig = field(default_factory=ApiConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    poll: PollConfig = field(default_factory=PollConfig)
+    hooks: tuple[HookConfig, ...] = ()
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics_listen: Listen | None = None  # the Prometheus endpoint, off by default
+    source: Path | None = None

@@ -1,0 +1,102 @@
+"""The health protocol: what the running daemon publishes and how `watcherd health` judges it.
+
+The daemon writes a heartbeat, its interval, its status line and any API key trouble
+into the store's state table every few seconds (`publish`); `watcherd health`, a
+separate process, reads them back with the lock and the last successful poll
+(`check`) and names the first thing wrong. Both sides live here so that the keys
+and their meaning cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from watcherd.config import Config
+from watcherd.errors import StoreError
+from watcherd.model import is_settled
+from watcherd.store import Store
+
+HEARTBEAT_KEY: Final = "heartbeat_at"
+HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
+STATUS_KEY: Final = "status_line"
+AUTH_KEY: Final = "auth_error"
+#: The longest gap between two status updates (heartbeat, STATUS=, watchdog ping).
+STATUS_EVERY: Final = 5.0
+#: `health` fails after this many missed heartbeats (60 s at the usual 5 s interval).
+HEARTBEAT_MISSES: Final = 12
+
+
+async def publish(
+    store: Store, *, now: float, every: float, line: str, auth_error: str | None
+) -> None:
+    """Write what `check` reads: the heartbeat, its interval, the status line, key trouble."""
+    await store.set_state(HEARTBEAT_KEY, repr(now))
+    await store.set_state(HEARTBEAT_EVERY_KEY, repr(every))
+    await store.set_state(STATUS_KEY, line)
+    await store.set_state(AUTH_KEY, auth_error)
+
+
+async def check(config: Config, now: float) -> str | None:
+    """Why the daemon of `config` is not healthy, as one line; None if it is."""
+    path = config.store.path
+    if not path.exists():
+        return f"no database at {path} (has the daemon ever run?)"
+    if not Store.daemon_running(path):
+        return f"no daemon holds the lock on {path}"
+    locked_since = Store.locked_since(path)
+    if locked_since is not None:
+        return (
+            "the database is locked by another process; the daemon has waited"
+            f" {max(0.0, now - locked_since):.0f}s to write and retries until the lock is released"
+        )
+    try:
+        async with Store.open(path, writer=False) as store:
+            health = await _read(store)
+    except StoreError as exc:
+        return f"cannot read the database: {exc}"
+    return health.problem(config, now)
+
+
+async def _read(store: Store) -> Health:
+    """What the daemon last published, and whether any watched job can still change."""
+    heartbeat = await store.get_state(HEARTBEAT_KEY)
+    every = await store.get_state(HEARTBEAT_EVERY_KEY)
+    states = await store.job_states()
+    return Health(
+        heartbeat=None if heartbeat is None else float(heartbeat),
+        every=STATUS_EVERY if every is None else float(every),
+        auth_error=await store.get_state(AUTH_KEY),
+        status=await store.get_state(STATUS_KEY) or "starting",
+        last_success=await store.last_successful_poll(),
+        live_jobs=sum(1 for s in states.values() if not is_settled(s.status)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The daemon's published state, as `health` judges it."""
+
+    heartbeat: float | None
+    every: float
+    auth_error: str | None
+    status: str
+    last_success: float | None
+    live_jobs: int
+
+    def problem(self, config: Config, now: float) -> str | None:
+        """The first thing wrong, as one line; None when healthy."""
+        stale_after = HEARTBEAT_MISSES * self.every
+        if self.heartbeat is None or now - self.heartbeat > stale_after:
+            age = "never" if self.heartbeat is None else f"{now - self.heartbeat:.0f}s ago"
+            return f"the daemon's heartbeat is stale (last {age}; hung or stopped?)"
+        if self.auth_error:
+            return f"{self.auth_error}; polling is paused until the key works ({self.status})"
+        if self.live_jobs == 0:
+            return None
+        if self.last_success is None:
+            return f"no successful poll yet ({self.status})"
+        limit = max(3 * config.poll.interval, config.poll.max_backoff) + stale_after
+        if now - self.last_success > limit:
+            return f"last successful poll {now - self.last_success:.0f}s ago ({self.status})"
+        return None
