@@ -9,9 +9,11 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from watcherd.errors import ConfigError, UsageError, WatcherdError
+from watcherd.errors import ConfigError, StoreUnusableError, UsageError, WatcherdError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
+#: EX_IOERR: the database cannot be written (disk full, I/O error, the file deleted).
+EXIT_STORE = 74
 
 
 #: command -> (module in watcherd.cli, function); imported only when run.
@@ -75,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _error(f"watcherd {args.command}: {exc}")
         return EXIT_USAGE
+    except StoreUnusableError as exc:
+        print(f"watcherd {args.command}: the database cannot be used: {exc}", file=sys.stderr)
+        return EXIT_STORE
     except WatcherdError as exc:
         _error(f"watcherd {args.command}: {exc}")
         return EXIT_FAILURE
