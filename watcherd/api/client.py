@@ -27,7 +27,7 @@ import structlog
 
 from watcherd import __version__
 from watcherd.api.latency import Histogram, LatencySnapshot
-from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, full_jitter
+from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep
 from watcherd.api.shapes import (
     Job,
     ShapeError,
@@ -40,6 +40,7 @@ from watcherd.api.shapes import (
     snippet,
 )
 from watcherd.api.transport import Exchange, RawResponse, fetch
+from watcherd.backoff import full_jitter
 from watcherd.config import ApiConfig
 from watcherd.errors import (
     ApiError,
@@ -192,6 +193,10 @@ class ApiClient:
             return parse(body)
         except ShapeError as exc:
             raise self._malformed(raw, f"unexpected shape: {exc}") from None
+        except (ArithmeticError, RecursionError, ValueError) as exc:
+            # A shape no parser rule foresaw must still be a refused body, not a crash.
+            why = f"{type(exc).__name__}: {str(exc)[:80]}"
+            raise self._malformed(raw, f"unexpected shape: {why}") from None
 
     async def _request(self, method: str, url: str, params: Mapping[str, str]) -> RawResponse:
         attempt = 0
@@ -277,6 +282,11 @@ class ApiClient:
             return AuthError(f"API key refused ({status}): {detail}", status=status, url=url)
         if status == 404:
             return NotFoundError(f"not found: {detail}", status=status, url=url)
+        if 300 <= status < 400:
+            location = snippet(raw.headers.get("location", "").encode(), self._key) or "nowhere"
+            return ClientRequestError(
+                f"redirect refused ({status} to {location}): {detail}", status=status, url=url
+            )
         if 300 <= status < 500:
             return ClientRequestError(
                 f"request refused ({status}): {detail}", status=status, url=url

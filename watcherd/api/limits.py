@@ -1,4 +1,4 @@
-"""Staying within what the service allows: the host gate, the rate cap and backoff.
+"""Staying within what the service allows: the host gate and the rate cap.
 
 - `HostGate`: one per host. A 429 or 503 with `Retry-After` pauses every request to
   that host until the time the service named; every extension is saved (through a
@@ -6,8 +6,7 @@
   keeps it.
 - `RateLimiter`: spaces requests so that all callers together stay at `rate` per
   second (GCRA, a token bucket without a refill task).
-- `full_jitter`: how long to wait before the next attempt (a server's own word,
-  Retry-After, is read by `watcherd.retry`).
+- How long a server asks us to wait (Retry-After) is read by `watcherd.retry`.
 
 Times given to or read from the gate are wall-clock epoch seconds. Clocks and sleeps
 are injectable so tests never wait on real time.
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -204,9 +202,3 @@ class RateLimiter:
         self._next = theoretical + self._interval
         if start > now:
             await self._sleep(start - now)
-
-
-def full_jitter(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """A delay drawn uniformly from [0, min(cap, base * 2**(attempt - 1))] (AWS full jitter)."""
-    ceiling = min(cap, base * 2.0 ** min(max(attempt - 1, 0), 62))
-    return rng.uniform(0.0, ceiling)
