@@ -123,7 +123,7 @@ def test_resume_then_reload_lifts_a_pause(tmp_path: Path) -> None:
             first = first_request_after(sim, reloaded, timeout=15)
         finally:
             assert stop(proc) == 0
-    assert f"{HOST}: pause until" in said and "reload" in said
+    assert f"{HOST}: cleared a pause until" in said and "reload" in said
     assert first is not None
     assert "no Retry-After pause is stored" in cli(config, "resume").stdout
 

@@ -64,7 +64,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print("no Retry-After pause is stored: requests are not held back")
         return 0
     for host, until in sorted(active.items()):
-        print(f"{host}: pause until {_when(until)} cleared ({_left(until - now)} were left)")
+        print(f"{host}: cleared a pause until {_when(until)} ({_left(until - now)} left)")
     if Store.daemon_running(path):
         print("the running daemon keeps its pause until a reload: systemctl reload watcherd")
     return 0
