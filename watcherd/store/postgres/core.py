@@ -1,0 +1,309 @@
+"""PgStore: the Store's interface on a shared PostgreSQL database.
+
+One connection per store, every operation in its own transaction (one per fetched
+page), serialized by a lock and shielded from cancellation like the SQLite store.
+A broken connection is dropped and opened again on the next call, so while the
+database is unreachable each call raises StoreError (the poller retries) instead of
+crashing the daemon.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+
+import anyio
+import psycopg
+import structlog
+
+from watcherd.config.secrets import redact_url
+from watcherd.errors import StoreError
+from watcherd.model import (
+    Delivery,
+    JobOverview,
+    MetricFilter,
+    MetricRow,
+    MetricsSummary,
+    Transition,
+    loads_exact,
+)
+from watcherd.store.postgres import outbox, readers, schema, writer
+from watcherd.store.postgres.sql import Conn
+from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
+from watcherd.store.rows import metric_params
+from watcherd.store.writer import LAST_POLL_KEY
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Op = Callable[Concatenate[Conn, P], Awaitable[T]]
+
+log = structlog.get_logger("watcherd.store")
+HOST_PAUSE_PREFIX: Final = "host_pause:"
+CONNECT_TIMEOUT: Final = 10
+EVERYTHING: Final = MetricFilter()
+
+
+async def connect(url: str, password: str | None) -> Conn:
+    """An autocommit connection (transactions are explicit); StoreError if unreachable."""
+    extra: dict[str, Any] = {} if password is None else {"password": password}
+    try:
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **extra
+        )
+    except psycopg.Error as exc:
+        raise StoreError(f"{redact_url(url)}: cannot connect: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PgStore:
+    """watcherd's history in PostgreSQL. Open with `PgStore.open(url, writer=...)`."""
+
+    backend: Final = "postgresql"
+
+    def __init__(self, conn: Conn, url: str, password: str | None, *, writer: bool) -> None:
+        self._conn: Conn | None = conn
+        self.url = url
+        self.where = redact_url(url)
+        self._password = password
+        self.writer = writer
+        self._lock = anyio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, url: str, *, writer: bool, password: str | None = None
+    ) -> AsyncIterator[PgStore]:
+        """Connect; a writer migrates, a reader refuses a missing or older schema."""
+        with anyio.CancelScope(shield=True):
+            conn = await connect(url, password)
+            try:
+                await _prepare(conn, redact_url(url), writer=writer)
+            except BaseException:
+                await conn.close()
+                raise
+        store = cls(conn, url, password, writer=writer)
+        try:
+            yield store
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    async def close(self) -> None:
+        """Close the connection (a later call would open a new one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _connection(self) -> Conn:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await connect(self.url, self._password)
+            log.info("store.reconnected", database=self.where)
+        return self._conn
+
+    async def _write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` in its own transaction, shielded from cancellation."""
+        if not self.writer:
+            raise StoreError(f"{self.where}: opened read-only")
+        return await self._read(op, *args, **kwargs)
+
+    async def _read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` in one transaction (one snapshot of reads, all writes or none)."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                conn = await self._connection()
+                try:
+                    async with conn.transaction():
+                        result = await op(conn, *args, **kwargs)
+                except psycopg.Error as exc:
+                    if conn.broken or conn.closed:
+                        self._conn = None
+                        log.warning("store.unreachable", database=self.where, error=str(exc))
+                    raise StoreError(f"{self.where}: {_first_line(exc)}") from exc
+        return result
+
+    # -- the watched set ---------------------------------------------------
+
+    async def sync_watched(self, entries: Sequence[tuple[str, str | None]], now: float) -> None:
+        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
+        await self._write(writer.sync_watched, entries, now)
+
+    async def ensure_jobs(self, job_ids: Sequence[str], now: float | None = None) -> None:
+        """Create unwatched rows for jobs never seen (for `wait` without a daemon)."""
+        await self._write(writer.ensure_jobs, job_ids, time.time() if now is None else now)
+
+    async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
+        """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
+        return await self._read(readers.job_states, None if only is None else frozenset(only))
+
+    # -- polls -----------------------------------------------------------------
+
+    async def record_poll(self, rec: PollRecord) -> PollResult:
+        """Rows, job fields, transition and outbox rows of one page, in one transaction."""
+        params = metric_params(rec.job_id, rec.metrics)
+        return await self._write(writer.record_poll, rec, params)
+
+    async def record_failure(
+        self, job_id: str, observed_at: float, error: str, *, not_found: bool
+    ) -> int:
+        """Note a failed poll; returns the count of 404s in a row."""
+        return await self._write(
+            writer.record_failure, job_id, observed_at, error, not_found=not_found
+        )
+
+    async def mark_missing(
+        self, job_id: str, observed_at: float, hooks: Sequence[HookLike]
+    ) -> PollResult:
+        """Transition the job to `missing` and queue the hooks that subscribe to it."""
+        return await self._write(writer.mark_missing, job_id, observed_at, hooks)
+
+    async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
+        """Store API events not seen before (by created_at, type, message); return how many."""
+        return await self._write(writer.record_events, job_id, events, now)
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's stored API events, in the order first seen."""
+        return await self._read(readers.events, job_id)
+
+    # -- daemon state --------------------------------------------------------
+
+    async def set_state(self, key: str, value: str | None) -> None:
+        """Set (or with None, delete) one daemon-state value."""
+        await self._write(writer.set_state, key, value)
+
+    async def get_state(self, key: str) -> str | None:
+        """One daemon-state value, or None."""
+        return await self._read(readers.get_state, key)
+
+    async def set_host_pause(self, host: str, until: float | None) -> None:
+        """Pause every request to `host` until `until` (epoch seconds); None lifts it."""
+        await self.set_state(HOST_PAUSE_PREFIX + host, None if until is None else repr(until))
+
+    async def host_pauses(self) -> dict[str, float]:
+        """Every stored host pause (expired ones included: compare with the clock)."""
+        found = await self._read(readers.state_prefixed, HOST_PAUSE_PREFIX)
+        return {host: float(until) for host, until in found.items()}
+
+    async def last_successful_poll(self) -> float | None:
+        """When a poll was last recorded successfully."""
+        value = await self.get_state(LAST_POLL_KEY)
+        return None if value is None else float(value)
+
+    # -- the outbox ----------------------------------------------------------
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Pending or failed deliveries due at `now`, oldest first."""
+        return await self._read(outbox.due, now, limit)
+
+    async def start_attempt(self, delivery_id: str, now: float) -> int:
+        """Mark running, count the attempt; returns the attempt number (1 for the first)."""
+        return await self._write(outbox.start_attempt, delivery_id, now)
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        now: float,
+        *,
+        outcome: str,
+        error: str | None,
+        output_tail: str | None,
+        next_attempt_at: float | None,
+    ) -> None:
+        """Record an attempt's outcome: delivered, failed (retry at next_attempt_at), dead."""
+        await self._write(
+            outbox.finish_attempt,
+            delivery_id,
+            now,
+            outcome=outcome,
+            error=error,
+            output_tail=output_tail,
+            next_attempt_at=next_attempt_at,
+        )
+
+    async def recover_interrupted(self, now: float) -> list[str]:
+        """Deliveries a crash left running become failed, due now; returns their ids."""
+        return await self._write(outbox.recover_interrupted, now)
+
+    async def requeue(self, delivery_id: str, now: float) -> bool:
+        """Same id back to pending, due now, attempts reset; False if unknown or running."""
+        return await self._write(outbox.requeue, delivery_id, now)
+
+    async def next_delivery_due(self) -> float | None:
+        """When the next pending or failed delivery falls due."""
+        return await self._read(outbox.next_due)
+
+    async def delivery_context(
+        self, delivery_id: str
+    ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
+        """A delivery, its job's last job object and metrics summary: the payload's parts."""
+        return await self._read(_delivery_context, delivery_id)
+
+    async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
+        """Every delivery, or one job's, in creation order."""
+        return await self._read(outbox.listing, job_id)
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """Deliveries per state (`pending`, `dead`, ...), one cheap query."""
+        return await self._read(readers.delivery_counts)
+
+    # -- readers ----------------------------------------------------------------
+
+    async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
+        """One row per job for `watcherd list`."""
+        return await self._read(readers.overview, include_unwatched=include_unwatched)
+
+    async def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
+        """One job's overview and last job object, or None if never seen."""
+        return await self._read(readers.job, job_id)
+
+    async def transitions(self, job_id: str) -> list[Transition]:
+        """A job's status changes, oldest first."""
+        return await self._read(readers.transitions, job_id)
+
+    async def metrics_json(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[str]:
+        """Stored JSON texts under `list_metrics` semantics, in API order."""
+        return await self._read(readers.metrics_json, job_id, flt)
+
+    async def metrics(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[MetricRow]:
+        """Rows under `list_metrics` semantics, parsed exactly, in API order."""
+        return [loads_exact(text) for text in await self.metrics_json(job_id, flt)]
+
+    async def all_metrics(self, job_id: str) -> list[MetricRow]:
+        """Every stored row of a job, in API order."""
+        return await self.metrics(job_id)
+
+    async def metrics_summary(self, job_id: str) -> MetricsSummary:
+        """Last step, last and best train/eval loss."""
+        return await self._read(readers.summary, job_id)
+
+    async def integrity_check(self) -> str:
+        """ "ok" when the database answers and holds this watcherd's schema version."""
+        found = await self._read(schema.version)
+        return "ok" if found == schema.SCHEMA_VERSION else f"schema version {found}"
+
+
+async def _prepare(conn: Conn, where: str, *, writer: bool) -> None:
+    """Migrate (writer) or check the schema version (reader)."""
+    try:
+        if writer:
+            await schema.migrate(conn, where)
+        else:
+            schema.check_version(await schema.version(conn), where, writer=False)
+    except psycopg.Error as exc:
+        raise StoreError(f"{where}: {_first_line(exc)}") from exc
+
+
+async def _delivery_context(
+    conn: Conn, delivery_id: str
+) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
+    found = await outbox.one_delivery(conn, delivery_id)
+    if found is None:
+        raise StoreError(f"no hook delivery {delivery_id!r}")
+    job = await readers.job(conn, found.job_id)
+    summary = await readers.summary(conn, found.job_id)
+    return found, (job[1] if job else None), summary
