@@ -23,6 +23,7 @@ class Backend:
     name: str
     server: PgServer | None = None
     _jobs: Iterator[int] = field(default_factory=itertools.count)
+    _shared: dict[str, str] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def fresh(self) -> Iterator[str | Path]:
@@ -32,6 +33,18 @@ class Backend:
             return
         with tempfile.TemporaryDirectory() as folder:
             yield Path(folder) / "w.db"
+
+    @contextlib.contextmanager
+    def per_example(self) -> Iterator[tuple[str | Path, str]]:
+        """(target, job id) for one hypothesis example: a new SQLite file each time, or
+        one PostgreSQL schema for the session with a job id never used before in it."""
+        if self.server is None:
+            with self.fresh() as target:
+                yield target, "ft-a"
+            return
+        if "url" not in self._shared:
+            self._shared["url"] = self.server.fresh_schema()
+        yield self._shared["url"], self.job_id()
 
     def job_id(self) -> str:
         """A job id never used before in this session (to share one store across examples)."""

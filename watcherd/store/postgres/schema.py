@@ -3,8 +3,8 @@
 The same tables as the SQLite schema (`watcherd.store.schema`), typed for PostgreSQL:
 exact JSON text in `row_json`, `job_json` and `event_json`, integer-nanosecond
 timestamps in BIGINT, times in DOUBLE PRECISION. Each step runs in its own transaction
-with its `schema_migrations` row, after `LOCK TABLE schema_migrations`, so two daemons
-starting together apply each step once. Append steps; never edit one that shipped.
+with its `schema_migrations` row, under a transaction-level advisory lock, so two
+daemons starting together apply each step once. Append steps; never edit one that shipped.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ _LEASES = Migration(
 MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _LEASES)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
+#: A transaction-level advisory lock key (released at commit, so poolers are no trouble).
+_MIGRATE_LOCK: Final = 0x77617463  # "watc"
 _BOOKKEEPING: Final = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
@@ -144,11 +146,11 @@ def check_version(found: int, where: str, *, writer: bool) -> None:
 
 async def migrate(conn: Conn, where: str) -> int:
     """Apply every pending step, each in its own transaction; return how many ran."""
-    await conn.execute(_BOOKKEEPING)
     applied = 0
     for number, step in enumerate(MIGRATIONS, start=1):
         async with conn.transaction():
-            await conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            await conn.execute(_BOOKKEEPING)
             current = await version(conn)  # re-read under the lock: another daemon may have won
             check_version(current, where, writer=True)
             if current < number:
