@@ -16,6 +16,7 @@ from watcherd.config import Config
 from watcherd.errors import StoreError
 from watcherd.model import is_settled
 from watcherd.store import Store
+from watcherd.store.interface import StoreApi
 
 HEARTBEAT_KEY: Final = "heartbeat_at"
 HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
@@ -28,7 +29,7 @@ HEARTBEAT_MISSES: Final = 12
 
 
 async def publish(
-    store: Store, *, now: float, every: float, line: str, auth_error: str | None
+    store: StoreApi, *, now: float, every: float, line: str, auth_error: str | None
 ) -> None:
     """Write what `check` reads: the heartbeat, its interval, the status line, key trouble."""
     await store.set_state(HEARTBEAT_KEY, repr(now))
@@ -52,7 +53,7 @@ async def check(config: Config, now: float) -> str | None:
     return health.problem(config, now)
 
 
-async def _read(store: Store) -> Health:
+async def _read(store: StoreApi) -> Health:
     """What the daemon last published, and whether any watched job can still change."""
     heartbeat = await store.get_state(HEARTBEAT_KEY)
     every = await store.get_state(HEARTBEAT_EVERY_KEY)

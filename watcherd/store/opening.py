@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from watcherd.config.schema import StoreConfig
+from watcherd.config.secrets import redact_url
 from watcherd.errors import StoreError
 from watcherd.store.core import Store
 from watcherd.store.interface import StoreApi
@@ -38,3 +40,27 @@ async def open_store(
         ) from exc
     async with PgStore.open(str(target), writer=writer, password=password) as pg:
         yield pg
+
+
+@asynccontextmanager
+async def open_configured(
+    config: StoreConfig, *, writer: bool, lock: bool | None = None
+) -> AsyncIterator[StoreApi]:
+    """The configured store: `store.url` (password resolved now) or the `store.path` file."""
+    if config.url is None:
+        async with open_store(config.path, writer=writer, lock=lock) as store:
+            yield store
+        return
+    password = None if config.password is None else config.password.resolve()
+    async with open_store(config.url, writer=writer, password=password) as pg:
+        yield pg
+
+
+def describe(config: StoreConfig) -> str:
+    """Where the store is, for logs and messages: the path, or the URL masked."""
+    return str(config.path) if config.url is None else redact_url(config.url)
+
+
+def store_exists(config: StoreConfig) -> bool:
+    """Whether there may be a history to read: a PostgreSQL URL, or the file exists."""
+    return config.url is not None or config.path.exists()

@@ -19,7 +19,7 @@ import structlog
 from watcherd.config import Config, HookConfig
 from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
 from watcherd.model import Delivery
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
 
 log = structlog.get_logger("watcherd.watch.dispatcher")
 
@@ -29,7 +29,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         http: httpx.AsyncClient,
         config: Config,
         *,

@@ -30,7 +30,8 @@ from watcherd.errors import (
     RateLimitedError,
 )
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
-from watcherd.store import PollRecord, PollResult, Store
+from watcherd.store import PollRecord, PollResult
+from watcherd.store.interface import StoreApi
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -53,7 +54,7 @@ class Poller:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         api: ApiClient,
         config: Config,
         *,
