@@ -31,10 +31,11 @@ from watcherd.api.client import ApiClient
 from watcherd.config import Config, JobsSource, load_config
 from watcherd.daemon.jobswatch import JobsFileWatch
 from watcherd.daemon.prometheus import bind, render, serve
-from watcherd.daemon.status import StatusReporter
+from watcherd.daemon.status import StatusReporter, status_line
 from watcherd.errors import ConfigError, WatcherdError
 from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
+from watcherd.model import SETTLED_DELIVERIES, DeliveryState
 from watcherd.store.interface import StoreApi
 from watcherd.store.opening import describe, open_configured
 from watcherd.systemd import Notifier
@@ -50,7 +51,6 @@ STOP_GRACE = 10.0
 JOBS_FILE_CHECK = 1.0
 #: How often `run --until-done` checks whether everything is settled.
 DONE_CHECK = 0.2
-OUTSTANDING = ("pending", "running", "failed")
 
 Wall = Callable[[], float]
 
@@ -149,7 +149,7 @@ class Daemon:
             if listener is not None:
                 tg.start_soon(serve, listener, self.metrics_text)
                 log.info("metrics.listening", address=str(address))
-            self.notifier.ready(await self.rt.reporter.publish())
+            self.notifier.ready(status_line(await self.rt.reporter.refresh()))
             tg.start_soon(self._watch_jobs_file)
             tg.start_soon(self._status_loop)
             tg.start_soon(self.rt.poller.run)
@@ -198,9 +198,9 @@ class Daemon:
             if not self.rt.poller.settled():
                 continue
             counts = await self.rt.store.delivery_counts()
-            if any(counts.get(state, 0) for state in OUTSTANDING):
+            if any(counts.get(s, 0) for s in DeliveryState if s not in SETTLED_DELIVERIES):
                 continue
-            dead = counts.get("dead", 0)
+            dead = counts.get(DeliveryState.DEAD, 0)
             self.exit_code = 1 if dead else 0
             log.info("daemon.all_done", jobs=len(self.rt.poller.jobs), dead_hooks=dead)
             tg.cancel_scope.cancel()

@@ -38,12 +38,11 @@ from watcherd.api.latency import LatencySnapshot
 from watcherd.config import Listen
 from watcherd.daemon.status import Snapshot
 from watcherd.errors import WatcherdError
+from watcherd.model import DeliveryState
 
 log = structlog.get_logger("watcherd.daemon.prometheus")
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-#: Every state a delivery can be in, so each series exists from the start.
-DELIVERY_STATES: Final = ("pending", "running", "delivered", "failed", "dead")
 #: A request head must arrive within this many seconds of the connection (Prometheus
 #: sends it at once), so an idle connection holds a slot briefly.
 HEAD_DEADLINE: Final = 1.0
@@ -90,7 +89,7 @@ def render(snap: Snapshot, *, started_at: float) -> str:
 
 
 def _states(counts: Mapping[str, int]) -> list[str]:
-    return [*DELIVERY_STATES, *sorted(set(counts) - set(DELIVERY_STATES))]
+    return [*DeliveryState, *sorted(set(counts) - set(DeliveryState))]
 
 
 def _gauge(out: list[str], name: str, help_: str, value: float | str | None) -> None:

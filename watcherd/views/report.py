@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Final
 
-from watcherd.model import Delivery, JobOverview, MetricRow, Transition
+from watcherd.model import Delivery, JobOverview, MetricRow, Transition, is_settled
 from watcherd.views import _svg
 from watcherd.views._fields import job_fields
 from watcherd.views._fmt import duration, number
@@ -74,7 +74,7 @@ def _status(status: str | None) -> str:
     """A status in a span coloured by class."""
     kind = {"completed": "completed", None: "live"}.get(status)
     if kind is None:
-        kind = "failed" if status in ("error", "cancelled", "user_error", "missing") else "live"
+        kind = "failed" if is_settled(status) else "live"
     return f'<span class="status-{kind}">{_e(status or "never polled")}</span>'
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 from watcherd.errors import StoreError
-from watcherd.model import Delivery
-from watcherd.store.outbox import COLUMNS, INTERRUPTED, OUTCOMES, to_delivery
+from watcherd.model import INTERRUPTED, Delivery
+from watcherd.store.outbox import COLUMNS, OUTCOMES, to_delivery
 from watcherd.store.postgres.sql import Conn, fetch, one
 
 _SELECT: Final = f"SELECT {COLUMNS} FROM deliveries"
