@@ -12,7 +12,8 @@
     │   ├── ClientRequestError    any other 4xx (e.g. cancelling a finished job)
     │   └── MalformedResponseError  a body we cannot trust (HTML, truncated, oversized)
     ├── StoreError                the local SQLite database
-    │   └── DatabaseLockedError   another daemon owns this database
+    │   ├── DatabaseLockedError   another daemon owns this database
+    │   └── LeaseLostError        a shared database gave this job or delivery to another daemon
     └── HookError                 a hook could not be configured or run
 
 Only `watcherd.cli` turns these into messages and exit codes.
@@ -119,6 +120,10 @@ class DatabaseLockedError(StoreError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"{path}: another watcherd daemon is already running on this database")
+
+
+class LeaseLostError(StoreError):
+    """This daemon's lease on a job or delivery passed to another: its write is refused."""
 
 
 class HookError(WatcherdError):

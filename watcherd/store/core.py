@@ -320,6 +320,10 @@ class Store:
         """Last step, last and best train/eval loss."""
         return await self._read(readers.summary, job_id)
 
+    async def claim_work(self) -> frozenset[str] | None:
+        """None: one daemon owns a SQLite database (its lock), so every job is its own."""
+        return None
+
     async def integrity_check(self) -> str:
         """`PRAGMA integrity_check`: "ok" for a sound database."""
         rows = await self._read(_pragma_rows, "integrity_check")

@@ -152,6 +152,11 @@ class StoreApi(Protocol):
         """Last step, last and best train/eval loss."""
         ...
 
+    async def claim_work(self) -> frozenset[str] | None:
+        """Claim this daemon's share of the watched jobs on a shared database (renewing
+        what it holds); the job ids it polls, or None when every job is its own."""
+        ...
+
     async def integrity_check(self) -> str:
         """ "ok" for a sound database."""
         ...

@@ -22,7 +22,12 @@ def is_postgres(target: str | Path) -> bool:
 
 @asynccontextmanager
 async def open_store(
-    target: str | Path, *, writer: bool, lock: bool | None = None, password: str | None = None
+    target: str | Path,
+    *,
+    writer: bool,
+    lock: bool | None = None,
+    password: str | None = None,
+    lease: float = 30.0,
 ) -> AsyncIterator[StoreApi]:
     """Open the store at `target`: a SQLite file (with its daemon lock) or PostgreSQL.
 
@@ -38,7 +43,7 @@ async def open_store(
         raise StoreError(
             "store.url is a PostgreSQL URL but psycopg is not installed; install watcherd[postgres]"
         ) from exc
-    async with PgStore.open(str(target), writer=writer, password=password) as pg:
+    async with PgStore.open(str(target), writer=writer, password=password, lease=lease) as pg:
         yield pg
 
 
@@ -52,7 +57,7 @@ async def open_configured(
             yield store
         return
     password = None if config.password is None else config.password.resolve()
-    async with open_store(config.url, writer=writer, password=password) as pg:
+    async with open_store(config.url, writer=writer, password=password, lease=config.lease) as pg:
         yield pg
 
 

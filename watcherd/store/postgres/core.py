@@ -9,7 +9,12 @@ crashing the daemon.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
@@ -29,7 +34,7 @@ from watcherd.model import (
     Transition,
     loads_exact,
 )
-from watcherd.store.postgres import outbox, readers, schema, writer
+from watcherd.store.postgres import leases, outbox, readers, schema, writer
 from watcherd.store.postgres.sql import Conn
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import metric_params
@@ -43,6 +48,7 @@ log = structlog.get_logger("watcherd.store")
 HOST_PAUSE_PREFIX: Final = "host_pause:"
 CONNECT_TIMEOUT: Final = 10
 EVERYTHING: Final = MetricFilter()
+DEFAULT_LEASE: Final = 30.0
 
 
 async def connect(url: str, password: str | None) -> Conn:
@@ -66,18 +72,23 @@ class PgStore:
 
     backend: Final = "postgresql"
 
-    def __init__(self, conn: Conn, url: str, password: str | None, *, writer: bool) -> None:
+    def __init__(
+        self, conn: Conn, url: str, password: str | None, *, writer: bool, lease: float
+    ) -> None:
         self._conn: Conn | None = conn
         self.url = url
         self.where = redact_url(url)
         self._password = password
         self.writer = writer
         self._lock = anyio.Lock()
+        self.member = leases.Member(uuid.uuid4().hex[:16], socket.gethostname(), os.getpid(), lease)
+        self._tokens: dict[str, int] | None = None  # held job leases, once claim_work ran
+        self._attempts: dict[str, int] = {}  # delivery id -> the attempt started here
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, url: str, *, writer: bool, password: str | None = None
+        cls, url: str, *, writer: bool, password: str | None = None, lease: float = DEFAULT_LEASE
     ) -> AsyncIterator[PgStore]:
         """Connect; a writer migrates, a reader refuses a missing or older schema."""
         with anyio.CancelScope(shield=True):
@@ -87,7 +98,7 @@ class PgStore:
             except BaseException:
                 await conn.close()
                 raise
-        store = cls(conn, url, password, writer=writer)
+        store = cls(conn, url, password, writer=writer, lease=lease)
         try:
             yield store
         finally:
@@ -95,7 +106,11 @@ class PgStore:
                 await store.close()
 
     async def close(self) -> None:
-        """Close the connection (a later call would open a new one)."""
+        """Give back this daemon's leases (a clean stop hands over at once), disconnect."""
+        if self._tokens is not None:
+            with contextlib.suppress(StoreError):
+                await self._write(leases.release_all, self.member.instance)
+            self._tokens = None
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -144,23 +159,48 @@ class PgStore:
     # -- polls -----------------------------------------------------------------
 
     async def record_poll(self, rec: PollRecord) -> PollResult:
-        """Rows, job fields, transition and outbox rows of one page, in one transaction."""
+        """Rows, job fields, transition and outbox rows of one page, in one transaction.
+
+        Once this store claims work (`claim_work`), the write is fenced: LeaseLostError
+        if the job's lease passed to another daemon.
+        """
         params = metric_params(rec.job_id, rec.metrics)
-        return await self._write(writer.record_poll, rec, params)
+        fence = self._fence(rec.job_id)
+        return await self._write(_fenced, fence, rec.job_id, writer.record_poll, rec, params)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
     ) -> int:
         """Note a failed poll; returns the count of 404s in a row."""
-        return await self._write(
-            writer.record_failure, job_id, observed_at, error, not_found=not_found
-        )
+        fence = self._fence(job_id)
+        op = functools.partial(writer.record_failure, not_found=not_found)
+        return await self._write(_fenced, fence, job_id, op, job_id, observed_at, error)
 
     async def mark_missing(
         self, job_id: str, observed_at: float, hooks: Sequence[HookLike]
     ) -> PollResult:
         """Transition the job to `missing` and queue the hooks that subscribe to it."""
-        return await self._write(writer.mark_missing, job_id, observed_at, hooks)
+        fence = self._fence(job_id)
+        return await self._write(
+            _fenced, fence, job_id, writer.mark_missing, job_id, observed_at, hooks
+        )
+
+    def _fence(self, job_id: str) -> tuple[str, int | None] | None:
+        """(holder, token) to check before writing `job_id`; None outside a cluster."""
+        if self._tokens is None:
+            return None
+        return self.member.instance, self._tokens.get(job_id)
+
+    # -- sharing the work ------------------------------------------------------
+
+    async def claim_work(self) -> frozenset[str] | None:
+        """Heartbeat, renew and claim job leases (see `leases`); the jobs this daemon polls."""
+        self._tokens = await self._write(leases.claim, self.member)
+        return frozenset(self._tokens)
+
+    async def live_daemons(self) -> list[tuple[str, str, int]]:
+        """(instance, host, pid) of every daemon whose heartbeat is current."""
+        return await self._read(leases.live_daemons)
 
     async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
         """Store API events not seen before (by created_at, type, message); return how many."""
@@ -197,12 +237,28 @@ class PgStore:
     # -- the outbox ----------------------------------------------------------
 
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        """Pending or failed deliveries due at `now`, oldest first."""
+        """Pending or failed deliveries due at `now`, oldest first.
+
+        A daemon sharing the work (once it claimed some) first turns running deliveries
+        whose holder's lease ran out (a daemon that died) into failed, due now: another
+        daemon picks them up within a lease period.
+        """
+        if self.writer and self._tokens is not None:
+            recovered = await self._write(leases.recover_expired, now)
+            if recovered:
+                log.warning("hook.recovered", deliveries=recovered, reason="lease expired")
         return await self._read(outbox.due, now, limit)
 
     async def start_attempt(self, delivery_id: str, now: float) -> int:
-        """Mark running, count the attempt; returns the attempt number (1 for the first)."""
-        return await self._write(outbox.start_attempt, delivery_id, now)
+        """Take the delivery for this daemon (a lease), count the attempt; its number.
+
+        LeaseLostError if another daemon took it first.
+        """
+        attempt = await self._write(
+            outbox.start_attempt, delivery_id, now, self.member.instance, self.member.lease
+        )
+        self._attempts[delivery_id] = attempt
+        return attempt
 
     async def finish_attempt(
         self,
@@ -214,11 +270,16 @@ class PgStore:
         output_tail: str | None,
         next_attempt_at: float | None,
     ) -> None:
-        """Record an attempt's outcome: delivered, failed (retry at next_attempt_at), dead."""
+        """Record an attempt's outcome: delivered, failed (retry at next_attempt_at), dead.
+
+        Fenced: LeaseLostError if the attempt started here was taken over meanwhile.
+        """
+        attempt = self._attempts.pop(delivery_id, None)
         await self._write(
             outbox.finish_attempt,
             delivery_id,
             now,
+            fence=None if attempt is None else (self.member.instance, attempt),
             outcome=outcome,
             error=error,
             output_tail=output_tail,
@@ -226,8 +287,12 @@ class PgStore:
         )
 
     async def recover_interrupted(self, now: float) -> list[str]:
-        """Deliveries a crash left running become failed, due now; returns their ids."""
-        return await self._write(outbox.recover_interrupted, now)
+        """Running deliveries whose lease ran out become failed, due now; their ids.
+
+        On a shared database a running delivery may be another live daemon's: only
+        those whose holder stopped renewing are taken back.
+        """
+        return await self._write(leases.recover_expired, now)
 
     async def requeue(self, delivery_id: str, now: float) -> bool:
         """Same id back to pending, due now, attempts reset; False if unknown or running."""
@@ -296,6 +361,21 @@ async def _prepare(conn: Conn, where: str, *, writer: bool) -> None:
             schema.check_version(await schema.version(conn), where, writer=False)
     except psycopg.Error as exc:
         raise StoreError(f"{where}: {_first_line(exc)}") from exc
+
+
+async def _fenced(
+    conn: Conn,
+    fence: tuple[str, int | None] | None,
+    job_id: str,
+    op: Callable[..., Awaitable[T]],
+    *args: Any,
+) -> T:
+    """`op` after locking the job row and, in a cluster, checking this daemon's lease."""
+    if fence is not None:
+        await conn.execute(writer.ENSURE_JOB, (job_id, time.time()))
+        await conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+        await leases.fence_job(conn, job_id, *fence)
+    return await op(conn, *args)
 
 
 async def _delivery_context(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from watcherd.errors import StoreError
+from watcherd.errors import LeaseLostError, StoreError
 from watcherd.model import INTERRUPTED, Delivery
 from watcherd.store.outbox import COLUMNS, OUTCOMES, to_delivery
 from watcherd.store.postgres.sql import Conn, fetch, one
@@ -12,17 +12,29 @@ from watcherd.store.postgres.sql import Conn, fetch, one
 _SELECT: Final = f"SELECT {COLUMNS} FROM deliveries"
 
 
-async def start_attempt(conn: Conn, ident: str, now: float) -> int:
-    """Mark the delivery running and count the attempt; return the attempt number."""
+async def start_attempt(conn: Conn, ident: str, now: float, holder: str, lease: float) -> int:
+    """Take a waiting delivery: running, held by `holder` for `lease` seconds, attempt + 1.
+
+    LeaseLostError when another daemon took it first (it is running or settled now).
+    """
     found = await one(
         conn,
         "UPDATE deliveries SET state = 'running', attempts = attempts + 1, started_at = %s,"
-        " updated_at = %s WHERE id = %s RETURNING attempts",
-        (now, now, ident),
+        " updated_at = %s, lease_holder = %s, lease_expires = %s"
+        " WHERE id = %s AND state IN ('pending', 'failed') RETURNING attempts",
+        (now, now, holder, now + lease, ident),
     )
     if found is None:
-        raise StoreError(f"no hook delivery {ident!r}")
+        await _refuse(conn, ident, "another daemon took it")
+    assert found is not None
     return int(found[0])
+
+
+async def _refuse(conn: Conn, ident: str, why: str) -> None:
+    """LeaseLostError if the delivery exists (someone else has it), else StoreError."""
+    if await one(conn, "SELECT 1 FROM deliveries WHERE id = %s", (ident,)) is None:
+        raise StoreError(f"no hook delivery {ident!r}")
+    raise LeaseLostError(f"hook delivery {ident!r}: {why}")
 
 
 async def finish_attempt(
@@ -30,22 +42,34 @@ async def finish_attempt(
     ident: str,
     now: float,
     *,
+    fence: tuple[str, int] | None,
     outcome: str,
     error: str | None,
     output_tail: str | None,
     next_attempt_at: float | None,
 ) -> None:
-    """Record an attempt's outcome: delivered, failed (due again at next_attempt_at) or dead."""
+    """Record an attempt's outcome: delivered, failed (due again at next_attempt_at) or dead.
+
+    With a `fence` (holder, attempt) the row must still be that attempt of that holder;
+    without one (no attempt was started here) it must not be running elsewhere.
+    """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}")
     due = (now if next_attempt_at is None else next_attempt_at) if outcome == "failed" else None
-    cur = await conn.execute(
+    values = (outcome, error, output_tail, due, now, ident)
+    update = (
         "UPDATE deliveries SET state = %s, last_error = %s, output_tail = %s,"
-        " next_attempt_at = %s, updated_at = %s WHERE id = %s",
-        (outcome, error, output_tail, due, now, ident),
+        " next_attempt_at = %s, updated_at = %s, lease_holder = NULL WHERE id = %s"
     )
+    if fence is None:
+        cur = await conn.execute(update + " AND state != 'running'", values)
+    else:
+        cur = await conn.execute(
+            update + " AND state = 'running' AND lease_holder = %s AND attempts = %s",
+            (*values, *fence),
+        )
     if not cur.rowcount:
-        raise StoreError(f"no hook delivery {ident!r}")
+        await _refuse(conn, ident, "this daemon's lease on it passed to another daemon")
 
 
 async def recover_interrupted(conn: Conn, now: float) -> list[str]:

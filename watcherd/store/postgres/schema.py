@@ -105,6 +105,10 @@ _LEASES = Migration(
             started_at DOUBLE PRECISION NOT NULL,
             seen_at DOUBLE PRECISION NOT NULL,
             expires_at DOUBLE PRECISION NOT NULL)""",
+        # A running delivery belongs to `lease_holder` until `lease_expires`; its
+        # `attempts` count is the fencing token of that attempt.
+        "ALTER TABLE deliveries ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE deliveries ADD COLUMN lease_expires DOUBLE PRECISION",
     ),
 )
 
