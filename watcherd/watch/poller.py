@@ -26,8 +26,10 @@ from watcherd.config import Config
 from watcherd.errors import (
     ApiError,
     AuthError,
+    LeaseLostError,
     NotFoundError,
     RateLimitedError,
+    StoreError,
 )
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
 from watcherd.store import PollRecord, PollResult
@@ -78,6 +80,8 @@ class Poller:
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
+        self.mine: frozenset[str] | None = None
 
     # -- configuration -------------------------------------------------
 
@@ -136,8 +140,46 @@ class Poller:
     # -- the loop --------------------------------------------------------
 
     def live_jobs(self) -> list[JobSchedule]:
-        """Watched jobs that may still change."""
-        return [j for j in self.jobs.values() if j.status is None or not is_terminal(j.status)]
+        """Watched jobs that may still change (on a shared database: those leased here)."""
+        mine = self.mine
+        return [
+            j
+            for j in self.jobs.values()
+            if (j.status is None or not is_terminal(j.status))
+            and (mine is None or j.job_id in mine)
+        ]
+
+    # -- sharing the work (PostgreSQL) -------------------------------------
+
+    async def claim(self) -> None:
+        """Renew and claim this daemon's job leases; reload the state of jobs gained.
+
+        A job gained from another daemon continues from what that daemon stored (its
+        status and cursor), so nothing is fetched twice or skipped.
+        """
+        mine = await self.store.claim_work()
+        if mine is None:
+            return
+        gained = mine - (self.mine or frozenset())
+        lost = (self.mine or frozenset()) - mine
+        self.mine = mine
+        if gained:
+            await self.load_jobs()
+            for job_id in gained & set(self.jobs):
+                self.jobs[job_id].next_at = 0.0  # look now: it may have waited a lease
+        if gained or lost:
+            log.info("poll.leases", held=len(mine), gained=len(gained), lost=len(lost))
+            self.wake()
+
+    async def claim_forever(self) -> None:
+        """Claim every third of a lease period; a failed claim is retried, not fatal."""
+        every = self.config.store.lease / 3
+        while True:
+            try:
+                await self.claim()
+            except StoreError as exc:
+                log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
+            await anyio.sleep(every)
 
     def settled(self) -> bool:
         """True when every watched job is terminal or missing."""
@@ -146,6 +188,9 @@ class Poller:
     async def run(self) -> None:
         """Poll forever, each job in its own task: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
+            if self.config.store.url is not None:
+                await self.claim()
+                tg.start_soon(self.claim_forever)
             while True:
                 self._start_due(tg)
                 await self._sleep_until_due()
@@ -206,6 +251,8 @@ class Poller:
 
     async def poll_once(self) -> None:
         """Poll every live job once, whatever its schedule (for `run --once`)."""
+        if self.config.store.url is not None:
+            await self.claim()
         for sched in self.live_jobs():
             sched.next_at = sched.metrics_at = 0.0
         await self.poll_due()
@@ -275,7 +322,23 @@ class Poller:
         except ApiError as exc:
             await self._failed(sched, exc)
             return
-        await self._record(sched, job, metrics, full=changed or job is not listed)
+        try:
+            await self._record(sched, job, metrics, full=changed or job is not listed)
+        except StoreError as exc:
+            if self.mine is None:  # a single daemon's own database failing: as before
+                raise
+            self._store_failed(sched, exc)
+
+    def _store_failed(self, sched: JobSchedule, exc: StoreError) -> None:
+        """On a shared database: a lost lease drops the job; an outage backs it off."""
+        if isinstance(exc, LeaseLostError):
+            self.mine = (self.mine or frozenset()) - {sched.job_id}
+            log.warning("poll.lease_lost", job_id=sched.job_id)
+            return
+        sched.failures += 1
+        delay = self._backoff(sched.failures)
+        sched.next_at = self.monotonic() + delay
+        log.warning("store.write_failed", job_id=sched.job_id, error=str(exc), retry_in=delay)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
         """A job turning terminal gets a retrieve: its complete last object goes to hooks.
