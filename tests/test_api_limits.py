@@ -185,3 +185,30 @@ def _record(fake: FakeTime) -> Any:
 def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
     """Retry-After as seconds, fractional seconds, ms or HTTP date; junk ignored; no cap."""
     assert retry_after(httpx.Headers(headers), 1000.0) == expected
+
+
+async def test_a_new_rate_applies_from_the_next_reservation() -> None:
+    """set_rate (daemons sharing the budget) spaces later requests at the new interval."""
+    fake = FakeTime(0.0)
+    limiter = RateLimiter(10.0, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(2):
+        await limiter.acquire()
+    limiter.set_rate(5.0)
+    for _ in range(2):
+        await limiter.acquire()
+    assert fake.sleeps == pytest.approx([0.1, 0.1, 0.2])
+
+
+async def test_sharing_splits_rate_and_concurrency(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """Two daemons: each keeps to half of max_rate and of max_concurrency (at least 1)."""
+    client = client_for(http, server, max_rate=20.0, max_concurrency=3)
+    client.share(2)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(client.list_jobs)
+    times = sorted(seen.at for seen in server.seen)
+    assert times[-1] - times[0] >= 5 * 0.1 * 0.95  # 10 per second, not 20
+    assert client._slots.total_tokens == 1

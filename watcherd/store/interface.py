@@ -157,6 +157,14 @@ class StoreApi(Protocol):
         what it holds); the job ids it polls, or None when every job is its own."""
         ...
 
+    async def try_lease(self, name: str, seconds: float) -> bool:
+        """Take (or keep) a named lease for `seconds`; False if another daemon holds it."""
+        ...
+
+    async def live_daemons(self) -> list[tuple[str, str, int]]:
+        """(instance, host, pid) of the daemons sharing a database ([] on SQLite)."""
+        ...
+
     async def integrity_check(self) -> str:
         """ "ok" for a sound database."""
         ...

@@ -34,6 +34,7 @@ from watcherd.errors import (
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
 from watcherd.store import PollRecord, PollResult
 from watcherd.store.interface import StoreApi
+from watcherd.watch.cluster import Cluster
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -82,6 +83,8 @@ class Poller:
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
         #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
         self.mine: frozenset[str] | None = None
+        self.cluster = Cluster(store, config, wall) if config.store.url is not None else None
+        self._seen: dict[str, float] = {}  # job id -> wall time of the newest state we know
 
     # -- configuration -------------------------------------------------
 
@@ -136,6 +139,8 @@ class Poller:
             else:
                 sched.status, sched.max_step = state.status, state.max_step
             sched.cursor = state.cursor_step
+            seen = state.last_poll_at or 0.0
+            self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
 
     # -- the loop --------------------------------------------------------
 
@@ -188,9 +193,10 @@ class Poller:
     async def run(self) -> None:
         """Poll forever, each job in its own task: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
-            if self.config.store.url is not None:
+            if self.cluster is not None:
                 await self.claim()
                 tg.start_soon(self.claim_forever)
+                tg.start_soon(self.cluster.run, lambda: self.api, lambda: self.api_host)
             while True:
                 self._start_due(tg)
                 await self._sleep_until_due()
@@ -288,6 +294,8 @@ class Poller:
         """One list request when it saves requests; {} when retrieve is cheaper or it failed."""
         if len(covered) < 2:
             return {}
+        if self.cluster is not None and self.mine is not None:
+            return await self._shared_statuses(self.cluster)
         try:
             jobs = await self.api.list_jobs()
         except AuthError as exc:
@@ -297,6 +305,22 @@ class Poller:
             log.warning("poll.list_failed", error=str(exc))
             return {}
         return {job.id: job for job in jobs}
+
+    async def _shared_statuses(self, cluster: Cluster) -> dict[str, Job]:
+        """The round's list as one daemon fetched it; entries older than what we know of
+        a job are left out (a stale status must never be recorded after a newer one)."""
+        try:
+            listing = await cluster.listing(self.api)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return {}
+        except (ApiError, StoreError, ValueError, KeyError) as exc:
+            log.warning("poll.list_failed", error=str(exc))
+            return {}
+        if listing is None:
+            return {}
+        seen = self._seen
+        return {j: job for j, job in listing.jobs.items() if listing.at >= seen.get(j, 0.0)}
 
     # -- one job ---------------------------------------------------------
 
@@ -383,6 +407,7 @@ class Poller:
             seconds_remaining=job.seconds_remaining,
         )
         result = await self.store.record_poll(record)
+        self._seen[sched.job_id] = observed
         self._after_record(sched, job, metrics, result)
 
     def _after_record(

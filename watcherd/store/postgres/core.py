@@ -198,6 +198,10 @@ class PgStore:
         self._tokens = await self._write(leases.claim, self.member)
         return frozenset(self._tokens)
 
+    async def try_lease(self, name: str, seconds: float) -> bool:
+        """Take the named lease (e.g. the round's list request) unless another daemon has it."""
+        return await self._write(leases.try_lease, name, self.member.instance, seconds)
+
     async def live_daemons(self) -> list[tuple[str, str, int]]:
         """(instance, host, pid) of every daemon whose heartbeat is current."""
         return await self._read(leases.live_daemons)

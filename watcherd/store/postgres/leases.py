@@ -168,3 +168,17 @@ async def live_daemons(conn: Conn) -> list[tuple[str, str, int]]:
         f"SELECT instance, host, pid FROM daemons WHERE expires_at > {NOW} ORDER BY started_at",
     )
     return [(str(i), str(h), int(p)) for i, h, p in rows]
+
+
+async def try_lease(conn: Conn, name: str, holder: str, seconds: float) -> bool:
+    """Take (or keep) the named lease for `seconds` unless another holds it unexpired."""
+    found = await one(
+        conn,
+        f"INSERT INTO leases (name, holder, token, expires_at) VALUES (%s, %s, 1, {NOW} + %s)"
+        " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+        " token = leases.token + (leases.holder <> excluded.holder)::int,"
+        f" expires_at = excluded.expires_at WHERE leases.expires_at <= {NOW}"
+        " OR leases.holder = excluded.holder RETURNING token",
+        ("named:" + name, holder, seconds),
+    )
+    return found is not None

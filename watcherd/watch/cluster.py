@@ -1,0 +1,118 @@
+"""Daemons sharing a PostgreSQL store: one list request per round, one pause, one budget.
+
+- The round's list request: the daemon that takes the `list` lease makes it and stores
+  the answer (`state`, key LIST_KEY); the others use that answer while it is fresh.
+- The Retry-After pause: a pause any daemon's gate takes is written to the store, and
+  every daemon applies the stored pause, looking every PAUSE_SYNC seconds.
+- The request budget: each daemon keeps to 1/N of `max_rate` and `max_concurrency`,
+  N being the daemons whose heartbeat is current.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import structlog
+
+from watcherd.api.client import ApiClient, Job
+from watcherd.api.shapes import parse_job
+from watcherd.config import Config
+from watcherd.errors import ApiError, StoreError
+from watcherd.model import dumps_exact, loads_exact
+from watcherd.store.interface import StoreApi
+
+log = structlog.get_logger("watcherd.watch.cluster")
+
+LIST_KEY: Final = "shared_list"
+#: Seconds between looks at the stored pause (a pause is shared within about this long).
+PAUSE_SYNC: Final = 0.1
+#: While another daemon makes the list request: look for its answer this often, this many times.
+LIST_WAIT: Final = 0.2
+LIST_WAITS: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list answer and when it was fetched (wall clock)."""
+
+    at: float
+    jobs: dict[str, Job]
+
+
+class Cluster:
+    """What daemons on one database share, seen from one of them."""
+
+    def __init__(
+        self, store: StoreApi, config: Config, wall: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.wall = wall
+        self.daemons = 1
+        self._written_pause = 0.0
+
+    async def listing(self, api: ApiClient) -> Listing | None:
+        """The round's list answer: fresh from the store, or fetched here if ours to make.
+
+        While another daemon makes it, wait a little for its answer; None if none came.
+        """
+        fresh_for = self.config.poll.min_interval / 2
+        for _ in range(LIST_WAITS):
+            stored = await self._stored()
+            now = self.wall()
+            if stored is not None and now - stored.at < fresh_for:
+                return stored
+            if await self.store.try_lease("list", fresh_for):
+                break
+            await anyio.sleep(LIST_WAIT)
+        else:
+            return None
+        jobs = await api.list_jobs()
+        text = dumps_exact({"at": now, "jobs": [job.raw for job in jobs]})
+        await self.store.set_state(LIST_KEY, text)
+        return Listing(now, {job.id: job for job in jobs})
+
+    async def _stored(self) -> Listing | None:
+        text = await self.store.get_state(LIST_KEY)
+        if text is None:
+            return None
+        data = loads_exact(text)
+        jobs = [parse_job(raw) for raw in data["jobs"]]
+        return Listing(float(data["at"]), {job.id: job for job in jobs})
+
+    async def sync_pause(self, api: ApiClient, host: str) -> None:
+        """Apply the stored pause to our gate; store ours if it reaches further."""
+        stored = (await self.store.host_pauses()).get(host, 0.0)
+        gate = api.gate
+        if stored > gate.paused_until:
+            gate.pause_until(stored)
+            log.info("api.pause_shared", until=stored)
+        elif gate.paused_until > max(stored, self._written_pause, self.wall()):
+            self._written_pause = gate.paused_until
+            await self.store.set_host_pause(host, gate.paused_until)
+
+    async def sync_budget(self, api: ApiClient) -> None:
+        """Split the request budget among the live daemons."""
+        daemons = max(1, len(await self.store.live_daemons()))
+        if daemons != self.daemons:
+            log.info("api.budget_shared", daemons=daemons)
+            self.daemons = daemons
+        api.share(daemons)
+
+    async def run(self, api: Callable[[], ApiClient], host: Callable[[], str]) -> None:
+        """Keep the pause and the budget in step with the other daemons, forever."""
+        every_budget = max(1, round(self.config.store.lease / 3 / PAUSE_SYNC))
+        ticks = 0
+        while True:
+            try:
+                await self.sync_pause(api(), host())
+                if ticks % every_budget == 0:
+                    await self.sync_budget(api())
+            except (StoreError, ApiError, ValueError, KeyError) as exc:
+                log.warning("cluster.sync_failed", error=str(exc))
+            ticks += 1
+            await anyio.sleep(PAUSE_SYNC)
