@@ -2,8 +2,8 @@
 
 - The round's list request: the daemon that takes the `list` lease makes it and stores
   the answer (`state`, key LIST_KEY); the others use that answer while it is fresh.
-- The Retry-After pause: a pause any daemon's gate takes is written to the store, and
-  every daemon applies the stored pause, looking every PAUSE_SYNC seconds.
+- The Retry-After pause: a pause any daemon's gate takes is written to the store at
+  once (within TICK), and every daemon applies the stored pause every PAUSE_SYNC s.
 - The request budget: each daemon keeps to 1/N of `max_rate` and `max_concurrency`,
   N being the daemons whose heartbeat is current.
 """
@@ -28,8 +28,10 @@ from watcherd.store.interface import StoreApi
 log = structlog.get_logger("watcherd.watch.cluster")
 
 LIST_KEY: Final = "shared_list"
-#: Seconds between looks at the stored pause (a pause is shared within about this long).
-PAUSE_SYNC: Final = 0.1
+#: Seconds between looks at our own gate (a pause it takes is stored at once) ...
+TICK: Final = 0.02
+#: ... and at the stored pause (another daemon's pause applies within about this long).
+PAUSE_SYNC: Final = 0.06
 #: While another daemon makes the list request: look for its answer this often, this many times.
 LIST_WAIT: Final = 0.2
 LIST_WAITS: Final = 10
@@ -84,16 +86,20 @@ class Cluster:
         jobs = [parse_job(raw) for raw in data["jobs"]]
         return Listing(float(data["at"]), {job.id: job for job in jobs})
 
-    async def sync_pause(self, api: ApiClient, host: str) -> None:
-        """Apply the stored pause to our gate; store ours if it reaches further."""
+    async def share_pause(self, api: ApiClient, host: str) -> None:
+        """Store our gate's pause if it reaches further than what we stored last."""
+        until = api.gate.paused_until
+        if until > max(self._written_pause, self.wall()):
+            self._written_pause = until
+            await self.store.set_host_pause(host, until)
+
+    async def apply_pause(self, api: ApiClient, host: str) -> None:
+        """Apply the stored pause (another daemon's 429 or 503) to our gate."""
         stored = (await self.store.host_pauses()).get(host, 0.0)
-        gate = api.gate
-        if stored > gate.paused_until:
-            gate.pause_until(stored)
+        if stored > api.gate.paused_until:
+            api.gate.pause_until(stored)
+            self._written_pause = max(self._written_pause, stored)
             log.info("api.pause_shared", until=stored)
-        elif gate.paused_until > max(stored, self._written_pause, self.wall()):
-            self._written_pause = gate.paused_until
-            await self.store.set_host_pause(host, gate.paused_until)
 
     async def sync_budget(self, api: ApiClient) -> None:
         """Split the request budget among the live daemons."""
@@ -105,14 +111,17 @@ class Cluster:
 
     async def run(self, api: Callable[[], ApiClient], host: Callable[[], str]) -> None:
         """Keep the pause and the budget in step with the other daemons, forever."""
-        every_budget = max(1, round(self.config.store.lease / 3 / PAUSE_SYNC))
+        every_pause = max(1, round(PAUSE_SYNC / TICK))
+        every_budget = max(1, round(self.config.store.lease / 3 / TICK))
         ticks = 0
         while True:
             try:
-                await self.sync_pause(api(), host())
+                await self.share_pause(api(), host())
+                if ticks % every_pause == 0:
+                    await self.apply_pause(api(), host())
                 if ticks % every_budget == 0:
                     await self.sync_budget(api())
             except (StoreError, ApiError, ValueError, KeyError) as exc:
                 log.warning("cluster.sync_failed", error=str(exc))
             ticks += 1
-            await anyio.sleep(PAUSE_SYNC)
+            await anyio.sleep(TICK)

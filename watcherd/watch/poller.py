@@ -326,7 +326,12 @@ class Poller:
 
     async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
         async with self._limiter:
-            await self._poll_job_now(sched, listed)
+            try:
+                await self._poll_job_now(sched, listed)
+            except StoreError as exc:
+                if self.mine is None:  # a single daemon's own database failing: as before
+                    raise
+                self._store_failed(sched, exc)
 
     async def _poll_job_now(self, sched: JobSchedule, listed: Job | None) -> None:
         if self.monotonic() < self._auth_until:
@@ -346,12 +351,7 @@ class Poller:
         except ApiError as exc:
             await self._failed(sched, exc)
             return
-        try:
-            await self._record(sched, job, metrics, full=changed or job is not listed)
-        except StoreError as exc:
-            if self.mine is None:  # a single daemon's own database failing: as before
-                raise
-            self._store_failed(sched, exc)
+        await self._record(sched, job, metrics, full=changed or job is not listed)
 
     def _store_failed(self, sched: JobSchedule, exc: StoreError) -> None:
         """On a shared database: a lost lease drops the job; an outage backs it off."""

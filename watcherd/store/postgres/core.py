@@ -67,6 +67,39 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class _Channel:
+    """One connection, opened on first use and again after it broke; one op at a time."""
+
+    def __init__(self, url: str, password: str | None, conn: Conn | None) -> None:
+        self._url = url
+        self._password = password
+        self._conn = conn
+        self._lock = anyio.Lock()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def run(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`op` in one transaction, shielded; psycopg errors become StoreError."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = await connect(self._url, self._password)
+                conn = self._conn
+                try:
+                    async with conn.transaction():
+                        result = await op(conn, *args, **kwargs)
+                except psycopg.Error as exc:
+                    where = redact_url(self._url)
+                    if conn.broken or conn.closed:
+                        self._conn = None
+                        log.warning("store.unreachable", database=where, error=str(exc))
+                    raise StoreError(f"{where}: {_first_line(exc)}") from exc
+        return result
+
+
 class PgStore:
     """watcherd's history in PostgreSQL. Open with `PgStore.open(url, writer=...)`."""
 
@@ -75,12 +108,11 @@ class PgStore:
     def __init__(
         self, conn: Conn, url: str, password: str | None, *, writer: bool, lease: float
     ) -> None:
-        self._conn: Conn | None = conn
         self.url = url
         self.where = redact_url(url)
-        self._password = password
         self.writer = writer
-        self._lock = anyio.Lock()
+        self._main = _Channel(url, password, conn)
+        self._control = _Channel(url, password, None)
         self.member = leases.Member(uuid.uuid4().hex[:16], socket.gethostname(), os.getpid(), lease)
         self._tokens: dict[str, int] | None = None  # held job leases, once claim_work ran
         self._attempts: dict[str, int] = {}  # delivery id -> the attempt started here
@@ -109,38 +141,27 @@ class PgStore:
         """Give back this daemon's leases (a clean stop hands over at once), disconnect."""
         if self._tokens is not None:
             with contextlib.suppress(StoreError):
-                await self._write(leases.release_all, self.member.instance)
+                await self._ctl(leases.release_all, self.member.instance)
             self._tokens = None
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-
-    async def _connection(self) -> Conn:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await connect(self.url, self._password)
-            log.info("store.reconnected", database=self.where)
-        return self._conn
+        await self._main.close()
+        await self._control.close()
 
     async def _write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `op` in its own transaction, shielded from cancellation."""
         if not self.writer:
             raise StoreError(f"{self.where}: opened read-only")
-        return await self._read(op, *args, **kwargs)
+        return await self._main.run(op, *args, **kwargs)
 
     async def _read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `op` in one transaction (one snapshot of reads, all writes or none)."""
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                conn = await self._connection()
-                try:
-                    async with conn.transaction():
-                        result = await op(conn, *args, **kwargs)
-                except psycopg.Error as exc:
-                    if conn.broken or conn.closed:
-                        self._conn = None
-                        log.warning("store.unreachable", database=self.where, error=str(exc))
-                    raise StoreError(f"{self.where}: {_first_line(exc)}") from exc
-        return result
+        return await self._main.run(op, *args, **kwargs)
+
+    async def _ctl(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` on the control connection: leases and the shared pause never queue
+        behind a burst of page writes."""
+        if not self.writer:
+            raise StoreError(f"{self.where}: opened read-only")
+        return await self._control.run(op, *args, **kwargs)
 
     # -- the watched set ---------------------------------------------------
 
@@ -195,16 +216,16 @@ class PgStore:
 
     async def claim_work(self) -> frozenset[str] | None:
         """Heartbeat, renew and claim job leases (see `leases`); the jobs this daemon polls."""
-        self._tokens = await self._write(leases.claim, self.member)
+        self._tokens = await self._ctl(leases.claim, self.member)
         return frozenset(self._tokens)
 
     async def try_lease(self, name: str, seconds: float) -> bool:
         """Take the named lease (e.g. the round's list request) unless another daemon has it."""
-        return await self._write(leases.try_lease, name, self.member.instance, seconds)
+        return await self._ctl(leases.try_lease, name, self.member.instance, seconds)
 
     async def live_daemons(self) -> list[tuple[str, str, int]]:
         """(instance, host, pid) of every daemon whose heartbeat is current."""
-        return await self._read(leases.live_daemons)
+        return await self._main.run(leases.live_daemons)
 
     async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
         """Store API events not seen before (by created_at, type, message); return how many."""
@@ -226,11 +247,13 @@ class PgStore:
 
     async def set_host_pause(self, host: str, until: float | None) -> None:
         """Pause every request to `host` until `until` (epoch seconds); None lifts it."""
-        await self.set_state(HOST_PAUSE_PREFIX + host, None if until is None else repr(until))
+        value = None if until is None else repr(until)
+        await self._ctl(writer.set_state, HOST_PAUSE_PREFIX + host, value)
 
     async def host_pauses(self) -> dict[str, float]:
         """Every stored host pause (expired ones included: compare with the clock)."""
-        found = await self._read(readers.state_prefixed, HOST_PAUSE_PREFIX)
+        channel = self._control if self.writer else self._main
+        found = await channel.run(readers.state_prefixed, HOST_PAUSE_PREFIX)
         return {host: float(until) for host, until in found.items()}
 
     async def last_successful_poll(self) -> float | None:
