@@ -26,6 +26,22 @@ class StoreApi(Protocol):
     @property
     def writer(self) -> bool: ...
 
+    @property
+    def busy_for(self) -> float | None:
+        """Seconds the current database call has run; None when none runs."""
+        ...
+
+    @property
+    def lock_wait_since(self) -> float | None:
+        """Since when (epoch seconds) this store waits for another process's write lock."""
+        ...
+
+    def check_files(self) -> None:
+        """StoreUnusableError if the database files were deleted or replaced (SQLite)."""
+
+    async def cut_long_calls(self, grace: float) -> None:
+        """The daemon is stopping: cut short any call running longer than `grace`."""
+
     async def sync_watched(self, entries: Sequence[tuple[str, str | None]], now: float) -> None:
         """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
 

@@ -75,11 +75,18 @@ class _Channel:
         self._password = password
         self._conn = conn
         self._lock = anyio.Lock()
+        self.busy_since: float | None = None  # monotonic start of the call under way
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+    async def cancel(self) -> None:
+        """Cancel the statement under way on the server (its transaction rolls back)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            await conn.cancel_safe()
 
     async def run(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`op` in one transaction, shielded; psycopg errors become StoreError."""
@@ -88,6 +95,7 @@ class _Channel:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._conn = await connect(self._url, self._password)
                 conn = self._conn
+                self.busy_since = time.monotonic()
                 try:
                     async with conn.transaction():
                         result = await op(conn, *args, **kwargs)
@@ -97,6 +105,8 @@ class _Channel:
                         self._conn = None
                         log.warning("store.unreachable", database=where, error=str(exc))
                     raise StoreError(f"{where}: {_first_line(exc)}") from exc
+                finally:
+                    self.busy_since = None
         return result
 
 
@@ -145,6 +155,32 @@ class PgStore:
             self._tokens = None
         await self._main.close()
         await self._control.close()
+
+    @property
+    def busy_for(self) -> float | None:
+        """Seconds the current database call has run; None when none runs."""
+        since = self._main.busy_since
+        return None if since is None else time.monotonic() - since
+
+    @property
+    def lock_wait_since(self) -> float | None:
+        """None: PostgreSQL waits no file lock (row locks are brief, per job)."""
+        return None
+
+    def check_files(self) -> None:
+        """Nothing to check: the database is a server, not files of this host."""
+
+    async def cut_long_calls(self, grace: float) -> None:
+        """The daemon is stopping: cancel any statement that has run longer than `grace`.
+
+        Runs until cancelled; a cancelled statement's transaction rolls back whole.
+        """
+        while True:
+            for channel in (self._main, self._control):
+                since = channel.busy_since
+                if since is not None and time.monotonic() - since > grace:
+                    await channel.cancel()
+            await anyio.sleep(min(grace / 4, 0.1))
 
     async def _write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `op` in its own transaction, shielded from cancellation."""
