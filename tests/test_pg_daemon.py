@@ -24,7 +24,8 @@ def _watcherd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_daemon_records_into_postgresql_and_every_reader_sees_it(
     tmp_path: Path, pg_url: str
 ) -> None:
-    """`run --until-done` on store.url fills PostgreSQL; list, show, metrics, hooks read it."""
+    """`run --until-done` on store.url fills PostgreSQL; list, show, metrics, hooks and
+    health read it."""
     world = World(dict(FINISHED), clock=ManualClock(NOW))
     with run_in_thread(world, api_key=API_KEY) as sim:
         config = write_config(tmp_path, sim.base_url, world.job_ids())
@@ -46,3 +47,5 @@ def test_the_daemon_records_into_postgresql_and_every_reader_sees_it(
         assert done.returncode == 0, done.stderr
     checked = _watcherd(config, "check-config")
     assert "# store backend: postgresql" in checked.stdout
+    health = _watcherd(config, "health")  # the daemon stopped cleanly: its heartbeat is gone
+    assert health.returncode == 1 and "no daemon has a current heartbeat" in health.stdout
