@@ -36,10 +36,13 @@ def _config(folder: Path, url: str, base: str, world: World, lease: float) -> Pa
 def _holders(url: str) -> dict[str, int]:
     """Live job leases per holder."""
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT holder, COUNT(*) FROM leases WHERE name LIKE 'job:%%'"
-            " AND expires_at > extract(epoch from clock_timestamp()) GROUP BY holder"
-        ).fetchall()
+        try:
+            rows = conn.execute(
+                "SELECT holder, COUNT(*) FROM leases WHERE name LIKE 'job:%'"
+                " AND expires_at > extract(epoch from clock_timestamp()) GROUP BY holder"
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:  # no daemon has created the tables yet
+            return {}
     return {str(h): int(n) for h, n in rows}
 
 

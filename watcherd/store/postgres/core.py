@@ -13,10 +13,12 @@ import contextlib
 import functools
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import anyio
@@ -34,7 +36,7 @@ from watcherd.model import (
     Transition,
     loads_exact,
 )
-from watcherd.store.postgres import leases, outbox, readers, schema, writer
+from watcherd.store.postgres import copy, leases, outbox, readers, schema, writer
 from watcherd.store.postgres.sql import Conn
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import metric_params
@@ -408,6 +410,25 @@ class PgStore:
     async def metrics_summary(self, job_id: str) -> MetricsSummary:
         """Last step, last and best train/eval loss."""
         return await self._read(readers.summary, job_id)
+
+    async def copy_from_sqlite(self, path: Path) -> dict[str, tuple[int, int]]:
+        """Copy a SQLite history in (resumable, see `copy`); per table: (read, now here)."""
+        source = copy.open_source(path)
+        found: dict[str, tuple[int, int]] = {}
+        try:
+            for table in copy.TABLES:
+                read = 0
+                for rows in copy.batches(source, table):
+                    await self._write(copy.copy_batch, table, rows)
+                    read += len(rows)
+                await self._write(copy.reset_identity, table)
+                found[table.name] = (read, await self._read(copy.count, table))
+                log.info("migrate.table", table=table.name, rows=read)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: {exc}") from exc
+        finally:
+            source.close()
+        return found
 
     async def integrity_check(self) -> str:
         """ "ok" when the database answers and holds this watcherd's schema version."""
