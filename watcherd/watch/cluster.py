@@ -62,7 +62,9 @@ class Cluster:
 
         While another daemon makes it, wait a little for its answer; None if none came.
         """
-        fresh_for = self.config.poll.min_interval / 2
+        # One list serves every daemon's round within an interval: the daemons' rounds
+        # are not in step, and a list per daemon per round would double the requests.
+        fresh_for = self.config.poll.interval
         for _ in range(LIST_WAITS):
             stored = await self._stored()
             now = self.wall()

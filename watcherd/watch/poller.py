@@ -307,8 +307,12 @@ class Poller:
         return {job.id: job for job in jobs}
 
     async def _shared_statuses(self, cluster: Cluster) -> dict[str, Job]:
-        """The round's list as one daemon fetched it; entries older than what we know of
-        a job are left out (a stale status must never be recorded after a newer one)."""
+        """The round's list as one daemon fetched it (up to an interval old).
+
+        An entry older than what we know of a job is kept only if it shows the status
+        we know (it still says "no change"); otherwise it is left out, so a stale status
+        is never recorded after a newer one.
+        """
         try:
             listing = await cluster.listing(self.api)
         except AuthError as exc:
@@ -319,8 +323,12 @@ class Poller:
             return {}
         if listing is None:
             return {}
-        seen = self._seen
-        return {j: job for j, job in listing.jobs.items() if listing.at >= seen.get(j, 0.0)}
+        seen, jobs = self._seen, self.jobs
+        return {
+            j: job
+            for j, job in listing.jobs.items()
+            if listing.at >= seen.get(j, 0.0) or (j in jobs and jobs[j].status == job.status)
+        }
 
     # -- one job ---------------------------------------------------------
 
