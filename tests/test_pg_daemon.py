@@ -24,8 +24,8 @@ def _watcherd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_daemon_records_into_postgresql_and_every_reader_sees_it(
     tmp_path: Path, pg_url: str
 ) -> None:
-    """`run --until-done` on store.url fills PostgreSQL; list, show, metrics, hooks and
-    health read it."""
+    """`run --until-done` on store.url fills PostgreSQL; list, show, metrics, hooks, wait
+    and health read it."""
     world = World(dict(FINISHED), clock=ManualClock(NOW))
     with run_in_thread(world, api_key=API_KEY) as sim:
         config = write_config(tmp_path, sim.base_url, world.job_ids())
@@ -42,7 +42,7 @@ def test_the_daemon_records_into_postgresql_and_every_reader_sees_it(
     metrics = _watcherd(config, "metrics", sft, "--json")
     assert metrics.returncode == 0, metrics.stderr
     assert len(json.loads(metrics.stdout)) == len(world.metrics(sft, MetricFilter()))
-    for command in (["show", sft], ["hooks"]):
+    for command in (["show", sft], ["hooks"], ["wait", sft, "--timeout", "20s"]):
         done = _watcherd(config, *command)
         assert done.returncode == 0, done.stderr
     checked = _watcherd(config, "check-config")
