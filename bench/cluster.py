@@ -11,6 +11,7 @@ import argparse
 import json
 import signal
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -55,8 +56,16 @@ def _requests(server: PgServer, jobs: int, daemons: int, seconds: float, lease: 
         time.sleep(seconds)
         count = len(sim.stats.snapshot())
         for proc in procs:
-            stop(proc)
+            _end(proc)
     return count
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if the stop takes over a minute (1,000 jobs, a loaded host)."""
+    try:
+        stop(proc, timeout=60)
+    except subprocess.TimeoutExpired:
+        stop(proc, signal.SIGKILL)
 
 
 def _wait(predicate: Any, timeout: float) -> float | None:
@@ -82,7 +91,7 @@ def _failovers(server: PgServer, jobs: int, kills: int, lease: float) -> list[fl
             stop(victim, signal.SIGKILL)
             took = _wait(lambda: list(_holders(url).values()) == [jobs], 10 * lease)
             times.append(float("nan") if took is None else took)
-        stop(survivor)
+        _end(survivor)
     return times
 
 
