@@ -1,7 +1,8 @@
 """Daemons sharing a PostgreSQL store: one list request per round, one pause, one budget.
 
-- The round's list request: the daemon that takes the `list` lease makes it and stores
-  the answer (`state`, key LIST_KEY); the others use that answer while it is fresh.
+- The round's list request: the daemon holding the `list` lease (it keeps it while it
+  lives) makes it each round and stores the answer (`state`, key LIST_KEY); the others
+  use that answer while it is fresh.
 - The Retry-After pause: a pause any daemon's gate takes is written to the store at
   once (within TICK), and every daemon applies the stored pause every PAUSE_SYNC s.
 - The request budget: each daemon keeps to 1/N of `max_rate` and `max_concurrency`,
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,9 @@ PAUSE_SYNC: Final = 0.06
 #: While another daemon makes the list request: look for its answer this often, this many times.
 LIST_WAIT: Final = 0.2
 LIST_WAITS: Final = 10
+#: A follower uses a stored list up to this many intervals old (the leader's rounds are
+#: not in step with its own).
+STALE_ROUNDS: Final = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,27 +63,27 @@ class Cluster:
         self._written_pause = 0.0
 
     async def listing(self, api: ApiClient) -> Listing | None:
-        """The round's list answer: fresh from the store, or fetched here if ours to make.
-
-        While another daemon makes it, wait a little for its answer; None if none came.
+        """The round's list answer. The daemon holding the `list` lease (kept while it
+        lives, like a job lease) fetches it once per round and stores it; the others
+        read it, waiting a little for a fresh one; None if there is none at all.
         """
-        # One list serves every daemon's round within an interval: the daemons' rounds
-        # are not in step, and a list per daemon per round would double the requests.
-        fresh_for = self.config.poll.interval
-        for _ in range(LIST_WAITS):
-            stored = await self._stored()
-            now = self.wall()
-            if stored is not None and now - stored.at < fresh_for:
+        interval = self.config.poll.interval
+        stored = await self._stored()
+        age = math.inf if stored is None else self.wall() - stored.at
+        if await self.store.try_lease("list", self.config.store.lease):
+            if stored is not None and age < interval / 2:
                 return stored
-            if await self.store.try_lease("list", fresh_for):
-                break
+            now = self.wall()
+            jobs = await api.list_jobs()
+            text = dumps_exact({"at": now, "jobs": [job.raw for job in jobs]})
+            await self.store.set_state(LIST_KEY, text)
+            return Listing(now, {job.id: job for job in jobs})
+        for _ in range(LIST_WAITS):
+            if stored is not None and self.wall() - stored.at < STALE_ROUNDS * interval:
+                return stored
             await anyio.sleep(LIST_WAIT)
-        else:
-            return None
-        jobs = await api.list_jobs()
-        text = dumps_exact({"at": now, "jobs": [job.raw for job in jobs]})
-        await self.store.set_state(LIST_KEY, text)
-        return Listing(now, {job.id: job for job in jobs})
+            stored = await self._stored()
+        return stored
 
     async def _stored(self) -> Listing | None:
         text = await self.store.get_state(LIST_KEY)

@@ -307,7 +307,7 @@ class Poller:
         return {job.id: job for job in jobs}
 
     async def _shared_statuses(self, cluster: Cluster) -> dict[str, Job]:
-        """The round's list as one daemon fetched it (up to an interval old).
+        """The round's list as one daemon fetched it (up to 1.5 intervals old).
 
         An entry older than what we know of a job is kept only if it shows the status
         we know (it still says "no change"); otherwise it is left out, so a stale status
