@@ -90,6 +90,10 @@ class StoreApi(Protocol):
         """Every stored host pause."""
         ...
 
+    async def clear_host_pauses(self) -> dict[str, float]:
+        """Lift every stored host pause; returns the ones lifted."""
+        ...
+
     async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""
         ...

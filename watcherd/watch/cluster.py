@@ -3,8 +3,8 @@
 - The round's list request: the daemon holding the `list` lease (it keeps it while it
   lives) makes it each round and stores the answer (`state`, key LIST_KEY); the others
   use that answer while it is fresh.
-- The Retry-After pause: a pause any daemon's gate takes is written to the store at
-  once (within TICK), and every daemon applies the stored pause every PAUSE_SYNC s.
+- The Retry-After pause: each gate stores its pause before its requests go on, and
+  every daemon applies the stored pause every PAUSE_SYNC seconds.
 - The request budget: each daemon keeps to 1/N of `max_rate` and `max_concurrency`,
   N being the daemons whose heartbeat is current.
 """
@@ -30,9 +30,8 @@ from watcherd.store.interface import StoreApi
 log = structlog.get_logger("watcherd.watch.cluster")
 
 LIST_KEY: Final = "shared_list"
-#: Seconds between looks at our own gate (a pause it takes is stored at once) ...
-TICK: Final = 0.02
-#: ... and at the stored pause (another daemon's pause applies within about this long).
+#: Seconds between looks at the stored pause (another daemon's pause applies within about
+#: this long; each gate stores its own pause before its requests go on).
 PAUSE_SYNC: Final = 0.06
 #: While another daemon makes the list request: look for its answer this often, this many times.
 LIST_WAIT: Final = 0.2
@@ -60,7 +59,6 @@ class Cluster:
         self.config = config
         self.wall = wall
         self.daemons = 1
-        self._written_pause = 0.0
 
     async def listing(self, api: ApiClient) -> Listing | None:
         """The round's list answer. The daemon holding the `list` lease (kept while it
@@ -93,19 +91,10 @@ class Cluster:
         jobs = [parse_job(raw) for raw in data["jobs"]]
         return Listing(float(data["at"]), {job.id: job for job in jobs})
 
-    async def share_pause(self, api: ApiClient, host: str) -> None:
-        """Store our gate's pause if it reaches further than what we stored last."""
-        until = api.gate.paused_until
-        if until > max(self._written_pause, self.wall()):
-            self._written_pause = until
-            await self.store.set_host_pause(host, until)
-
     async def apply_pause(self, api: ApiClient, host: str) -> None:
         """Apply the stored pause (another daemon's 429 or 503) to our gate."""
         stored = (await self.store.host_pauses()).get(host, 0.0)
-        if stored > api.gate.paused_until:
-            api.gate.pause_until(stored)
-            self._written_pause = max(self._written_pause, stored)
+        if stored > api.gate.paused_until and await api.gate.extend(stored):
             log.info("api.pause_shared", until=stored)
 
     async def sync_budget(self, api: ApiClient) -> None:
@@ -118,17 +107,14 @@ class Cluster:
 
     async def run(self, api: Callable[[], ApiClient], host: Callable[[], str]) -> None:
         """Keep the pause and the budget in step with the other daemons, forever."""
-        every_pause = max(1, round(PAUSE_SYNC / TICK))
-        every_budget = max(1, round(self.config.store.lease / 3 / TICK))
+        every_budget = max(1, round(self.config.store.lease / 3 / PAUSE_SYNC))
         ticks = 0
         while True:
             try:
-                await self.share_pause(api(), host())
-                if ticks % every_pause == 0:
-                    await self.apply_pause(api(), host())
+                await self.apply_pause(api(), host())
                 if ticks % every_budget == 0:
                     await self.sync_budget(api())
             except (StoreError, ApiError, ValueError, KeyError) as exc:
                 log.warning("cluster.sync_failed", error=str(exc))
             ticks += 1
-            await anyio.sleep(TICK)
+            await anyio.sleep(PAUSE_SYNC)

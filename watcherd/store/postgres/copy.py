@@ -40,7 +40,7 @@ TABLES: Final = (
             "job_id", "note", "watched", "added_at", "status", "status_since", "max_step",
             "train_loss", "eval_loss", "best_train_loss", "best_eval_loss",
             "seconds_remaining", "last_poll_at", "last_error", "last_error_at",
-            "not_found_count", "model", "model_output_name", "job_json",
+            "not_found_count", "model", "model_output_name", "job_json", "metrics_pending",
         ),
         "job_id",
         "(job_id)",

@@ -291,8 +291,11 @@ class PgStore:
     async def host_pauses(self) -> dict[str, float]:
         """Every stored host pause (expired ones included: compare with the clock)."""
         channel = self._control if self.writer else self._main
-        found = await channel.run(readers.state_prefixed, HOST_PAUSE_PREFIX)
-        return {host: float(until) for host, until in found.items()}
+        return _pauses(await channel.run(readers.state_prefixed, HOST_PAUSE_PREFIX))
+
+    async def clear_host_pauses(self) -> dict[str, float]:
+        """Lift every stored host pause (`watcherd resume`); returns the ones lifted."""
+        return _pauses(await self._ctl(writer.delete_state_prefixed, HOST_PAUSE_PREFIX))
 
     async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""
@@ -445,6 +448,15 @@ async def _prepare(conn: Conn, where: str, *, writer: bool) -> None:
             schema.check_version(await schema.version(conn), where, writer=False)
     except psycopg.Error as exc:
         raise StoreError(f"{where}: {_first_line(exc)}") from exc
+
+
+def _pauses(found: dict[str, str]) -> dict[str, float]:
+    """host -> epoch seconds from stored text; a value that is not a number is skipped."""
+    pauses = {}
+    for host, text in found.items():
+        with contextlib.suppress(ValueError):
+            pauses[host] = float(text)
+    return pauses
 
 
 async def _fenced(

@@ -23,7 +23,10 @@ from watcherd.model import INTERRUPTED, TERMINAL_STATUSES
 from watcherd.store.postgres.sql import Conn, fetch, one
 
 NOW: Final = "extract(epoch from clock_timestamp())::float8"
-_LIVE: Final = "j.watched = 1 AND (j.status IS NULL OR NOT (j.status = ANY(%(terminal)s)))"
+_LIVE: Final = (
+    "j.watched = 1 AND (j.status IS NULL OR NOT (j.status = ANY(%(terminal)s))"
+    " OR j.metrics_pending = 1)"
+)
 _TERMINAL: Final = sorted(TERMINAL_STATUSES)
 #: Heartbeats of daemons gone this long are deleted.
 _FORGET_AFTER: Final = 86_400.0

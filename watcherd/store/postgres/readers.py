@@ -20,7 +20,8 @@ from watcherd.store.rows import clamp64, text_number
 
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
-    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json FROM jobs"
+    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
+    " metrics_pending FROM jobs"
 )
 _ORDER: Final = 'ORDER BY "timestamp", step, id'
 _CURSOR: Final = (
@@ -35,7 +36,7 @@ async def job_states(conn: Conn, only: frozenset[str] | None = None) -> dict[str
     rows = await fetch(
         conn,
         "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-        f" last_error, status_since, ({_CURSOR}) FROM jobs WHERE {where}"
+        f" last_error, status_since, ({_CURSOR}), metrics_pending = 1 FROM jobs WHERE {where}"
         " ORDER BY added_at, job_id",
         (SETTLE_NS, *params),
     )
@@ -154,14 +155,16 @@ async def summary(conn: Conn, job_id: str) -> MetricsSummary:
     """Last step, last and best train/eval loss (best ignores NaN), from the job row."""
     found = await one(
         conn,
-        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss"
-        " FROM jobs WHERE job_id = %s",
+        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss,"
+        " metrics_pending FROM jobs WHERE job_id = %s",
         (job_id,),
     )
     if found is None:
         return MetricsSummary(None, None, None, None, None)
-    step, train, best_train, evl, best_eval = found
-    return MetricsSummary(step, text_number(train), best_train, text_number(evl), best_eval)
+    step, train, best_train, evl, best_eval, pending = found
+    return MetricsSummary(
+        step, text_number(train), best_train, text_number(evl), best_eval, complete=not pending
+    )
 
 
 async def get_state(conn: Conn, key: str) -> str | None:

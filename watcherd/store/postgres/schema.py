@@ -112,7 +112,13 @@ _LEASES = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _LEASES)
+#: A finished job whose last metrics fetch failed still owes its rows (as on SQLite).
+_METRICS_PENDING = Migration(
+    "metrics_pending",
+    ("ALTER TABLE jobs ADD COLUMN metrics_pending INTEGER NOT NULL DEFAULT 0",),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _LEASES, _METRICS_PENDING)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 #: A transaction-level advisory lock key (released at commit, so poolers are no trouble).

@@ -16,7 +16,7 @@ from watcherd.store.outbox import delivery_id
 from watcherd.store.postgres.sql import Conn, fetch, one
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams
-from watcherd.store.writer import LAST_POLL_KEY, _job_fields, event_digest
+from watcherd.store.writer import LAST_POLL_KEY, _job_fields, _metrics_fields, event_digest
 
 INSERT_METRIC: Final = (
     'INSERT INTO metrics (job_id, kind, step, "timestamp", loss, row_json, seq)'
@@ -87,8 +87,8 @@ async def record_poll(conn: Conn, rec: PollRecord, params: Sequence[MetricParams
             await cur.executemany(INSERT_METRIC, plan.inserts)
     if plan.renumber:
         await conn.execute(_RENUMBER, (rec.job_id,))
-    fields = plan.fields | _job_fields(rec)
-    fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
+    fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
+    fields.update(last_poll_at=rec.observed_at, not_found_count=0)
     transition, ids = None, []
     if rec.status is not None and rec.status != stored.status:
         fields.update(status=rec.status, status_since=rec.observed_at)
@@ -193,6 +193,16 @@ async def set_state(conn: Conn, key: str, value: str | None) -> None:
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (key, value),
     )
+
+
+async def delete_state_prefixed(conn: Conn, prefix: str) -> dict[str, str]:
+    """Delete the daemon-state values whose key starts with `prefix`; return them by the rest."""
+    rows = await fetch(
+        conn,
+        "DELETE FROM state WHERE left(key, %s) = %s RETURNING key, value",
+        (len(prefix), prefix),
+    )
+    return {str(k)[len(prefix) :]: str(v) for k, v in rows}
 
 
 async def record_events(
