@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("view_cmds", "cmd_show"),
     "metrics": ("view_cmds", "cmd_metrics"),
     "report": ("view_cmds", "cmd_report"),
+    "migrate": ("migrate_cmd", "cmd_migrate"),
 }
 
 
