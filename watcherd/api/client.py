@@ -2,8 +2,9 @@
 
 The caller creates the `httpx.AsyncClient` and passes it in; the clock, sleep and random
 source are injectable. Every request goes through, in order: the host gate (a
-Retry-After pause holds back every caller), the in-flight cap, the rate cap, then one
-bounded exchange (`api_transport.fetch`). Failures become the typed errors of
+Retry-After pause holds back every caller), the in-flight cap, the rate cap, the pause
+other daemons stored (on a shared database), then one bounded exchange
+(`api_transport.fetch`). Failures become the typed errors of
 `watcherd.errors`; 408, 409, 429, 5xx, timeouts and transport errors are retried with
 full-jitter exponential backoff (or the service's Retry-After, cut to
 `max_retry_after`) up to `max_attempts`; a wait longer than `max_wait` is not made
@@ -257,6 +258,7 @@ class ApiClient:
         await self.gate.wait(self._clock() + self._max_wait)
         async with self._slots:
             await self._limiter.acquire()
+            await self.gate.refresh(self._max_retry_after)
             await self.gate.wait(self._clock() + self._max_wait)
             async with self.gate.exchange():
                 return await self._exchange(exchange)

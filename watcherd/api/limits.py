@@ -3,7 +3,8 @@
 - `HostGate`: one per host. A 429 or 503 with `Retry-After` pauses every request to
   that host until the time the service named; every extension is saved (through a
   callback the daemon wires to the store) before more requests go out, so a restart
-  keeps it.
+  keeps it. With daemons sharing a database, each request start first reads the
+  pause the others stored (`refresh`, see `watcherd.api.sharedpause`).
 - `RateLimiter`: spaces requests so that all callers together stay at `rate` per
   second (GCRA, a token bucket without a refill task).
 - How long a server asks us to wait (Retry-After) is read by `watcherd.retry`.
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 import structlog
 
+from watcherd.api.sharedpause import SharedPause
 from watcherd.errors import RateLimitedError, WatcherdError
 
 Clock = Callable[[], float]
@@ -52,6 +54,7 @@ class HostGate:
         "_shut",
         "_sleep",
         "_until",
+        "shared",
     )
 
     def __init__(
@@ -60,10 +63,12 @@ class HostGate:
         clock: Clock = time.time,
         sleep: Sleep = anyio.sleep,
         save: Save | None = None,
+        shared: SharedPause | None = None,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._save = save
+        self.shared = shared
         self._until = 0.0
         self._saved = 0.0
         self._lock = anyio.Lock()
@@ -86,6 +91,19 @@ class HostGate:
         self._until = resume_at
         await self.flush()
         return True
+
+    async def refresh(self, cap: float) -> None:
+        """With `shared`: follow the pause stored by any daemon (cut to `cap` s from now),
+        read after this call began. Without, nothing to do."""
+        if self.shared is None:
+            return
+        stored = await self.shared.current()
+        if stored is None or not math.isfinite(stored):
+            return
+        until = min(stored, self._clock() + cap)
+        if until > max(self._until, self._clock()):
+            self._until = self._saved = until  # stored already: nothing to save
+            log.info("api.pause_shared", until=until, seconds=round(until - self._clock(), 3))
 
     async def flush(self) -> None:
         """Save the pause if it changed since the last save (at stop, after a failed save)."""

@@ -46,7 +46,6 @@ from watcherd.watch.schedule import (
     next_look,
     settled_cursor,
 )
-from watcherd.watch.wiring import api_host
 
 log = structlog.get_logger("watcherd.watch.poller")
 
@@ -170,10 +169,12 @@ class Poller:
     # -- sharing the work (PostgreSQL) -------------------------------------
 
     async def claim(self) -> None:
-        """Renew and claim this daemon's job leases; reload the state of jobs gained.
+        """Renew and claim this daemon's job leases; follow the shared job list.
 
         A job gained from another daemon continues from what that daemon stored (its
-        status and cursor), so nothing is fetched twice or skipped.
+        status and cursor), so nothing is fetched twice or skipped. When the held set
+        changes, the watched set is read again: a job another host added or removed
+        shows here too.
         """
         mine = await self.store.claim_work()
         if mine is None:
@@ -181,29 +182,27 @@ class Poller:
         gained = mine - (self.mine or frozenset())
         lost = (self.mine or frozenset()) - mine
         self.mine = mine
-        if gained:
+        if gained or lost:
             await self.load_jobs()
             for job_id in gained & set(self.jobs):
                 self.jobs[job_id].next_at = 0.0  # look now: it may have waited a lease
-        if gained or lost:
             log.info("poll.leases", held=len(mine), gained=len(gained), lost=len(lost))
             self.wake()
 
     async def claim_forever(self) -> None:
-        """Claim every third of a lease period; a failed claim is retried, not fatal."""
-        every = self.config.store.lease / 3
+        """Claim when due (a renewal, or another daemon's lease running out) and keep the
+        request budget split among the live daemons; a failure is retried, not fatal."""
         while True:
+            every = self.config.store.lease / 4
             try:
                 await self.claim()
+                if self.cluster is not None:
+                    await self.cluster.sync_budget(self.api)
+                due = self.store.next_claim_in
             except StoreError as exc:
                 log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
-            await anyio.sleep(every)
-        """Watched jobs that may still change, and finished ones still owed their metrics."""
-        return [
-            j
-            for j in self.jobs.values()
-            if j.metrics_pending or j.status is None or not is_terminal(j.status)
-        ]
+                due = None
+            await anyio.sleep(every if due is None else max(0.05, min(due, every)))
 
     def settled(self) -> bool:
         """True when every watched job is terminal or missing and its metrics are in.
@@ -226,7 +225,6 @@ class Poller:
             if self.cluster is not None:
                 await self.claim()
                 tg.start_soon(self.claim_forever)
-                tg.start_soon(self.cluster.run, lambda: self.api, lambda: api_host(self.config))
             while True:
                 idle = self._take_round()
                 if idle:
