@@ -184,16 +184,25 @@ class Poller:
         self.mine = mine
         if gained or lost:
             await self.load_jobs()
-            for job_id in gained & set(self.jobs):
-                self.jobs[job_id].next_at = 0.0  # look now: it may have waited a lease
+            self._continue(gained & frozenset(self.jobs))
             log.info("poll.leases", held=len(mine), gained=len(gained), lost=len(lost))
             self.wake()
+
+    def _continue(self, gained: frozenset[str]) -> None:
+        """Jobs gained keep the schedule their last holder kept: due one interval (and
+        their rows one metrics interval) after it last polled them, or now if that has
+        passed (it died, or never polled them). A rebalance costs no extra requests."""
+        wall, now, poll = self.wall(), self.monotonic(), self.config.poll
+        for job_id in gained:
+            sched, seen = self.jobs[job_id], self._seen.get(job_id, 0.0)
+            sched.next_at = now + max(0.0, seen + poll.interval - wall)
+            sched.metrics_at = now + max(0.0, seen + poll.metrics_interval - wall)
 
     async def claim_forever(self) -> None:
         """Claim when due (a renewal, or another daemon's lease running out) and keep the
         request budget split among the live daemons; a failure is retried, not fatal."""
         while True:
-            every = self.config.store.lease / 4
+            every, started = self.config.store.lease / 4, self.monotonic()
             try:
                 await self.claim()
                 if self.cluster is not None:
@@ -202,7 +211,8 @@ class Poller:
             except StoreError as exc:
                 log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
                 due = None
-            await anyio.sleep(every if due is None else max(0.05, min(due, every)))
+            wait = every if due is None else min(due, every)
+            await anyio.sleep(max(0.05, started + wait - self.monotonic()))
 
     def settled(self) -> bool:
         """True when every watched job is terminal or missing and its metrics are in.
@@ -356,6 +366,8 @@ class Poller:
 
     async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
         async with self._limiter:
+            if self.mine is not None and sched.job_id not in self.mine:
+                return  # given back or lost while it waited for a slot: its holder polls it
             try:
                 await self._poll_job_now(sched, listed)
             except StoreError as exc:

@@ -302,8 +302,10 @@ class PgStore:
         return await self._ctl(leases.try_lease, name, self.member.instance, seconds)
 
     async def live_daemons(self) -> list[tuple[str, str, int]]:
-        """(instance, host, pid) of every daemon whose heartbeat is current."""
-        return await self._main.run(leases.live_daemons)
+        """(instance, host, pid) of every daemon whose heartbeat is current (a daemon asks
+        on its control connection: never queued behind page writes)."""
+        channel = self._control if self.writer else self._main
+        return await channel.run(leases.live_daemons)
 
     async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
         """Store API events not seen before (by created_at, type, message); return how many."""
