@@ -32,7 +32,7 @@ from watcherd.sim import World, run_in_thread
 from watcherd.store.postgres.core import PgStore
 from watcherd.watch.wiring import saved_gate
 
-INTERVAL, METRICS = 10.0, 20.0
+INTERVAL, METRICS = 30.0, 60.0
 POLL = (
     f"{{interval: {INTERVAL}s, min_interval: 2s, metrics_interval: {METRICS}s, max_backoff: 10s}}"
 )
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the figures as JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.cluster")
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--warmup", type=float, default=60.0)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--lease", type=float, default=30.0)

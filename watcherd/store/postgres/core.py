@@ -94,8 +94,9 @@ class _Channel:
         """`op` in one transaction, shielded; psycopg errors become StoreError."""
         return await self._run(True, op, *args, **kwargs)
 
-    async def read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`op`, one statement, without BEGIN and COMMIT (a third of the round trips)."""
+    async def statement(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`op`, a single statement (atomic alone), without BEGIN and COMMIT: one round
+        trip instead of three."""
         return await self._run(False, op, *args, **kwargs)
 
     async def _run(self, tx: bool, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -339,7 +340,7 @@ class PgStore:
         if until is None:
             await self._pause.run(writer.set_state, key, None)
         else:
-            await self._pause.run(writer.raise_state_number, key, until)
+            await self._pause.statement(writer.raise_state_number, key, until)
 
     async def host_pauses(self) -> dict[str, float]:
         """Every stored host pause (expired ones included: compare with the clock).
@@ -347,7 +348,7 @@ class PgStore:
         One statement on the pause connection: cheap enough to run before each request.
         """
         channel = self._pause if self.writer else self._main
-        return _pauses(await channel.read(readers.state_prefixed, HOST_PAUSE_PREFIX))
+        return _pauses(await channel.statement(readers.state_prefixed, HOST_PAUSE_PREFIX))
 
     async def clear_host_pauses(self) -> dict[str, float]:
         """Lift every stored host pause (`watcherd resume`); returns the ones lifted."""
