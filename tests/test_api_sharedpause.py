@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AsyncExitStack
 
 import anyio
@@ -13,6 +14,7 @@ from structlog.testing import capture_logs
 from tests.fakeclock import FakeTime
 from tests.faultserver import FaultServer, json_reply
 from watcherd.api.client import ApiClient
+from watcherd.api.limits import HostGate
 from watcherd.api.sharedpause import FAILED_RETRY, SharedPause
 from watcherd.errors import RateLimitedError, StoreError
 from watcherd.store.postgres.core import PgStore
@@ -49,7 +51,10 @@ async def test_a_read_under_way_when_a_caller_came_does_not_serve_it() -> None:
     found: list[float | None] = []
 
     async def call() -> None:
-        found.append(await shared.current())
+        called = time.time()
+        value, read_at = await shared.current()
+        assert read_at is not None and read_at >= called  # a read begun after the call
+        found.append(value)
 
     stored.hold = True
     async with anyio.create_task_group() as tg:
@@ -77,10 +82,10 @@ async def test_an_unreadable_database_lets_requests_go_on_and_is_tried_again_lat
 
     shared = SharedPause(failing, clock=fake.clock)
     with capture_logs() as logs:
-        assert await shared.current() is None
-        assert await shared.current() is None
+        assert await shared.current() == (None, None)
+        assert await shared.current() == (None, None)
         fake.now += FAILED_RETRY
-        assert await shared.current() is None
+        assert await shared.current() == (None, None)
     assert calls == [100.0, 100.0 + FAILED_RETRY]
     assert [e["event"] for e in logs] == ["api.shared_pause_unread"]
 
@@ -122,3 +127,29 @@ async def test_concurrent_requests_share_reads_of_the_stored_pause(
                 tg.start_soon(client.retrieve, "ft-abc")
     assert gate.shared is not None
     assert len(server.seen) == 20 and 1 <= gate.shared.reads <= 10
+
+
+async def test_a_request_that_waited_out_one_pause_reads_again_before_it_goes(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """While a request reads the stored pause, another request of its daemon meets a 429
+    (a 0.3 s pause here) and another daemon stores a 30 s one. The request waits out the
+    0.3 s, reads again and keeps waiting (past its deadline: it gives up) instead of
+    going out during the 30 s pause."""
+    stored = Stored()
+    gate = HostGate(shared=SharedPause(stored.read))
+    client = ApiClient(http, base_url=server.url, api_key=KEY, gate=gate, timeout=2)
+
+    async def request() -> None:
+        with pytest.raises(RateLimitedError, match="paused for another"):
+            await client.retrieve("ft-abc")
+
+    stored.hold = True
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(request)
+        await anyio.wait_all_tasks_blocked()  # the request's read is under way
+        await gate.extend(time.time() + 0.3)  # its daemon's own 429
+        stored.value = time.time() + 30  # the other daemon's pause, stored now
+        stored.hold = False
+        stored.release.set()
+    assert server.seen == [] and stored.started == 2

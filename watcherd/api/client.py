@@ -258,8 +258,10 @@ class ApiClient:
         await self.gate.wait(self._clock() + self._max_wait)
         async with self._slots:
             await self._limiter.acquire()
-            await self.gate.refresh(self._max_retry_after)
-            await self.gate.wait(self._clock() + self._max_wait)
+            deadline = self._clock() + self._max_wait
+            read_at = await self.gate.open_for(deadline, self._max_retry_after)
+            if read_at is not None:  # when it last read the pause other daemons stored
+                log.debug("api.request_sent", url=url, read_at=read_at)
             async with self.gate.exchange():
                 return await self._exchange(exchange)
 

@@ -92,18 +92,33 @@ class HostGate:
         await self.flush()
         return True
 
-    async def refresh(self, cap: float) -> None:
+    async def refresh(self, cap: float) -> float | None:
         """With `shared`: follow the pause stored by any daemon (cut to `cap` s from now),
-        read after this call began. Without, nothing to do."""
+        read by a read begun after this call; returns when that read began (wall clock;
+        None without `shared`, or while the database does not answer)."""
         if self.shared is None:
-            return
-        stored = await self.shared.current()
+            return None
+        stored, read_at = await self.shared.current()
         if stored is None or not math.isfinite(stored):
-            return
+            return read_at
         until = min(stored, self._clock() + cap)
         if until > max(self._until, self._clock()):
             self._until = self._saved = until  # stored already: nothing to save
             log.info("api.pause_shared", until=until, seconds=round(until - self._clock(), 3))
+        return read_at
+
+    async def open_for(self, deadline: float, cap: float) -> float | None:
+        """`wait`, then, with `shared`, read the stored pause again after every wait, until
+        a read begun after the last wait finds the gate open: a request that waited out
+        one pause never goes out during another a daemon stored meanwhile. Returns when
+        that last read began (None without `shared`)."""
+        while True:
+            read_at = await self.refresh(cap)
+            if self._until <= self._clock() and not self._shut:
+                return read_at
+            await self.wait(deadline)
+            if self.shared is None:
+                return None
 
     async def flush(self) -> None:
         """Save the pause if it changed since the last save (at stop, after a failed save)."""

@@ -36,7 +36,16 @@ log = structlog.get_logger("watcherd.api")
 class SharedPause:
     """Single-flight reads of the stored pause; each caller gets a read begun after its call."""
 
-    __slots__ = ("_clock", "_down_until", "_lock", "_read", "_started", "_value", "reads")
+    __slots__ = (
+        "_clock",
+        "_down_until",
+        "_lock",
+        "_read",
+        "_read_at",
+        "_started",
+        "_value",
+        "reads",
+    )
 
     def __init__(self, read: Read, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._read = read
@@ -44,27 +53,32 @@ class SharedPause:
         self._lock = anyio.Lock()
         self._started = 0  # reads begun so far
         self._value: float | None = None  # what the last read found
+        self._read_at: float | None = None  # when it began (wall clock)
         self._down_until = 0.0  # monotonic time until which the database is not tried
         self.reads = 0  # reads made (for the benchmark and the tests)
 
-    async def current(self) -> float | None:
-        """The stored pause, as read by a read that began after this call."""
+    async def current(self) -> tuple[float | None, float | None]:
+        """The stored pause, as read by a read that began after this call, and when that
+        read began (wall clock; None if the database was not read: it does not answer)."""
         seen = self._started
         async with self._lock:
             if self._started > seen:  # a read began after our call and has finished
-                return self._value
+                return self._value, self._read_at
             if self._clock() < self._down_until:
-                return self._value
+                return self._value, None
             self._started += 1
+            read_at = time.time()
             try:
-                self._value = await self._read()
+                value = await self._read()
             except WatcherdError as exc:
                 if not self._down_until:
                     log.warning("api.shared_pause_unread", error=str(exc), retry_in=FAILED_RETRY)
                 self._down_until = self._clock() + FAILED_RETRY
-                return self._value
+                self._read_at = None
+                return self._value, None
+            self._value, self._read_at = value, read_at
             self.reads += 1
             if self._down_until:
                 log.info("api.shared_pause_read_again")
                 self._down_until = 0.0
-            return self._value
+            return value, read_at
