@@ -256,6 +256,9 @@ class JobOverview:
     model: str | None
     model_output_name: str | None
     hooks: dict[str, int]  # delivery count by state
+    reason: str | None = None  # why a terminal job ended (see watcherd.eventlog.reason)
+    total_price: int | None = None  # nano-dollars at the last poll (grows while running)
+    token_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hooks": ("job_cmds", "cmd_hooks"),
     "show": ("view_cmds", "cmd_show"),
     "metrics": ("view_cmds", "cmd_metrics"),
+    "events": ("view_cmds", "cmd_events"),
     "report": ("view_cmds", "cmd_report"),
 }
 

@@ -179,6 +179,12 @@ def _add_view_commands(
         metavar="N",
         help="uniform sample of N train rows; eval rows always in full",
     )
+    events = sub.add_parser(
+        "events",
+        parents=[common, listing],
+        help="a job's event log from the local database (why it ended, checkpoints)",
+    )
+    events.add_argument("job_id", metavar="JOB_ID")
     report = sub.add_parser(
         "report", parents=[common], help="a self-contained HTML page of the jobs"
     )

@@ -19,6 +19,7 @@ from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
 from watcherd.store import Store
 from watcherd.views.charts import render_charts
+from watcherd.views.events import events_json, render_events
 from watcherd.views.report import ReportJob, render_report
 from watcherd.views.show import render_show, show_json
 
@@ -80,6 +81,24 @@ async def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[
     async with reader(config) as store:
         await _known(store, job_id)
         return await store.metrics(job_id, flt)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """`watcherd events JOB_ID [--json]`: the job's event log from the database."""
+    config = load(args)
+    job_id = _job_id(args.job_id)
+    events = anyio.run(_events, config, job_id, backend="asyncio")
+    if args.json:
+        print(events_json(events))
+    else:
+        print(render_events(job_id, events, color=color_enabled(), width=terminal_width()))
+    return 0
+
+
+async def _events(config: Config, job_id: str) -> list[dict[str, Any]]:
+    async with reader(config) as store:
+        await _known(store, job_id)
+        return await store.events(job_id)
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ def _natural(spec: JobSpec, created: float) -> Timeline:
     last = spec.last_step
     t = run_start + (last + 0.5) * spec.seconds_per_step + _TAIL
     phases.append((run_start, "running"))
-    if spec.final == "error":
+    if spec.fails:
         phases.append((t, "error"))
         return Timeline(tuple(phases), run_start, last)
     if spec.compress > 0:

@@ -26,7 +26,8 @@ from watcherd.store.sampling import sampled_json
 
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
-    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json FROM jobs"
+    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
+    " reason, total_price, token_count FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
 
@@ -77,6 +78,9 @@ def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
         model=row[11],
         model_output_name=row[12],
         hooks=hooks,
+        reason=row[14],
+        total_price=row[15],
+        token_count=row[16],
     )
 
 

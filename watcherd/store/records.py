@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,6 +51,8 @@ class PollRecord:
     `job` is the raw job object as received (None for a status-only sighting, e.g. from
     the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`
     when the job says an estimate is available; otherwise there is no estimate.
+    `events` is the job's whole event log as just fetched (None: not fetched this
+    time); `total_price` (nano-dollars) and `token_count` as the job object said.
     """
 
     job_id: str
@@ -60,12 +62,21 @@ class PollRecord:
     metrics: Sequence[MetricRow] = ()
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
+    events: Sequence[Mapping[str, Any]] | None = None
+    total_price: int | None = None
+    token_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    """What a recorded poll changed: the transition, new metric rows, new deliveries."""
+    """What a recorded poll changed: the transition, new metric rows, new deliveries.
+
+    `new_events` counts the events stored for the first time; `restarts` names the
+    jobs that new `job_restarted` events say continue this one.
+    """
 
     transition: tuple[str | None, str] | None = None
     new_rows: int = 0
     deliveries: list[str] = field(default_factory=list)
+    new_events: int = 0
+    restarts: tuple[str, ...] = ()

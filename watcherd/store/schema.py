@@ -102,7 +102,19 @@ _INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL,)
+# Why a job ended (see `watcherd.eventlog.reason`), and its price (nano-dollars, as the
+# service reports it: it grows while the job runs) and token count at the last poll.
+_REASON_AND_PRICE = Migration(
+    "job_reason_and_price",
+    (
+        "ALTER TABLE jobs ADD COLUMN reason TEXT",
+        "ALTER TABLE jobs ADD COLUMN total_price INTEGER",
+        "ALTER TABLE jobs ADD COLUMN token_count INTEGER",
+        "ALTER TABLE jobs ADD COLUMN price_seen_at REAL",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _REASON_AND_PRICE)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

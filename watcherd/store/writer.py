@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import aiosqlite
 
-from watcherd.model import MISSING, dumps_exact
+from watcherd.eventlog import event_keys, reason, restart_target
+from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
 from watcherd.store import outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
@@ -68,9 +68,43 @@ async def record_poll(
     fields = plan.fields | _job_fields(rec)
     fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
     transition, ids = await _status_change(conn, rec, stored.status, fields)
-    await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=stored.exists)
+    if not stored.exists:  # the events below need the job row
+        await conn.execute(_ENSURE_JOB, (rec.job_id, rec.observed_at))
+    new = await _new_events(conn, rec)
+    status = rec.status or stored.status
+    if is_terminal(status or "") and (new or transition is not None or rec.job is not None):
+        fields["reason"] = await _reason(conn, rec, status)
+    await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=True)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
-    return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)
+    restarts = tuple(
+        dict.fromkeys(t for e in new if (t := restart_target(e, rec.job_id)) is not None)
+    )
+    return PollResult(
+        transition=transition,
+        new_rows=len(plan.inserts),
+        deliveries=ids,
+        new_events=len(new),
+        restarts=restarts,
+    )
+
+
+async def _new_events(conn: aiosqlite.Connection, rec: PollRecord) -> list[Mapping[str, Any]]:
+    """Store the events of `rec` not stored before; return them, in API order."""
+    if not rec.events:
+        return []
+    return await insert_events(conn, rec.job_id, rec.events, rec.observed_at)
+
+
+async def _reason(conn: aiosqlite.Connection, rec: PollRecord, status: str | None) -> str | None:
+    """Why the job ended, from its job object (this one, or the stored one) and events."""
+    rows = await conn.execute_fetchall(
+        "SELECT event_json FROM events WHERE job_id = ? ORDER BY id", (rec.job_id,)
+    )
+    job = rec.job
+    if job is None:
+        found = await fetch_one(conn, "SELECT job_json FROM jobs WHERE job_id = ?", (rec.job_id,))
+        job = loads_exact(found[0]) if found is not None and found[0] is not None else None
+    return reason(status, job, [loads_exact(r[0]) for r in rows])
 
 
 async def _status_change(
@@ -89,8 +123,13 @@ async def _status_change(
 def _job_fields(rec: PollRecord) -> dict[str, Any]:
     """Job columns taken from the job object (when one came) and the progress estimate."""
     remaining = rec.seconds_remaining
+    price: dict[str, Any] = {}
+    if rec.total_price is not None:
+        price = {"total_price": rec.total_price, "price_seen_at": rec.observed_at}
+    if rec.token_count is not None:
+        price["token_count"] = rec.token_count
     if rec.job is None:  # a status-only sighting: its estimate (or None) is the latest word
-        return {"seconds_remaining": remaining}
+        return {"seconds_remaining": remaining, **price}
     progress = rec.job.get("progress")
     if remaining is None and isinstance(progress, Mapping) and progress.get("estimate_available"):
         remaining = number(progress.get("seconds_remaining"))
@@ -99,6 +138,7 @@ def _job_fields(rec: PollRecord) -> dict[str, Any]:
         "job_json": dumps_exact(rec.job),
         "model": _text(rec.job.get("model")),
         "model_output_name": _text(rec.job.get("model_output_name")),
+        **price,
     }
 
 
@@ -183,10 +223,22 @@ async def set_state(conn: aiosqlite.Connection, key: str, value: str | None) -> 
     )
 
 
-def event_digest(event: Mapping[str, Any]) -> str:
-    """The dedupe key of an API event: a hash of (created_at, type, message)."""
-    key = dumps_exact([event.get("created_at"), event.get("type"), event.get("message")])
-    return hashlib.sha256(key.encode()).hexdigest()
+async def insert_events(
+    conn: aiosqlite.Connection, job_id: str, events: Sequence[Mapping[str, Any]], now: float
+) -> list[Mapping[str, Any]]:
+    """Store the events not stored before (by `eventlog.event_keys`); return those, in order.
+
+    The caller makes sure the job row exists.
+    """
+    rows = await conn.execute_fetchall("SELECT digest FROM events WHERE job_id = ?", (job_id,))
+    stored = {str(r[0]) for r in rows}
+    fresh = [(k, e) for k, e in zip(event_keys(events), events, strict=True) if k not in stored]
+    await conn.executemany(
+        "INSERT INTO events (job_id, digest, event_json, seen_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(job_id, digest) DO NOTHING",
+        [(job_id, key, dumps_exact(event), now) for key, event in fresh],
+    )
+    return [event for _, event in fresh]
 
 
 async def record_events(
@@ -194,9 +246,4 @@ async def record_events(
 ) -> int:
     """Store events not seen before; return how many were new."""
     await conn.execute(_ENSURE_JOB, (job_id, now))
-    cur = await conn.executemany(
-        "INSERT INTO events (job_id, digest, event_json, seen_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(job_id, digest) DO NOTHING",
-        [(job_id, event_digest(e), dumps_exact(e), now) for e in events],
-    )
-    return max(cur.rowcount, 0)
+    return len(await insert_events(conn, job_id, events, now))

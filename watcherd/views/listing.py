@@ -2,8 +2,10 @@
 
 JSON keys (stable): job_id, note, watched, status, status_since, step, train_loss,
 eval_loss, seconds_remaining, last_poll_at, last_error, model, model_output_name,
-hooks. Times are ISO-8601 UTC strings, counts are ints, and NaN or infinite numbers
-become null so that every JSON parser accepts the output.
+hooks, reason (why a terminal job ended, in the service's words), price (dollars, the
+last known; it grows while a job runs), token_count. Times are ISO-8601 UTC strings,
+counts are ints, and NaN or infinite numbers become null so that every JSON parser
+accepts the output.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ COLUMNS: Final = (
 
 
 def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: int) -> str:
-    """The job table, each job's last error (if any) on the line under it."""
+    """The job table; under a job's row its last error, and why it failed or was cancelled."""
     if not jobs:
         return "No jobs. Add one with `watcherd add JOB_ID`."
     rows = [_cells(job, now) for job in jobs]
@@ -55,6 +57,8 @@ def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: 
         out.append(line)
         if job.last_error:
             out.append(paint("  ! " + clip(job.last_error, width - 4), "red", color))
+        if job.reason and job.status != "completed":
+            out.append(paint("  = " + clip(job.reason, width - 4), "dim", color))
     return "\n".join(out)
 
 
@@ -119,7 +123,15 @@ def job_json(job: JobOverview) -> dict[str, Any]:
         "model": job.model,
         "model_output_name": job.model_output_name,
         "hooks": {state: int(count) for state, count in sorted(job.hooks.items())},
+        "reason": job.reason,
+        "price": dollars(job.total_price),
+        "token_count": job.token_count,
     }
+
+
+def dollars(nano: int | None) -> float | None:
+    """Nano-dollars (the API's total_price) as dollars."""
+    return None if nano is None else nano / 1_000_000_000
 
 
 def finite(value: float | None) -> float | None:

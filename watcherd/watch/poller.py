@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -31,6 +32,7 @@ from watcherd.errors import (
 )
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
 from watcherd.store import PollRecord, PollResult, Store
+from watcherd.watch.events import EventFeed, price_facts
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -77,6 +79,7 @@ class Poller:
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        self.events = EventFeed(monotonic)
 
     # -- configuration -------------------------------------------------
 
@@ -265,6 +268,9 @@ class Poller:
                 job = await self.api.retrieve(sched.job_id)
             changed = job.status != sched.status
             metrics = await self._fetch_metrics(sched, job.status, changed=changed)
+            events = await self.events.fetch(
+                self.api, self.config.poll, job, changed=changed, retrieved=job is not listed
+            )
         except NotFoundError as exc:
             await self._not_found(sched, exc)
             return
@@ -274,7 +280,7 @@ class Poller:
         except ApiError as exc:
             await self._failed(sched, exc)
             return
-        await self._record(sched, job, metrics, full=changed or job is not listed)
+        await self._record(sched, job, metrics, events, full=changed or job is not listed)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
         """A job turning terminal gets a retrieve: its complete last object goes to hooks.
@@ -306,9 +312,16 @@ class Poller:
         return rows
 
     async def _record(
-        self, sched: JobSchedule, job: Job, metrics: list[MetricRow], *, full: bool
+        self,
+        sched: JobSchedule,
+        job: Job,
+        metrics: list[MetricRow],
+        events: list[dict[str, Any]] | None,
+        *,
+        full: bool,
     ) -> None:
         observed = self.wall()
+        total_price, token_count = price_facts(job.raw)
         record = PollRecord(
             job_id=sched.job_id,
             observed_at=observed,
@@ -317,6 +330,9 @@ class Poller:
             metrics=metrics,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
+            events=events,
+            total_price=total_price,
+            token_count=token_count,
         )
         result = await self.store.record_poll(record)
         self._after_record(sched, job, metrics, result)

@@ -1,0 +1,107 @@
+"""`watcherd events` and the reason, through the real CLI, against the real `together` CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cliharness import Recorded, recorded, together, watcherd
+from watcherd.eventlog import reason
+
+#: Finished jobs of every ending, in both casings of `type` (the casing follows the seed).
+ENDINGS: dict[str, Any] = {
+    "seed": 23,
+    "jobs": [
+        {"suffix": "done", "created": "-2h", "steps": 30, "n_checkpoints": 2, "wandb": True},
+        {"suffix": "nan", "created": "-2h", "steps": 30, "diverge_at": 12},
+        {"suffix": "crash", "created": "-2h", "steps": 40, "final": "error", "error_at_step": 20},
+        {"suffix": "billing", "created": "-2h", "steps": 40, "final": "error"}
+        | {"billing_limit": True, "error_at_step": 25},
+        {"suffix": "baddata", "created": "-2h", "final": "user_error"},
+        {"suffix": "stopped", "created": "-2h", "final": "cancelled", "cancel_at": 90},
+        {"suffix": "dpo", "created": "-2h", "method": "dpo", "steps": 20, "eval_steps": 5},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    """The jobs above, recorded by `watcherd run --until-done`, the sim still serving."""
+    with recorded(tmp_path_factory.mktemp("events"), ENDINGS) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def answers(rec: Recorded, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both CLIs' `--json` event logs of every job, two at a time."""
+    home = tmp_path_factory.mktemp("home")
+
+    def run(job_id: str) -> tuple[Any, Any]:
+        ours = watcherd(rec.config, "events", job_id, "--json")
+        theirs = together(rec.sim, home, "fine-tuning", "list-events", job_id, "--json")
+        return ours, theirs
+
+    ids = rec.world.job_ids()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(ids, pool.map(run, ids), strict=True))
+
+
+def test_json_equals_together_list_events(rec: Recorded, answers: dict[str, Any]) -> None:
+    """`events --json` equals `together fine-tuning list-events --json`, job by job."""
+    casings = set()
+    for job_id, (ours, theirs) in answers.items():
+        assert ours.returncode == 0, ours.stderr
+        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+        mine = json.loads(ours.stdout)
+        assert mine == json.loads(theirs.stdout)
+        assert mine == rec.world.events(job_id)
+        casings.add(mine[0]["type"])
+    assert casings == {"job_pending", "JOB_PENDING"}
+
+
+def test_table_has_the_cli_columns_and_every_event(rec: Recorded) -> None:
+    """The table's columns are Type, Message, Created At; one line per event, in order."""
+    job_id = rec.ids["billing"]
+    done = watcherd(rec.config, "events", job_id, env={"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["TYPE", "MESSAGE", "CREATED", "AT"]
+    events = rec.world.events(job_id)
+    assert [line.split()[0] for line in lines[1:]] == [e["type"] for e in events]
+    assert events[-2]["message"] in lines[-2]
+
+
+def test_together_retrieve_works_on_the_simulator(rec: Recorded, tmp_path: Path) -> None:
+    """`together fine-tuning retrieve` prints the job and counts its events."""
+    job_id = rec.ids["done"]
+    done = together(rec.sim, tmp_path, "fine-tuning", "retrieve", job_id, columns=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Total events: {len(rec.world.events(job_id))}" in done.stdout
+    raw = together(rec.sim, tmp_path, "fine-tuning", "retrieve", job_id, "--json")
+    assert raw.returncode == 0, raw.stderr
+    assert json.loads(raw.stdout)["total_price"] == rec.world.job(job_id).price
+
+
+def test_every_terminal_job_has_the_reason_the_service_gave(rec: Recorded) -> None:
+    """`list --json` gives each terminal job the reason its job object and events give."""
+    done = watcherd(rec.config, "list", "--json")
+    assert done.returncode == 0, done.stderr
+    listed = {j["job_id"]: j for j in json.loads(done.stdout)}
+    for job_id in rec.world.job_ids():
+        status = rec.world.status_at(job_id)
+        expected = reason(status, rec.world.job_object(job_id), rec.world.events(job_id))
+        assert expected is not None
+        assert listed[job_id]["reason"] == expected, job_id
+    assert "Billing limit reached" in listed[rec.ids["billing"]]["reason"]
+
+
+def test_unknown_job_and_no_events(rec: Recorded) -> None:
+    """An unknown job exits 2; a malformed ID too; no traceback."""
+    done = watcherd(rec.config, "events", "ft-unknown")
+    assert done.returncode == 2 and "not in the database" in done.stderr
+    assert watcherd(rec.config, "events", "nope").returncode == 2

@@ -1,0 +1,96 @@
+"""The poller's event-log hook: when a job's events are fetched, and what a poll records.
+
+Events come with the fewest requests:
+
+- a retrieved job object carries the whole log in `events`, so a poll that
+  retrieved the job (every job turning terminal does) takes them from there and
+  sends no request of its own;
+- otherwise the log is fetched (`GET .../events`) when the job's status changes,
+  and while it trains at most every `poll.metrics_interval`, together with its
+  metric rows;
+- a job in `pending` or `queued` has nothing new to say but `job_pending`, so its
+  changes between those two fetch nothing.
+
+The log comes whole every time (no cursor); the store keeps each event once
+(`watcherd.eventlog.event_keys`), in the same transaction as the poll's rows,
+transition and hook deliveries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from watcherd.api.client import ApiClient, Job
+from watcherd.config import PollConfig
+from watcherd.errors import NotFoundError
+from watcherd.model import is_terminal
+from watcherd.watch.schedule import QUIET_STATUSES
+
+log = structlog.get_logger("watcherd.watch.events")
+
+
+class EventFeed:
+    """Decides when a job's event log is due and fetches it."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.monotonic = monotonic
+        self._due: dict[str, float] = {}  # job -> monotonic time its next periodic fetch is due
+
+    async def fetch(
+        self, api: ApiClient, poll: PollConfig, job: Job, *, changed: bool, retrieved: bool
+    ) -> list[dict[str, Any]] | None:
+        """The job's whole event log if it is due now (None: not fetched this poll)."""
+        embedded = embedded_events(job) if retrieved else None
+        if embedded is not None:
+            self._fetched(job.id, poll)
+            return embedded
+        if not self._is_due(job, changed=changed):
+            return None
+        try:
+            found = await api.events(job.id)
+        except NotFoundError as exc:  # the job was just seen: "no events (yet)"
+            log.info("poll.events_not_found", job_id=job.id, error=str(exc))
+            found = []
+        self._fetched(job.id, poll)
+        return found
+
+    def _is_due(self, job: Job, *, changed: bool) -> bool:
+        if job.status in QUIET_STATUSES:
+            return False
+        if changed or is_terminal(job.status):
+            return True
+        return self.monotonic() >= self._due.get(job.id, 0.0)
+
+    def _fetched(self, job_id: str, poll: PollConfig) -> None:
+        self._due[job_id] = self.monotonic() + poll.metrics_interval
+
+    def forget(self, job_id: str) -> None:
+        """The job is no longer watched (or settled): drop its timer."""
+        self._due.pop(job_id, None)
+
+
+def embedded_events(job: Job) -> list[dict[str, Any]] | None:
+    """The `events` a full job object carries, when it carries a non-empty list of objects."""
+    found = job.raw.get("events")
+    if not isinstance(found, list) or not found:
+        return None
+    if not all(isinstance(event, dict) for event in found):
+        return None
+    return found
+
+
+def price_facts(job: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(total_price in nano-dollars, token_count) from a job object, when they are counts."""
+    return _count(job.get("total_price")), _count(job.get("token_count"))
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if 0 <= value < 2**63 else None
