@@ -105,3 +105,25 @@ def test_unknown_job_and_no_events(rec: Recorded) -> None:
     done = watcherd(rec.config, "events", "ft-unknown")
     assert done.returncode == 2 and "not in the database" in done.stderr
     assert watcherd(rec.config, "events", "nope").returncode == 2
+
+
+def test_show_list_and_report_say_why(rec: Recorded, tmp_path: Path) -> None:
+    """`show` has the reason and last events; `list` the reason under the row; the report too."""
+    job_id = rec.ids["billing"]
+    events = rec.world.events(job_id)
+    shown = watcherd(rec.config, "show", job_id, env={"COLUMNS": "160"})
+    assert shown.returncode == 0, shown.stderr
+    assert "reason" in shown.stdout and "Billing limit reached" in shown.stdout
+    assert f"Events (last 5 of {len(events)}" in shown.stdout
+    assert events[-1]["message"] in shown.stdout.split("Events (")[1]
+    data = json.loads(watcherd(rec.config, "show", job_id, "--json").stdout)
+    assert data["events"] == events[-5:] and "Billing limit" in data["reason"]
+    assert data["price"] == rec.world.job_object(job_id)["total_price"] / 1e9
+    listed = watcherd(rec.config, "list", env={"COLUMNS": "160"}).stdout.splitlines()
+    row = next(i for i, line in enumerate(listed) if line.startswith(job_id))
+    assert listed[row + 1].startswith("  = Billing limit reached")
+    done = next(i for i, line in enumerate(listed) if line.startswith(rec.ids["done"]))
+    assert not listed[done + 1].startswith("  = ")
+    report = tmp_path / "r.html"
+    assert watcherd(rec.config, "report", "-o", str(report)).returncode == 0
+    assert "Reason: Billing limit reached" in report.read_text()

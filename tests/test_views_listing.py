@@ -17,10 +17,10 @@ from tests.test_views_data import (
     overview,
     transitions,
 )
-from watcherd.model import JobOverview
+from watcherd.model import JobOverview, phases
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import eta, list_json, render_list
-from watcherd.views.show import phases, render_show, show_json
+from watcherd.views.show import render_show, show_json
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -108,9 +108,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
     if args.json:
-        print(json.dumps(show_json(*parts, now=now), indent=2))
+        print(json.dumps(show_json(*parts, now=now, events=job.events), indent=2))
     else:
-        print(render_show(*parts, now=now, color=color_enabled(), width=terminal_width()))
+        width, color = terminal_width(), color_enabled()
+        print(render_show(*parts, now=now, color=color, width=width, events=job.events))
     return 0
 
 
@@ -130,6 +131,7 @@ async def _load_report_job(store: Store, job_id: str) -> ReportJob:
         transitions=await store.transitions(job_id),
         metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
         deliveries=await store.deliveries(job_id),
+        events=await store.events(job_id),
     )
 
 

@@ -41,7 +41,13 @@ from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validat
 TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
 API_KEYS_ALL: Final = (*API_KEYS, "timeout", "max_concurrency", "max_rate", "max_body_bytes")
-POLL_KEYS: Final = ("interval", "min_interval", "metrics_interval", "max_backoff")
+POLL_KEYS: Final = (
+    "interval",
+    "min_interval",
+    "metrics_interval",
+    "events_interval",
+    "max_backoff",
+)
 HOOK_KEYS: Final = ("name", "on", "timeout", "max_attempts", "output_cap_bytes")
 HOOK_KEYS_ALL: Final = (*HOOK_KEYS, "command", "webhook", "notify", "env", "cwd")
 WEBHOOK_KEYS: Final = ("url", "secret_file", "secret_credential", "secret_env", "secret")
@@ -178,12 +184,15 @@ def _poll(sec: Section) -> PollConfig:
         interval=sec.duration("interval", d.interval),
         min_interval=sec.duration("min_interval", d.min_interval),
         metrics_interval=sec.duration("metrics_interval", d.metrics_interval),
+        events_interval=sec.duration("events_interval", d.events_interval),
         max_backoff=sec.duration("max_backoff", d.max_backoff),
     )
     if poll.interval < poll.min_interval:
         raise sec.where("interval").error("must not be shorter than poll.min_interval")
     if poll.metrics_interval < poll.min_interval:
         raise sec.where("metrics_interval").error("must not be shorter than poll.min_interval")
+    if poll.events_interval < poll.metrics_interval:
+        raise sec.where("events_interval").error("must not be shorter than poll.metrics_interval")
     return poll
 
 

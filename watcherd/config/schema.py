@@ -30,6 +30,20 @@ TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
     "step": int,
     "delivery_id": str,
     "type": str,
+    "reason": str,
+    "price": str,
+    "token_count": int,
+    "queue_time": str,
+    "training_time": str,
+    "upload_time": str,
+    "total_time": str,
+    "model_object_id": str,
+    "adapter_output_name": str,
+    "adapter_object_id": str,
+    "wandb_url": str,
+    "checkpoint_path": str,
+    "model_path": str,
+    "loss_sparkline": str,
 }
 
 
@@ -69,6 +83,7 @@ class PollConfig:
     interval: float = 60.0  # status of live jobs
     min_interval: float = 10.0  # never sooner, whatever the ETA says
     metrics_interval: float = 300.0  # new metric rows of running jobs
+    events_interval: float = 3600.0  # the event log of a training job (not below metrics_)
     max_backoff: float = 600.0  # cap of a failing job's backoff
 
 

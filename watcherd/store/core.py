@@ -22,6 +22,7 @@ from watcherd.model import (
     MetricFilter,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
     loads_exact,
 )
@@ -281,6 +282,10 @@ class Store:
     ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
         """A delivery, its job's last job object and metrics summary: the payload's parts."""
         return await self._read(_delivery_context, delivery_id)
+
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """What a hook payload tells about a job beyond its object (one snapshot)."""
+        return await self._read(readers.payload_facts, job_id)
 
     async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         """Every delivery, or one job's, in creation order."""

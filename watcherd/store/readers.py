@@ -16,8 +16,10 @@ from watcherd.model import (
     JobOverview,
     MetricFilter,
     MetricsSummary,
+    PayloadFacts,
     Transition,
     loads_exact,
+    row_kind,
     sample_indices,
 )
 from watcherd.store.records import JobState
@@ -190,3 +192,26 @@ async def delivery_counts(conn: aiosqlite.Connection) -> dict[str, int]:
     """How many hook deliveries are in each state (states with none are left out)."""
     rows = await _all(conn, "SELECT state, COUNT(*) FROM deliveries GROUP BY state")
     return {str(state): int(count) for state, count in rows}
+
+
+#: How many train losses a payload's sparkline is drawn from.
+LOSS_POINTS: Final = 40
+
+
+async def payload_facts(conn: aiosqlite.Connection, job_id: str) -> PayloadFacts:
+    """Reason, price, tokens, transitions, events and a sample of the train loss of a job."""
+    rows = await _all(
+        conn, "SELECT reason, total_price, token_count FROM jobs WHERE job_id = ?", (job_id,)
+    )
+    reason, price, tokens = rows[0] if rows else (None, None, None)
+    texts = await metrics_json(conn, job_id, MetricFilter(resolution=LOSS_POINTS))
+    sampled = (loads_exact(text) for text in texts)
+    losses = [r["train/loss"] for r in sampled if row_kind(r) == "train" and "train/loss" in r]
+    return PayloadFacts(
+        reason=reason,
+        total_price=price,
+        token_count=tokens,
+        transitions=tuple(await transitions(conn, job_id)),
+        events=tuple(await events(conn, job_id)),
+        losses=tuple(float(v) for v in losses),
+    )

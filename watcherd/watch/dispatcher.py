@@ -120,7 +120,8 @@ class Dispatcher:
             return
         attempt = await self.store.start_attempt(delivery.id, now)
         current, job, summary = await self.store.delivery_context(delivery.id)
-        payload = build_payload(current, job, summary)
+        facts = await self.store.payload_facts(current.job_id)
+        payload = build_payload(current, job, summary, facts)
         log.info("hook.started", delivery_id=delivery.id, hook=hook.name, attempt=attempt)
         try:
             outcome = await run_hook(
