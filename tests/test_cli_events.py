@@ -127,3 +127,20 @@ def test_show_list_and_report_say_why(rec: Recorded, tmp_path: Path) -> None:
     report = tmp_path / "r.html"
     assert watcherd(rec.config, "report", "-o", str(report)).returncode == 0
     assert "Reason: Billing limit reached" in report.read_text()
+
+
+def test_cost_sums_the_service_prices(rec: Recorded) -> None:
+    """`cost --json` adds up each job's total_price, by day, model and job; --since filters."""
+    prices = {j: rec.world.job_object(j)["total_price"] for j in rec.world.job_ids()}
+    by_job = json.loads(watcherd(rec.config, "cost", "--by", "job", "--json").stdout)
+    assert {g["key"]: round(g["dollars"] * 1e9) for g in by_job["groups"]} == prices
+    assert by_job["total"]["running"] == 0
+    by_day = json.loads(watcherd(rec.config, "cost", "--json").stdout)
+    assert [g["key"] for g in by_day["groups"]] == ["2026-05-19"]
+    assert by_day["total"]["dollars"] == pytest.approx(sum(prices.values()) / 1e9)
+    later = json.loads(watcherd(rec.config, "cost", "--since", "2026-05-20", "--json").stdout)
+    assert later["groups"] == [] and later["since"] == "2026-05-20"
+    table = watcherd(rec.config, "cost", "--by", "model").stdout.splitlines()
+    assert table[0].split() == ["MODEL", "JOBS", "SPEND"] and table[-1].startswith("total")
+    bad = watcherd(rec.config, "cost", "--since", "soon")
+    assert bad.returncode == 2 and "--since" in bad.stderr

@@ -12,6 +12,7 @@ import pytest
 from watcherd.cli.parser import build_parser
 from watcherd.config import (
     ApiConfig,
+    BudgetConfig,
     CommandHook,
     HookConfig,
     JobsConfig,
@@ -80,6 +81,7 @@ def test_the_example_config_loads() -> None:
         ("hooks", HookConfig),
         ("hooks", CommandHook),
         ("hooks", WebhookHook),
+        ("budget", BudgetConfig),
     ],
 )
 def test_every_config_key_is_in_the_example_and_readme(section: str, cls: type) -> None:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("view_cmds", "cmd_show"),
     "metrics": ("view_cmds", "cmd_metrics"),
     "events": ("view_cmds", "cmd_events"),
+    "cost": ("view_cmds", "cmd_cost"),
     "report": ("view_cmds", "cmd_report"),
 }
 

@@ -17,8 +17,10 @@ from watcherd.cli.common import color_enabled, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
+from watcherd.spend import SpendRow
 from watcherd.store import Store
 from watcherd.views.charts import render_charts
+from watcherd.views.cost import cost_json, render_cost
 from watcherd.views.events import events_json, render_events
 from watcherd.views.report import ReportJob, render_report
 from watcherd.views.show import render_show, show_json
@@ -99,6 +101,35 @@ async def _events(config: Config, job_id: str) -> list[dict[str, Any]]:
     async with reader(config) as store:
         await _known(store, job_id)
         return await store.events(job_id)
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """`watcherd cost [--since DATE] [--by day|model|job] [--json]`."""
+    config = load(args)
+    since = _since(args.since)
+    rows = anyio.run(_spend, config, backend="asyncio")
+    if since is not None:
+        rows = [r for r in rows if r.created_at >= since]
+    if args.json:
+        print(json.dumps(cost_json(rows, by=args.by, since=args.since), indent=2))
+    else:
+        print(render_cost(rows, by=args.by, color=color_enabled(), width=terminal_width()))
+    return 0
+
+
+def _since(text: str | None) -> float | None:
+    """Epoch seconds of `--since` (a date or date-time; no offset means UTC)."""
+    if text is None:
+        return None
+    try:
+        return parse_iso_ns(text) / 1e9
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from exc
+
+
+async def _spend(config: Config) -> list[SpendRow]:
+    async with reader(config) as store:
+        return await store.spend()
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from watcherd.config.schema import (
     SYSTEM_CONFIG_PATH,
     TEMPLATE_FIELDS,
     ApiConfig,
+    BudgetConfig,
     CommandHook,
     Config,
     HookAction,
@@ -37,8 +38,9 @@ from watcherd.config.schema import (
 from watcherd.config.secrets import SecretRef, present
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
+from watcherd.spend import BUDGET_EXCEEDED
 
-TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
+TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen", "budget")
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
 API_KEYS_ALL: Final = (*API_KEYS, "timeout", "max_concurrency", "max_rate", "max_body_bytes")
 POLL_KEYS: Final = (
@@ -57,6 +59,7 @@ HOOK_EVENTS: Final = (
     *DEFAULT_HOOK_EVENTS,
     *sorted(KNOWN_STATUSES - {*DEFAULT_HOOK_EVENTS}),
     MISSING,
+    BUDGET_EXCEEDED,
 )
 LOG_FORMATS: Final = ("auto", "console", "json")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
@@ -85,6 +88,7 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
         hooks=_hooks(root, base),
         log=_log(root.section("log", ("format", "level"))),
         metrics_listen=_listen(root),
+        budget=_budget(root.section("budget", ("daily", "monthly"))),
         source=path,
     )
 
@@ -194,6 +198,15 @@ def _poll(sec: Section) -> PollConfig:
     if poll.events_interval < poll.metrics_interval:
         raise sec.where("events_interval").error("must not be shorter than poll.metrics_interval")
     return poll
+
+
+def _budget(sec: Section) -> BudgetConfig:
+    """The `budget:` section: dollars per day and month, each optional."""
+    limits = {
+        name: sec.number(name, 1.0) if sec.get(name) is not None else None
+        for name in ("daily", "monthly")
+    }
+    return BudgetConfig(**limits)
 
 
 def _log(sec: Section) -> LogConfig:

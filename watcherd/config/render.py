@@ -68,6 +68,8 @@ def _document(config: Config) -> dict[str, Any]:
     }
     if config.metrics_listen is not None:
         doc["metrics_listen"] = str(config.metrics_listen)
+    if config.budget.limits():
+        doc["budget"] = config.budget.limits()
     return doc
 
 

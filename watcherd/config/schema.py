@@ -149,6 +149,23 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """`budget:`: spend limits in dollars per UTC day and month (None: no limit).
+
+    A period whose spend passes its limit fires `budget.exceeded` once (see
+    `watcherd.spend` for how spend is counted).
+    """
+
+    daily: float | None = None
+    monthly: float | None = None
+
+    def limits(self) -> dict[str, float]:
+        """The limits set, by period name (`daily`, `monthly`)."""
+        given = {"daily": self.daily, "monthly": self.monthly}
+        return {name: value for name, value in given.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     """`metrics_listen:`, parsed once: a loopback host and a port to serve Prometheus on."""
 
@@ -170,4 +187,5 @@ class Config:
     hooks: tuple[HookConfig, ...] = ()
     log: LogConfig = field(default_factory=LogConfig)
     metrics_listen: Listen | None = None  # the Prometheus endpoint, off by default
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     source: Path | None = None

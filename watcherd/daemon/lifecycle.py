@@ -13,6 +13,7 @@ effect within seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ from watcherd.jobsfile import file_signature
 from watcherd.logs import configure_logging
 from watcherd.store import Store
 from watcherd.systemd import Notifier
+from watcherd.watch.budget import CHECK_EVERY, BudgetWatch, spend_now
 from watcherd.watch.dispatcher import Dispatcher
 from watcherd.watch.poller import Poller
 from watcherd.watch.wiring import build_api
@@ -69,6 +71,7 @@ class Runtime:
     poller: Poller
     dispatcher: Dispatcher
     reporter: StatusReporter
+    budget: BudgetWatch
 
 
 @asynccontextmanager
@@ -85,7 +88,8 @@ async def open_runtime(
         dispatcher = Dispatcher(store, hooks_http, config, wall=wall)
         poller = Poller(store, api, config, on_deliveries=dispatcher.wake, wall=wall)
         reporter = StatusReporter(store, poller, notifier, wall=wall)
-        yield Runtime(store, api_http, poller, dispatcher, reporter)
+        budget = BudgetWatch(store, on_deliveries=dispatcher.wake, wall=wall)
+        yield Runtime(store, api_http, poller, dispatcher, reporter, budget)
 
 
 async def run_daemon(
@@ -133,6 +137,7 @@ class Daemon:
     async def _run_once(self) -> int:
         self.notifier.ready()
         await self.rt.poller.poll_once()
+        await self._check_budget()
         await self.rt.dispatcher.drain()
         await self.rt.reporter.publish()
         self._notify_stopping()
@@ -151,6 +156,7 @@ class Daemon:
             tg.start_soon(self._status_loop)
             tg.start_soon(self.rt.poller.run)
             tg.start_soon(self.rt.dispatcher.run)
+            tg.start_soon(self._budget_loop)
             if mode is Mode.UNTIL_DONE:
                 tg.start_soon(self._until_done, tg)
         self._notify_stopping()
@@ -280,6 +286,21 @@ class Daemon:
             await anyio.sleep(self.rt.reporter.every)
 
     async def metrics_text(self) -> str:
-        """The Prometheus text for a scrape, with fresh delivery counts."""
+        """The Prometheus text for a scrape, with fresh delivery counts and spend."""
         snap = await self.rt.reporter.refresh()
-        return render(snap, started_at=self.started_at)
+        spend = await spend_now(self.rt.store, snap.taken_at)
+        return render(dataclasses.replace(snap, spend=spend), started_at=self.started_at)
+
+    # -- the budget ---------------------------------------------------------
+
+    async def _budget_loop(self) -> None:
+        """Check the budget every minute (a period fires once: see `watch.budget`)."""
+        while True:
+            await self._check_budget()
+            await anyio.sleep(CHECK_EVERY)
+
+    async def _check_budget(self) -> None:
+        try:
+            await self.rt.budget.check(self.config)
+        except WatcherdError as exc:
+            log.error("budget.check_failed", error=str(exc))

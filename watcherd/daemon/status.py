@@ -42,6 +42,7 @@ class Snapshot:
     last_success_at: float | None = None
     api: ApiStats = field(default_factory=lambda: ApiStats(0, 0, {}))
     taken_at: float = field(default_factory=time.time)
+    spend: Mapping[str, float] = field(default_factory=dict)  # dollars by period (day, ...)
 
     @property
     def dead_hooks(self) -> int:

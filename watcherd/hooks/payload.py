@@ -96,6 +96,30 @@ def build_payload(
     return result
 
 
+def build_budget_payload(delivery: Delivery, *, limit: float, spent: float) -> dict[str, Any]:
+    """The JSON object of a `budget.exceeded` delivery (limit and spend in dollars).
+
+    `job_id` names the period (`budget:daily:2026-05-19`); `reason` says it in words.
+    """
+    _, period, key = ([*delivery.job_id.split(":", 2), "", ""])[:3]
+    words = f"{period} budget of ${limit:,.2f} exceeded: ${spent:,.2f} spent ({key})"
+    payload = {
+        "type": delivery.event,
+        "delivery_id": delivery.id,
+        "occurred_at": _iso_utc(delivery.occurred_at),
+        "job_id": delivery.job_id,
+        "status": delivery.event,
+        "previous_status": None,
+        "period": period,
+        "period_key": key,
+        "limit": limit,
+        "price": spent,
+        "reason": words,
+    }
+    result: dict[str, Any] = strict_json(payload)
+    return result
+
+
 def job_facts(delivery: Delivery, job: Mapping[str, Any], facts: PayloadFacts) -> dict[str, Any]:
     """The payload's fields beyond the delivery, the job object and the metrics summary."""
     events = facts.events

@@ -26,6 +26,7 @@ from watcherd.model import (
     Transition,
     loads_exact,
 )
+from watcherd.spend import Period, SpendRow
 from watcherd.store import connection, outbox, readers, writer
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, metric_params
@@ -282,6 +283,16 @@ class Store:
     ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
         """A delivery, its job's last job object and metrics summary: the payload's parts."""
         return await self._read(_delivery_context, delivery_id)
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`)."""
+        return await self._read(readers.spend)
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` deliveries for the periods over their limit (once each)."""
+        return await self._write(writer.fire_budget, limits, hooks, now)
 
     async def payload_facts(self, job_id: str) -> PayloadFacts:
         """What a hook payload tells about a job beyond its object (one snapshot)."""

@@ -18,10 +18,13 @@ from watcherd.model import (
     MetricsSummary,
     PayloadFacts,
     Transition,
+    is_settled,
     loads_exact,
+    parse_iso_ns,
     row_kind,
     sample_indices,
 )
+from watcherd.spend import SpendRow
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
@@ -215,3 +218,36 @@ async def payload_facts(conn: aiosqlite.Connection, job_id: str) -> PayloadFacts
         events=tuple(await events(conn, job_id)),
         losses=tuple(float(v) for v in losses),
     )
+
+
+_SPEND: Final = (
+    "SELECT job_id, model, status, COALESCE(total_price, json_extract(job_json, '$.total_price')),"
+    " json_extract(job_json, '$.created_at'), added_at FROM jobs"
+    " WHERE COALESCE(total_price, json_extract(job_json, '$.total_price')) IS NOT NULL"
+)
+
+
+async def spend(conn: aiosqlite.Connection) -> list[SpendRow]:
+    """Every priced job's spend (see `watcherd.spend`), in the order they were added."""
+    rows = await _all(conn, f"{_SPEND} ORDER BY added_at, job_id")
+    return [
+        SpendRow(
+            job_id=str(job_id),
+            model=model,
+            created_at=_epoch(created, added),
+            total_price=int(price),
+            running=not is_settled(status),
+        )
+        for job_id, model, status, price, created, added in rows
+        if isinstance(price, int | float) and not isinstance(price, bool)
+    ]
+
+
+def _epoch(created: Any, fallback: float) -> float:
+    """Epoch seconds of the job object's created_at, or `fallback` if it is unreadable."""
+    if isinstance(created, str):
+        try:
+            return parse_iso_ns(created) / 1e9
+        except ValueError:
+            pass
+    return float(fallback)

@@ -9,7 +9,8 @@ import aiosqlite
 
 from watcherd.eventlog import event_keys, reason, restart_target
 from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
-from watcherd.store import outbox, pages
+from watcherd.spend import BUDGET_EXCEEDED, Period, spent
+from watcherd.store import outbox, pages, readers
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -247,3 +248,22 @@ async def record_events(
     """Store events not seen before; return how many were new."""
     await conn.execute(_ENSURE_JOB, (job_id, now))
     return len(await insert_events(conn, job_id, events, now))
+
+
+async def fire_budget(
+    conn: aiosqlite.Connection,
+    limits: Sequence[tuple[Period, int]],
+    hooks: Sequence[HookLike],
+    now: float,
+) -> list[str]:
+    """Queue `budget.exceeded` for each period whose spend is over its limit (nano-dollars).
+
+    The delivery id names the period (`budget:daily:2026-05-19:budget.exceeded:HOOK`),
+    so each period fires once, whatever restarts come between.
+    """
+    rows = await readers.spend(conn)
+    ids: list[str] = []
+    for period, limit in limits:
+        if spent(rows, period.start, period.end) > limit:
+            ids += await outbox.enqueue(conn, period.source, BUDGET_EXCEEDED, None, now, hooks)
+    return ids

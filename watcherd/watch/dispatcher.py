@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx
@@ -18,8 +19,11 @@ import structlog
 
 from watcherd.config import Config, HookConfig
 from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
+from watcherd.hooks.payload import build_budget_payload
 from watcherd.model import Delivery
+from watcherd.spend import BUDGET_EXCEEDED
 from watcherd.store import Store
+from watcherd.watch.budget import spend_now
 
 log = structlog.get_logger("watcherd.watch.dispatcher")
 
@@ -119,9 +123,7 @@ class Dispatcher:
             await self._finish(delivery.id, "dead", "hook is no longer configured", None, None)
             return
         attempt = await self.store.start_attempt(delivery.id, now)
-        current, job, summary = await self.store.delivery_context(delivery.id)
-        facts = await self.store.payload_facts(current.job_id)
-        payload = build_payload(current, job, summary, facts)
+        payload = await self._payload(delivery.id)
         log.info("hook.started", delivery_id=delivery.id, hook=hook.name, attempt=attempt)
         try:
             outcome = await run_hook(
@@ -132,6 +134,18 @@ class Dispatcher:
                 await self._finish(delivery.id, "failed", "interrupted by shutdown", None, now)
             raise
         await self._record(delivery.id, hook, attempt, outcome)
+
+    async def _payload(self, delivery_id: str) -> dict[str, Any]:
+        """The payload of a delivery: a job's, or a budget period's."""
+        current, job, summary = await self.store.delivery_context(delivery_id)
+        if current.event == BUDGET_EXCEEDED:
+            name = current.job_id.split(":")[1] if current.job_id.count(":") >= 2 else ""
+            limit = self.config.budget.limits().get(name, 0.0)
+            spend = await spend_now(self.store, current.occurred_at)
+            used = spend["day" if name == "daily" else "month"]
+            return build_budget_payload(current, limit=limit, spent=used)
+        facts = await self.store.payload_facts(current.job_id)
+        return build_payload(current, job, summary, facts)
 
     async def _record(self, delivery_id: str, hook: HookConfig, attempt: int, out: Outcome) -> None:
         if out.state == "delivered":

@@ -1,16 +1,19 @@
 """The poller's event-log hook: when a job's events are fetched, and what a poll records.
 
-Events come with the fewest requests:
+Events come with the fewest requests (each fetch returns the whole log, and
+`make bench` holds all requests to 0.2x a naive loop's):
 
 - a retrieved job object carries the whole log in `events`, so a poll that
-  retrieved the job (every job turning terminal does) takes them from there and
-  sends no request of its own;
-- otherwise the log is fetched (`GET .../events`) when the job's status changes,
-  and while it trains every `poll.events_interval` (1 h by default, never more
-  often than `poll.metrics_interval`: each fetch is a request that returns the
-  whole log, and the request budget of `make bench` is 0.2x a naive loop);
-- a job in `pending` or `queued` has nothing new to say but `job_pending`, so its
-  changes between those two fetch nothing.
+  retrieved the job takes them from there and sends no request of its own; every
+  job that turns terminal gets that retrieve, so its ending (why it failed, the
+  last checkpoint, the model path) is stored with its transition;
+- a job that starts training (`running`) gets its log fetched (`GET .../events`)
+  at once, and then every `poll.events_interval` while it trains (1 h by
+  default, never more often than `poll.metrics_interval`);
+- a terminal job whose object carried no log gets it fetched;
+- the other changes (`pending` -> `queued`, `compressing` -> `uploading`, ...)
+  fetch nothing: before training the log says only that the job was created, and
+  after it the ending comes minutes later, with the whole log.
 
 The log comes whole every time (no cursor); the store keeps each event once
 (`watcherd.eventlog.event_keys`), in the same transaction as the poll's rows,
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -29,7 +32,9 @@ from watcherd.api.client import ApiClient, Job
 from watcherd.config import PollConfig
 from watcherd.errors import NotFoundError
 from watcherd.model import is_terminal
-from watcherd.watch.schedule import QUIET_STATUSES
+
+#: The status in which a job's log grows (epochs, checkpoints, warnings).
+TRAINING: Final = "running"
 
 log = structlog.get_logger("watcherd.watch.events")
 
@@ -60,11 +65,11 @@ class EventFeed:
         return found
 
     def _is_due(self, job: Job, *, changed: bool) -> bool:
-        if job.status in QUIET_STATUSES:
+        if is_terminal(job.status):  # a retrieve that carried no log
+            return changed
+        if job.status != TRAINING:
             return False
-        if changed or is_terminal(job.status):
-            return True
-        return self.monotonic() >= self._due.get(job.id, 0.0)
+        return changed or self.monotonic() >= self._due.get(job.id, 0.0)
 
     def _fetched(self, job_id: str, poll: PollConfig) -> None:
         self._due[job_id] = self.monotonic() + poll.events_interval
