@@ -259,6 +259,8 @@ class JobOverview:
     reason: str | None = None  # why a terminal job ended (see watcherd.eventlog.reason)
     total_price: int | None = None  # nano-dollars at the last poll (grows while running)
     token_count: int | None = None
+    restart_of: str | None = None  # the job the service restarted as this one
+    restarted_as: str | None = None  # the job the service restarted this one as
 
 
 #: Named phases of a job's life and the statuses whose time they add up.

@@ -32,7 +32,8 @@ from watcherd.store.sampling import sampled_json
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
     " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
-    " reason, total_price, token_count FROM jobs"
+    " reason, total_price, token_count, restart_of,"
+    " (SELECT min(r.job_id) FROM jobs AS r WHERE r.restart_of = jobs.job_id) FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
 
@@ -86,6 +87,8 @@ def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
         reason=row[14],
         total_price=row[15],
         token_count=row[16],
+        restart_of=row[17],
+        restarted_as=row[18],
     )
 
 

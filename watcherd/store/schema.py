@@ -114,7 +114,17 @@ _REASON_AND_PRICE = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _REASON_AND_PRICE)
+# A job the service restarted as a new one (a `job_restarted` event naming it):
+# the new job's `restart_of` names the old one, and it is watched while that is.
+_RESTARTS = Migration(
+    "job_restarts",
+    (
+        "ALTER TABLE jobs ADD COLUMN restart_of TEXT",
+        "CREATE INDEX jobs_restart_of ON jobs (restart_of) WHERE restart_of IS NOT NULL",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _REASON_AND_PRICE, _RESTARTS)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -39,6 +39,14 @@ async def ensure_jobs(conn: aiosqlite.Connection, job_ids: Sequence[str], now: f
     await conn.executemany(_ENSURE_JOB, [(job_id, now) for job_id in job_ids])
 
 
+#: Jobs that continue a watched job (restarts of restarts too) stay watched.
+_WATCH_RESTARTS: Final = (
+    "WITH RECURSIVE chain(job_id) AS (SELECT job_id FROM jobs WHERE watched = 1"
+    " UNION SELECT j.job_id FROM jobs AS j JOIN chain AS c ON j.restart_of = c.job_id)"
+    " UPDATE jobs SET watched = 1 WHERE watched = 0 AND job_id IN (SELECT job_id FROM chain)"
+)
+
+
 async def sync_watched(
     conn: aiosqlite.Connection, entries: Sequence[tuple[str, str | None]], now: float
 ) -> None:
@@ -49,6 +57,7 @@ async def sync_watched(
         " ON CONFLICT(job_id) DO UPDATE SET note = excluded.note, watched = 1",
         [(job_id, note, now) for job_id, note in entries],
     )
+    await conn.execute(_WATCH_RESTARTS)
 
 
 async def record_poll(
@@ -80,12 +89,26 @@ async def record_poll(
     restarts = tuple(
         dict.fromkeys(t for e in new if (t := restart_target(e, rec.job_id)) is not None)
     )
+    for target in restarts:
+        await follow_restart(conn, rec.job_id, target, rec.observed_at)
     return PollResult(
         transition=transition,
         new_rows=len(plan.inserts),
         deliveries=ids,
         new_events=len(new),
         restarts=restarts,
+    )
+
+
+async def follow_restart(conn: aiosqlite.Connection, old: str, new: str, now: float) -> None:
+    """Record that `new` continues `old`: watched as `old` is, with a note pointing back."""
+    await conn.execute(
+        "INSERT INTO jobs (job_id, note, watched, added_at, restart_of)"
+        " SELECT ?, ?, watched, ?, job_id FROM jobs WHERE job_id = ?"
+        " ON CONFLICT(job_id) DO UPDATE SET"
+        " restart_of = COALESCE(jobs.restart_of, excluded.restart_of),"
+        " watched = MAX(jobs.watched, excluded.watched)",
+        (new, f"restart of {old}", now, old),
     )
 
 

@@ -5,7 +5,8 @@ the job object holds), transitions (from, to, at, seconds: time in `to` until th
 change, or until `now` for the current one), phases (queue_wait, training, upload,
 total: seconds or null), metrics (per key: count, first_step, last_step, first, last,
 min, max; NaN and infinities null), deliveries (as in `hooks --json`), reason (why a
-terminal job ended), price (dollars), events (the last few, as the service sent them).
+terminal job ended), price (dollars), events (the last few, as the service sent them),
+restart_of and restarted_as (the jobs a service restart links this one to).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ def _field_lines(job: JobOverview, raw_job: dict[str, Any] | None, now: float) -
         pairs.append(("step", str(job.step)))
     if job.reason:
         pairs.append(("reason", safe(job.reason)))
+    if job.restarted_as:
+        pairs.append(("restarted as", f"{job.restarted_as} (`watcherd show {job.restarted_as}`)"))
+    if job.restart_of:
+        pairs.append(("restart of", f"{job.restart_of} (`watcherd show {job.restart_of}`)"))
     if job.total_price is not None:  # the last poll's price is newer than the object's
         pairs = [pair for pair in pairs if pair[0] != "price"]
         so_far = "" if is_settled(job.status) else " so far"
@@ -172,6 +177,8 @@ def show_json(
         "metrics": {s.key: _summary(s) for s in collect_series(metrics)},
         "deliveries": deliveries_json(deliveries),
         "reason": job.reason,
+        "restart_of": job.restart_of,
+        "restarted_as": job.restarted_as,
         "price": dollars(job.total_price),
         "events": recent(events, RECENT_EVENTS),
     }

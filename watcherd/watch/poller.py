@@ -8,6 +8,8 @@ Running jobs get their metrics every `poll.metrics_interval`, fetched incrementa
 from the highest stored step (inclusive, so a late eval row at that step is not
 missed). A job that turns terminal gets a retrieve and one last metrics fetch,
 recorded in the same transaction as its transition and its hook deliveries.
+Event logs come through one hook point, `watch.events.EventFeed`; a job the
+service restarts as a new one (a `job_restarted` event) has the new one watched.
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ class Poller:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        follow_restarts: bool = True,
     ) -> None:
         self.store = store
+        self.follow_restarts = follow_restarts
         self.api = api
         self.config = config
         self.on_deliveries = on_deliveries
@@ -336,6 +340,16 @@ class Poller:
         )
         result = await self.store.record_poll(record)
         self._after_record(sched, job, metrics, result)
+        if result.restarts and self.follow_restarts:
+            await self._follow(sched.job_id, result.restarts)
+
+    async def _follow(self, job_id: str, restarts: Sequence[str]) -> None:
+        """Watch the jobs the service restarted `job_id` as (the store already does)."""
+        for new_id, state in (await self.store.job_states(only=restarts)).items():
+            if new_id not in self.jobs:
+                self.jobs[new_id] = JobSchedule(new_id, state.status, state.max_step)
+            log.info("job.restarted", job_id=job_id, new_job_id=new_id)
+        self.wake()
 
     def _after_record(
         self, sched: JobSchedule, job: Job, metrics: list[MetricRow], result: PollResult

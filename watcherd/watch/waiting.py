@@ -119,5 +119,8 @@ class _Waiter:
         if self.pollers is None:
             api = self.api or build_api(self.http, self.config)
             quiet = dataclasses.replace(self.config, hooks=())
-            self.pollers = (Poller(self.store, api, self.config), Poller(self.store, api, quiet))
+            # waiting is not subscribing: a restart's new job is recorded, not waited on
+            hooked = Poller(self.store, api, self.config, follow_restarts=False)
+            plain = Poller(self.store, api, quiet, follow_restarts=False)
+            self.pollers = (hooked, plain)
         return self.pollers
