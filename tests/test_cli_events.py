@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,8 +32,13 @@ ENDINGS: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
-    """The jobs above, recorded by `watcherd run --until-done`, the sim still serving."""
-    with recorded(tmp_path_factory.mktemp("events"), ENDINGS) as found:
+    """The jobs above, recorded by `watcherd run --until-done` with a hook that keeps
+    every payload in `payloads.jsonl`; the sim still serving."""
+    folder = tmp_path_factory.mktemp("events")
+    out = folder / "payloads.jsonl"
+    script = f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + chr(10))"
+    hooks = f'hooks:\n  - name: keep\n    command: ["{sys.executable}", "-c", "{script}"]\n'
+    with recorded(folder, ENDINGS, hooks=hooks) as found:
         yield found
 
 
@@ -144,3 +150,31 @@ def test_cost_sums_the_service_prices(rec: Recorded) -> None:
     assert table[0].split() == ["MODEL", "JOBS", "SPEND"] and table[-1].startswith("total")
     bad = watcherd(rec.config, "cost", "--since", "soon")
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def _strict(text: str) -> Any:
+    """JSON that refuses NaN and Infinity, as JavaScript and Go do."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_hook_payload_says_why_and_what(rec: Recorded) -> None:
+    """Each terminal job's command hook got strict JSON with the reason, price and more."""
+    lines = (rec.config.parent / "payloads.jsonl").read_text().splitlines()
+    payloads = {p["job_id"]: p for p in map(_strict, lines)}
+    assert set(payloads) == set(rec.world.job_ids())
+    for job_id, payload in payloads.items():
+        job = rec.world.job_object(job_id)
+        assert payload["reason"] == reason(job["status"], job, rec.world.events(job_id))
+        assert payload["price"] == job["total_price"] / 1e9
+        assert payload["token_count"] == job["token_count"]
+        assert set(payload["durations"]) == {"queue", "training", "upload", "total"}
+        assert payload["model_output_name"] == job["model_output_name"]
+    done = payloads[rec.ids["done"]]
+    assert done["wandb_url"] == rec.world.job_object(rec.ids["done"])["wandb_url"]
+    assert done["checkpoint_path"].endswith("checkpoint-15")
+    assert done["model_path"].endswith("/final") and done["loss_sparkline"]
+    assert payloads[rec.ids["baddata"]]["loss_sparkline"] is None

@@ -52,7 +52,7 @@ class EventFeed:
         """The job's whole event log if it is due now (None: not fetched this poll)."""
         embedded = embedded_events(job) if retrieved else None
         if embedded is not None:
-            self._fetched(job.id, poll)
+            self._fetched(job, poll)
             return embedded
         if not self._is_due(job, changed=changed):
             return None
@@ -61,7 +61,7 @@ class EventFeed:
         except NotFoundError as exc:  # the job was just seen: "no events (yet)"
             log.info("poll.events_not_found", job_id=job.id, error=str(exc))
             found = []
-        self._fetched(job.id, poll)
+        self._fetched(job, poll)
         return found
 
     def _is_due(self, job: Job, *, changed: bool) -> bool:
@@ -71,12 +71,11 @@ class EventFeed:
             return False
         return changed or self.monotonic() >= self._due.get(job.id, 0.0)
 
-    def _fetched(self, job_id: str, poll: PollConfig) -> None:
-        self._due[job_id] = self.monotonic() + poll.events_interval
-
-    def forget(self, job_id: str) -> None:
-        """The job is no longer watched (or settled): drop its timer."""
-        self._due.pop(job_id, None)
+    def _fetched(self, job: Job, poll: PollConfig) -> None:
+        if is_terminal(job.status):  # never polled again: no timer to keep
+            self._due.pop(job.id, None)
+        else:
+            self._due[job.id] = self.monotonic() + poll.events_interval
 
 
 def embedded_events(job: Job) -> list[dict[str, Any]] | None:
