@@ -15,7 +15,7 @@ from watcherd.hooks.payload import (
     render,
     template_fields,
 )
-from watcherd.model import Delivery, MetricsSummary, PayloadFacts, Transition
+from watcherd.model import Delivery, DeliveryState, MetricsSummary, PayloadFacts, Transition
 
 DELIVERY = Delivery(
     id="ft-abc:completed:deploy",
@@ -24,7 +24,7 @@ DELIVERY = Delivery(
     event="completed",
     previous_status="uploading",
     occurred_at=1_700_000_000.25,
-    state="pending",
+    state=DeliveryState.PENDING,
     attempts=0,
     next_attempt_at=None,
     last_error=None,

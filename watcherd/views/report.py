@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Final
 
-from watcherd.model import PHASES, Delivery, JobOverview, MetricRow, Transition, phases, spans
+from watcherd.model import (
+    PHASES,
+    Delivery,
+    JobOverview,
+    MetricRow,
+    Transition,
+    is_settled,
+    phases,
+    spans,
+)
 from watcherd.views import _svg
 from watcherd.views._fields import job_fields
 from watcherd.views._fmt import duration, number
@@ -74,7 +83,7 @@ def _status(status: str | None) -> str:
     """A status in a span coloured by class."""
     kind = {"completed": "completed", None: "live"}.get(status)
     if kind is None:
-        kind = "failed" if status in ("error", "cancelled", "user_error", "missing") else "live"
+        kind = "failed" if is_settled(status) else "live"
     return f'<span class="status-{kind}">{_e(status or "never polled")}</span>'
 
 
