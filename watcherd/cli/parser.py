@@ -179,6 +179,15 @@ def _add_view_commands(
         metavar="N",
         help="uniform sample of N train rows; eval rows always in full",
     )
+    _add_spend_commands(sub, common, listing)
+
+
+def _add_spend_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    listing: argparse.ArgumentParser,
+) -> None:
+    """`events`, `cost` and `report`: why jobs ended and what they cost."""
     events = sub.add_parser(
         "events",
         parents=[common, listing],

@@ -86,11 +86,7 @@ async def record_poll(
         fields["reason"] = await _reason(conn, rec, status)
     await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=True)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
-    restarts = tuple(
-        dict.fromkeys(t for e in new if (t := restart_target(e, rec.job_id)) is not None)
-    )
-    for target in restarts:
-        await follow_restart(conn, rec.job_id, target, rec.observed_at)
+    restarts = await _follow_restarts(conn, rec, new)
     return PollResult(
         transition=transition,
         new_rows=len(plan.inserts),
@@ -98,6 +94,17 @@ async def record_poll(
         new_events=len(new),
         restarts=restarts,
     )
+
+
+async def _follow_restarts(
+    conn: aiosqlite.Connection, rec: PollRecord, new: Sequence[Mapping[str, Any]]
+) -> tuple[str, ...]:
+    """Follow the jobs that new `job_restarted` events name; return their IDs."""
+    found = (restart_target(event, rec.job_id) for event in new)
+    restarts = tuple(dict.fromkeys(t for t in found if t is not None))
+    for target in restarts:
+        await follow_restart(conn, rec.job_id, target, rec.observed_at)
+    return restarts
 
 
 async def follow_restart(conn: aiosqlite.Connection, old: str, new: str, now: float) -> None:
