@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemonharness import API_KEY, start_daemon, write_config
-from watcherd.config import parse_config
+from watcherd.config import parse_config, render_effective
 from watcherd.errors import ConfigError
 from watcherd.sim import ManualClock, World, run_in_thread
 from watcherd.spend import NANO, SpendRow, group, period, spent, total
@@ -110,6 +110,8 @@ def test_budget_config_and_hook_subscription(tmp_path: Path) -> None:
     text = "budget: {daily: 2.5}\nhooks:\n  - {name: p, on: [budget.exceeded], command: [x]}\n"
     config = parse_config(text, path=tmp_path / "c.yaml", environ={})
     assert config.budget.limits() == {"daily": 2.5}
+    shown = render_effective(config, environ={})
+    assert parse_config(shown, path=tmp_path / "c.yaml", environ={}).budget == config.budget
     assert config.hooks[0].on == ("budget.exceeded",)
     with pytest.raises(ConfigError, match=r"c.yaml:1: budget.monthly: must be a positive number"):
         parse_config("budget: {monthly: -1}\n", path=tmp_path / "c.yaml", environ={})
