@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from watcherd.cli.common import color_enabled, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
@@ -64,7 +64,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if not rows:
         print(f"No metrics found for job {job_id}")
         return 0
-    print(render_charts(rows, width=terminal_width(), color=color_enabled()))
+    color = color_enabled()
+    emit(render_charts(rows, width=terminal_width(), color=color), color=color)
     return 0
 
 
@@ -141,8 +142,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(show_json(*parts, now=now, events=job.events), indent=2))
     else:
-        width, color = terminal_width(), color_enabled()
-        print(render_show(*parts, now=now, color=color, width=width, events=job.events))
+        color = color_enabled()
+        page = render_show(*parts, now=now, color=color, width=terminal_width(), events=job.events)
+        emit(page, color=color)
     return 0
 
 
