@@ -112,3 +112,34 @@ async def test_a_terminal_object_without_events_fetches_them(tmp_path: Path) -> 
         await poller.poll_once()
         (job,) = await store.overview()
     assert service.requests["events"] == 1 and job.reason == "OOM"
+
+
+async def test_a_failed_log_fetch_holds_no_status_back(tmp_path: Path) -> None:
+    """The log answering 500 as training starts: the status is recorded; the next poll gets it."""
+    clock = Clock()
+    service = Service()
+    service.status = "running"
+    healthy = Service.__call__
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events") and service.requests["events"] == 0:
+            service.requests["events"] += 1
+            return httpx.Response(500, json={"error": {"message": "boom"}})
+        return healthy(service, request)
+
+    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0))
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient(transport=httpx.MockTransport(flaky)) as http,
+    ):
+        await store.sync_watched([(JOB, None)], time.time())
+        api = ApiClient(http, base_url="http://sim.test", api_key="k", max_rate=0, max_attempts=1)
+        poller = Poller(store, api, config, monotonic=clock, wall=clock)
+        await poller.load_jobs()
+        await poller.poll_once()
+        assert [t.to_status for t in await store.transitions(JOB)] == ["running"]
+        assert await store.events(JOB) == []
+        clock.advance(60)
+        await poller.poll_once()
+        assert await store.events(JOB) == LOG
+    assert service.requests["events"] == 2

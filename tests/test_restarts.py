@@ -12,7 +12,8 @@ from tests.cliharness import watcherd
 from tests.daemonharness import API_KEY, start_daemon, stored, write_config
 from tests.simharness import NOW
 from watcherd.sim import ManualClock, World, run_in_thread
-from watcherd.store import PollRecord, Store
+from watcherd.store import PollRecord
+from watcherd.store.opening import open_store
 
 #: One job the service restarted at step 15, long finished; its new job completed.
 RESTARTED: dict[str, Any] = {
@@ -27,9 +28,9 @@ def _restarted(new: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.anyio
-async def test_store_watches_the_new_job_while_the_old_one_is(tmp_path: Path) -> None:
+async def test_store_watches_the_new_job_while_the_old_one_is(store_target: str | Path) -> None:
     """The new job is watched with a note pointing back, and stays so across re-syncs."""
-    async with Store.open(tmp_path / "w.db", writer=True) as store:
+    async with open_store(store_target, writer=True) as store:
         await store.sync_watched([("ft-old", "mine")], 1.0)
         rec = PollRecord("ft-old", 5.0, None, "error", events=_restarted("ft-new"))
         assert (await store.record_poll(rec)).restarts == ("ft-new",)

@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.daemonharness import API_KEY, start_daemon, write_config
+from tests.storeharness import query
 from watcherd.config import parse_config, render_effective
 from watcherd.errors import ConfigError
 from watcherd.sim import ManualClock, World, run_in_thread
 from watcherd.spend import NANO, SpendRow, group, period, spent, total
-from watcherd.store import HookSub, PollRecord, Store
+from watcherd.store import HookSub, PollRecord
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import open_store
 from watcherd.views.cost import cost_json, render_cost
 
 T = datetime(2026, 12, 31, 23, 30, tzinfo=UTC).timestamp()
@@ -70,39 +73,61 @@ def test_cost_table_marks_running_jobs() -> None:
     assert render_cost([], by="day", color=False, width=80) == "No priced jobs yet."
 
 
-async def _record(store: Store, job: str, created: float, price: int, at: float) -> None:
+async def _record(store: StoreApi, job: str, created: float, price: int, at: float) -> None:
     """A completed job created at `created` (epoch), priced `price` nano-dollars."""
     iso = datetime.fromtimestamp(created, tz=UTC).isoformat()
     obj = {"id": job, "status": "completed", "created_at": iso, "total_price": price}
     await store.record_poll(PollRecord(job, at, obj, "completed", total_price=price))
 
 
-async def _fire(db: Path, now: float, limits: Sequence[tuple[str, float]]) -> list[str]:
-    async with Store.open(db, writer=True) as store:
+async def _fire(db: str | Path, now: float, limits: Sequence[tuple[str, float]]) -> list[str]:
+    async with open_store(db, writer=True) as store:
         chosen = [(period(name, now), round(dollars * NANO)) for name, dollars in limits]
         return await store.fire_budget(chosen, HOOKS, now)
 
 
 @pytest.mark.anyio
-async def test_budget_fires_once_per_period_across_restarts(tmp_path: Path) -> None:
+async def test_budget_fires_once_per_period_across_restarts(store_target: str | Path) -> None:
     """Over the daily limit: one delivery for the day, none on later checks or reopens."""
-    db = tmp_path / "w.db"
-    async with Store.open(db, writer=True) as store:
+    db = store_target
+    async with open_store(db, writer=True) as store:
         await _record(store, "ft-a", T - 600, 3 * NANO, T)
     assert await _fire(db, T, [("daily", 5.0)]) == []
-    async with Store.open(db, writer=True) as store:
+    async with open_store(db, writer=True) as store:
         await _record(store, "ft-b", T - 300, 3 * NANO, T)
     first = await _fire(db, T, [("daily", 5.0), ("monthly", 100.0)])
     assert first == ["budget:daily:2026-12-31:budget.exceeded:pager"]
     assert await _fire(db, T + 60, [("daily", 5.0)]) == []
     assert await _fire(db, T + 1200, [("daily", 5.0)]) == []  # still the same UTC day
-    async with Store.open(db, writer=True) as store:
+    async with open_store(db, writer=True) as store:
         await _record(store, "ft-c", T + 3600, 6 * NANO, T + 3600)
     later = await _fire(db, T + 3600, [("daily", 5.0)])
     assert later == ["budget:daily:2027-01-01:budget.exceeded:pager"]
-    async with Store.open(db, writer=False) as store:
+    async with open_store(db, writer=False) as store:
         events = [d.event for d in await store.deliveries()]
     assert events == ["budget.exceeded", "budget.exceeded"]
+
+
+@pytest.mark.anyio
+async def test_spend_reads_jobs_stored_before_the_price_columns(store_target: str | Path) -> None:
+    """A job row from an older watcherd (price only in its job object) still counts, dated
+    by its object's created_at; new rows date and price themselves; payload facts agree."""
+    async with open_store(store_target, writer=True) as store:
+        await _record(store, "ft-old", T - 600, 3 * NANO, T)
+        await _record(store, "ft-new", T - 300, 2 * NANO, T)
+        rec = PollRecord(
+            "ft-run", T, {"id": "ft-run", "total_price": 5, "token_count": 8}, "running"
+        )
+        await store.record_poll(rec)
+    forget = "UPDATE jobs SET total_price = NULL, job_created_at = NULL WHERE job_id = ?"
+    assert query(store_target, forget + " RETURNING job_id", ("ft-old",)) == [("ft-old",)]
+    async with open_store(store_target, writer=False) as store:
+        rows = {r.job_id: r for r in await store.spend()}
+        facts = await store.payload_facts("ft-run")
+    assert rows["ft-old"] == SpendRow("ft-old", None, T - 600, 3 * NANO, False)
+    assert rows["ft-new"] == SpendRow("ft-new", None, T - 300, 2 * NANO, False)
+    assert (rows["ft-run"].total_price, rows["ft-run"].running) == (5, True)
+    assert (facts.total_price, facts.token_count) == (5, 8)
 
 
 def test_budget_config_and_hook_subscription(tmp_path: Path) -> None:

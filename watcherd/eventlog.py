@@ -131,3 +131,17 @@ def restart_target(event: Event, job_id: str) -> str | None:
         if found != job_id:
             return str(found)
     return None
+
+
+def price_facts(job: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(total_price in nano-dollars, token_count) from a job object, when they are counts."""
+    return count(job.get("total_price")), count(job.get("token_count"))
+
+
+def count(value: Any) -> int | None:
+    """A non-negative 64-bit count (`12`, `12.0`), or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if 0 <= value < 2**63 else None

@@ -293,6 +293,7 @@ class JobOverview:
     token_count: int | None = None
     restart_of: str | None = None  # the job the service restarted as this one
     restarted_as: str | None = None  # the job the service restarted this one as
+    metrics_complete: bool = True  # False: finished, its last metrics fetch still failing
 
 
 #: Named phases of a job's life and the statuses whose time they add up.
@@ -358,3 +359,4 @@ class MetricsSummary:
     best_train_loss: float | None
     last_eval_loss: float | None
     best_eval_loss: float | None
+    complete: bool = True  # False: the job finished but its last metrics are still to come

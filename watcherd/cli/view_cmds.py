@@ -18,7 +18,7 @@ from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
 from watcherd.spend import SpendRow
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
 from watcherd.views.charts import render_charts
 from watcherd.views.cost import cost_json, render_cost
 from watcherd.views.events import events_json, render_events
@@ -69,7 +69,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _known(store: Store, job_id: str) -> None:
+async def _known(store: StoreApi, job_id: str) -> None:
     if await store.job(job_id) is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
 
@@ -153,7 +153,7 @@ async def _report_job(config: Config, job_id: str) -> ReportJob:
         return await _load_report_job(store, job_id)
 
 
-async def _load_report_job(store: Store, job_id: str) -> ReportJob:
+async def _load_report_job(store: StoreApi, job_id: str) -> ReportJob:
     found = await store.job(job_id)
     if found is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")

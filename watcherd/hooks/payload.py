@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from watcherd.config.schema import spec_too_wide
-from watcherd.eventlog import last_field
+from watcherd.eventlog import last_field, price_facts
 from watcherd.model import Delivery, MetricsSummary, PayloadFacts, phases
 
 #: The names a notification template may use; any other `{name}` is left as written.
@@ -91,6 +91,7 @@ def build_payload(
             "last_eval_loss": summary.last_eval_loss,
             "best_eval_loss": summary.best_eval_loss,
         },
+        "metrics_complete": summary.complete,
         **job_facts(delivery, job or {}, facts or PayloadFacts()),
     }
     result: dict[str, Any] = strict_json(payload)
@@ -124,8 +125,9 @@ def build_budget_payload(delivery: Delivery, *, limit: float, spent: float) -> d
 def job_facts(delivery: Delivery, job: Mapping[str, Any], facts: PayloadFacts) -> dict[str, Any]:
     """The payload's fields beyond the delivery, the job object and the metrics summary."""
     events = facts.events
-    spent = facts.total_price if facts.total_price is not None else _count(job.get("total_price"))
-    tokens = facts.token_count if facts.token_count is not None else _count(job.get("token_count"))
+    own_price, own_tokens = price_facts(job)
+    spent = facts.total_price if facts.total_price is not None else own_price
+    tokens = facts.token_count if facts.token_count is not None else own_tokens
     took = phases(facts.transitions, delivery.event, delivery.occurred_at)
     return {
         "reason": facts.reason,
@@ -163,10 +165,6 @@ def loss_sparkline(losses: Sequence[float], width: int = SPARK_WIDTH) -> str | N
 
 def _string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:

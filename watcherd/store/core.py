@@ -303,8 +303,11 @@ class Store:
 
     async def host_pauses(self) -> dict[str, float]:
         """Every stored host pause (expired ones included: compare with the clock)."""
-        found = await self._single(readers.state_prefixed, HOST_PAUSE_PREFIX)
-        return {host: float(until) for host, until in found.items()}
+        return _pauses(await self._single(readers.state_prefixed, HOST_PAUSE_PREFIX))
+
+    async def clear_host_pauses(self) -> dict[str, float]:
+        """Lift every stored host pause (`watcherd resume`); returns the ones lifted."""
+        return _pauses(await self._write(writer.delete_state_prefixed, HOST_PAUSE_PREFIX))
 
     async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""
@@ -412,6 +415,18 @@ class Store:
         """Last step, last and best train/eval loss."""
         return await self._read(readers.summary, job_id)
 
+    async def claim_work(self) -> frozenset[str] | None:
+        """None: one daemon owns a SQLite database (its lock), so every job is its own."""
+        return None
+
+    async def try_lease(self, name: str, seconds: float) -> bool:
+        """True: the lock makes this daemon the only one, so every lease is its own."""
+        return True
+
+    async def live_daemons(self) -> list[tuple[str, str, int]]:
+        """[]: a SQLite database has one daemon, known by its lock, not by heartbeats."""
+        return []
+
     async def integrity_check(self) -> str:
         """`PRAGMA integrity_check`: "ok" for a sound database."""
         rows = await self._read(_pragma_rows, "integrity_check")
@@ -441,6 +456,15 @@ async def _close(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.close()
     except sqlite3.Error as exc:
         calls.log.warning("store.close_failed", path=str(path), error=str(exc))
+
+
+def _pauses(found: dict[str, str]) -> dict[str, float]:
+    """host -> epoch seconds from stored text; a value that is not a number is skipped."""
+    pauses = {}
+    for host, text in found.items():
+        with contextlib.suppress(ValueError):
+            pauses[host] = float(text)
+    return pauses
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

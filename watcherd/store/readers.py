@@ -17,21 +17,19 @@ from watcherd.model import (
     MetricsSummary,
     PayloadFacts,
     Transition,
-    is_settled,
     loads_exact,
-    parse_iso_ns,
-    row_kind,
     sample_indices,
 )
 from watcherd.spend import SpendRow
+from watcherd.store import facts
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
 
-_OVERVIEW: Final = (
+OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
     " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
-    " reason, total_price, token_count, restart_of,"
+    " metrics_pending, reason, total_price, token_count, restart_of,"
     " (SELECT min(r.job_id) FROM jobs AS r WHERE r.restart_of = jobs.job_id) FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
@@ -44,7 +42,8 @@ async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = (
 #: What the poller needs of each job: its row only (the cursor is stored, see `cursor`).
 JOB_STATES_SQL: Final = (
     "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-    " last_error, status_since, cursor_step FROM jobs WHERE {where} ORDER BY added_at, job_id"
+    " last_error, status_since, cursor_step, metrics_pending = 1"
+    " FROM jobs WHERE {where} ORDER BY added_at, job_id"
 )
 
 
@@ -58,7 +57,11 @@ async def job_states(
         where = "job_id IN (SELECT value FROM json_each(?))"
         params = (json.dumps(sorted(only)),)
     rows = await _all(conn, JOB_STATES_SQL.format(where=where), params)
-    return {str(r[0]): JobState(*r) for r in rows}
+    return {str(r[0]): _job_state(r) for r in rows}
+
+
+def _job_state(r: Any) -> JobState:
+    return JobState(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]))
 
 
 def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
@@ -77,11 +80,12 @@ def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
         model=row[11],
         model_output_name=row[12],
         hooks=hooks,
-        reason=row[14],
-        total_price=row[15],
-        token_count=row[16],
-        restart_of=row[17],
-        restarted_as=row[18],
+        metrics_complete=not row[14],
+        reason=row[15],
+        total_price=row[16],
+        token_count=row[17],
+        restart_of=row[18],
+        restarted_as=row[19],
     )
 
 
@@ -101,14 +105,14 @@ async def _hook_counts(conn: aiosqlite.Connection, job_id: str | None) -> dict[s
 async def overview(conn: aiosqlite.Connection, *, include_unwatched: bool) -> list[JobOverview]:
     """One row per job (watched only unless asked), in the order they were added."""
     where = "" if include_unwatched else "WHERE watched = 1"
-    rows = await _all(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
+    rows = await _all(conn, f"{OVERVIEW} {where} ORDER BY added_at, job_id")
     counts = await _hook_counts(conn, None)
     return [_overview(r, counts.get(r[0], {})) for r in rows]
 
 
 async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any] | None:
     """One job's overview and its last job object as received (None if never fetched)."""
-    rows = await _all(conn, f"{_OVERVIEW} WHERE job_id = ?", (job_id,))
+    rows = await _all(conn, f"{OVERVIEW} WHERE job_id = ?", (job_id,))
     if not rows:
         return None
     counts = await _hook_counts(conn, job_id)
@@ -157,14 +161,16 @@ async def summary(conn: aiosqlite.Connection, job_id: str) -> MetricsSummary:
     """Last step, last and best train/eval loss (best ignores NaN), from the job row."""
     rows = await _all(
         conn,
-        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss"
-        " FROM jobs WHERE job_id = ?",
+        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss,"
+        " metrics_pending FROM jobs WHERE job_id = ?",
         (job_id,),
     )
     if not rows:
         return MetricsSummary(None, None, None, None, None)
-    step, train, best_train, evl, best_eval = rows[0]
-    return MetricsSummary(step, text_number(train), best_train, text_number(evl), best_eval)
+    step, train, best_train, evl, best_eval, pending = rows[0]
+    return MetricsSummary(
+        step, text_number(train), best_train, text_number(evl), best_eval, complete=not pending
+    )
 
 
 async def get_state(conn: aiosqlite.Connection, key: str) -> str | None:
@@ -193,57 +199,23 @@ async def delivery_counts(conn: aiosqlite.Connection) -> dict[str, int]:
     return {str(state): int(count) for state, count in rows}
 
 
-#: How many train losses a payload's sparkline is drawn from.
-LOSS_POINTS: Final = 40
-
-
 async def payload_facts(conn: aiosqlite.Connection, job_id: str) -> PayloadFacts:
     """Reason, price, tokens, transitions, events and a sample of the train loss of a job."""
     rows = await _all(
         conn, "SELECT reason, total_price, token_count FROM jobs WHERE job_id = ?", (job_id,)
     )
     reason, price, tokens = rows[0] if rows else (None, None, None)
-    texts = await metrics_json(conn, job_id, MetricFilter(resolution=LOSS_POINTS))
-    sampled = (loads_exact(text) for text in texts)
-    losses = [r["train/loss"] for r in sampled if row_kind(r) == "train" and "train/loss" in r]
+    texts = await metrics_json(conn, job_id, MetricFilter(resolution=facts.LOSS_POINTS))
     return PayloadFacts(
         reason=reason,
         total_price=price,
         token_count=tokens,
         transitions=tuple(await transitions(conn, job_id)),
         events=tuple(await events(conn, job_id)),
-        losses=tuple(float(v) for v in losses),
+        losses=facts.train_losses(texts),
     )
-
-
-_SPEND: Final = (
-    "SELECT job_id, model, status, COALESCE(total_price, json_extract(job_json, '$.total_price')),"
-    " json_extract(job_json, '$.created_at'), added_at FROM jobs"
-    " WHERE COALESCE(total_price, json_extract(job_json, '$.total_price')) IS NOT NULL"
-)
 
 
 async def spend(conn: aiosqlite.Connection) -> list[SpendRow]:
     """Every priced job's spend (see `watcherd.spend`), in the order they were added."""
-    rows = await _all(conn, f"{_SPEND} ORDER BY added_at, job_id")
-    return [
-        SpendRow(
-            job_id=str(job_id),
-            model=model,
-            created_at=_epoch(created, added),
-            total_price=int(price),
-            running=not is_settled(status),
-        )
-        for job_id, model, status, price, created, added in rows
-        if isinstance(price, int | float) and not isinstance(price, bool)
-    ]
-
-
-def _epoch(created: Any, fallback: float) -> float:
-    """Epoch seconds of the job object's created_at, or `fallback` if it is unreadable."""
-    if isinstance(created, str):
-        try:
-            return parse_iso_ns(created) / 1e9
-        except ValueError:
-            pass
-    return float(fallback)
+    return facts.spend_rows(await _all(conn, facts.SPEND_SQL))

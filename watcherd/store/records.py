@@ -42,6 +42,8 @@ class JobState:
     #: `global_step_from` for the next fetch: the lowest step among rows logged within
     #: `model.SETTLE_NS` of the newest (None: no rows yet, fetch from the start).
     cursor_step: int | None = None
+    #: Finished, but its last metrics fetch failed: the rows are still to come.
+    metrics_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class PollRecord:
     when the job says an estimate is available; otherwise there is no estimate.
     `events` is the job's whole event log as just fetched (None: not fetched this
     time); `total_price` (nano-dollars) and `token_count` as the job object said.
+    `metrics_error` says the metrics fetch failed (so `metrics` is empty): the status is
+    recorded all the same, and a finished job is marked as still owing its metrics.
     """
 
     job_id: str
@@ -65,6 +69,7 @@ class PollRecord:
     events: Sequence[Mapping[str, Any]] | None = None
     total_price: int | None = None
     token_count: int | None = None
+    metrics_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

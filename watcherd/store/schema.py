@@ -120,8 +120,16 @@ _STORED_CURSOR = Migration(
     ),
 )
 
+# A finished job whose last metrics fetch failed: its transition and hooks are
+# recorded, its metrics are still being fetched (hook payloads and `show` say so).
+_METRICS_PENDING = Migration(
+    "metrics_pending",
+    ("ALTER TABLE jobs ADD COLUMN metrics_pending INTEGER NOT NULL DEFAULT 0",),
+)
+
 # Why a job ended (see `watcherd.eventlog.reason`), and its price (nano-dollars, as the
-# service reports it: it grows while the job runs) and token count at the last poll.
+# service reports it: it grows while the job runs) and token count at the last poll;
+# `job_created_at` (epoch seconds of the job object's `created_at`) dates its spend.
 _REASON_AND_PRICE = Migration(
     "job_reason_and_price",
     (
@@ -129,6 +137,7 @@ _REASON_AND_PRICE = Migration(
         "ALTER TABLE jobs ADD COLUMN total_price INTEGER",
         "ALTER TABLE jobs ADD COLUMN token_count INTEGER",
         "ALTER TABLE jobs ADD COLUMN price_seen_at REAL",
+        "ALTER TABLE jobs ADD COLUMN job_created_at REAL",
     ),
 )
 
@@ -145,6 +154,7 @@ _RESTARTS = Migration(
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _INITIAL,
     _STORED_CURSOR,
+    _METRICS_PENDING,
     _REASON_AND_PRICE,
     _RESTARTS,
 )

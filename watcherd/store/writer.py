@@ -7,10 +7,10 @@ from typing import Any, Final
 
 import aiosqlite
 
-from watcherd.eventlog import event_keys, reason, restart_target
+from watcherd.eventlog import reason
 from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
-from watcherd.spend import BUDGET_EXCEEDED, Period, spent
-from watcherd.store import cursor, outbox, pages, readers
+from watcherd.spend import BUDGET_EXCEEDED, Period
+from watcherd.store import cursor, facts, outbox, pages, readers
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -40,7 +40,7 @@ async def ensure_jobs(conn: aiosqlite.Connection, job_ids: Sequence[str], now: f
 
 
 #: Jobs that continue a watched job (restarts of restarts too) stay watched.
-_WATCH_RESTARTS: Final = (
+WATCH_RESTARTS: Final = (
     "WITH RECURSIVE chain(job_id) AS (SELECT job_id FROM jobs WHERE watched = 1"
     " UNION SELECT j.job_id FROM jobs AS j JOIN chain AS c ON j.restart_of = c.job_id)"
     " UPDATE jobs SET watched = 1 WHERE watched = 0 AND job_id IN (SELECT job_id FROM chain)"
@@ -57,17 +57,17 @@ async def sync_watched(
         " ON CONFLICT(job_id) DO UPDATE SET note = excluded.note, watched = 1",
         [(job_id, note, now) for job_id, note in entries],
     )
-    await conn.execute(_WATCH_RESTARTS)
+    await conn.execute(WATCH_RESTARTS)
 
 
 async def record_poll(
     conn: aiosqlite.Connection, rec: PollRecord, params: Sequence[MetricParams]
 ) -> PollResult:
-    """Rows, job fields, transition and outbox for one fetched page.
+    """Rows, job fields, transition, events and outbox for one fetched page.
 
-    Four trips to the database thread when the status holds: read what is stored,
-    insert the new rows (ranked), update the job (and its stored cursor, when rows
-    came), note the poll time.
+    Four trips to the database thread when the status holds and no events came: read
+    what is stored, insert the new rows (ranked), update the job (and its stored
+    cursor, when rows came), note the poll time.
     """
     found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(rec.job_id, params))
     stored = pages.parse_stored(found)
@@ -76,19 +76,21 @@ async def record_poll(
         await conn.executemany(INSERT_METRIC, plan.inserts)
     if plan.renumber:
         await renumber_train_rows(conn, rec.job_id)
-    fields = plan.fields | _job_fields(rec)
-    fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
+    fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
+    fields.update(last_poll_at=rec.observed_at, not_found_count=0)
     transition, ids = await _status_change(conn, rec, stored.status, fields)
     if not stored.exists:  # the events below need the job row
         await conn.execute(_ENSURE_JOB, (rec.job_id, rec.observed_at))
-    new = await _new_events(conn, rec)
+    new = await insert_events(conn, rec.job_id, rec.events or (), rec.observed_at)
     status = rec.status or stored.status
-    if is_terminal(status or "") and (new or transition is not None or rec.job is not None):
+    if facts.wants_reason(status, new, transition, rec.job):
         fields["reason"] = await _reason(conn, rec, status)
     rows = bool(plan.inserts)
     await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=True, rows=rows)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
-    restarts = await _follow_restarts(conn, rec, new)
+    restarts = facts.restart_targets(new, rec.job_id)
+    for target in restarts:
+        await follow_restart(conn, rec.job_id, target, rec.observed_at)
     return PollResult(
         transition=transition,
         new_rows=len(plan.inserts),
@@ -96,17 +98,6 @@ async def record_poll(
         new_events=len(new),
         restarts=restarts,
     )
-
-
-async def _follow_restarts(
-    conn: aiosqlite.Connection, rec: PollRecord, new: Sequence[Mapping[str, Any]]
-) -> tuple[str, ...]:
-    """Follow the jobs that new `job_restarted` events name; return their IDs."""
-    found = (restart_target(event, rec.job_id) for event in new)
-    restarts = tuple(dict.fromkeys(t for t in found if t is not None))
-    for target in restarts:
-        await follow_restart(conn, rec.job_id, target, rec.observed_at)
-    return restarts
 
 
 async def follow_restart(conn: aiosqlite.Connection, old: str, new: str, now: float) -> None:
@@ -119,13 +110,6 @@ async def follow_restart(conn: aiosqlite.Connection, old: str, new: str, now: fl
         " watched = MAX(jobs.watched, excluded.watched)",
         (new, f"restart of {old}", now, old),
     )
-
-
-async def _new_events(conn: aiosqlite.Connection, rec: PollRecord) -> list[Mapping[str, Any]]:
-    """Store the events of `rec` not stored before; return them, in API order."""
-    if not rec.events:
-        return []
-    return await insert_events(conn, rec.job_id, rec.events, rec.observed_at)
 
 
 async def _reason(conn: aiosqlite.Connection, rec: PollRecord, status: str | None) -> str | None:
@@ -153,14 +137,22 @@ async def _status_change(
     return (previous, rec.status), ids
 
 
+def _metrics_fields(rec: PollRecord, stored_status: str | None) -> dict[str, Any]:
+    """The error columns, and whether a finished job still owes its metrics."""
+    status = rec.status or stored_status
+    if rec.metrics_error is None:
+        return {"last_error": None, "metrics_pending": 0}
+    return {
+        "last_error": f"metrics: {rec.metrics_error}",
+        "last_error_at": rec.observed_at,
+        "metrics_pending": int(status is not None and is_terminal(status)),
+    }
+
+
 def _job_fields(rec: PollRecord) -> dict[str, Any]:
     """Job columns taken from the job object (when one came) and the progress estimate."""
     remaining = rec.seconds_remaining
-    price: dict[str, Any] = {}
-    if rec.total_price is not None:
-        price = {"total_price": rec.total_price, "price_seen_at": rec.observed_at}
-    if rec.token_count is not None:
-        price["token_count"] = rec.token_count
+    price = facts.price_fields(rec.total_price, rec.token_count, rec.job, rec.observed_at)
     if rec.job is None:  # a status-only sighting: its estimate (or None) is the latest word
         return {"seconds_remaining": remaining, **price}
     progress = rec.job.get("progress")
@@ -276,15 +268,24 @@ async def insert_events(
 
     The caller makes sure the job row exists.
     """
+    if not events:
+        return []
     rows = await conn.execute_fetchall("SELECT digest FROM events WHERE job_id = ?", (job_id,))
-    stored = {str(r[0]) for r in rows}
-    fresh = [(k, e) for k, e in zip(event_keys(events), events, strict=True) if k not in stored]
+    fresh = facts.fresh_events(events, (str(r[0]) for r in rows))
     await conn.executemany(
         "INSERT INTO events (job_id, digest, event_json, seen_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT(job_id, digest) DO NOTHING",
         [(job_id, key, dumps_exact(event), now) for key, event in fresh],
     )
     return [event for _, event in fresh]
+
+
+async def delete_state_prefixed(conn: aiosqlite.Connection, prefix: str) -> dict[str, str]:
+    """Delete the daemon-state values whose key starts with `prefix`; return them by the rest."""
+    rows = await conn.execute_fetchall(
+        "DELETE FROM state WHERE substr(key, 1, ?) = ? RETURNING key, value", (len(prefix), prefix)
+    )
+    return {str(k)[len(prefix) :]: str(v) for k, v in rows}
 
 
 async def record_events(
@@ -308,7 +309,6 @@ async def fire_budget(
     """
     rows = await readers.spend(conn)
     ids: list[str] = []
-    for period, limit in limits:
-        if spent(rows, period.start, period.end) > limit:
-            ids += await outbox.enqueue(conn, period.source, BUDGET_EXCEEDED, None, now, hooks)
+    for period in facts.over_limit(rows, limits):
+        ids += await outbox.enqueue(conn, period.source, BUDGET_EXCEEDED, None, now, hooks)
     return ids

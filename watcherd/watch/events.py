@@ -23,7 +23,7 @@ transition and hook deliveries.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
@@ -86,16 +86,3 @@ def embedded_events(job: Job) -> list[dict[str, Any]] | None:
     if not all(isinstance(event, dict) for event in found):
         return None
     return found
-
-
-def price_facts(job: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """(total_price in nano-dollars, token_count) from a job object, when they are counts."""
-    return _count(job.get("total_price")), _count(job.get("token_count"))
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not value.is_integer():
-        return None
-    return int(value) if 0 <= value < 2**63 else None

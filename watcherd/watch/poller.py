@@ -7,8 +7,12 @@ next look to one interval on, so all schedules fall in step with the list reques
 Running jobs get their metrics every `poll.metrics_interval`, fetched incrementally
 from the highest stored step (inclusive, so a late eval row at that step is not
 missed). A job that turns terminal gets a retrieve and one last metrics fetch,
-recorded in the same transaction as its transition and its hook deliveries.
-Event logs come through one hook point, `watch.events.EventFeed`; a job the
+recorded in the same transaction as its transition and its hook deliveries. A
+status is never held back by its metrics: when the metrics fetch fails, the status
+(and a transition with its deliveries) is recorded alone, and the metrics are
+fetched again on a backoff of their own; a finished job stays in the rounds for that
+(`metrics_pending`) until its rows are in. Event logs come through one hook point,
+`watch.events.EventFeed` (a failed log fetch holds no status back either); a job the
 service restarts as a new one (a `job_restarted` event) has the new one watched.
 """
 
@@ -21,7 +25,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import httpx
 import structlog
 
 from watcherd.api.client import ApiClient, ApiStats, Job
@@ -29,12 +32,17 @@ from watcherd.config import Config
 from watcherd.errors import (
     ApiError,
     AuthError,
+    LeaseLostError,
     NotFoundError,
     RateLimitedError,
+    StoreError,
 )
+from watcherd.eventlog import price_facts
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
-from watcherd.store import PollRecord, PollResult, Store
-from watcherd.watch.events import EventFeed, price_facts
+from watcherd.store import PollRecord, PollResult
+from watcherd.store.interface import StoreApi
+from watcherd.watch.cluster import Cluster
+from watcherd.watch.events import EventFeed
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -43,6 +51,7 @@ from watcherd.watch.schedule import (
     next_look,
     settled_cursor,
 )
+from watcherd.watch.wiring import api_host
 
 log = structlog.get_logger("watcherd.watch.poller")
 
@@ -50,6 +59,9 @@ log = structlog.get_logger("watcherd.watch.poller")
 NOT_FOUND_LIMIT = 3
 #: A round also takes the jobs due within this fraction of `min_interval` from now.
 COALESCE = 0.2
+#: `--until-done` stops waiting for a finished job's metrics after this many failed
+#: fetches in a row (the daemon itself keeps trying, backing off).
+CATCH_UP_LIMIT = 5
 
 
 class Poller:
@@ -57,7 +69,7 @@ class Poller:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         api: ApiClient,
         config: Config,
         *,
@@ -84,6 +96,10 @@ class Poller:
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
         self.events = EventFeed(monotonic)
+        #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
+        self.mine: frozenset[str] | None = None
+        self.cluster = Cluster(store, config, wall) if config.store.url is not None else None
+        self._seen: dict[str, float] = {}  # job id -> wall time of the newest state we know
 
     # -- configuration -------------------------------------------------
 
@@ -96,11 +112,6 @@ class Poller:
     def api_stats(self) -> ApiStats:
         """The API client's request counters and latency."""
         return self.api.stats
-
-    @property
-    def api_host(self) -> str:
-        """The host every request goes to (pauses are stored per host)."""
-        return httpx.URL(self.config.api.base_url).host
 
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
@@ -121,6 +132,15 @@ class Poller:
         """
         return max(4, 2 * config.api.max_concurrency)
 
+    def pause_changed(self) -> None:
+        """The host's pause was cut or cleared (a reload): jobs held by it look again then."""
+        resume = self.monotonic() + max(0.0, self.api.gate.paused_until - self.wall())
+        for sched in self.live_jobs():
+            if sched.rate_limited:
+                sched.next_at = min(sched.next_at, resume)
+                sched.metrics_at = min(sched.metrics_at, resume)
+        self.wake()
+
     def wake(self) -> None:
         """Make the loop look at its schedule now (jobs added, config reloaded)."""
         self._wake.set()
@@ -138,39 +158,107 @@ class Poller:
             else:
                 sched.status, sched.max_step = state.status, state.max_step
             sched.cursor = state.cursor_step
+            seen = state.last_poll_at or 0.0
+            self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
+            sched.metrics_pending = state.metrics_pending
 
     # -- the loop --------------------------------------------------------
 
     def live_jobs(self) -> list[JobSchedule]:
-        """Watched jobs that may still change."""
-        return [j for j in self.jobs.values() if j.status is None or not is_terminal(j.status)]
+        """Watched jobs that may still change, and finished ones still owed their metrics
+        (on a shared database: those leased here)."""
+        mine = self.mine
+        return [
+            j
+            for j in self.jobs.values()
+            if (j.metrics_pending or j.status is None or not is_terminal(j.status))
+            and (mine is None or j.job_id in mine)
+        ]
+
+    # -- sharing the work (PostgreSQL) -------------------------------------
+
+    async def claim(self) -> None:
+        """Renew and claim this daemon's job leases; reload the state of jobs gained.
+
+        A job gained from another daemon continues from what that daemon stored (its
+        status and cursor), so nothing is fetched twice or skipped.
+        """
+        mine = await self.store.claim_work()
+        if mine is None:
+            return
+        gained = mine - (self.mine or frozenset())
+        lost = (self.mine or frozenset()) - mine
+        self.mine = mine
+        if gained:
+            await self.load_jobs()
+            for job_id in gained & set(self.jobs):
+                self.jobs[job_id].next_at = 0.0  # look now: it may have waited a lease
+        if gained or lost:
+            log.info("poll.leases", held=len(mine), gained=len(gained), lost=len(lost))
+            self.wake()
+
+    async def claim_forever(self) -> None:
+        """Claim every third of a lease period; a failed claim is retried, not fatal."""
+        every = self.config.store.lease / 3
+        while True:
+            try:
+                await self.claim()
+            except StoreError as exc:
+                log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
+            await anyio.sleep(every)
 
     def settled(self) -> bool:
-        """True when every watched job is terminal or missing."""
-        return all(is_settled(j.status) for j in self.jobs.values())
+        """True when every watched job is terminal or missing and its metrics are in.
+
+        A finished job whose last metrics fetch failed CATCH_UP_LIMIT times in a row
+        counts as settled too (`metrics_incomplete` names it), so `--until-done` ends.
+        """
+        return all(
+            is_settled(j.status) and (not j.metrics_pending or j.metrics_failures >= CATCH_UP_LIMIT)
+            for j in self.jobs.values()
+        )
+
+    def metrics_incomplete(self) -> list[str]:
+        """Finished jobs whose last metric rows could not be fetched yet."""
+        return [j.job_id for j in self.jobs.values() if j.metrics_pending]
 
     async def run(self) -> None:
         """Poll forever, each job in its own task: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
+            if self.cluster is not None:
+                await self.claim()
+                tg.start_soon(self.claim_forever)
+                tg.start_soon(self.cluster.run, lambda: self.api, lambda: api_host(self.config))
             while True:
-                self._start_due(tg)
+                idle = self._take_round()
+                if idle:
+                    tg.start_soon(self._round, tg, idle)
                 await self._sleep_until_due()
 
-    def _start_due(self, tg: anyio.abc.TaskGroup) -> None:
-        """Start a round when a job is due; it covers every job not being polled already."""
+    async def poll_due(self) -> None:
+        """One round, awaited: the jobs that are due, and those whose status moved."""
+        idle = self._take_round()
+        if idle:
+            async with anyio.create_task_group() as tg:
+                await self._round(tg, idle)
+        self.stats.last_progress = self.monotonic()
+
+    def _take_round(self) -> list[JobSchedule]:
+        """When a job is due: the round's jobs (every live job not being polled), now busy."""
         now = self.monotonic()
         if now < self._auth_until:
-            return
+            return []
         idle = [j for j in self.live_jobs() if j.job_id not in self._busy]
-        if any(j.next_at <= now for j in idle):
-            self.stats.rounds += 1
-            self._busy.update(j.job_id for j in idle)
-            tg.start_soon(self._round, tg, idle)
+        if not any(j.next_at <= now for j in idle):
+            return []
+        self.stats.rounds += 1
+        self._busy.update(j.job_id for j in idle)
+        return idle
 
     async def _round(self, tg: anyio.abc.TaskGroup, idle: list[JobSchedule]) -> None:
-        """One list request for the round, then every chosen job's poll as a task of its own."""
+        """One list request for the round, then every chosen job's poll as a task in `tg`."""
         try:
-            listed = await self._list_statuses(idle)
+            listed = await self._list_statuses([j for j in idle if not j.metrics_pending])
             chosen = self._choose(idle, listed)
         except BaseException:
             self._release(*idle)
@@ -212,6 +300,8 @@ class Poller:
 
     async def poll_once(self) -> None:
         """Poll every live job once, whatever its schedule (for `run --once`)."""
+        if self.config.store.url is not None:
+            await self.claim()
         for sched in self.live_jobs():
             sched.next_at = sched.metrics_at = 0.0
         await self.poll_due()
@@ -226,27 +316,12 @@ class Poller:
         with anyio.move_on_after(min(delay, 5.0)):
             await self._wake.wait()
 
-    async def poll_due(self) -> None:
-        """One round, awaited: the jobs that are due, and those whose status moved."""
-        now = self.monotonic()
-        if now < self._auth_until:
-            return
-        live = self.live_jobs()
-        if not any(j.next_at <= now for j in live):
-            return
-        self.stats.rounds += 1
-        listed = await self._list_statuses(live)
-        chosen = self._choose(live, listed)
-        async with anyio.create_task_group() as tg:
-            for sched in live:
-                if sched.job_id in chosen:
-                    tg.start_soon(self._poll_job, sched, listed.get(sched.job_id))
-        self.stats.last_progress = self.monotonic()
-
     async def _list_statuses(self, covered: Sequence[JobSchedule]) -> dict[str, Job]:
         """One list request when it saves requests; {} when retrieve is cheaper or it failed."""
         if len(covered) < 2:
             return {}
+        if self.cluster is not None and self.mine is not None:
+            return await self._shared_statuses(self.cluster)
         try:
             jobs = await self.api.list_jobs()
         except AuthError as exc:
@@ -257,24 +332,51 @@ class Poller:
             return {}
         return {job.id: job for job in jobs}
 
+    async def _shared_statuses(self, cluster: Cluster) -> dict[str, Job]:
+        """The round's list as one daemon fetched it (up to 1.5 intervals old).
+
+        An entry older than what we know of a job is kept only if it shows the status
+        we know (it still says "no change"); otherwise it is left out, so a stale status
+        is never recorded after a newer one.
+        """
+        try:
+            listing = await cluster.listing(self.api)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return {}
+        except (ApiError, StoreError, ValueError, KeyError) as exc:
+            log.warning("poll.list_failed", error=str(exc))
+            return {}
+        if listing is None:
+            return {}
+        seen, jobs = self._seen, self.jobs
+        return {
+            j: job
+            for j, job in listing.jobs.items()
+            if listing.at >= seen.get(j, 0.0) or (j in jobs and jobs[j].status == job.status)
+        }
+
     # -- one job ---------------------------------------------------------
 
     async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
         async with self._limiter:
-            await self._poll_job_now(sched, listed)
+            try:
+                await self._poll_job_now(sched, listed)
+            except StoreError as exc:
+                if self.mine is None:  # a single daemon's own database failing: as before
+                    raise
+                self._store_failed(sched, exc)
 
     async def _poll_job_now(self, sched: JobSchedule, listed: Job | None) -> None:
         if self.monotonic() < self._auth_until:
+            return
+        if sched.metrics_pending:
+            await self._catch_up(sched)
             return
         try:
             job = listed
             if job is None or self._needs_full_object(sched, job):
                 job = await self.api.retrieve(sched.job_id)
-            changed = job.status != sched.status
-            metrics = await self._fetch_metrics(sched, job.status, changed=changed)
-            events = await self.events.fetch(
-                self.api, self.config.poll, job, changed=changed, retrieved=job is not listed
-            )
         except NotFoundError as exc:
             await self._not_found(sched, exc)
             return
@@ -284,7 +386,21 @@ class Poller:
         except ApiError as exc:
             await self._failed(sched, exc)
             return
-        await self._record(sched, job, metrics, events, full=changed or job is not listed)
+        changed = job.status != sched.status
+        metrics, error = await self._try_metrics(sched, job.status, changed=changed)
+        events = await self._try_events(job, changed=changed, retrieved=job is not listed)
+        await self._record(sched, job, metrics, error, events, full=changed or job is not listed)
+
+    def _store_failed(self, sched: JobSchedule, exc: StoreError) -> None:
+        """On a shared database: a lost lease drops the job; an outage backs it off."""
+        if isinstance(exc, LeaseLostError):
+            self.mine = (self.mine or frozenset()) - {sched.job_id}
+            log.warning("poll.lease_lost", job_id=sched.job_id)
+            return
+        sched.failures += 1
+        delay = self._backoff(sched.failures)
+        sched.next_at = self.monotonic() + delay
+        log.warning("store.write_failed", job_id=sched.job_id, error=str(exc), retry_in=delay)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
         """A job turning terminal gets a retrieve: its complete last object goes to hooks.
@@ -292,6 +408,36 @@ class Poller:
         Other changes keep the list's object, which holds the same fields but `events`.
         """
         return listed.status != sched.status and is_terminal(listed.status)
+
+    async def _try_metrics(
+        self, sched: JobSchedule, status: str, *, changed: bool
+    ) -> tuple[list[MetricRow], ApiError | None]:
+        """New rows, or the error that kept them: the status is recorded either way."""
+        try:
+            return await self._fetch_metrics(sched, status, changed=changed), None
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return [], exc
+        except ApiError as exc:
+            return [], exc
+
+    async def _try_events(
+        self, job: Job, *, changed: bool, retrieved: bool
+    ) -> list[dict[str, Any]] | None:
+        """The job's event log when due (None: not this poll); a failure holds no status back.
+
+        A failed fetch leaves the log due, so the job's next poll fetches it again.
+        """
+        try:
+            return await self.events.fetch(
+                self.api, self.config.poll, job, changed=changed, retrieved=retrieved
+            )
+        except AuthError as exc:
+            self._auth_failed(exc)
+        except ApiError as exc:
+            self.stats.errors += 1
+            log.warning("poll.events_failed", job_id=job.id, error=str(exc))
+        return None
 
     async def _fetch_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
@@ -313,13 +459,38 @@ class Poller:
             log.info("poll.metrics_not_found", job_id=sched.job_id, error=str(exc))
             rows = []
         sched.metrics_at = now + self.config.poll.metrics_interval
+        sched.metrics_failures = 0
         return rows
+
+    async def _catch_up(self, sched: JobSchedule) -> None:
+        """A finished job whose last metrics fetch failed: fetch them again, from the cursor.
+
+        Its transition and hooks are recorded already; this page is its rows and cursor.
+        """
+        status = sched.status or ""
+        try:
+            rows = await self._fetch_metrics(sched, status, changed=True)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return
+        except ApiError as exc:
+            self._metrics_failed(sched, status, exc)
+            error = f"metrics: {exc}"
+            await self.store.record_failure(sched.job_id, self.wall(), error, not_found=False)
+            return
+        record = PollRecord(sched.job_id, self.wall(), job=None, status=status, metrics=rows)
+        result = await self.store.record_poll(record)
+        self._took_rows(sched, rows)
+        sched.metrics_pending = sched.rate_limited = False
+        self.stats.polls += 1
+        log.info("poll.metrics_caught_up", job_id=sched.job_id, new_rows=result.new_rows)
 
     async def _record(
         self,
         sched: JobSchedule,
         job: Job,
         metrics: list[MetricRow],
+        error: ApiError | None,
         events: list[dict[str, Any]] | None,
         *,
         full: bool,
@@ -334,11 +505,16 @@ class Poller:
             metrics=metrics,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
+            metrics_error=None if error is None else str(error),
             events=events,
             total_price=total_price,
             token_count=token_count,
         )
         result = await self.store.record_poll(record)
+        self._seen[sched.job_id] = observed
+        sched.rate_limited = False
+        if error is not None:
+            self._metrics_failed(sched, job.status, error)
         self._after_record(sched, job, metrics, result)
         if result.restarts and self.follow_restarts:
             await self._follow(sched.job_id, result.restarts)
@@ -358,10 +534,7 @@ class Poller:
         self.stats.last_success_at = self.wall()
         self.stats.auth_error = None
         self._auth_failures = 0
-        if metrics:
-            top = max(int(r["train/global_step"]) for r in metrics)
-            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
-            sched.cursor = settled_cursor(metrics, sched.cursor)
+        self._took_rows(sched, metrics)
         if result.transition is not None:
             log.info(
                 "job.transition",
@@ -375,9 +548,19 @@ class Poller:
             log.warning("job.unknown_status", job_id=sched.job_id, status=job.status)
         sched.status = job.status
         sched.failures = 0
-        sched.next_at = self._next_look(sched, job, changed=result.transition is not None)
+        changed = result.transition is not None
+        if not sched.metrics_pending:  # else the metrics' own retry time stands
+            sched.next_at = self._next_look(sched, job, changed=changed)
         if result.deliveries:
             self.on_deliveries()
+
+    @staticmethod
+    def _took_rows(sched: JobSchedule, metrics: list[MetricRow]) -> None:
+        """Move the job's highest step and metrics cursor past `metrics`, just stored."""
+        if metrics:
+            top = max(int(r["train/global_step"]) for r in metrics)
+            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
+            sched.cursor = settled_cursor(metrics, sched.cursor)
 
     def _next_look(self, sched: JobSchedule, job: Job, *, changed: bool) -> float:
         return next_look(self.config.poll, sched, job, changed=changed, now=self.monotonic())
@@ -388,6 +571,7 @@ class Poller:
         self.stats.errors += 1
         sched.failures += 1
         delay = self._backoff(sched.failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
         if isinstance(exc, RateLimitedError):
             delay = max(delay, exc.resume_at - self.wall())
         sched.next_at = self.monotonic() + delay
@@ -399,6 +583,27 @@ class Poller:
             retry_in=round(delay, 1),
         )
         await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=False)
+
+    def _metrics_failed(self, sched: JobSchedule, status: str, exc: ApiError) -> None:
+        """The metrics fetch failed: retry it on a backoff of its own; a finished job owes it."""
+        self.stats.errors += 1
+        sched.metrics_failures += 1
+        delay = self._backoff(sched.metrics_failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
+        if isinstance(exc, RateLimitedError):
+            delay = max(delay, exc.resume_at - self.wall())
+        sched.metrics_at = self.monotonic() + delay
+        sched.metrics_pending = is_terminal(status)
+        if sched.metrics_pending:
+            sched.next_at = sched.metrics_at
+        log.warning(
+            "poll.metrics_failed",
+            job_id=sched.job_id,
+            status=status,
+            error=str(exc),
+            error_type=type(exc).__name__,
+            retry_in=round(delay, 1),
+        )
 
     def _backoff(self, failures: int) -> float:
         return backoff(self.config.poll, failures, self.rng)
