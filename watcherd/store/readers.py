@@ -26,7 +26,7 @@ from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
 
-OVERVIEW: Final = (
+_OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
     " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
     " metrics_pending, reason, total_price, token_count, restart_of,"
@@ -105,14 +105,14 @@ async def _hook_counts(conn: aiosqlite.Connection, job_id: str | None) -> dict[s
 async def overview(conn: aiosqlite.Connection, *, include_unwatched: bool) -> list[JobOverview]:
     """One row per job (watched only unless asked), in the order they were added."""
     where = "" if include_unwatched else "WHERE watched = 1"
-    rows = await _all(conn, f"{OVERVIEW} {where} ORDER BY added_at, job_id")
+    rows = await _all(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
     counts = await _hook_counts(conn, None)
     return [_overview(r, counts.get(r[0], {})) for r in rows]
 
 
 async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any] | None:
     """One job's overview and its last job object as received (None if never fetched)."""
-    rows = await _all(conn, f"{OVERVIEW} WHERE job_id = ?", (job_id,))
+    rows = await _all(conn, f"{_OVERVIEW} WHERE job_id = ?", (job_id,))
     if not rows:
         return None
     counts = await _hook_counts(conn, job_id)

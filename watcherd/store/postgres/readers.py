@@ -14,7 +14,7 @@ from watcherd.model import (
     sample_indices,
 )
 from watcherd.store.postgres.sql import Conn, fetch, one
-from watcherd.store.readers import OVERVIEW, _overview
+from watcherd.store.readers import _OVERVIEW, _overview
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 
@@ -54,14 +54,14 @@ async def _hook_counts(conn: Conn, job_id: str | None) -> dict[str, dict[str, in
 async def overview(conn: Conn, *, include_unwatched: bool) -> list[JobOverview]:
     """One row per job (watched only unless asked), in the order they were added."""
     where = "" if include_unwatched else "WHERE watched = 1"
-    rows = await fetch(conn, f"{OVERVIEW} {where} ORDER BY added_at, job_id")
+    rows = await fetch(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
     counts = await _hook_counts(conn, None)
     return [_overview(r, counts.get(r[0], {})) for r in rows]
 
 
 async def job(conn: Conn, job_id: str) -> tuple[JobOverview, Any] | None:
     """One job's overview and its last job object as received (None if never fetched)."""
-    found = await one(conn, f"{OVERVIEW} WHERE job_id = %s", (job_id,))
+    found = await one(conn, f"{_OVERVIEW} WHERE job_id = %s", (job_id,))
     if found is None:
         return None
     counts = await _hook_counts(conn, job_id)
