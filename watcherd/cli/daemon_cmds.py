@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import anyio
 
 from watcherd.cli.common import load
 from watcherd.config import render_effective
+from watcherd.config.render import cancel_notice
 from watcherd.daemon import Mode, health, run_daemon
 from watcherd.logs import configure_logging
 from watcherd.systemd import Notifier
@@ -29,6 +31,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """`watcherd check-config`: validate, then print the effective config."""
     config = load(args)
     print(render_effective(config), end="")
+    for line in cancel_notice(config):  # loud on stderr too, where a person looks
+        print(f"watcherd check-config: {line}", file=sys.stderr)
     return 0
 
 

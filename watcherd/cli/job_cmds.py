@@ -101,7 +101,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     config = load(args)
     jobs = anyio.run(_overview, config, args.all, backend="asyncio")
     if args.json:
-        print(json.dumps(list_json(jobs), indent=2))
+        print(json.dumps(list_json(jobs, now=time.time()), indent=2))
     elif not jobs:
         print(_no_jobs_hint(config))
     else:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
+from watcherd.config.alerting import RULES, parse_alerts
 from watcherd.config.document import Section, Where, YamlMap, kind_of, load_document
 from watcherd.config.schema import (
     SYSTEM_CONFIG_PATH,
@@ -38,7 +39,10 @@ from watcherd.config.secrets import SecretRef, present
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
 
-TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
+TOP_KEYS: Final = (
+    *("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen"),
+    *("alerts", "allow_cancel"),
+)
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
 API_KEYS_ALL: Final = (*API_KEYS, "timeout", "max_concurrency", "max_rate", "max_body_bytes")
 POLL_KEYS: Final = ("interval", "min_interval", "metrics_interval", "max_backoff")
@@ -51,6 +55,8 @@ HOOK_EVENTS: Final = (
     *DEFAULT_HOOK_EVENTS,
     *sorted(KNOWN_STATUSES - {*DEFAULT_HOOK_EVENTS}),
     MISSING,
+    "alert.*",
+    *(f"alert.{rule}" for rule in RULES),
 )
 LOG_FORMATS: Final = ("auto", "console", "json")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
@@ -71,6 +77,7 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
         )
     root = Section(data, Where(str(path), 1), TOP_KEYS)
     base = path.absolute().parent
+    alerts, allow_cancel = parse_alerts(root)
     return Config(
         api=_api(root.section("api", API_KEYS_ALL), base),
         store=_store(root.section("store", ("path",)), base, environ),
@@ -79,6 +86,8 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
         hooks=_hooks(root, base),
         log=_log(root.section("log", ("format", "level"))),
         metrics_listen=_listen(root),
+        alerts=alerts,
+        allow_cancel=allow_cancel,
         source=path,
     )
 

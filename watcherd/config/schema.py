@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from watcherd.config.alerting import AlertsConfig
 from watcherd.config.secrets import SecretRef
 from watcherd.model import DEFAULT_HOOK_EVENTS
 
@@ -30,6 +31,12 @@ TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
     "step": int,
     "delivery_id": str,
     "type": str,
+    "rule": str,
+    "message": str,
+    "value": float,
+    "threshold": float,
+    "eta": str,
+    "eta_source": str,
 }
 
 
@@ -155,4 +162,6 @@ class Config:
     hooks: tuple[HookConfig, ...] = ()
     log: LogConfig = field(default_factory=LogConfig)
     metrics_listen: Listen | None = None  # the Prometheus endpoint, off by default
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    allow_cancel: bool = False  # the second key that arms `action: cancel`
     source: Path | None = None

@@ -13,6 +13,7 @@ import aiosqlite
 
 from watcherd.model import (
     SETTLE_NS,
+    CancelRecord,
     JobOverview,
     MetricFilter,
     MetricsSummary,
@@ -20,13 +21,15 @@ from watcherd.model import (
     loads_exact,
     sample_indices,
 )
+from watcherd.store import alerting
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
 
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
-    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json FROM jobs"
+    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
+    " eta_at, eta_source FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
 
@@ -54,14 +57,21 @@ async def job_states(
     rows = await _all(
         conn,
         "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-        f" last_error, status_since, ({CURSOR_SQL}) FROM jobs WHERE {where}"
+        f" last_error, status_since, ({CURSOR_SQL}), alert_state,"
+        " (SELECT c.state FROM cancels c WHERE c.job_id = jobs.job_id)"
+        f" FROM jobs WHERE {where}"
         " ORDER BY added_at, job_id",
         (SETTLE_NS, *params),
     )
     return {str(r[0]): JobState(*r) for r in rows}
 
 
-def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
+def _overview(
+    row: Any,
+    hooks: dict[str, int],
+    open_alerts: tuple[str, ...] = (),
+    cancel: CancelRecord | None = None,
+) -> JobOverview:
     return JobOverview(
         job_id=row[0],
         note=row[1],
@@ -77,6 +87,10 @@ def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
         model=row[11],
         model_output_name=row[12],
         hooks=hooks,
+        alerts=open_alerts,
+        eta_at=row[14],
+        eta_source=row[15],
+        cancel=cancel,
     )
 
 
@@ -98,7 +112,10 @@ async def overview(conn: aiosqlite.Connection, *, include_unwatched: bool) -> li
     where = "" if include_unwatched else "WHERE watched = 1"
     rows = await _all(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
     counts = await _hook_counts(conn, None)
-    return [_overview(r, counts.get(r[0], {})) for r in rows]
+    opened, cancels = await alerting.open_by_job(conn), await alerting.cancels(conn)
+    return [
+        _overview(r, counts.get(r[0], {}), opened.get(r[0], ()), cancels.get(r[0])) for r in rows
+    ]
 
 
 async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any] | None:
@@ -107,8 +124,11 @@ async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any
     if not rows:
         return None
     counts = await _hook_counts(conn, job_id)
+    opened = tuple(a.rule for a in await alerting.alerts(conn, job_id, open_only=True))
+    cancel = (await alerting.cancels(conn, job_id)).get(job_id)
     raw = rows[0][13]
-    return _overview(rows[0], counts.get(job_id, {})), (None if raw is None else loads_exact(raw))
+    found = _overview(rows[0], counts.get(job_id, {}), opened, cancel)
+    return found, (None if raw is None else loads_exact(raw))
 
 
 async def transitions(conn: aiosqlite.Connection, job_id: str) -> list[Transition]:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from watcherd.alerts import Evaluation
 from watcherd.model import MetricRow
 
 
@@ -42,6 +43,8 @@ class JobState:
     #: `global_step_from` for the next fetch: the lowest step among rows logged within
     #: `model.SETTLE_NS` of the newest (None: no rows yet, fetch from the start).
     cursor_step: int | None = None
+    alert_state: str | None = None  # the rules' memory (alerts.AlertState as JSON)
+    cancel_state: str | None = None  # intent | requested | skipped, if a cancel was decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,8 @@ class PollRecord:
     metrics: Sequence[MetricRow] = ()
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
+    #: The alert rules' verdict on this page, written in its transaction (None: no rules).
+    evaluation: Evaluation | None = None
 
 
 @dataclass(frozen=True, slots=True)

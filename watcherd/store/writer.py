@@ -9,7 +9,7 @@ from typing import Any, Final
 import aiosqlite
 
 from watcherd.model import MISSING, dumps_exact
-from watcherd.store import outbox, pages
+from watcherd.store import alerting, outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -68,6 +68,8 @@ async def record_poll(
     fields = plan.fields | _job_fields(rec)
     fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
     transition, ids = await _status_change(conn, rec, stored.status, fields)
+    if rec.evaluation is not None:
+        ids += await alerting.write_evaluation(conn, rec.job_id, rec.evaluation, rec.hooks, fields)
     await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=stored.exists)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
     return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)

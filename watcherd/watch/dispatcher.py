@@ -120,7 +120,7 @@ class Dispatcher:
             return
         attempt = await self.store.start_attempt(delivery.id, now)
         current, job, summary = await self.store.delivery_context(delivery.id)
-        payload = build_payload(current, job, summary)
+        payload = build_payload(current, job, summary, await self.store.delivery_extras(current))
         log.info("hook.started", delivery_id=delivery.id, hook=hook.name, attempt=attempt)
         try:
             outcome = await run_hook(

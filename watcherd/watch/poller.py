@@ -21,6 +21,7 @@ import anyio.abc
 import httpx
 import structlog
 
+from watcherd.alerts import AlertState
 from watcherd.api.client import ApiClient, ApiStats, Job
 from watcherd.config import Config
 from watcherd.errors import (
@@ -31,6 +32,7 @@ from watcherd.errors import (
 )
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
 from watcherd.store import PollRecord, PollResult, Store
+from watcherd.watch.alerting import AlertWatch
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -77,6 +79,7 @@ class Poller:
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        self.alerting = AlertWatch(store, config, wall)
 
     # -- configuration -------------------------------------------------
 
@@ -98,6 +101,7 @@ class Poller:
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
         self.config = config
+        self.alerting.config = config
         self._limiter.total_tokens = self._poll_slots(config)
         if api is not None:
             self.api = api
@@ -131,6 +135,10 @@ class Poller:
             else:
                 sched.status, sched.max_step = state.status, state.max_step
             sched.cursor = state.cursor_step
+            sched.alerts = AlertState.from_json(state.alert_state)
+            sched.cancel_pending = state.cancel_state == "intent"
+            if sched.cancel_pending and is_settled(sched.status):  # no poll will come: settle
+                await self.alerting.settle_cancel(self.api, sched, sched.status or "")
 
     # -- the loop --------------------------------------------------------
 
@@ -292,7 +300,7 @@ class Poller:
         if status in QUIET_STATUSES and sched.max_step is None:
             return []
         now = self.monotonic()
-        if not changed and now < sched.metrics_at:
+        if not changed and now < sched.metrics_at and not self.alerting.look_now(sched, status):
             return []
         flt = MetricFilter(global_step_from=sched.cursor)
         try:
@@ -303,6 +311,7 @@ class Poller:
             log.info("poll.metrics_not_found", job_id=sched.job_id, error=str(exc))
             rows = []
         sched.metrics_at = now + self.config.poll.metrics_interval
+        sched.fetched = True
         return rows
 
     async def _record(
@@ -317,9 +326,25 @@ class Poller:
             metrics=metrics,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
+            evaluation=self.alerting.evaluate(sched, job, metrics),
         )
         result = await self.store.record_poll(record)
         self._after_record(sched, job, metrics, result)
+        await self._after_alerts(sched, record)
+
+    async def _after_alerts(self, sched: JobSchedule, record: PollRecord) -> None:
+        """Keep the rules' new memory; make a cancel that was just decided or is pending."""
+        evaluation = record.evaluation
+        if evaluation is not None:
+            sched.alerts = evaluation.state
+            sched.cancel_pending = sched.cancel_pending or evaluation.cancel is not None
+        if sched.cancel_pending and record.status is not None:
+            result = await self.alerting.settle_cancel(self.api, sched, record.status)
+            if result is not None and result.transition is not None:
+                sched.status = result.transition[1]
+                sched.next_at = self.monotonic() + self.config.poll.min_interval
+            if result is not None and result.deliveries:
+                self.on_deliveries()
 
     def _after_record(
         self, sched: JobSchedule, job: Job, metrics: list[MetricRow], result: PollResult

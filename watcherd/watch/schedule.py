@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from watcherd.alerts import AlertState
 from watcherd.api.client import Job
 from watcherd.config import PollConfig
 from watcherd.model import SETTLE_NS, TIMESTAMP_KEY, MetricRow, is_terminal, row_step
@@ -30,6 +31,9 @@ class JobSchedule:
     metrics_at: float = 0.0  # monotonic: when its new metric rows are due
     cursor: int | None = None  # `global_step_from` of the next metrics fetch
     failures: int = 0
+    alerts: AlertState = field(default_factory=AlertState)  # the rules' memory, as stored
+    fetched: bool = False  # metrics were fetched in the poll under way
+    cancel_pending: bool = False  # a cancel was decided and not yet settled
 
 
 @dataclass(slots=True)

@@ -118,6 +118,7 @@ class _Waiter:
         """Built on first use, so that a wait served by the daemon needs no API key."""
         if self.pollers is None:
             api = self.api or build_api(self.http, self.config)
-            quiet = dataclasses.replace(self.config, hooks=())
+            # Waiting is not subscribing: no hooks, and never a cancel.
+            quiet = dataclasses.replace(self.config, hooks=(), allow_cancel=False)
             self.pollers = (Poller(self.store, api, self.config), Poller(self.store, api, quiet))
         return self.pollers
