@@ -46,8 +46,9 @@ COLUMNS: Final = (
     Column("ETA", right=True, drop=4),
     Column("POLLED", drop=1),
     Column("HOOKS", drop=5),
-    Column("ALERTS", drop=1),
 )
+#: Shown only when some job has an open alert, and then never dropped.
+ALERTS_COLUMN: Final = Column("ALERTS")
 
 
 def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: int) -> str:
@@ -55,7 +56,11 @@ def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: 
     if not jobs:
         return "No jobs. Add one with `watcherd add JOB_ID`."
     rows = [_cells(job, now) for job in jobs]
-    lines = table(COLUMNS, rows, color=color, width=width)
+    columns: tuple[Column, ...] = COLUMNS
+    if any(job.alerts for job in jobs):
+        columns = (*COLUMNS, ALERTS_COLUMN)
+        rows = [[*row, alerts_cell(job)] for row, job in zip(rows, jobs, strict=True)]
+    lines = table(columns, rows, color=color, width=width)
     out = lines[:1]
     for job, line in zip(jobs, lines[1:], strict=True):
         out.append(line)
@@ -83,7 +88,6 @@ def _cells(job: JobOverview, now: float) -> list[Cell]:
         (eta(job, now), None),
         (ago(job.last_poll_at, now), None),
         hook_summary(job.hooks),
-        alerts_cell(job),
     ]
 
 
