@@ -6,14 +6,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcherd.alerts import (
-    AlertChange,
-    AlertState,
-    Evaluation,
-    Observation,
-    evaluate,
-    stall_check_due,
-)
+from watcherd.alerts.episodes import AlertChange, Evaluation, Observation, evaluate
+from watcherd.alerts.rules import stall_check_due
+from watcherd.alerts.state import AlertState
 from watcherd.config.alerting import AlertsConfig
 from watcherd.model import MetricFilter, is_terminal
 from watcherd.sim import ManualClock, World

@@ -21,7 +21,8 @@ from tests.alertharness import (
     world_of,
 )
 from tests.battery.sizes import sized
-from watcherd.alerts import AlertState, Observation, evaluate
+from watcherd.alerts.episodes import Observation, evaluate
+from watcherd.alerts.state import AlertState
 from watcherd.config.alerting import AlertsConfig, DivergingRule
 from watcherd.model import MetricFilter
 

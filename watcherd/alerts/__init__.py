@@ -8,27 +8,6 @@
 - `events`: alert event names, stable ids, and which hooks subscribe to them.
 
 Nothing here does I/O; it imports only `config` and `model`. `watch` composes it
-with the API client and the store.
+with the API client and the store. Import from the modules: this package's
+`__init__` loads nothing, so the CLI's readers (which import the store) stay quick.
 """
-
-from watcherd.alerts.episodes import AlertChange, Evaluation, Observation, evaluate
-from watcherd.alerts.eta import Eta, estimate
-from watcherd.alerts.events import alert_event, alert_id, parse_delivery, subscribes
-from watcherd.alerts.rules import Finding, stall_check_due
-from watcherd.alerts.state import AlertState
-
-__all__ = [
-    "AlertChange",
-    "AlertState",
-    "Eta",
-    "Evaluation",
-    "Finding",
-    "Observation",
-    "alert_event",
-    "alert_id",
-    "estimate",
-    "evaluate",
-    "parse_delivery",
-    "stall_check_due",
-    "subscribes",
-]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from watcherd.alerts import rules
+from watcherd.alerts import rules  # the module
 from watcherd.alerts.eta import Eta, estimate, expected, started_at
 from watcherd.alerts.rules import Finding
 from watcherd.alerts.state import STEP_SAMPLES, AlertState

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiosqlite
 
-from watcherd.alerts import AlertChange, Evaluation, Finding, alert_event, parse_delivery
+from watcherd.alerts.events import alert_event, parse_delivery
 from watcherd.model import Alert, CancelRecord, Delivery, dumps_exact
 from watcherd.store import outbox
 from watcherd.store.records import HookLike
+
+if TYPE_CHECKING:
+    from watcherd.alerts.episodes import AlertChange, Evaluation
+    from watcherd.alerts.rules import Finding
 
 ALERT_COLUMNS: Final = (
     "job_id, rule, episode, action, opened_at, resolved_at, details_json, resolution_json"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from watcherd.alerts import Evaluation
 from watcherd.model import MetricRow
+
+if TYPE_CHECKING:  # the rules load only where they run (the poller)
+    from watcherd.alerts.episodes import Evaluation
 
 
 class HookLike(Protocol):

@@ -17,7 +17,8 @@ from typing import Final
 
 import structlog
 
-from watcherd.alerts import Evaluation, Observation, evaluate, stall_check_due
+from watcherd.alerts.episodes import Evaluation, Observation, evaluate
+from watcherd.alerts.rules import stall_check_due
 from watcherd.api.client import ApiClient, Job
 from watcherd.config import Config
 from watcherd.errors import ApiError, ClientRequestError

@@ -21,7 +21,7 @@ import anyio.abc
 import httpx
 import structlog
 
-from watcherd.alerts import AlertState
+from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient, ApiStats, Job
 from watcherd.config import Config
 from watcherd.errors import (

@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from watcherd.alerts import AlertState
+from watcherd.alerts.state import AlertState
 from watcherd.api.client import Job
 from watcherd.config import PollConfig
 from watcherd.model import SETTLE_NS, TIMESTAMP_KEY, MetricRow, is_terminal, row_step
