@@ -333,12 +333,13 @@ class Poller:
         await self._after_alerts(sched, record)
 
     async def _after_alerts(self, sched: JobSchedule, record: PollRecord) -> None:
-        """Keep the rules' new memory; make a cancel that was just decided or is pending."""
+        """Keep the rules' new memory; make a cancel that was just decided or is pending
+        (only where cancelling is allowed: never from `wait`)."""
         evaluation = record.evaluation
         if evaluation is not None:
             sched.alerts = evaluation.state
             sched.cancel_pending = sched.cancel_pending or evaluation.cancel is not None
-        if sched.cancel_pending and record.status is not None:
+        if sched.cancel_pending and record.status is not None and self.config.allow_cancel:
             result = await self.alerting.settle_cancel(self.api, sched, record.status)
             if result is not None and result.transition is not None:
                 sched.status = result.transition[1]
