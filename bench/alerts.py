@@ -154,7 +154,7 @@ def _read(db: Path) -> dict[str, Any]:
     """Alerts, cancels, last steps and lives as the daemon stored them."""
     with sqlite3.connect(db) as conn:
         alerts = conn.execute("SELECT job_id, rule, opened_at FROM alerts").fetchall()
-        cancels = dict(conn.execute("SELECT job_id, state FROM cancels").fetchall())
+        cancels = dict(conn.execute("SELECT job_id, cancel_state FROM cancels").fetchall())
         steps = dict(conn.execute("SELECT job_id, COALESCE(max_step, 0) FROM jobs").fetchall())
         lives = conn.execute(
             "SELECT job_id, MIN(observed_at), MAX(observed_at) FROM transitions GROUP BY job_id"

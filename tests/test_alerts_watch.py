@@ -182,8 +182,10 @@ def _forge_intent(db: Path, job_id: str, *, attempts: int) -> None:
     """Put a cancel back to `intent`, the state a kill between decision and outcome leaves."""
     with sqlite3.connect(db) as conn:
         conn.execute(
-            "INSERT INTO cancels (job_id, requested_by, rule, reason, decided_at, state, attempts)"
+            "INSERT INTO cancels (job_id, requested_by, rule, reason, decided_at, cancel_state,"
+            " attempts)"
             " VALUES (?, 'watcherd', 'nonfinite', 'test', 0, 'intent', ?)"
-            " ON CONFLICT(job_id) DO UPDATE SET state = 'intent', attempts = excluded.attempts",
+            " ON CONFLICT(job_id) DO UPDATE SET cancel_state = 'intent',"
+            " attempts = excluded.attempts",
             (job_id, attempts),
         )

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Final
 
 from watcherd.errors import InvalidJobIdError
@@ -57,9 +58,10 @@ def is_terminal(status: str) -> bool:
 
 
 def is_settled(status: str | None) -> bool:
-    """True once nothing more will happen to a job: terminal, or missing at the service.
+    """True once nothing more is expected of a job: terminal, or missing at the service.
 
-    None (not fetched yet) is not settled. Nothing polls a settled job.
+    None (not fetched yet) is not settled. The daemon still polls a missing job now and
+    then (backing off up to `max_backoff`) in case it comes back; never a terminal one.
     """
     return status is not None and (status in TERMINAL_STATUSES or status == MISSING)
 
@@ -222,6 +224,27 @@ class Transition:
     observed_at: float
 
 
+class DeliveryState(StrEnum):
+    """Where a hook delivery stands; its text is what the store keeps and JSON shows.
+
+    pending -> running -> delivered | failed (tried again at next_attempt_at) | dead.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+#: Deliveries waiting for their `next_attempt_at`: not tried yet, or to be tried again.
+WAITING_DELIVERIES: Final = frozenset({DeliveryState.PENDING, DeliveryState.FAILED})
+#: Deliveries that are over: nothing happens to them but `watcherd hooks retry`.
+SETTLED_DELIVERIES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.DEAD})
+#: The error of an attempt cut short: a stop killed its hook, or a crash left it running.
+INTERRUPTED: Final = "interrupted: watcherd stopped during the attempt"
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One hook delivery: the outbox row for (job, status, hook)."""
@@ -232,7 +255,7 @@ class Delivery:
     event: str  # the status that triggered it, e.g. "completed" or "missing"
     previous_status: str | None
     occurred_at: float
-    state: str  # pending | running | delivered | failed | dead
+    state: DeliveryState
     attempts: int
     next_attempt_at: float | None
     last_error: str | None

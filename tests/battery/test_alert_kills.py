@@ -119,4 +119,4 @@ def _expected(bad: dict[str, str | None], cancels: dict[str, str], seen: set[str
 def _cancel_states(db: Path) -> dict[str, str]:
     """Each cancel record's state, by job."""
     with sqlite3.connect(db) as conn:
-        return dict(conn.execute("SELECT job_id, state FROM cancels").fetchall())
+        return dict(conn.execute("SELECT job_id, cancel_state FROM cancels").fetchall())

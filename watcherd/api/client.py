@@ -24,7 +24,7 @@ import httpx
 
 from watcherd import __version__
 from watcherd.api.latency import Histogram, LatencySnapshot
-from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, full_jitter, retry_after
+from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, retry_after
 from watcherd.api.shapes import (
     Job,
     ShapeError,
@@ -37,6 +37,7 @@ from watcherd.api.shapes import (
     snippet,
 )
 from watcherd.api.transport import Exchange, RawResponse, fetch
+from watcherd.backoff import full_jitter
 from watcherd.config import ApiConfig
 from watcherd.errors import (
     ApiError,

@@ -8,7 +8,8 @@ SIGTERM and SIGINT stop it gracefully (running hooks get a grace period, then ar
 killed and recorded as failed so they retry); a second SIGTERM or SIGINT during that
 grace stops at once. SIGHUP reloads a validated config and keeps the old one if the
 new one is invalid; the jobs file is watched so that `watcherd add`/`remove` take
-effect within seconds.
+effect within seconds (`watcherd.daemon.jobswatch`: a jobs file that goes missing or
+bad keeps the previous job list).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import structlog
 
 from watcherd.api.client import ApiClient
 from watcherd.config import Config, JobsSource, load_config
+from watcherd.daemon.jobswatch import JobsFileWatch
 from watcherd.daemon.prometheus import bind, render, serve
-from watcherd.daemon.status import StatusReporter
+from watcherd.daemon.status import StatusReporter, status_line
 from watcherd.errors import ConfigError, WatcherdError
-from watcherd.jobsfile import file_signature
+from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
+from watcherd.model import SETTLED_DELIVERIES, DeliveryState
 from watcherd.store import Store
 from watcherd.systemd import Notifier
 from watcherd.watch.dispatcher import Dispatcher
@@ -47,7 +50,6 @@ STOP_GRACE = 10.0
 JOBS_FILE_CHECK = 1.0
 #: How often `run --until-done` checks whether everything is settled.
 DONE_CHECK = 0.2
-OUTSTANDING = ("pending", "running", "failed")
 
 Wall = Callable[[], float]
 
@@ -110,7 +112,7 @@ class Daemon:
         self.wall = wall
         self.started_at = wall()
         self.exit_code = 0
-        self._jobs_signature: object = None
+        self._jobs_file = JobsFileWatch()
         self._stopping = False
 
     async def run(self, mode: Mode) -> int:
@@ -146,7 +148,7 @@ class Daemon:
             if listener is not None:
                 tg.start_soon(serve, listener, self.metrics_text)
                 log.info("metrics.listening", address=str(address))
-            self.notifier.ready(await self.rt.reporter.publish())
+            self.notifier.ready(status_line(await self.rt.reporter.refresh()))
             tg.start_soon(self._watch_jobs_file)
             tg.start_soon(self._status_loop)
             tg.start_soon(self.rt.poller.run)
@@ -195,9 +197,9 @@ class Daemon:
             if not self.rt.poller.settled():
                 continue
             counts = await self.rt.store.delivery_counts()
-            if any(counts.get(state, 0) for state in OUTSTANDING):
+            if any(counts.get(s, 0) for s in DeliveryState if s not in SETTLED_DELIVERIES):
                 continue
-            dead = counts.get("dead", 0)
+            dead = counts.get(DeliveryState.DEAD, 0)
             self.exit_code = 1 if dead else 0
             log.info("daemon.all_done", jobs=len(self.rt.poller.jobs), dead_hooks=dead)
             tg.cancel_scope.cancel()
@@ -228,8 +230,8 @@ class Daemon:
         self.config = config
         self.rt.poller.reconfigure(config, api)
         self.rt.dispatcher.reconfigure(config)
-        self._jobs_signature = None
-        await self._sync_jobs()
+        self._jobs_file.reset()
+        await self._sync_jobs_logged()
         log.info("config.reloaded", path=str(self.config_path), jobs=len(self.rt.poller.jobs))
         self.notifier.ready()
 
@@ -241,29 +243,39 @@ class Daemon:
             log.warning("config.metrics_listen_changed", hint="restart watcherd to change it")
 
     async def _watch_jobs_file(self) -> None:
+        """Follow the jobs file, looking every JOBS_FILE_CHECK seconds."""
         while True:
             await anyio.sleep(JOBS_FILE_CHECK)
-            try:
-                await self._sync_jobs()
-            except WatcherdError as exc:
+            await self._sync_jobs_logged()
+
+    async def _sync_jobs_logged(self) -> None:
+        """`_sync_jobs`; a failure keeps the job list, logged once per content and error."""
+        try:
+            await self._sync_jobs()
+        except WatcherdError as exc:
+            if self._jobs_file.failed(exc):
                 log.error("jobs.file_invalid", error=str(exc), kept="previous job list")
 
     async def _sync_jobs(self) -> None:
         """Bring the watched set in step with the jobs file and config, if either changed."""
         path = self.config.jobs.file
-        signature = file_signature(path) if path is not None else None
-        if signature == self._jobs_signature and self._jobs_signature is not None:
+        if not self._jobs_file.changed(path):
             return
-        entries = JobsSource(self.config).entries()
-        self._jobs_signature = signature
+        from_file = await self._jobs_file.entries(path, self._stored_entries)
+        entries = JobsSource(self.config).merge(from_file)
         poller = self.rt.poller
         await self.rt.store.sync_watched(entries, self.wall())
+        self._jobs_file.applied()
         before = set(poller.jobs)
         await poller.load_jobs()
         added = sorted(set(poller.jobs) - before)
         if added and before:
             log.info("jobs.added", job_ids=added)
         poller.wake()
+
+    async def _stored_entries(self) -> list[JobEntry]:
+        """The watched set as stored, for a jobs file already missing at start-up."""
+        return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]
 
     async def _restore_pauses(self) -> None:
         """A Retry-After pause stored by an earlier run still holds."""

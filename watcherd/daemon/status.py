@@ -17,7 +17,7 @@ from typing import Final
 from watcherd.api.client import ApiStats
 from watcherd.daemon import health
 from watcherd.daemon.health import STATUS_EVERY
-from watcherd.model import is_settled
+from watcherd.model import DeliveryState, is_settled
 from watcherd.store import Store
 from watcherd.systemd import Notifier
 from watcherd.watch.poller import Poller
@@ -47,7 +47,7 @@ class Snapshot:
     @property
     def dead_hooks(self) -> int:
         """Deliveries that gave up (`watcherd hooks retry` brings them back)."""
-        return self.deliveries.get("dead", 0)
+        return self.deliveries.get(DeliveryState.DEAD, 0)
 
 
 def count_jobs(statuses: Mapping[str, str | None]) -> dict[str, int]:
@@ -63,8 +63,7 @@ def status_line(snap: Snapshot) -> str:
     """
     grouped: Counter[str] = Counter()
     for status, n in snap.jobs.items():
-        done = status != NEW and is_settled(status)
-        grouped["done" if done else status] += n
+        grouped["done" if is_settled(status) else status] += n
     parts = [f"{sum(snap.jobs.values())} jobs"] + [f"{n} {s}" for s, n in sorted(grouped.items())]
     trouble = []
     if snap.auth_error:

@@ -31,7 +31,7 @@ ALERT_COLUMNS: Final = (
     "job_id, rule, episode, action, opened_at, resolved_at, details_json, resolution_json"
 )
 CANCEL_COLUMNS: Final = (
-    "job_id, requested_by, rule, reason, decided_at, state, attempts, called_at,"
+    "job_id, requested_by, rule, reason, decided_at, cancel_state, attempts, called_at,"
     " finished_at, last_error"
 )
 
@@ -109,7 +109,7 @@ async def finish_cancel(
 ) -> None:
     """The outcome: `requested`, `skipped`, or still `intent` with the error to retry."""
     await conn.execute(
-        "UPDATE cancels SET state = ?, finished_at = ?, last_error = ? WHERE job_id = ?",
+        "UPDATE cancels SET cancel_state = ?, finished_at = ?, last_error = ? WHERE job_id = ?",
         (state, None if state == "intent" else now, error, job_id),
     )
 
@@ -119,9 +119,9 @@ async def user_cancel(conn: aiosqlite.Connection, job_id: str, now: float, reaso
     await conn.execute(
         f"INSERT INTO cancels ({CANCEL_COLUMNS}) VALUES (?, 'user', NULL, ?, ?, 'requested', 1,"
         " ?, ?, NULL) ON CONFLICT(job_id) DO UPDATE SET requested_by = 'user', rule = NULL,"
-        " reason = excluded.reason, state = 'requested', attempts = cancels.attempts + 1,"
+        " reason = excluded.reason, cancel_state = 'requested', attempts = cancels.attempts + 1,"
         " called_at = excluded.called_at, finished_at = excluded.finished_at, last_error = NULL"
-        " WHERE cancels.state != 'requested'",
+        " WHERE cancels.cancel_state != 'requested'",
         (job_id, reason, now, now, now),
     )
 

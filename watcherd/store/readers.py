@@ -58,7 +58,7 @@ async def job_states(
         conn,
         "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
         f" last_error, status_since, ({CURSOR_SQL}), alert_state,"
-        " (SELECT c.state FROM cancels c WHERE c.job_id = jobs.job_id)"
+        " (SELECT c.cancel_state FROM cancels c WHERE c.job_id = jobs.job_id)"
         f" FROM jobs WHERE {where}"
         " ORDER BY added_at, job_id",
         (SETTLE_NS, *params),

@@ -128,7 +128,8 @@ _ALERTS = Migration(
             rule TEXT,
             reason TEXT NOT NULL,
             decided_at REAL NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('intent', 'requested', 'skipped')),
+            cancel_state TEXT NOT NULL
+                CHECK (cancel_state IN ('intent', 'requested', 'skipped')),
             attempts INTEGER NOT NULL DEFAULT 0,
             called_at REAL,
             finished_at REAL,

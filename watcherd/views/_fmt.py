@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from watcherd.model import MISSING
+from watcherd.model import is_settled
 
 _CODES: Final = {
     "bold": "1",
@@ -21,7 +21,6 @@ _CODES: Final = {
     "white": "37",
 }
 _CONTROL: Final = dict.fromkeys([*range(32), *range(127, 160)], " ")
-_RED_STATUSES: Final = frozenset({"error", "cancelled", "user_error", MISSING})
 
 
 def paint(text: str, style: str | None, color: bool) -> str:
@@ -36,7 +35,7 @@ def status_style(status: str | None) -> str:
     """Green for completed, red for failures and `missing`, yellow for everything live."""
     if status == "completed":
         return "green"
-    if status in _RED_STATUSES:
+    if is_settled(status):
         return "red"
     if status is None:
         return "dim"

@@ -76,7 +76,7 @@ def _status(status: str | None) -> str:
     """A status in a span coloured by class."""
     kind = {"completed": "completed", None: "live"}.get(status)
     if kind is None:
-        kind = "failed" if status in ("error", "cancelled", "user_error", "missing") else "live"
+        kind = "failed" if is_settled(status) else "live"
     return f'<span class="status-{kind}">{_e(status or "never polled")}</span>'
 
 

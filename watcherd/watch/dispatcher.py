@@ -18,7 +18,7 @@ import structlog
 
 from watcherd.config import Config, HookConfig
 from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
-from watcherd.model import Delivery
+from watcherd.model import INTERRUPTED, Delivery, DeliveryState
 from watcherd.store import Store
 
 log = structlog.get_logger("watcherd.watch.dispatcher")
@@ -116,7 +116,9 @@ class Dispatcher:
         hook = self._hook(delivery.hook)
         now = self.wall()
         if hook is None:
-            await self._finish(delivery.id, "dead", "hook is no longer configured", None, None)
+            await self._finish(
+                delivery.id, DeliveryState.DEAD, "hook is no longer configured", None, None
+            )
             return
         attempt = await self.store.start_attempt(delivery.id, now)
         current, job, summary = await self.store.delivery_context(delivery.id)
@@ -128,14 +130,14 @@ class Dispatcher:
             )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._finish(delivery.id, "failed", "interrupted by shutdown", None, now)
+                await self._finish(delivery.id, DeliveryState.FAILED, INTERRUPTED, None, now)
             raise
         await self._record(delivery.id, hook, attempt, outcome)
 
     async def _record(self, delivery_id: str, hook: HookConfig, attempt: int, out: Outcome) -> None:
         if out.state == "delivered":
             log.info("hook.delivered", delivery_id=delivery_id, hook=hook.name, attempt=attempt)
-            await self._finish(delivery_id, "delivered", None, out.output_tail, None)
+            await self._finish(delivery_id, DeliveryState.DELIVERED, None, out.output_tail, None)
             return
         if out.state == "give_up" or attempt >= hook.max_attempts:
             log.error(
@@ -145,7 +147,7 @@ class Dispatcher:
                 attempt=attempt,
                 error=out.error,
             )
-            await self._finish(delivery_id, "dead", out.error, out.output_tail, None)
+            await self._finish(delivery_id, DeliveryState.DEAD, out.error, out.output_tail, None)
             return
         delay = next_attempt_delay(attempt, retry_after=out.retry_after)
         log.warning(
@@ -156,12 +158,14 @@ class Dispatcher:
             error=out.error,
             retry_in=round(delay, 1),
         )
-        await self._finish(delivery_id, "failed", out.error, out.output_tail, self.wall() + delay)
+        await self._finish(
+            delivery_id, DeliveryState.FAILED, out.error, out.output_tail, self.wall() + delay
+        )
 
     async def _finish(
         self,
         delivery_id: str,
-        outcome: str,
+        outcome: DeliveryState,
         error: str | None,
         output_tail: str | None,
         next_attempt_at: float | None,

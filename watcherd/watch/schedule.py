@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from watcherd.alerts.state import AlertState
 from watcherd.api.client import Job
+from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
 from watcherd.model import SETTLE_NS, TIMESTAMP_KEY, MetricRow, is_terminal, row_step
 
@@ -70,9 +71,9 @@ def next_look(
 
 
 def backoff(poll: PollConfig, failures: int, rng: random.Random) -> float:
-    """Full-jitter exponential backoff, capped at `max_backoff`, at least one second."""
-    ceiling = min(poll.max_backoff, poll.min_interval * 2.0 ** min(failures, 30))
-    return max(1.0, rng.uniform(0.0, ceiling))
+    """Full-jitter backoff from `min_interval` doubling up to `max_backoff`; at least 1 s."""
+    delay = full_jitter(failures + 1, base=poll.min_interval, cap=poll.max_backoff, rng=rng)
+    return max(1.0, delay)
 
 
 def settled_cursor(rows: list[MetricRow], cursor: int | None) -> int | None:
