@@ -71,8 +71,7 @@ def cancel_calls(sim: SimServer) -> int:
 async def test_an_alert_is_one_episode_with_deliveries_for_subscribers_only(
     tmp_path: Path,
 ) -> None:
-    """A NaN job: one nonfinite episode; `alert.nonfinite` and `alert.*` hooks get it, opened
-    and resolved, with stable ids; the default hook gets only the terminal status."""
+    """A NaN job: one episode, opened and resolved for subscribers; the default hook: status."""
     world, clock = world_of(SUDDEN_NAN)
     job = world.job_ids()[0]
     async with serve(world) as sim, poller_for(tmp_path, sim, clock, config_for(sim)) as (st, p):
@@ -134,8 +133,7 @@ async def test_a_restart_and_a_re_poll_never_repeat_an_alert(tmp_path: Path) -> 
 
 
 async def test_an_armed_cancel_is_called_once_and_stops_the_job(tmp_path: Path) -> None:
-    """`action: cancel` + allow_cancel: one POST /cancel, the job goes cancel_requested then
-    cancelled, steps stop short of the planned end, and the record says who and why."""
+    """Armed cancel: one POST, cancel_requested then cancelled, stopped early, who and why."""
     world, clock = world_of(SUDDEN_NAN | {"final": "completed"})
     job = world.job_ids()[0]
     async with serve(world) as sim:
@@ -157,8 +155,7 @@ async def test_an_armed_cancel_is_called_once_and_stops_the_job(tmp_path: Path) 
 
 
 async def test_cancel_is_not_called_again_after_a_crash_past_the_call(tmp_path: Path) -> None:
-    """An intent whose call landed before a crash (job already cancel_requested) is settled
-    without a second call; one whose call never happened is made once on restart."""
+    """On restart an intent whose call landed is settled without a call; an unmade one is made."""
     world, clock = world_of(SUDDEN_NAN | {"final": "completed"}, LONG_QUEUE)
     nan_job, queued = world.job_ids()
     async with serve(world) as sim:

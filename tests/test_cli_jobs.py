@@ -21,6 +21,7 @@ HOOKS = (
 LIST_KEYS = {
     "job_id", "note", "watched", "status", "status_since", "step", "train_loss", "eval_loss",
     "seconds_remaining", "last_poll_at", "last_error", "model", "model_output_name", "hooks",
+    "alerts", "eta", "cancel",
 }  # fmt: skip
 DELIVERY_KEYS = {
     "id", "job_id", "hook", "event", "previous_status", "state", "attempts", "occurred_at",
@@ -69,7 +70,9 @@ def test_show_json_and_text(rec: Recorded) -> None:
     """`show`: the timeline as observed, metric summaries, deliveries; text has every part."""
     job_id = rec.ids["sft"]
     page = _json(rec, "show", job_id)
-    assert set(page) == {"job", "fields", "transitions", "phases", "metrics", "deliveries"}
+    assert set(page) == {
+        "job", "fields", "transitions", "phases", "metrics", "deliveries", "alerts",
+    }  # fmt: skip
     assert [t["to"] for t in page["transitions"]] == ["completed"]
     assert page["metrics"]["train/loss"]["last_step"] == 40
     assert [d["id"] for d in page["deliveries"]] == [f"{job_id}:completed:sink"]

@@ -10,6 +10,7 @@ nothing. A job that ends resolves every open episode.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def _logged_at(state: AlertState, tracker: _Tracker, now: float) -> float:
     """When the newest step was logged, on our clock: its timestamp, kept between the
     previous fetch (it was not there yet) and now, so a service clock that is off (or a
     simulator that runs fast) cannot make a job look stalled."""
-    logged = tracker.last_train[1] / _NS if tracker.last_train else now
+    logged = tracker.train[-1][1] / _NS if tracker.train else now
     floor = state.metrics_at if state.metrics_at is not None else now
     return max(min(logged, now), min(floor, now))
 
@@ -183,24 +184,23 @@ def _timing(state: AlertState, obs: Observation) -> dict[str, Any]:
 
 
 class _Tracker:
-    """Folds new rows into copies of the state's mappings (one pass over the page)."""
+    """Folds new rows into copies of the state's mappings (one pass over the page).
+
+    Kept cheap per row (pages can hold 200,000 rows): the values of each watched key,
+    and train rows' (step, timestamp, epoch), are gathered in the pass; windows, best
+    values and timing are worked out from them afterwards.
+    """
 
     def __init__(self, config: AlertsConfig, state: AlertState) -> None:
         self.keys = tuple(dict.fromkeys((*config.nonfinite.keys, *config.diverging.keys)))
         self.window = config.diverging.window
         self.state = state
         self.seen = dict(state.seen)
-        self.latest = dict(state.latest)
-        self.best = dict(state.best)
-        self.recent = {k: list(v) for k, v in state.recent.items()}
-        self.rises = dict(state.rises)
-        self.samples = list(state.step_secs)
-        self.last_train = state.last_train
+        self.values: dict[str, list[tuple[int, Any]]] = {key: [] for key in self.keys}
+        self.train: list[tuple[int, int, Any]] = []  # (step, timestamp ns, train/epoch)
         self.max_step = state.max_step
-        self.epoch = state.epoch
-        self.first_row: float | None = None
-        self.epoch_one: float | None = None
         self.grew = False
+        self.epoch_one: float | None = None  # service time the first epoch ended, if here
 
     def row(self, row: MetricRow) -> None:
         """One row, skipped when its step was evaluated already."""
@@ -214,57 +214,93 @@ class _Tracker:
         if self.max_step is None or step > self.max_step:
             self.max_step, self.grew = step, True
         for key in self.keys:
-            value = number_or_nan(row.get(key))
+            value = row.get(key)
             if value is not None:
-                self._value(key, step, value)
+                self.values[key].append((step, value))
         stamp = row.get(TIMESTAMP_KEY)
-        if kind == "train" and isinstance(stamp, int) and not isinstance(stamp, bool):
-            self._timing(step, stamp, row)
-
-    def _value(self, key: str, step: int, value: float) -> None:
-        self.latest[key] = (step, value)
-        if not math.isfinite(value):
-            return
-        window = self.recent.setdefault(key, [])
-        if rules.is_eval(key) and window:
-            self.rises[key] = self.rises.get(key, 0) + 1 if value > window[-1] else 0
-        window.append(value)
-        del window[: max(0, len(window) - self.window)]
-        smoothed = rules.current(AlertState(recent={key: tuple(window)}), key)
-        if smoothed is not None:
-            self.best[key] = min(self.best.get(key, smoothed), smoothed)
-
-    def _timing(self, step: int, stamp: int, row: MetricRow) -> None:
-        """Seconds per step, the first row's time and when epoch 1 ended."""
-        if self.last_train is not None and step > self.last_train[0] and stamp > self.last_train[1]:
-            per = (stamp - self.last_train[1]) / _NS / (step - self.last_train[0])
-            self.samples = [*self.samples, per][-STEP_SAMPLES:]
-        self.last_train = (step, stamp)
-        seconds = stamp / _NS
-        if self.first_row is None:
-            self.first_row = seconds
-        epoch = number_or_nan(row.get(EPOCH_KEY))
-        if epoch is not None and math.isfinite(epoch):
-            self.epoch = (epoch, seconds)
-            if epoch >= 1 and self.epoch_one is None and self.state.first_epoch is None:
-                self.epoch_one = seconds
+        if kind == "train" and type(stamp) is int:
+            self.train.append((step, stamp, row.get(EPOCH_KEY)))
 
     def updates(self) -> dict[str, Any]:
         """The changed fields of the state."""
+        latest, best = dict(self.state.latest), dict(self.state.best)
+        recent, rises = dict(self.state.recent), dict(self.state.rises)
+        for key, found in self.values.items():
+            if found:
+                self._fold(key, found, latest, best, recent, rises)
         out: dict[str, Any] = {
             "seen": self.seen,
-            "latest": self.latest,
-            "best": self.best,
-            "recent": {k: tuple(v) for k, v in self.recent.items()},
-            "rises": self.rises,
-            "step_secs": tuple(self.samples),
-            "last_train": self.last_train,
+            "latest": latest,
+            "best": best,
+            "recent": recent,
+            "rises": rises,
             "max_step": self.max_step,
-            "epoch": self.epoch,
         }
-        if self.state.run_start is None and self.first_row is not None:
-            out["run_start"] = self.first_row  # replaced by `started_at` when the job has it
+        return out | self._timing()
+
+    def _fold(
+        self,
+        key: str,
+        found: list[tuple[int, Any]],
+        latest: dict[str, tuple[int, float]],
+        best: dict[str, float],
+        recent: dict[str, tuple[float, ...]],
+        rises: dict[str, int],
+    ) -> None:
+        """One key's new values into its latest value, window, best and rise count."""
+        window = list(recent.get(key, ()))
+        low, count = best.get(key), rises.get(key, 0)
+        evaluating = rules.is_eval(key)
+        for step, raw in found:
+            value = number_or_nan(raw)
+            if value is None:
+                continue
+            latest[key] = (step, value)
+            if not math.isfinite(value):
+                continue
+            if evaluating and window:
+                count = count + 1 if value > window[-1] else 0
+            window.append(value)
+            if len(window) > self.window:
+                del window[0]
+            smoothed = value if evaluating else _median(window)
+            low = smoothed if low is None or smoothed < low else low
+        recent[key] = tuple(window)
+        rises[key] = count
+        if low is not None:
+            best[key] = low
+
+    def _timing(self) -> dict[str, Any]:
+        """Seconds per step (from the newest train rows), the run start, epoch 1's end."""
+        if not self.train:
+            return {}
+        out: dict[str, Any] = {}
+        previous = self.state.last_train
+        tail = self.train[-(STEP_SAMPLES + 1) :]
+        if previous is not None and len(tail) == len(self.train):
+            tail = [(previous[0], previous[1], None), *tail]
+        samples = list(self.state.step_secs)
+        for (s0, t0, _), (s1, t1, _) in itertools.pairwise(tail):
+            if s1 > s0 and t1 > t0:
+                samples.append((t1 - t0) / _NS / (s1 - s0))
+        step, stamp, _ = self.train[-1]
+        out |= {"step_secs": tuple(samples[-STEP_SAMPLES:]), "last_train": (step, stamp)}
+        epochs = [(e, t / _NS) for _, t, e in self.train if type(e) in (int, float)]
+        epochs = [(float(e), t) for e, t in epochs if math.isfinite(e)]
+        if epochs:
+            out["epoch"] = epochs[-1]
+            if self.state.first_epoch is None:
+                self.epoch_one = next((t for e, t in epochs if e >= 1), None)
+        if self.state.run_start is None:
+            out["run_start"] = self.train[0][1] / _NS  # replaced by `started_at` if given
         return out
+
+
+def _median(window: list[float]) -> float:
+    """The median of a short window."""
+    ordered = sorted(window)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def number_or_nan(value: Any) -> float | None:
