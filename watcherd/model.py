@@ -118,6 +118,9 @@ _ISO = re.compile(
 )
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_iso_ns(text: str) -> int:
     """Nanoseconds since the epoch for an ISO-8601 date-time (no offset means UTC).
 
@@ -131,12 +134,18 @@ def parse_iso_ns(text: str) -> int:
         tz = "+00:00"
     elif ":" not in tz:
         tz = f"{tz[:3]}:{tz[3:]}"
+    stamp = match["base"].replace(" ", "T")
+    if "T" not in stamp:  # a bare date would parse naive (local time), its offset ignored
+        stamp += "T00:00"
     try:
-        base = datetime.fromisoformat(match["base"].replace(" ", "T") + tz)
+        base = datetime.fromisoformat(stamp + tz)
     except ValueError as exc:
         raise ValueError(f"not an ISO-8601 date-time: {text!r}") from exc
     frac = (match["frac"] or "").ljust(9, "0")
-    seconds = int(base.timestamp())
+    # Aware subtraction, not `timestamp()`: that converts to a UTC datetime first, which
+    # fails for year 1 with a positive offset (and for 0001-01-01 itself).
+    elapsed = base - _EPOCH
+    seconds = elapsed.days * 86_400 + elapsed.seconds
     return seconds * 1_000_000_000 + int(frac)
 
 

@@ -184,6 +184,10 @@ class ApiClient:
             return parse(body)
         except ShapeError as exc:
             raise self._malformed(raw, f"unexpected shape: {exc}") from None
+        except (ArithmeticError, RecursionError, ValueError) as exc:
+            # A shape no parser rule foresaw must still be a refused body, not a crash.
+            why = f"{type(exc).__name__}: {str(exc)[:80]}"
+            raise self._malformed(raw, f"unexpected shape: {why}") from None
 
     async def _request(self, method: str, url: str, params: Mapping[str, str]) -> RawResponse:
         attempt = 0
@@ -259,6 +263,11 @@ class ApiClient:
             return AuthError(f"API key refused ({status}): {detail}", status=status, url=url), hint
         if status == 404:
             return NotFoundError(f"not found: {detail}", status=status, url=url), hint
+        if 300 <= status < 400:
+            location = snippet(raw.headers.get("location", "").encode(), self._key) or "nowhere"
+            return ClientRequestError(
+                f"redirect refused ({status} to {location}): {detail}", status=status, url=url
+            ), hint
         if 300 <= status < 500:
             return ClientRequestError(
                 f"request refused ({status}): {detail}", status=status, url=url

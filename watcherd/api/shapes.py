@@ -6,9 +6,16 @@ turns that into a `MalformedResponseError` carrying the HTTP details.
 
 Leniency rules, chosen so that nothing partial or wrong is ever written:
 
-- A job needs a valid `ft-` ID and a non-empty string status; any status is kept verbatim.
+- A job needs a valid `ft-` ID and a non-empty string status; any status is kept verbatim,
+  except `missing`, watcherd's own word for a job the service stopped knowing: a server
+  saying it is refused, so that hooks `on: missing` only ever mean watcherd's verdict.
   In a job listing, entries whose ID is not a valid `ft-` ID are skipped (they can never
   be watched); any other bad entry rejects the whole listing.
+- Job objects and events may nest at most `MAX_DEPTH` levels (the service uses about
+  four): deeper ones are refused before anything walks them recursively.
+- A number watcherd computes with must fit a float: an integer of 310 digits as a
+  metric value or as `progress.seconds_remaining` rejects the response (the service
+  never sends one; a float conversion of it would raise `OverflowError`).
 - `{"metrics": null}` and `{}` mean no rows. A metric value of `null` is dropped from
   its row (the key is absent, as if never logged); any other non-number (strings,
   booleans, lists, objects) rejects the whole response. Every row needs an
@@ -19,15 +26,27 @@ Leniency rules, chosen so that nothing partial or wrong is ever written:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from watcherd.errors import InvalidJobIdError
-from watcherd.model import STEP_KEY, TIMESTAMP_KEY, MetricFilter, MetricRow, validate_job_id
+from watcherd.model import (
+    MISSING,
+    STEP_KEY,
+    TIMESTAMP_KEY,
+    MetricFilter,
+    MetricRow,
+    validate_job_id,
+)
 
 SNIPPET_CHARS = 200
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The deepest nesting of arrays and objects accepted in a job object or an event.
+MAX_DEPTH: Final = 32
+_FLOAT_MAX: Final = sys.float_info.max
+_CONTAINERS: Final = (dict, list)
 
 
 class ShapeError(ValueError):
@@ -54,12 +73,15 @@ def parse_job(obj: Any, *, expect_id: str | None = None) -> Job:
     job_id, status = obj.get("id"), obj.get("status")
     if not isinstance(job_id, str) or not isinstance(status, str) or not status:
         raise ShapeError("a job lacks a string 'id' or a non-empty string 'status'")
+    if status == MISSING:
+        raise ShapeError(f"status {MISSING!r} is watcherd's own (three 404s), not the service's")
     try:
         validate_job_id(job_id)
     except InvalidJobIdError as exc:
         raise ShapeError(str(exc)) from None
     if expect_id is not None and job_id != expect_id:
         raise ShapeError(f"asked for job {expect_id!r}, got {job_id!r}")
+    check_depth(obj, "a job object")
     return Job(
         id=job_id,
         status=status,
@@ -86,6 +108,7 @@ def parse_events(body: Any) -> list[dict[str, Any]]:
     events = _data_list(body, "data")
     if not all(isinstance(event, dict) for event in events):
         raise ShapeError("an event is not a JSON object")
+    check_depth(events, "the events")
     return events
 
 
@@ -165,8 +188,13 @@ def _metric_row(row: Any, index: int) -> MetricRow:
     if None in row.values():
         clean = {key: value for key, value in row.items() if value is not None}
     for key, value in clean.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = type(value)  # json.loads makes exact types: no bool passes as an int here
+        if kind is float:
+            continue
+        if kind is not int:
             raise ShapeError(f"metrics[{index}][{key!r}] is not a number")
+        if not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+            raise ShapeError(f"metrics[{index}][{key!r}] is too large for a float")
     step = clean.get(STEP_KEY)
     if step is None or not _integral(step) or not _in_int64(step):
         raise ShapeError(f"metrics[{index}] lacks an integer {STEP_KEY!r} (64-bit)")
@@ -195,7 +223,27 @@ def _seconds_remaining(progress: Any) -> float | None:
     value = progress.get("seconds_remaining")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        raise ShapeError("progress.seconds_remaining is too large for a float")
     return float(value) if math.isfinite(value) else None
+
+
+def check_depth(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
+    """Raise ShapeError if `value` nests arrays and objects more than `limit` deep.
+
+    Level by level, so that a hostile depth costs a loop, never the Python stack.
+    """
+    level, depth = [value], 1
+    while level:
+        below = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) in _CONTAINERS
+        ]
+        if below and depth >= limit:
+            raise ShapeError(f"{what} is nested more than {limit} levels deep")
+        level, depth = below, depth + 1
 
 
 def _opt_str(value: Any) -> str | None:

@@ -13,6 +13,7 @@ from typing import TextIO
 from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
 from watcherd.store import Store
+from watcherd.views import terminal_text
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -49,3 +50,12 @@ def color_enabled(stream: TextIO = sys.stdout) -> bool:
 def terminal_width() -> int:
     """The terminal's width (COLUMNS wins), 100 when not on a terminal."""
     return shutil.get_terminal_size((100, 24)).columns
+
+
+def emit(text: str, *, color: bool = False, file: TextIO | None = None) -> None:
+    """Print one page for a person: through the last guard against control characters.
+
+    `color` says whether the page holds watcherd's own colour codes (kept); JSON goes
+    out with plain `print`, since `json.dumps` escapes every control character.
+    """
+    print(terminal_text(text, color=color), file=sys.stdout if file is None else file)

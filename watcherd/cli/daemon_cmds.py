@@ -8,7 +8,7 @@ import time
 
 import anyio
 
-from watcherd.cli.common import load
+from watcherd.cli.common import emit, load
 from watcherd.config import render_effective
 from watcherd.config.render import cancel_notice
 from watcherd.daemon import Mode, health, run_daemon
@@ -43,7 +43,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     if reason is None:
         print("ok")
         return 0
-    print(f"unhealthy: {reason}")
+    emit(f"unhealthy: {reason}")
     return 1
 
 

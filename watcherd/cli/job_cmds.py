@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
-from watcherd.cli.common import color_enabled, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
 from watcherd.config import Config, JobsSource
 from watcherd.durations import format_duration
 from watcherd.errors import ConfigError, UsageError, WatcherdError
@@ -20,6 +20,7 @@ from watcherd.jobsfile import add_jobs, remove_jobs
 from watcherd.logs import configure_logging
 from watcherd.model import Delivery, JobOverview, is_settled, validate_job_id
 from watcherd.store import Store
+from watcherd.views import safe
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import list_json, render_list
 from watcherd.views.progress import JobView, live_line, plain_line
@@ -110,7 +111,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif not jobs:
         print(_no_jobs_hint(config))
     else:
-        print(render_list(jobs, now=time.time(), color=color_enabled(), width=terminal_width()))
+        color = color_enabled()
+        emit(render_list(jobs, now=time.time(), color=color, width=terminal_width()), color=color)
     return 0
 
 
@@ -146,11 +148,9 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     elif not deliveries:
         print("no hook deliveries yet")
     else:
-        print(
-            render_deliveries(
-                deliveries, now=time.time(), color=color_enabled(), width=terminal_width()
-            )
-        )
+        color = color_enabled()
+        page = render_deliveries(deliveries, now=time.time(), color=color, width=terminal_width())
+        emit(page, color=color)
     return 0
 
 
@@ -225,7 +225,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     show = WaitView(sys.stdout, sys.stderr)
     statuses = anyio.run(wait_for, config, ids, args.timeout, show.draw, backend="asyncio")
     for job_id in ids:
-        print(f"{job_id}: {statuses[job_id] or 'unknown'}")
+        emit(f"{job_id}: {safe(statuses[job_id] or 'unknown')}")
     waiting = [j for j in ids if not is_settled(statuses[j])]
     if waiting:
         print(

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from watcherd.cli.common import color_enabled, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import Alert, MetricFilter, parse_iso_ns, validate_job_id
@@ -62,7 +62,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if not rows:
         print(f"No metrics found for job {job_id}")
         return 0
-    print(render_charts(rows, width=terminal_width(), color=color_enabled()))
+    color = color_enabled()
+    emit(render_charts(rows, width=terminal_width(), color=color), color=color)
     return 0
 
 
@@ -92,8 +93,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(show_json(*parts, now=now, alerts=job.alerts), indent=2))
     else:
-        width, color = terminal_width(), color_enabled()
-        print(render_show(*parts, now=now, color=color, width=width, alerts=job.alerts))
+        color = color_enabled()
+        text = render_show(*parts, now=now, color=color, width=terminal_width(), alerts=job.alerts)
+        emit(text, color=color)
     return 0
 
 

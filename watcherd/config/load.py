@@ -22,6 +22,7 @@ from watcherd.config.document import Section, Where, YamlMap, kind_of, load_docu
 from watcherd.config.schema import (
     SYSTEM_CONFIG_PATH,
     TEMPLATE_FIELDS,
+    TEMPLATE_MAX_WIDTH,
     ApiConfig,
     CommandHook,
     Config,
@@ -34,6 +35,7 @@ from watcherd.config.schema import (
     PollConfig,
     StoreConfig,
     WebhookHook,
+    spec_too_wide,
 )
 from watcherd.config.secrets import SecretRef, present, redact_url
 from watcherd.errors import ConfigError, InvalidJobIdError
@@ -397,11 +399,12 @@ _SAMPLE: Final = {
 
 
 def _template(sec: Section, key: str, default: str) -> str:
-    """A message template using only the allowed `{field}` names."""
+    """A message template using only the allowed `{field}` names, with modest specs."""
     text = sec.string(key, default)
     try:
-        names = [n for _, n, _, _ in string.Formatter().parse(text) if n is not None]
-        unknown = [n for n in names if n not in TEMPLATE_FIELDS]
+        fields = [(n, spec) for _, n, spec, _ in string.Formatter().parse(text) if n is not None]
+        unknown = [n for n, _ in fields if n not in TEMPLATE_FIELDS]
+        _check_specs(sec, key, [spec or "" for _, spec in fields])
         if not unknown:
             text.format_map(_SAMPLE)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -410,6 +413,18 @@ def _template(sec: Section, key: str, default: str) -> str:
         allowed = ", ".join(TEMPLATE_FIELDS)
         raise sec.where(key).error(f"unknown field {{{unknown[0]}}}; allowed: {allowed}")
     return text
+
+
+def _check_specs(sec: Section, key: str, specs: list[str]) -> None:
+    """Refuse a field inside a format spec and a width or precision beyond the cap."""
+    for spec in specs:
+        if "{" in spec:
+            raise sec.where(key).error(f"bad template: a format spec holds a field ({spec!r})")
+        if spec_too_wide(spec):
+            raise sec.where(key).error(
+                f"bad template: format spec {spec[:40]!r} asks for more than "
+                f"{TEMPLATE_MAX_WIDTH} characters"
+            )
 
 
 def _short(value: Any) -> str:

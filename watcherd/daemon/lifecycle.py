@@ -10,6 +10,11 @@ grace stops at once. SIGHUP reloads a validated config and keeps the old one if 
 new one is invalid; the jobs file is watched so that `watcherd add`/`remove` take
 effect within seconds (`watcherd.daemon.jobswatch`: a jobs file that goes missing or
 bad keeps the previous job list).
+
+A stop never waits on a long database call: STORE_STOP_GRACE after the task group is
+cancelled (for whatever reason), a call still running is cut short and rolls back.
+A database that cannot be written (disk full, I/O error, the files deleted) stops
+the daemon with one `daemon.store_failed` line and StoreUnusableError (exit 74).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -32,7 +38,13 @@ from watcherd.config import Config, JobsSource, load_config
 from watcherd.daemon.jobswatch import JobsFileWatch
 from watcherd.daemon.prometheus import bind, render, serve
 from watcherd.daemon.status import StatusReporter, status_line
-from watcherd.errors import ConfigError, WatcherdError
+from watcherd.errors import (
+    ConfigError,
+    StoreError,
+    StoreInterruptedError,
+    StoreUnusableError,
+    WatcherdError,
+)
 from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
 from watcherd.model import SETTLED_DELIVERIES, DeliveryState
@@ -50,8 +62,11 @@ STOP_GRACE = 10.0
 JOBS_FILE_CHECK = 1.0
 #: How often `run --until-done` checks whether everything is settled.
 DONE_CHECK = 0.2
+#: Seconds a database call may still run once a stop began, before it is cut short.
+STORE_STOP_GRACE = 1.0
 
 Wall = Callable[[], float]
+Socket = anyio.abc.Listener[anyio.abc.SocketStream]
 
 
 class Mode(Enum):
@@ -93,10 +108,21 @@ async def open_runtime(
 async def run_daemon(
     config_path: Path, config: Config, notifier: Notifier, mode: Mode, wall: Wall = time.time
 ) -> int:
-    """`watcherd run`: run until stopped (or the mode's goal is met); the exit code."""
-    async with open_runtime(config, notifier, wall) as runtime:
-        daemon = Daemon(config_path, config, runtime, notifier, wall)
-        return await daemon.run(mode)
+    """`watcherd run`: run until stopped (or the mode's goal is met); the exit code.
+
+    StoreUnusableError (disk full, I/O error, database deleted) is logged as one
+    `daemon.store_failed` line and raised alone, out of any task group.
+    """
+    try:
+        async with open_runtime(config, notifier, wall) as runtime:
+            daemon = Daemon(config_path, config, runtime, notifier, wall)
+            return await daemon.run(mode)
+    except (StoreUnusableError, BaseExceptionGroup) as exc:
+        failed = _first(exc, StoreUnusableError)
+        if failed is None:
+            raise
+        log.error("daemon.store_failed", path=failed.path, error=failed.reason)
+        raise failed from None
 
 
 class Daemon:
@@ -114,6 +140,7 @@ class Daemon:
         self.exit_code = 0
         self._jobs_file = JobsFileWatch()
         self._stopping = False
+        self._reloading = anyio.Lock()
 
     async def run(self, mode: Mode) -> int:
         """Start up, then run in `mode`; return the exit code."""
@@ -143,21 +170,50 @@ class Daemon:
     async def _run_loop(self, mode: Mode) -> int:
         address = self.config.metrics_listen
         listener = await bind(address) if address is not None else None
-        async with anyio.create_task_group() as tg:
-            await tg.start(self._signals, tg)
-            if listener is not None:
-                tg.start_soon(serve, listener, self.metrics_text)
-                log.info("metrics.listening", address=str(address))
-            self.notifier.ready(status_line(await self.rt.reporter.refresh()))
-            tg.start_soon(self._watch_jobs_file)
-            tg.start_soon(self._status_loop)
-            tg.start_soon(self.rt.poller.run)
-            tg.start_soon(self.rt.dispatcher.run)
-            if mode is Mode.UNTIL_DONE:
-                tg.start_soon(self._until_done, tg)
+        try:
+            await self._guarded(mode, listener)
+        except BaseExceptionGroup as group:
+            _interrupted, rest = group.split(StoreInterruptedError)
+            if rest is not None:
+                raise rest from None
+            log.warning("daemon.store_call_cut", hint="a database call was cut short by the stop")
         self._notify_stopping()
         log.info("daemon.stopped", exit_code=self.exit_code, polls=self.rt.poller.stats.polls)
         return self.exit_code
+
+    async def _guarded(self, mode: Mode, listener: Socket | None) -> None:
+        """The lifetime task group, watched: once it is cancelled, long store calls are cut.
+
+        The watch runs beside the group, not in it, so that it outlives the group's
+        cancellation (a stop, the goal of `--until-done` met, or a task's crash).
+        """
+        ending = anyio.Event()
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(self._cut_store_calls, ending)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_set_when_cancelled, ending)
+                    await self._tasks(tg, mode, listener)
+            finally:
+                watch.cancel_scope.cancel()
+
+    async def _tasks(self, tg: anyio.abc.TaskGroup, mode: Mode, listener: Socket | None) -> None:
+        """Start the daemon's tasks in `tg`, the task group of its lifetime."""
+        await tg.start(self._signals, tg)
+        if listener is not None:
+            tg.start_soon(serve, listener, self.metrics_text)
+            log.info("metrics.listening", address=str(self.config.metrics_listen))
+        self.notifier.ready(status_line(await self.rt.reporter.refresh()))
+        tg.start_soon(self._watch_jobs_file)
+        tg.start_soon(self._status_loop)
+        tg.start_soon(self.rt.poller.run)
+        tg.start_soon(self.rt.dispatcher.run)
+        if mode is Mode.UNTIL_DONE:
+            tg.start_soon(self._until_done, tg)
+
+    async def _cut_store_calls(self, ending: anyio.Event) -> None:
+        await ending.wait()
+        await self.rt.store.cut_long_calls(STORE_STOP_GRACE)
 
     # -- signals and stopping -----------------------------------------------
 
@@ -169,7 +225,7 @@ class Daemon:
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    await self.reload()
+                    tg.start_soon(self.reload)  # never holds up a SIGTERM behind it
                 elif not self._stopping:
                     log.info("daemon.stopping", signal=signal.Signals(signum).name)
                     tg.start_soon(self.stop, tg)
@@ -209,6 +265,10 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: load and validate the config; keep the old one if the new one is bad."""
+        async with self._reloading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
@@ -252,6 +312,8 @@ class Daemon:
         """`_sync_jobs`; a failure keeps the job list, logged once per content and error."""
         try:
             await self._sync_jobs()
+        except StoreError:
+            raise  # the database's trouble, not the jobs file's
         except WatcherdError as exc:
             if self._jobs_file.failed(exc):
                 log.error("jobs.file_invalid", error=str(exc), kept="previous job list")
@@ -287,11 +349,50 @@ class Daemon:
     # -- status -------------------------------------------------------------
 
     async def _status_loop(self) -> None:
-        while True:
-            await self.rt.reporter.publish()
-            await anyio.sleep(self.rt.reporter.every)
+        """STATUS= and the watchdog on time, even while the database is slow or locked.
+
+        The heartbeat and the state `health` reads are written by a task of their own,
+        one at a time; the database files are checked on every turn.
+        """
+        reporter = self.rt.reporter
+        async with anyio.create_task_group() as tg:
+            while True:
+                self.rt.store.check_files()
+                reporter.announce()
+                if not reporter.persisting:
+                    tg.start_soon(reporter.persist)
+                await anyio.sleep(reporter.every)
 
     async def metrics_text(self) -> str:
-        """The Prometheus text for a scrape, with fresh delivery counts."""
-        snap = await self.rt.reporter.refresh()
+        """The Prometheus text for a scrape, with fresh delivery counts.
+
+        While another process holds the database's lock, the last counts: a scrape
+        has a deadline, the lock may not.
+        """
+        reporter = self.rt.reporter
+        locked = self.rt.store.lock_wait_since is not None
+        snap = reporter.snapshot() if locked else await reporter.refresh()
         return render(snap, started_at=self.started_at)
+
+
+async def _set_when_cancelled(event: anyio.Event) -> None:
+    """Wait for the task group's cancellation (a stop, the goal met, a crash); then set."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        event.set()
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _first(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` in `exc` or, for an exception group, among its leaves."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None

@@ -9,7 +9,7 @@ from typing import Any, Final
 import aiosqlite
 
 from watcherd.model import MISSING, dumps_exact
-from watcherd.store import alerting, outbox, pages
+from watcherd.store import alerting, cursor, outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -56,7 +56,8 @@ async def record_poll(
     """Rows, job fields, transition and outbox for one fetched page.
 
     Four trips to the database thread when the status holds: read what is stored,
-    insert the new rows (ranked), update the job, note the poll time.
+    insert the new rows (ranked), update the job (and its stored cursor, when rows
+    came), note the poll time.
     """
     found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(rec.job_id, params))
     stored = pages.parse_stored(found)
@@ -70,7 +71,9 @@ async def record_poll(
     transition, ids = await _status_change(conn, rec, stored.status, fields)
     if rec.evaluation is not None:
         ids += await alerting.write_evaluation(conn, rec.job_id, rec.evaluation, rec.hooks, fields)
-    await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=stored.exists)
+    await _write_job(
+        conn, rec.job_id, rec.observed_at, fields, exists=stored.exists, rows=bool(plan.inserts)
+    )
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
     return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)
 
@@ -109,19 +112,32 @@ def _text(value: Any) -> str | None:
 
 
 async def _write_job(
-    conn: aiosqlite.Connection, job_id: str, now: float, fields: Mapping[str, Any], *, exists: bool
+    conn: aiosqlite.Connection,
+    job_id: str,
+    now: float,
+    fields: Mapping[str, Any],
+    *,
+    exists: bool,
+    rows: bool = False,
 ) -> None:
-    """Set `fields` on the job row, creating it (unwatched, added `now`) if missing."""
+    """Set `fields` on the job row, creating it (unwatched, added `now`) if missing.
+
+    With `rows` (the page stored new rows) the job's settled cursor is recomputed too.
+    """
     # Column names come from this module only, never from input.
     if exists:
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        sql = f"UPDATE jobs SET {assignments} WHERE job_id = ?"
+        assignments = [f"{name} = ?" for name in fields]
+        if rows:
+            assignments.append(f"cursor_step = {cursor.SETTLED}")
+        sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?"
         await conn.execute(sql, (*fields.values(), job_id))
         return
     names = ", ".join(fields)
     marks = ", ?" * len(fields)
     sql = f"INSERT INTO jobs (job_id, watched, added_at, {names}) VALUES (?, 0, ?{marks})"
     await conn.execute(sql, (job_id, now, *fields.values()))
+    if rows:
+        await conn.execute(cursor.UPDATE, (job_id,))
 
 
 async def record_transition(

@@ -15,7 +15,7 @@ from typing import Any, Final
 from watcherd.model import Alert, Delivery, JobOverview, MetricRow, Transition, is_settled
 from watcherd.views import _svg
 from watcherd.views._fields import job_fields
-from watcherd.views._fmt import duration, number
+from watcherd.views._fmt import duration, number, terminal_text
 from watcherd.views._series import Series, collect_series
 from watcherd.views.alerts import cancel_text, eta_text
 from watcherd.views.listing import iso
@@ -59,12 +59,13 @@ def render_report(jobs: Sequence[ReportJob], *, generated_at: float) -> str:
         _summary(jobs),
         *(_job_section(job, generated_at) for job in jobs),
     ]
-    return (
+    page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>watcherd report</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
+    return terminal_text(page, color=False)  # no server control character in the file
 
 
 def _e(value: object) -> str:
