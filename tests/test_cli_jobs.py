@@ -71,8 +71,10 @@ def test_show_json_and_text(rec: Recorded) -> None:
     job_id = rec.ids["sft"]
     page = _json(rec, "show", job_id)
     assert set(page) == {
-        "job", "fields", "transitions", "phases", "metrics", "deliveries", "alerts",
-    }  # fmt: skip
+        *("job", "metrics_complete", "fields", "transitions", "phases", "metrics", "deliveries"),
+        "alerts",
+    }
+    assert page["metrics_complete"] is True
     assert [t["to"] for t in page["transitions"]] == ["completed"]
     assert page["metrics"]["train/loss"]["last_step"] == 40
     assert [d["id"] for d in page["deliveries"]] == [f"{job_id}:completed:sink"]

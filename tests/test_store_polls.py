@@ -234,6 +234,17 @@ async def test_daemon_state_host_pauses_and_last_poll(store: Store) -> None:
     assert await store.last_successful_poll() == 77.25
 
 
+async def test_clearing_host_pauses_lifts_them_all_and_nothing_else(store: Store) -> None:
+    """clear_host_pauses deletes every stored pause, returns them, keeps other state."""
+    await store.set_host_pause("api.together.ai", 1e300)
+    await store.set_host_pause("other", 5.0)
+    await store.set_state("host_pause:broken", "not a number")
+    await store.set_state("auth", "401")
+    assert await store.host_pauses() == {"api.together.ai": 1e300, "other": 5.0}
+    assert await store.clear_host_pauses() == {"api.together.ai": 1e300, "other": 5.0}
+    assert await store.host_pauses() == {} and await store.get_state("auth") == "401"
+
+
 async def test_events_are_deduplicated_by_time_type_and_message(store: Store) -> None:
     """The same event twice is stored once; a different message is a new event."""
     first = {"created_at": "2026-05-19T13:01:02Z", "type": "job_start", "message": "go"}

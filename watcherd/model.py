@@ -324,6 +324,7 @@ class JobOverview:
     model: str | None
     model_output_name: str | None
     hooks: dict[str, int]  # delivery count by state
+    metrics_complete: bool = True  # False: finished, its last metrics fetch still failing
     alerts: tuple[str, ...] = ()  # rules with an open alert episode
     eta_at: float | None = None  # expected end (epoch seconds)
     eta_source: str | None = None  # service | first_epoch | step_rate
@@ -339,3 +340,4 @@ class MetricsSummary:
     best_train_loss: float | None
     last_eval_loss: float | None
     best_eval_loss: float | None
+    complete: bool = True  # False: the job finished but its last metrics are still to come

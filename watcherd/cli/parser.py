@@ -98,6 +98,11 @@ def _add_daemon_commands(
         parents=[common],
         help="exit 0 if the daemon runs and polled recently, else say why",
     )
+    sub.add_parser(
+        "resume",
+        parents=[common],
+        help="clear a stored Retry-After pause (a running daemon drops it on reload)",
+    )
     sim = sub.add_parser(
         "sim", help="serve the Together-compatible simulator on loopback", add_help=False
     )

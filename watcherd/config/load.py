@@ -47,7 +47,14 @@ TOP_KEYS: Final = (
     *("alerts", "allow_cancel"),
 )
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
-API_KEYS_ALL: Final = (*API_KEYS, "timeout", "max_concurrency", "max_rate", "max_body_bytes")
+API_KEYS_ALL: Final = (
+    *API_KEYS,
+    "timeout",
+    "max_concurrency",
+    "max_rate",
+    "max_body_bytes",
+    "max_retry_after",
+)
 POLL_KEYS: Final = ("interval", "min_interval", "metrics_interval", "max_backoff")
 HOOK_KEYS: Final = ("name", "on", "timeout", "max_attempts", "output_cap_bytes")
 HOOK_KEYS_ALL: Final = (*HOOK_KEYS, "command", "webhook", "notify", "env", "cwd")
@@ -114,6 +121,7 @@ def _api(sec: Section, base: Path, environ: Mapping[str, str]) -> ApiConfig:
         max_concurrency=sec.integer("max_concurrency", d.max_concurrency, minimum=1),
         max_rate=sec.number("max_rate", d.max_rate),
         max_body_bytes=sec.integer("max_body_bytes", d.max_body_bytes, minimum=1024),
+        max_retry_after=sec.duration("max_retry_after", d.max_retry_after),
     )
 
 

@@ -68,6 +68,7 @@ def _document(config: Config) -> dict[str, Any]:
             "max_concurrency": api.max_concurrency,
             "max_rate": api.max_rate,
             "max_body_bytes": api.max_body_bytes,
+            "max_retry_after": format_duration(api.max_retry_after),
         },
         "store": {"path": str(config.store.path)},
         "jobs": {

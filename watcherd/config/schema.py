@@ -15,6 +15,7 @@ from typing import Final, Literal
 from watcherd.config.alerting import AlertsConfig
 from watcherd.config.secrets import SecretRef
 from watcherd.model import DEFAULT_HOOK_EVENTS
+from watcherd.retry import DEFAULT_MAX_RETRY_AFTER
 
 #: Used when neither --config nor $WATCHERD_CONFIG names a file, if it exists.
 SYSTEM_CONFIG_PATH: Final = Path("/etc/watcherd/config.yaml")
@@ -68,6 +69,7 @@ class ApiConfig:
     max_concurrency: int = 8  # requests in flight, all jobs together
     max_rate: float = 5.0  # requests per second, all jobs together
     max_body_bytes: int = 64 * 1024 * 1024  # after decompression
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # longest Retry-After pause honoured
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ from watcherd.store import Store
 from watcherd.systemd import Notifier
 from watcherd.watch.dispatcher import Dispatcher
 from watcherd.watch.poller import Poller
-from watcherd.watch.wiring import build_api
+from watcherd.watch.wiring import api_host, build_api, restore_pause, saved_gate
 
 log = structlog.get_logger("watcherd.daemon")
 
@@ -98,7 +98,7 @@ async def open_runtime(
         ApiClient.http_client(config.api) as api_http,
         httpx.AsyncClient(follow_redirects=False) as hooks_http,
     ):
-        api = build_api(api_http, config)
+        api = build_api(api_http, config, gate=saved_gate(store, api_host(config)))
         dispatcher = Dispatcher(store, hooks_http, config, wall=wall)
         poller = Poller(store, api, config, on_deliveries=dispatcher.wake, wall=wall)
         reporter = StatusReporter(store, poller, notifier, wall=wall)
@@ -144,7 +144,7 @@ class Daemon:
 
     async def run(self, mode: Mode) -> int:
         """Start up, then run in `mode`; return the exit code."""
-        await self._restore_pauses()
+        await restore_pause(self.rt.poller.api.gate, self.rt.store, self.config, self.wall())
         recovered = await self.rt.store.recover_interrupted(self.wall())
         if recovered:
             log.warning("hook.recovered", deliveries=recovered)
@@ -165,6 +165,7 @@ class Daemon:
         await self.rt.dispatcher.drain()
         await self.rt.reporter.publish()
         self._notify_stopping()
+        await self._save_pause()
         return 0
 
     async def _run_loop(self, mode: Mode) -> int:
@@ -178,8 +179,14 @@ class Daemon:
                 raise rest from None
             log.warning("daemon.store_call_cut", hint="a database call was cut short by the stop")
         self._notify_stopping()
+        await self._save_pause()
         log.info("daemon.stopped", exit_code=self.exit_code, polls=self.rt.poller.stats.polls)
         return self.exit_code
+
+    async def _save_pause(self) -> None:
+        """A pause whose save failed or was cut by the stop is saved now."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE):
+            await self.rt.poller.api.gate.flush()
 
     async def _guarded(self, mode: Mode, listener: Socket | None) -> None:
         """The lifetime task group, watched: once it is cancelled, long store calls are cut.
@@ -234,10 +241,16 @@ class Daemon:
                     tg.cancel_scope.cancel()
 
     async def stop(self, tg: anyio.abc.TaskGroup) -> None:
-        """Give running hooks a grace period, then cancel everything."""
+        """No new API request; running hooks and open requests get a grace; then cancel.
+
+        An open request is let finish so that a 429 it meets is read and its pause
+        saved: the next start keeps it.
+        """
         self._notify_stopping()
         with anyio.move_on_after(STOP_GRACE):
-            await self.rt.dispatcher.wait_idle()
+            async with anyio.create_task_group() as grace:
+                grace.start_soon(self.rt.poller.api.gate.drain)
+                await self.rt.dispatcher.wait_idle()
         tg.cancel_scope.cancel()
 
     def _notify_stopping(self) -> None:
@@ -247,7 +260,10 @@ class Daemon:
             self.notifier.stopping()
 
     async def _until_done(self, tg: anyio.abc.TaskGroup) -> None:
-        """`--until-done`: stop once every job is settled and no delivery is outstanding."""
+        """`--until-done`: stop once every job is settled and no delivery is outstanding.
+
+        Exit 1 if a delivery is dead or a finished job's metrics could not be fetched.
+        """
         while True:
             await anyio.sleep(DONE_CHECK)
             if not self.rt.poller.settled():
@@ -256,8 +272,14 @@ class Daemon:
             if any(counts.get(s, 0) for s in DeliveryState if s not in SETTLED_DELIVERIES):
                 continue
             dead = counts.get(DeliveryState.DEAD, 0)
-            self.exit_code = 1 if dead else 0
-            log.info("daemon.all_done", jobs=len(self.rt.poller.jobs), dead_hooks=dead)
+            incomplete = self.rt.poller.metrics_incomplete()
+            self.exit_code = 1 if dead or incomplete else 0
+            log.info(
+                "daemon.all_done",
+                jobs=len(self.rt.poller.jobs),
+                dead_hooks=dead,
+                metrics_incomplete=incomplete,
+            )
             tg.cancel_scope.cancel()
             return
 
@@ -272,8 +294,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
-            changed = config.api != self.config.api
-            api = build_api(self.rt.api_http, config) if changed else None
+            api = self._api_for(config)
         except ConfigError as exc:
             log.error(
                 "config.reload_failed",
@@ -289,11 +310,22 @@ class Daemon:
         configure_logging(config.log)
         self.config = config
         self.rt.poller.reconfigure(config, api)
+        await restore_pause(self.rt.poller.api.gate, self.rt.store, config, self.wall())
+        self.rt.poller.pause_changed()
         self.rt.dispatcher.reconfigure(config)
         self._jobs_file.reset()
         await self._sync_jobs_logged()
         log.info("config.reloaded", path=str(self.config_path), jobs=len(self.rt.poller.jobs))
         self.notifier.ready()
+
+    def _api_for(self, config: Config) -> ApiClient | None:
+        """A new API client if the `api:` settings changed; the host's pause carries over."""
+        if config.api == self.config.api:
+            return None
+        gate = self.rt.poller.api.gate
+        if api_host(config) != api_host(self.config):
+            gate = saved_gate(self.rt.store, api_host(config))
+        return build_api(self.rt.api_http, config, gate=gate)
 
     def _warn_restart_needed(self, config: Config) -> None:
         """Settings a reload cannot change are kept, with a warning."""
@@ -338,13 +370,6 @@ class Daemon:
     async def _stored_entries(self) -> list[JobEntry]:
         """The watched set as stored, for a jobs file already missing at start-up."""
         return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]
-
-    async def _restore_pauses(self) -> None:
-        """A Retry-After pause stored by an earlier run still holds."""
-        for _host, until in (await self.rt.store.host_pauses()).items():
-            if until > self.wall():
-                self.rt.poller.api.gate.pause_until(until)
-                log.info("api.pause_restored", until=until)
 
     # -- status -------------------------------------------------------------
 

@@ -129,7 +129,7 @@ class StatusReporter:
         now = self.wall()
         return Snapshot(
             jobs=count_jobs({j.job_id: j.status for j in jobs}),
-            backing_off=sum(1 for j in jobs if j.failures),
+            backing_off=sum(1 for j in jobs if j.failures or j.metrics_failures),
             auth_error=stats.auth_error,
             paused_until=until if until and until > now else None,
             deliveries=dict(self._deliveries),
@@ -179,5 +179,3 @@ class StatusReporter:
             line=status_line(snap),
             auth_error=snap.auth_error,
         )
-        if snap.paused_until is not None:
-            await self.store.set_host_pause(self.poller.api_host, snap.paused_until)

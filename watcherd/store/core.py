@@ -303,8 +303,11 @@ class Store:
 
     async def host_pauses(self) -> dict[str, float]:
         """Every stored host pause (expired ones included: compare with the clock)."""
-        found = await self._single(readers.state_prefixed, HOST_PAUSE_PREFIX)
-        return {host: float(until) for host, until in found.items()}
+        return _pauses(await self._single(readers.state_prefixed, HOST_PAUSE_PREFIX))
+
+    async def clear_host_pauses(self) -> dict[str, float]:
+        """Lift every stored host pause (`watcherd resume`); returns the ones lifted."""
+        return _pauses(await self._write(writer.delete_state_prefixed, HOST_PAUSE_PREFIX))
 
     async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""
@@ -480,6 +483,15 @@ async def _close(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.close()
     except sqlite3.Error as exc:
         calls.log.warning("store.close_failed", path=str(path), error=str(exc))
+
+
+def _pauses(found: dict[str, str]) -> dict[str, float]:
+    """host -> epoch seconds from stored text; a value that is not a number is skipped."""
+    pauses = {}
+    for host, text in found.items():
+        with contextlib.suppress(ValueError):
+            pauses[host] = float(text)
+    return pauses
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

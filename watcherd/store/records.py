@@ -45,6 +45,8 @@ class JobState:
     #: `global_step_from` for the next fetch: the lowest step among rows logged within
     #: `model.SETTLE_NS` of the newest (None: no rows yet, fetch from the start).
     cursor_step: int | None = None
+    #: Finished, but its last metrics fetch failed: the rows are still to come.
+    metrics_pending: bool = False
     alert_state: str | None = None  # the rules' memory (alerts.AlertState as JSON)
     cancel_state: str | None = None  # intent | requested | skipped, if a cancel was decided
 
@@ -56,6 +58,8 @@ class PollRecord:
     `job` is the raw job object as received (None for a status-only sighting, e.g. from
     the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`
     when the job says an estimate is available; otherwise there is no estimate.
+    `metrics_error` says the metrics fetch failed (so `metrics` is empty): the status is
+    recorded all the same, and a finished job is marked as still owing its metrics.
     """
 
     job_id: str
@@ -65,6 +69,7 @@ class PollRecord:
     metrics: Sequence[MetricRow] = ()
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
+    metrics_error: str | None = None
     #: The alert rules' verdict on this page, written in its transaction (None: no rules).
     evaluation: Evaluation | None = None
 

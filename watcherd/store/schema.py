@@ -120,6 +120,12 @@ _STORED_CURSOR = Migration(
     ),
 )
 
+# A finished job whose last metrics fetch failed: its transition and hooks are
+# recorded, its metrics are still being fetched (hook payloads and `show` say so).
+_METRICS_PENDING = Migration(
+    "metrics_pending",
+    ("ALTER TABLE jobs ADD COLUMN metrics_pending INTEGER NOT NULL DEFAULT 0",),
+)
 
 _ALERTS = Migration(
     "alerts16: alert episodes, cancels, rule memory and ETA per job",
@@ -156,7 +162,12 @@ _ALERTS = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _STORED_CURSOR, _ALERTS)
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    _INITIAL,
+    _STORED_CURSOR,
+    _METRICS_PENDING,
+    _ALERTS,
+)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -7,7 +7,11 @@ next look to one interval on, so all schedules fall in step with the list reques
 Running jobs get their metrics every `poll.metrics_interval`, fetched incrementally
 from the highest stored step (inclusive, so a late eval row at that step is not
 missed). A job that turns terminal gets a retrieve and one last metrics fetch,
-recorded in the same transaction as its transition and its hook deliveries.
+recorded in the same transaction as its transition and its hook deliveries. A
+status is never held back by its metrics: when the metrics fetch fails, the status
+(and a transition with its deliveries) is recorded alone, and the metrics are
+fetched again on a backoff of their own; a finished job stays in the rounds for that
+(`metrics_pending`) until its rows are in.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
-import httpx
 import structlog
 
 from watcherd.alerts.state import AlertState
@@ -48,6 +51,9 @@ log = structlog.get_logger("watcherd.watch.poller")
 NOT_FOUND_LIMIT = 3
 #: A round also takes the jobs due within this fraction of `min_interval` from now.
 COALESCE = 0.2
+#: `--until-done` stops waiting for a finished job's metrics after this many failed
+#: fetches in a row (the daemon itself keeps trying, backing off).
+CATCH_UP_LIMIT = 5
 
 
 class Poller:
@@ -93,11 +99,6 @@ class Poller:
         """The API client's request counters and latency."""
         return self.api.stats
 
-    @property
-    def api_host(self) -> str:
-        """The host every request goes to (pauses are stored per host)."""
-        return httpx.URL(self.config.api.base_url).host
-
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
         self.config = config
@@ -118,6 +119,15 @@ class Poller:
         """
         return max(4, 2 * config.api.max_concurrency)
 
+    def pause_changed(self) -> None:
+        """The host's pause was cut or cleared (a reload): jobs held by it look again then."""
+        resume = self.monotonic() + max(0.0, self.api.gate.paused_until - self.wall())
+        for sched in self.live_jobs():
+            if sched.rate_limited:
+                sched.next_at = min(sched.next_at, resume)
+                sched.metrics_at = min(sched.metrics_at, resume)
+        self.wake()
+
     def wake(self) -> None:
         """Make the loop look at its schedule now (jobs added, config reloaded)."""
         self._wake.set()
@@ -135,6 +145,7 @@ class Poller:
             else:
                 sched.status, sched.max_step = state.status, state.max_step
             sched.cursor = state.cursor_step
+            sched.metrics_pending = state.metrics_pending
             sched.alerts = AlertState.from_json(state.alert_state)
             sched.cancel_pending = state.cancel_state == "intent"
             if sched.cancel_pending and is_settled(sched.status):  # no poll will come: settle
@@ -143,35 +154,61 @@ class Poller:
     # -- the loop --------------------------------------------------------
 
     def live_jobs(self) -> list[JobSchedule]:
-        """Watched jobs that may still change."""
-        return [j for j in self.jobs.values() if j.status is None or not is_terminal(j.status)]
+        """Watched jobs that may still change, and finished ones still owed their metrics."""
+        return [
+            j
+            for j in self.jobs.values()
+            if j.metrics_pending or j.status is None or not is_terminal(j.status)
+        ]
 
     def settled(self) -> bool:
-        """True when every watched job is terminal or missing."""
-        return all(is_settled(j.status) for j in self.jobs.values())
+        """True when every watched job is terminal or missing and its metrics are in.
+
+        A finished job whose last metrics fetch failed CATCH_UP_LIMIT times in a row
+        counts as settled too (`metrics_incomplete` names it), so `--until-done` ends.
+        """
+        return all(
+            is_settled(j.status) and (not j.metrics_pending or j.metrics_failures >= CATCH_UP_LIMIT)
+            for j in self.jobs.values()
+        )
+
+    def metrics_incomplete(self) -> list[str]:
+        """Finished jobs whose last metric rows could not be fetched yet."""
+        return [j.job_id for j in self.jobs.values() if j.metrics_pending]
 
     async def run(self) -> None:
         """Poll forever, each job in its own task: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
             while True:
-                self._start_due(tg)
+                idle = self._take_round()
+                if idle:
+                    tg.start_soon(self._round, tg, idle)
                 await self._sleep_until_due()
 
-    def _start_due(self, tg: anyio.abc.TaskGroup) -> None:
-        """Start a round when a job is due; it covers every job not being polled already."""
+    async def poll_due(self) -> None:
+        """One round, awaited: the jobs that are due, and those whose status moved."""
+        idle = self._take_round()
+        if idle:
+            async with anyio.create_task_group() as tg:
+                await self._round(tg, idle)
+        self.stats.last_progress = self.monotonic()
+
+    def _take_round(self) -> list[JobSchedule]:
+        """When a job is due: the round's jobs (every live job not being polled), now busy."""
         now = self.monotonic()
         if now < self._auth_until:
-            return
+            return []
         idle = [j for j in self.live_jobs() if j.job_id not in self._busy]
-        if any(j.next_at <= now for j in idle):
-            self.stats.rounds += 1
-            self._busy.update(j.job_id for j in idle)
-            tg.start_soon(self._round, tg, idle)
+        if not any(j.next_at <= now for j in idle):
+            return []
+        self.stats.rounds += 1
+        self._busy.update(j.job_id for j in idle)
+        return idle
 
     async def _round(self, tg: anyio.abc.TaskGroup, idle: list[JobSchedule]) -> None:
-        """One list request for the round, then every chosen job's poll as a task of its own."""
+        """One list request for the round, then every chosen job's poll as a task in `tg`."""
         try:
-            listed = await self._list_statuses(idle)
+            listed = await self._list_statuses([j for j in idle if not j.metrics_pending])
             chosen = self._choose(idle, listed)
         except BaseException:
             self._release(*idle)
@@ -227,23 +264,6 @@ class Poller:
         with anyio.move_on_after(min(delay, 5.0)):
             await self._wake.wait()
 
-    async def poll_due(self) -> None:
-        """One round, awaited: the jobs that are due, and those whose status moved."""
-        now = self.monotonic()
-        if now < self._auth_until:
-            return
-        live = self.live_jobs()
-        if not any(j.next_at <= now for j in live):
-            return
-        self.stats.rounds += 1
-        listed = await self._list_statuses(live)
-        chosen = self._choose(live, listed)
-        async with anyio.create_task_group() as tg:
-            for sched in live:
-                if sched.job_id in chosen:
-                    tg.start_soon(self._poll_job, sched, listed.get(sched.job_id))
-        self.stats.last_progress = self.monotonic()
-
     async def _list_statuses(self, covered: Sequence[JobSchedule]) -> dict[str, Job]:
         """One list request when it saves requests; {} when retrieve is cheaper or it failed."""
         if len(covered) < 2:
@@ -267,12 +287,13 @@ class Poller:
     async def _poll_job_now(self, sched: JobSchedule, listed: Job | None) -> None:
         if self.monotonic() < self._auth_until:
             return
+        if sched.metrics_pending:
+            await self._catch_up(sched)
+            return
         try:
             job = listed
             if job is None or self._needs_full_object(sched, job):
                 job = await self.api.retrieve(sched.job_id)
-            changed = job.status != sched.status
-            metrics = await self._fetch_metrics(sched, job.status, changed=changed)
         except NotFoundError as exc:
             await self._not_found(sched, exc)
             return
@@ -282,7 +303,9 @@ class Poller:
         except ApiError as exc:
             await self._failed(sched, exc)
             return
-        await self._record(sched, job, metrics, full=changed or job is not listed)
+        changed = job.status != sched.status
+        metrics, error = await self._try_metrics(sched, job.status, changed=changed)
+        await self._record(sched, job, metrics, error, full=changed or job is not listed)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
         """A job turning terminal gets a retrieve: its complete last object goes to hooks.
@@ -290,6 +313,18 @@ class Poller:
         Other changes keep the list's object, which holds the same fields but `events`.
         """
         return listed.status != sched.status and is_terminal(listed.status)
+
+    async def _try_metrics(
+        self, sched: JobSchedule, status: str, *, changed: bool
+    ) -> tuple[list[MetricRow], ApiError | None]:
+        """New rows, or the error that kept them: the status is recorded either way."""
+        try:
+            return await self._fetch_metrics(sched, status, changed=changed), None
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return [], exc
+        except ApiError as exc:
+            return [], exc
 
     async def _fetch_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
@@ -311,24 +346,57 @@ class Poller:
             log.info("poll.metrics_not_found", job_id=sched.job_id, error=str(exc))
             rows = []
         sched.metrics_at = now + self.config.poll.metrics_interval
+        sched.metrics_failures = 0
         sched.fetched = True
         return rows
 
+    async def _catch_up(self, sched: JobSchedule) -> None:
+        """A finished job whose last metrics fetch failed: fetch them again, from the cursor.
+
+        Its transition and hooks are recorded already; this page is its rows and cursor.
+        """
+        status = sched.status or ""
+        try:
+            rows = await self._fetch_metrics(sched, status, changed=True)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return
+        except ApiError as exc:
+            self._metrics_failed(sched, status, exc)
+            error = f"metrics: {exc}"
+            await self.store.record_failure(sched.job_id, self.wall(), error, not_found=False)
+            return
+        record = PollRecord(sched.job_id, self.wall(), job=None, status=status, metrics=rows)
+        result = await self.store.record_poll(record)
+        self._took_rows(sched, rows)
+        sched.metrics_pending = sched.rate_limited = False
+        self.stats.polls += 1
+        log.info("poll.metrics_caught_up", job_id=sched.job_id, new_rows=result.new_rows)
+
     async def _record(
-        self, sched: JobSchedule, job: Job, metrics: list[MetricRow], *, full: bool
+        self,
+        sched: JobSchedule,
+        job: Job,
+        metrics: list[MetricRow],
+        error: ApiError | None,
+        *,
+        full: bool,
     ) -> None:
-        observed = self.wall()
         record = PollRecord(
             job_id=sched.job_id,
-            observed_at=observed,
+            observed_at=self.wall(),
             job=job.raw if full else None,
             status=job.status,
             metrics=metrics,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
+            metrics_error=None if error is None else str(error),
             evaluation=self.alerting.evaluate(sched, job, metrics),
         )
         result = await self.store.record_poll(record)
+        sched.rate_limited = False
+        if error is not None:
+            self._metrics_failed(sched, job.status, error)
         self._after_record(sched, job, metrics, result)
         await self._after_alerts(sched, record)
 
@@ -354,10 +422,7 @@ class Poller:
         self.stats.last_success_at = self.wall()
         self.stats.auth_error = None
         self._auth_failures = 0
-        if metrics:
-            top = max(int(r["train/global_step"]) for r in metrics)
-            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
-            sched.cursor = settled_cursor(metrics, sched.cursor)
+        self._took_rows(sched, metrics)
         if result.transition is not None:
             log.info(
                 "job.transition",
@@ -371,9 +436,19 @@ class Poller:
             log.warning("job.unknown_status", job_id=sched.job_id, status=job.status)
         sched.status = job.status
         sched.failures = 0
-        sched.next_at = self._next_look(sched, job, changed=result.transition is not None)
+        changed = result.transition is not None
+        if not sched.metrics_pending:  # else the metrics' own retry time stands
+            sched.next_at = self._next_look(sched, job, changed=changed)
         if result.deliveries:
             self.on_deliveries()
+
+    @staticmethod
+    def _took_rows(sched: JobSchedule, metrics: list[MetricRow]) -> None:
+        """Move the job's highest step and metrics cursor past `metrics`, just stored."""
+        if metrics:
+            top = max(int(r["train/global_step"]) for r in metrics)
+            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
+            sched.cursor = settled_cursor(metrics, sched.cursor)
 
     def _next_look(self, sched: JobSchedule, job: Job, *, changed: bool) -> float:
         return next_look(self.config.poll, sched, job, changed=changed, now=self.monotonic())
@@ -384,6 +459,7 @@ class Poller:
         self.stats.errors += 1
         sched.failures += 1
         delay = self._backoff(sched.failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
         if isinstance(exc, RateLimitedError):
             delay = max(delay, exc.resume_at - self.wall())
         sched.next_at = self.monotonic() + delay
@@ -395,6 +471,27 @@ class Poller:
             retry_in=round(delay, 1),
         )
         await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=False)
+
+    def _metrics_failed(self, sched: JobSchedule, status: str, exc: ApiError) -> None:
+        """The metrics fetch failed: retry it on a backoff of its own; a finished job owes it."""
+        self.stats.errors += 1
+        sched.metrics_failures += 1
+        delay = self._backoff(sched.metrics_failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
+        if isinstance(exc, RateLimitedError):
+            delay = max(delay, exc.resume_at - self.wall())
+        sched.metrics_at = self.monotonic() + delay
+        sched.metrics_pending = is_terminal(status)
+        if sched.metrics_pending:
+            sched.next_at = sched.metrics_at
+        log.warning(
+            "poll.metrics_failed",
+            job_id=sched.job_id,
+            status=status,
+            error=str(exc),
+            error_type=type(exc).__name__,
+            retry_in=round(delay, 1),
+        )
 
     def _backoff(self, failures: int) -> float:
         return backoff(self.config.poll, failures, self.rng)
