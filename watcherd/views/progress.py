@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from watcherd.model import JobOverview, is_settled
-from watcherd.views._fmt import clip, number, paint, real, status_style
+from watcherd.views._fmt import clip, number, paint, real, safe, status_style
 from watcherd.views.alerts import eta_text
 
 BAR: Final = 20
@@ -92,9 +92,10 @@ def _details(job: JobOverview, now: float) -> list[str]:
 
 
 def plain_line(view: JobView) -> str:
-    """A line for a log (no terminal): status, step, open alerts."""
+    """A line for a log (no terminal): status, step, open alerts; control characters in
+    what the service sent are removed, as everywhere on a terminal."""
     job = view.job
-    parts = [f"{job.job_id}: {job.status or 'new'}"]
+    parts = [f"{job.job_id}: {safe(job.status or 'new')}"]
     if job.step is not None:
         parts.append(f"step {job.step}")
     if job.alerts:
