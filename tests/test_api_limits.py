@@ -275,3 +275,27 @@ def _record(fake: FakeTime) -> Any:
         fake.sleeps.append(seconds)
 
     return sleep
+
+
+async def test_a_new_rate_applies_from_the_next_reservation() -> None:
+    """set_rate (daemons sharing the budget) spaces later requests at the new interval."""
+    fake = FakeTime(0.0)
+    limiter = RateLimiter(10.0, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(2):
+        await limiter.acquire()
+    limiter.set_rate(5.0)
+    for _ in range(2):
+        await limiter.acquire()
+    assert fake.sleeps == pytest.approx([0.1, 0.1, 0.2])
+
+
+async def test_sharing_splits_rate_and_concurrency(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """Two daemons: each keeps to half of max_rate and of max_concurrency (at least 1)."""
+    client = client_for(http, server, max_rate=20.0, max_concurrency=3)
+    client.share(2)
+    assert (client._limiter._interval, client._slots.total_tokens) == (0.1, 1)
+    client.share(1)
+    assert (client._limiter._interval, client._slots.total_tokens) == (0.05, 3)
+    await client.list_jobs()  # still a working client

@@ -31,7 +31,7 @@ from watcherd.sim import RequestRecord, SimServer, World, run_in_thread
 STOPS = sized(8, 60)
 JOBS = sized(8, 20)
 #: Jobs train for STEPS / SPEED seconds of real time: long enough for every stop.
-SPEED, STEPS = sized((20.0, 700), (5.0, 1000))
+SPEED, STEPS = sized((20.0, 700), (5.0, 1500))
 #: 10 % of requests answered 429, each asking for 1 to 3 s (seconds, HTTP date or ms).
 FAULTS = "429=0.1,retry-after=1,retry-after-max=3"
 #: A request sent before its daemon had read the 429 sent just earlier was already on
@@ -69,6 +69,8 @@ class Breaches:
     restarted: int  # by a later daemon
     cut_short: int  # of those, for a 429 its daemon was killed just after, before saving it
     examples: tuple[str, ...] = field(default=(), compare=False)  # for a failure message
+    #: The latest a same-daemon request came after the 429's answer (how far the wire lags).
+    same_latest: float = field(default=0.0, compare=False)
 
 
 def scenario(seed: int) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def breaches(log: Sequence[RequestRecord], lives: Sequence[Life]) -> Breaches:
     ordered = sorted(log, key=lambda r: r.time)
     times = [r.time for r in ordered]
     same = restarted = cut_short = 0
+    same_latest = 0.0
     examples: list[str] = []
     for limited in ordered:
         if limited.retry_at is None:
@@ -103,10 +106,11 @@ def breaches(log: Sequence[RequestRecord], lives: Sequence[Life]) -> Breaches:
             )
             if life_of(lives, later.time) == owner:
                 same += 1
+                same_latest = max(same_latest, later.time - answered)
                 continue
             restarted += 1
             cut_short += _cut_short(limited, lives[owner])
-    return Breaches(same, restarted, cut_short, tuple(examples[:5]))
+    return Breaches(same, restarted, cut_short, tuple(examples[:5]), same_latest)
 
 
 def _cut_short(limited: RequestRecord, life: Life) -> bool:
@@ -164,6 +168,7 @@ def run_loop(tmp_path: Path, sig: signal.Signals, name: str) -> None:
         requests=len(requests),
         limited=sum(1 for r in requests if r.retry_at is not None),
         early_same_daemon=found.same_daemon,
+        same_daemon_latest_s=round(found.same_latest, 3),
         early_after_restart=found.restarted,
         of_which_cut_short=found.cut_short,
         save_lag_max_s=round(max(lags, default=0.0), 3),

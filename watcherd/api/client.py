@@ -114,11 +114,20 @@ class ApiClient:
         self._rng = rng or random.Random()
         self._backoff = (backoff_base, backoff_cap)
         self.gate = gate or HostGate(clock=clock, sleep=sleep)
-        self._slots = anyio.Semaphore(max(1, max_concurrency))
+        self._slots = anyio.CapacityLimiter(max(1, max_concurrency))
         self._limiter = RateLimiter(max_rate, sleep=sleep)
+        self._budget = (max_rate, max(1, max_concurrency))
         self._outcomes: Counter[str] = Counter()
         self._retries = 0
         self._latency = Histogram()
+
+    def share(self, daemons: int) -> None:
+        """Keep to 1/`daemons` of `max_rate` and `max_concurrency` (at least one slot),
+        so that daemons sharing a database together stay within the configured budget."""
+        rate, slots = self._budget
+        n = max(1, daemons)
+        self._limiter.set_rate(rate / n)
+        self._slots.total_tokens = max(1, slots // n)
 
     @staticmethod
     def http_client(config: ApiConfig) -> httpx.AsyncClient:

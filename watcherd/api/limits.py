@@ -192,6 +192,12 @@ class RateLimiter:
         self._sleep = sleep
         self._next = -math.inf
 
+    def set_rate(self, rate: float) -> None:
+        """A new cap from the next reservation on (the burst stays as given)."""
+        burst = round(self._tolerance / self._interval) + 1 if self._interval else 1
+        self._interval = 1.0 / rate if rate > 0 and math.isfinite(rate) else 0.0
+        self._tolerance = (burst - 1) * self._interval
+
     async def acquire(self) -> None:
         """Wait for this caller's slot."""
         if self._interval == 0.0:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("view_cmds", "cmd_report"),
     "alerts": ("view_cmds", "cmd_alerts"),
     "cancel": ("cancel_cmd", "cmd_cancel"),
+    "migrate": ("migrate_cmd", "cmd_migrate"),
 }
 
 

@@ -21,7 +21,7 @@ from watcherd.cli.common import load
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import NON_CANCELLABLE_STATUSES, validate_job_id
-from watcherd.store import Store
+from watcherd.store.opening import open_configured, store_exists
 from watcherd.watch.wiring import build_api
 
 REASON = "watcherd cancel, run by a person"
@@ -68,7 +68,7 @@ async def _cancel(config: Config, job_id: str, ask: Callable[[Job], bool] | None
 
 async def _record(config: Config, job_id: str) -> None:
     """Note the cancel in the database, when there is one (the daemon sees the status)."""
-    if not config.store.path.exists():
+    if not store_exists(config.store):
         return
-    async with Store.open(config.store.path, writer=True, lock=False) as store:
+    async with open_configured(config.store, writer=True, lock=False) as store:
         await store.user_cancel(job_id, time.time(), REASON)

@@ -12,7 +12,8 @@ from typing import TextIO
 
 from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import open_configured
 from watcherd.views import terminal_text
 
 
@@ -31,14 +32,14 @@ def load(args: argparse.Namespace) -> Config:
 
 
 @asynccontextmanager
-async def reader(config: Config) -> AsyncIterator[Store]:
+async def reader(config: Config) -> AsyncIterator[StoreApi]:
     """The database opened for reading, with a hint when there is none yet."""
-    if not config.store.path.exists():
+    if config.store.url is None and not config.store.path.exists():
         raise StoreError(
             f"{config.store.path}: no database yet; start the daemon with `watcherd run` "
             "(or `watcherd run --once`) to create it"
         )
-    async with Store.open(config.store.path, writer=False) as store:
+    async with open_configured(config.store, writer=False) as store:
         yield store
 
 

@@ -20,6 +20,7 @@ from watcherd.jobsfile import add_jobs, remove_jobs
 from watcherd.logs import configure_logging
 from watcherd.model import Delivery, JobOverview, is_settled, validate_job_id
 from watcherd.store import Store
+from watcherd.store.opening import open_configured, store_exists
 from watcherd.views import safe
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import list_json, render_list
@@ -55,6 +56,8 @@ def _valid_ids(job_ids: list[str]) -> list[str]:
 
 def _daemon_note(config: Config, path: Path) -> str:
     """Where the change went and who acts on it; syncs the database if no daemon will."""
+    if config.store.url is not None:  # daemons on a shared database read the file themselves
+        return f"(saved in {path}; the daemons that read it pick this up within seconds)"
     if config.store.path.exists() and Store.daemon_running(config.store.path):
         return f"(saved in {path}; the running daemon picks this up within seconds)"
     if config.store.path.exists():
@@ -126,7 +129,7 @@ def _no_jobs_hint(config: Config) -> str:
 
 
 async def _overview(config: Config, everything: bool) -> list[JobOverview]:
-    if not config.store.path.exists():  # nothing recorded yet: an empty list, not an error
+    if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
     async with reader(config) as store:
         return await store.overview(include_unwatched=everything)
@@ -155,7 +158,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
 
 
 async def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
-    if not config.store.path.exists():
+    if not store_exists(config.store):
         return []
     async with reader(config) as store:
         return await store.deliveries(job_id)
@@ -163,9 +166,9 @@ async def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
 
 async def _retry(config: Config, delivery_id: str) -> int:
     path = config.store.path
-    if not path.exists():
+    if not store_exists(config.store):
         raise UsageError(f"no hook delivery with id {delivery_id!r}: {path} does not exist yet")
-    async with Store.open(path, writer=True, lock=False) as store:
+    async with open_configured(config.store, writer=True, lock=False) as store:
         known = {d.id for d in await store.deliveries()}
         ok = await store.requeue(delivery_id, time.time())
     if delivery_id not in known:
@@ -173,7 +176,7 @@ async def _retry(config: Config, delivery_id: str) -> int:
     if not ok:
         raise WatcherdError(f"{delivery_id} is being delivered right now; retry once it ends")
     who = "the daemon delivers it within seconds"
-    if not Store.daemon_running(path):
+    if config.store.url is None and not Store.daemon_running(path):
         who = "no daemon is running: `watcherd run` delivers it"
     print(f"{delivery_id}: queued again ({who})")
     return 0

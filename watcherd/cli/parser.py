@@ -93,6 +93,17 @@ def _add_daemon_commands(
         parents=[common],
         help="validate and print the effective config, secrets redacted",
     )
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy the SQLite history (store.path) into PostgreSQL; run again to resume",
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="postgresql://user@host:port/db (password: store.password_* or $PGPASSWORD)",
+    )
     sub.add_parser(
         "health",
         parents=[common],

@@ -17,7 +17,8 @@ from watcherd.cli.common import color_enabled, emit, load, reader, terminal_widt
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import Alert, MetricFilter, parse_iso_ns, validate_job_id
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import store_exists
 from watcherd.views.alerts import alerts_json, render_alerts
 from watcherd.views.charts import render_charts
 from watcherd.views.report import ReportJob, render_report
@@ -67,7 +68,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _known(store: Store, job_id: str) -> None:
+async def _known(store: StoreApi, job_id: str) -> None:
     if await store.job(job_id) is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
 
@@ -104,7 +105,7 @@ async def _report_job(config: Config, job_id: str) -> ReportJob:
         return await _load_report_job(store, job_id)
 
 
-async def _load_report_job(store: Store, job_id: str) -> ReportJob:
+async def _load_report_job(store: StoreApi, job_id: str) -> ReportJob:
     found = await store.job(job_id)
     if found is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
@@ -135,7 +136,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 async def _alerts(config: Config, ids: list[str], open_only: bool) -> list[Alert]:
-    if not config.store.path.exists():  # nothing recorded yet: an empty list, not an error
+    if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
     async with reader(config) as store:
         if not ids:

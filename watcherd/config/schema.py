@@ -74,9 +74,18 @@ class ApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    """`store:`: the SQLite database file."""
+    """`store:`: the SQLite database file, or a shared PostgreSQL database (`url`)."""
 
     path: Path = Path("watcherd.db")
+    #: `postgresql://user@host:port/db`: several daemons share it (`path` is then unused).
+    url: str | None = None
+    password: SecretRef | None = None  # the PostgreSQL password, never inline
+    lease: float = 30.0  # seconds a daemon's claim on a job or delivery lasts unrenewed
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        """Which store this configures."""
+        return "sqlite" if self.url is None else "postgresql"
 
 
 @dataclass(frozen=True, slots=True)

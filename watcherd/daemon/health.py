@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from watcherd.config import Config
-from watcherd.errors import StoreError
+from watcherd.errors import ConfigError, StoreError
 from watcherd.model import is_settled
 from watcherd.store import Store
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import describe, open_configured
 
 HEARTBEAT_KEY: Final = "heartbeat_at"
 HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
@@ -28,7 +30,7 @@ HEARTBEAT_MISSES: Final = 12
 
 
 async def publish(
-    store: Store, *, now: float, every: float, line: str, auth_error: str | None
+    store: StoreApi, *, now: float, every: float, line: str, auth_error: str | None
 ) -> None:
     """Write what `check` reads: the heartbeat, its interval, the status line, key trouble."""
     await store.set_state(HEARTBEAT_KEY, repr(now))
@@ -39,6 +41,8 @@ async def publish(
 
 async def check(config: Config, now: float) -> str | None:
     """Why the daemon of `config` is not healthy, as one line; None if it is."""
+    if config.store.url is not None:
+        return await _check_shared(config, now)
     path = config.store.path
     if not path.exists():
         return f"no database at {path} (has the daemon ever run?)"
@@ -58,7 +62,20 @@ async def check(config: Config, now: float) -> str | None:
     return health.problem(config, now)
 
 
-async def _read(store: Store) -> Health:
+async def _check_shared(config: Config, now: float) -> str | None:
+    """On a shared database: some daemon's heartbeat is current, and what the daemons
+    last published (the newest heartbeat of any of them) is healthy."""
+    try:
+        async with open_configured(config.store, writer=False) as store:
+            if not await store.live_daemons():
+                return f"no daemon has a current heartbeat in {describe(config.store)}"
+            health = await _read(store)
+    except (StoreError, ConfigError) as exc:
+        return f"cannot read the database: {exc}"
+    return health.problem(config, now)
+
+
+async def _read(store: StoreApi) -> Health:
     """What the daemon last published, and whether any watched job can still change."""
     heartbeat = await store.get_state(HEARTBEAT_KEY)
     every = await store.get_state(HEARTBEAT_EVERY_KEY)

@@ -48,7 +48,8 @@ from watcherd.errors import (
 from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
 from watcherd.model import SETTLED_DELIVERIES, DeliveryState
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import describe, open_configured
 from watcherd.systemd import Notifier
 from watcherd.watch.dispatcher import Dispatcher
 from watcherd.watch.poller import Poller
@@ -81,7 +82,7 @@ class Mode(Enum):
 class Runtime:
     """Everything a running daemon uses, open and wired together."""
 
-    store: Store
+    store: StoreApi
     api_http: httpx.AsyncClient
     poller: Poller
     dispatcher: Dispatcher
@@ -94,7 +95,7 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the store and HTTP clients and build the parts on them; close all on exit."""
     async with (
-        Store.open(config.store.path, writer=True) as store,
+        open_configured(config.store, writer=True) as store,
         ApiClient.http_client(config.api) as api_http,
         httpx.AsyncClient(follow_redirects=False) as hooks_http,
     ):
@@ -153,7 +154,7 @@ class Daemon:
             "daemon.started",
             jobs=len(self.rt.poller.jobs),
             mode=mode.value,
-            database=str(self.config.store.path),
+            database=describe(self.config.store),
         )
         if mode is Mode.ONCE:
             return await self._run_once()
@@ -329,7 +330,7 @@ class Daemon:
 
     def _warn_restart_needed(self, config: Config) -> None:
         """Settings a reload cannot change are kept, with a warning."""
-        if config.store.path != self.config.store.path:
+        if config.store != self.config.store:
             log.warning("config.store_path_changed", hint="restart watcherd to change store.path")
         if config.metrics_listen != self.config.metrics_listen:
             log.warning("config.metrics_listen_changed", hint="restart watcherd to change it")

@@ -18,7 +18,7 @@ from watcherd.api.client import ApiStats
 from watcherd.daemon import health
 from watcherd.daemon.health import STATUS_EVERY
 from watcherd.model import DeliveryState, is_settled
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
 from watcherd.systemd import Notifier
 from watcherd.watch.poller import Poller
 
@@ -94,7 +94,7 @@ class StatusReporter:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         poller: Poller,
         notifier: Notifier,
         *,

@@ -439,6 +439,18 @@ class Store:
         """Last step, last and best train/eval loss."""
         return await self._read(readers.summary, job_id)
 
+    async def claim_work(self) -> frozenset[str] | None:
+        """None: one daemon owns a SQLite database (its lock), so every job is its own."""
+        return None
+
+    async def try_lease(self, name: str, seconds: float) -> bool:
+        """True: the lock makes this daemon the only one, so every lease is its own."""
+        return True
+
+    async def live_daemons(self) -> list[tuple[str, str, int]]:
+        """[]: a SQLite database has one daemon, known by its lock, not by heartbeats."""
+        return []
+
     async def integrity_check(self) -> str:
         """`PRAGMA integrity_check`: "ok" for a sound database."""
         rows = await self._read(_pragma_rows, "integrity_check")

@@ -23,7 +23,8 @@ from watcherd.api.client import ApiClient, Job
 from watcherd.config import Config
 from watcherd.errors import ApiError, ClientRequestError
 from watcherd.model import NON_CANCELLABLE_STATUSES, MetricRow, is_settled
-from watcherd.store import PollRecord, PollResult, Store
+from watcherd.store import PollRecord, PollResult
+from watcherd.store.interface import StoreApi
 from watcherd.watch.schedule import JobSchedule
 
 log = structlog.get_logger("watcherd.watch.alerting")
@@ -35,7 +36,7 @@ MAX_CANCEL_ATTEMPTS: Final = 3
 class AlertWatch:
     """Evaluates the rules for the poller and settles cancel intents."""
 
-    def __init__(self, store: Store, config: Config, wall: Callable[[], float] = time.time):
+    def __init__(self, store: StoreApi, config: Config, wall: Callable[[], float] = time.time):
         self.store = store
         self.config = config
         self.wall = wall

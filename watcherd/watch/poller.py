@@ -30,12 +30,16 @@ from watcherd.config import Config
 from watcherd.errors import (
     ApiError,
     AuthError,
+    LeaseLostError,
     NotFoundError,
     RateLimitedError,
+    StoreError,
 )
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
-from watcherd.store import PollRecord, PollResult, Store
+from watcherd.store import PollRecord, PollResult
+from watcherd.store.interface import StoreApi
 from watcherd.watch.alerting import AlertWatch
+from watcherd.watch.cluster import Cluster
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -44,6 +48,7 @@ from watcherd.watch.schedule import (
     next_look,
     settled_cursor,
 )
+from watcherd.watch.wiring import api_host
 
 log = structlog.get_logger("watcherd.watch.poller")
 
@@ -61,7 +66,7 @@ class Poller:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         api: ApiClient,
         config: Config,
         *,
@@ -86,6 +91,10 @@ class Poller:
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
         self.alerting = AlertWatch(store, config, wall)
+        #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
+        self.mine: frozenset[str] | None = None
+        self.cluster = Cluster(store, config, wall) if config.store.url is not None else None
+        self._seen: dict[str, float] = {}  # job id -> wall time of the newest state we know
 
     # -- configuration -------------------------------------------------
 
@@ -145,6 +154,8 @@ class Poller:
             else:
                 sched.status, sched.max_step = state.status, state.max_step
             sched.cursor = state.cursor_step
+            seen = state.last_poll_at or 0.0
+            self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
             sched.metrics_pending = state.metrics_pending
             sched.alerts = AlertState.from_json(state.alert_state)
             sched.cancel_pending = state.cancel_state == "intent"
@@ -154,6 +165,47 @@ class Poller:
     # -- the loop --------------------------------------------------------
 
     def live_jobs(self) -> list[JobSchedule]:
+        """Watched jobs that may still change, and finished ones still owed their metrics
+        (on a shared database: those leased here)."""
+        mine = self.mine
+        return [
+            j
+            for j in self.jobs.values()
+            if (j.metrics_pending or j.status is None or not is_terminal(j.status))
+            and (mine is None or j.job_id in mine)
+        ]
+
+    # -- sharing the work (PostgreSQL) -------------------------------------
+
+    async def claim(self) -> None:
+        """Renew and claim this daemon's job leases; reload the state of jobs gained.
+
+        A job gained from another daemon continues from what that daemon stored (its
+        status and cursor), so nothing is fetched twice or skipped.
+        """
+        mine = await self.store.claim_work()
+        if mine is None:
+            return
+        gained = mine - (self.mine or frozenset())
+        lost = (self.mine or frozenset()) - mine
+        self.mine = mine
+        if gained:
+            await self.load_jobs()
+            for job_id in gained & set(self.jobs):
+                self.jobs[job_id].next_at = 0.0  # look now: it may have waited a lease
+        if gained or lost:
+            log.info("poll.leases", held=len(mine), gained=len(gained), lost=len(lost))
+            self.wake()
+
+    async def claim_forever(self) -> None:
+        """Claim every third of a lease period; a failed claim is retried, not fatal."""
+        every = self.config.store.lease / 3
+        while True:
+            try:
+                await self.claim()
+            except StoreError as exc:
+                log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
+            await anyio.sleep(every)
         """Watched jobs that may still change, and finished ones still owed their metrics."""
         return [
             j
@@ -179,6 +231,10 @@ class Poller:
     async def run(self) -> None:
         """Poll forever, each job in its own task: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
+            if self.cluster is not None:
+                await self.claim()
+                tg.start_soon(self.claim_forever)
+                tg.start_soon(self.cluster.run, lambda: self.api, lambda: api_host(self.config))
             while True:
                 idle = self._take_round()
                 if idle:
@@ -250,6 +306,8 @@ class Poller:
 
     async def poll_once(self) -> None:
         """Poll every live job once, whatever its schedule (for `run --once`)."""
+        if self.config.store.url is not None:
+            await self.claim()
         for sched in self.live_jobs():
             sched.next_at = sched.metrics_at = 0.0
         await self.poll_due()
@@ -268,6 +326,8 @@ class Poller:
         """One list request when it saves requests; {} when retrieve is cheaper or it failed."""
         if len(covered) < 2:
             return {}
+        if self.cluster is not None and self.mine is not None:
+            return await self._shared_statuses(self.cluster)
         try:
             jobs = await self.api.list_jobs()
         except AuthError as exc:
@@ -278,11 +338,40 @@ class Poller:
             return {}
         return {job.id: job for job in jobs}
 
+    async def _shared_statuses(self, cluster: Cluster) -> dict[str, Job]:
+        """The round's list as one daemon fetched it (up to 1.5 intervals old).
+
+        An entry older than what we know of a job is kept only if it shows the status
+        we know (it still says "no change"); otherwise it is left out, so a stale status
+        is never recorded after a newer one.
+        """
+        try:
+            listing = await cluster.listing(self.api)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return {}
+        except (ApiError, StoreError, ValueError, KeyError) as exc:
+            log.warning("poll.list_failed", error=str(exc))
+            return {}
+        if listing is None:
+            return {}
+        seen, jobs = self._seen, self.jobs
+        return {
+            j: job
+            for j, job in listing.jobs.items()
+            if listing.at >= seen.get(j, 0.0) or (j in jobs and jobs[j].status == job.status)
+        }
+
     # -- one job ---------------------------------------------------------
 
     async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
         async with self._limiter:
-            await self._poll_job_now(sched, listed)
+            try:
+                await self._poll_job_now(sched, listed)
+            except StoreError as exc:
+                if self.mine is None:  # a single daemon's own database failing: as before
+                    raise
+                self._store_failed(sched, exc)
 
     async def _poll_job_now(self, sched: JobSchedule, listed: Job | None) -> None:
         if self.monotonic() < self._auth_until:
@@ -306,6 +395,17 @@ class Poller:
         changed = job.status != sched.status
         metrics, error = await self._try_metrics(sched, job.status, changed=changed)
         await self._record(sched, job, metrics, error, full=changed or job is not listed)
+
+    def _store_failed(self, sched: JobSchedule, exc: StoreError) -> None:
+        """On a shared database: a lost lease drops the job; an outage backs it off."""
+        if isinstance(exc, LeaseLostError):
+            self.mine = (self.mine or frozenset()) - {sched.job_id}
+            log.warning("poll.lease_lost", job_id=sched.job_id)
+            return
+        sched.failures += 1
+        delay = self._backoff(sched.failures)
+        sched.next_at = self.monotonic() + delay
+        log.warning("store.write_failed", job_id=sched.job_id, error=str(exc), retry_in=delay)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
         """A job turning terminal gets a retrieve: its complete last object goes to hooks.
@@ -382,9 +482,10 @@ class Poller:
         *,
         full: bool,
     ) -> None:
+        observed = self.wall()
         record = PollRecord(
             job_id=sched.job_id,
-            observed_at=self.wall(),
+            observed_at=observed,
             job=job.raw if full else None,
             status=job.status,
             metrics=metrics,
@@ -394,6 +495,7 @@ class Poller:
             evaluation=self.alerting.evaluate(sched, job, metrics),
         )
         result = await self.store.record_poll(record)
+        self._seen[sched.job_id] = observed
         sched.rate_limited = False
         if error is not None:
             self._metrics_failed(sched, job.status, error)

@@ -9,7 +9,7 @@ from watcherd.api.client import ApiClient
 from watcherd.api.limits import HostGate
 from watcherd.config import Config
 from watcherd.errors import ConfigError
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
 
 log = structlog.get_logger("watcherd.api")
 
@@ -37,7 +37,7 @@ def api_host(config: Config) -> str:
     return httpx.URL(config.api.base_url).host
 
 
-def saved_gate(store: Store, host: str) -> HostGate:
+def saved_gate(store: StoreApi, host: str) -> HostGate:
     """A host gate that saves each pause of `host` in `store` before requests go on."""
 
     async def save(until: float) -> None:
@@ -46,7 +46,7 @@ def saved_gate(store: Store, host: str) -> HostGate:
     return HostGate(save=save)
 
 
-async def restore_pause(gate: HostGate, store: Store, config: Config, now: float) -> None:
+async def restore_pause(gate: HostGate, store: StoreApi, config: Config, now: float) -> None:
     """Take the stored pause of the config's host (start-up, reload), cut to the cap.
 
     A pause `watcherd resume` cleared is dropped; one longer than `api.max_retry_after`
