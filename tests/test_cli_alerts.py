@@ -79,6 +79,32 @@ def test_show_and_report_hold_the_alert_history(polled: tuple[Path, dict[str, st
     assert "<h3>Alerts</h3>" in out.read_text() and "train/loss is NaN" in out.read_text()
 
 
+def test_alerts_cancel_list_and_show_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """With `store.url`, the daemon's alerts reach `alerts`, the ALERTS column and `show`;
+    `cancel` records a person's cancel in the shared database."""
+    world = World(LIVE, clock=SpeedClock(1.0))
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids())
+        config.write_text(
+            config.read_text().replace("  path: watcherd.db\n", f"  url: '{pg_url}'\n")
+        )
+        assert start_daemon(config, "--once").wait(timeout=60) == 0
+        ids = {str(world.job(j).spec.suffix): j for j in world.job_ids()}
+        found = json.loads(watcherd(config, "alerts", "--json", "--open").stdout)
+        table = watcherd(config, "list", env={"COLUMNS": "200"}).stdout
+        shown = watcherd(config, "show", ids["nan"]).stdout
+        cancelled = watcherd(config, "cancel", ids["fine"], "--yes")
+        fine = json.loads(watcherd(config, "show", ids["fine"], "--json").stdout)
+    assert not (tmp_path / "watcherd.db").exists()
+    assert sorted((a["job_id"], a["rule"]) for a in found) == sorted(
+        [(ids["nan"], "nonfinite"), (ids["stuck"], "queued_long")]
+    )
+    assert "ALERTS" in table and "nonfinite!" in table and "queued_long!" in table
+    assert "Alerts" in shown and "train/loss is NaN" in shown
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert fine["job"]["cancel"]["requested_by"] == "user"
+
+
 def test_alerts_without_a_database_is_empty(tmp_path: Path) -> None:
     """No database yet: `alerts` says so and exits 0."""
     config = tmp_path / "w.yaml"

@@ -34,6 +34,7 @@ from watcherd.model import (
     loads_exact,
 )
 from watcherd.store import alerting, calls, connection, outbox, readers, writer
+from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, metric_params
@@ -375,19 +376,19 @@ class Store:
 
     async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
         """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
-        return await self._read(alerting.alerts, job_id, open_only=open_only)
+        return await self._read(_on(alerting.alerts), job_id, open_only=open_only)
 
     async def open_alert_counts(self) -> dict[str, int]:
         """Open alert episodes of watched jobs, by rule."""
-        return await self._single(alerting.open_counts)
+        return await self._single(_on(alerting.open_counts))
 
     async def cancels(self, job_id: str | None = None) -> dict[str, CancelRecord]:
         """Cancel records by job."""
-        return await self._single(alerting.cancels, job_id)
+        return await self._single(_on(alerting.cancels), job_id)
 
     async def start_cancel(self, job_id: str, now: float) -> int:
         """Record a cancel call about to be made; returns the attempt number."""
-        return await self._write(alerting.start_cancel, job_id, now)
+        return await self._write(_on(alerting.start_cancel), job_id, now)
 
     async def finish_cancel(
         self,
@@ -403,11 +404,11 @@ class Store:
     async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
         """Record that a person cancelled the job (`watcherd cancel`)."""
         await self._write(writer.ensure_jobs, [job_id], now)
-        await self._write(alerting.user_cancel, job_id, now, reason)
+        await self._write(_on(alerting.user_cancel), job_id, now, reason)
 
     async def delivery_extras(self, delivery: Delivery) -> dict[str, Any]:
         """The payload's `alert`, `eta` and `cancel` parts for one delivery."""
-        return await self._read(alerting.delivery_extras, delivery)
+        return await self._read(_on(alerting.delivery_extras), delivery)
 
     # -- readers ----------------------------------------------------------------
 
@@ -482,7 +483,7 @@ async def _finish_cancel(
     result = None
     if poll is not None:
         result = await writer.record_poll(conn, poll, metric_params(poll.job_id, poll.metrics))
-    await alerting.finish_cancel(conn, job_id, now, state, error)
+    await alerting.finish_cancel(alerting.SqliteDb(conn), job_id, now, state, error)
     return result
 
 

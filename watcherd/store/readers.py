@@ -7,6 +7,7 @@ Each function issues a fixed, small number of queries (no per-job loops), so
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Final
 
 import aiosqlite
@@ -41,8 +42,7 @@ async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = (
 JOB_STATES_SQL: Final = (
     "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
     " last_error, status_since, cursor_step, metrics_pending = 1, alert_state,"
-    " (SELECT c.cancel_state FROM cancels c WHERE c.job_id = jobs.job_id)"
-    " FROM jobs WHERE {where} ORDER BY added_at, job_id"
+    f" {alerting.CANCEL_STATE_SQL} FROM jobs WHERE {{where}} ORDER BY added_at, job_id"
 )
 
 
@@ -111,11 +111,23 @@ async def overview(conn: aiosqlite.Connection, *, include_unwatched: bool) -> li
     """One row per job (watched only unless asked), in the order they were added."""
     where = "" if include_unwatched else "WHERE watched = 1"
     rows = await _all(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
-    counts = await _hook_counts(conn, None)
-    opened, cancels = await alerting.open_by_job(conn), await alerting.cancels(conn)
+    return await overviews(alerting.SqliteDb(conn), rows, await _hook_counts(conn, None))
+
+
+async def overviews(
+    db: alerting.Db, rows: Sequence[Any], counts: dict[str, dict[str, int]]
+) -> list[JobOverview]:
+    """`_OVERVIEW` rows as overviews with their hook counts, open alerts and cancels."""
+    opened, cancels = await alerting.open_by_job(db), await alerting.cancels(db)
     return [
         _overview(r, counts.get(r[0], {}), opened.get(r[0], ()), cancels.get(r[0])) for r in rows
     ]
+
+
+async def one_overview(db: alerting.Db, row: Any, counts: dict[str, dict[str, int]]) -> JobOverview:
+    """One `_OVERVIEW` row as an overview with its hook counts, open alerts and cancel."""
+    opened, cancel = await alerting.job_extras(db, row[0])
+    return _overview(row, counts.get(row[0], {}), opened, cancel)
 
 
 async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any] | None:
@@ -123,11 +135,8 @@ async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any
     rows = await _all(conn, f"{_OVERVIEW} WHERE job_id = ?", (job_id,))
     if not rows:
         return None
-    counts = await _hook_counts(conn, job_id)
-    opened = tuple(a.rule for a in await alerting.alerts(conn, job_id, open_only=True))
-    cancel = (await alerting.cancels(conn, job_id)).get(job_id)
+    found = await one_overview(alerting.SqliteDb(conn), rows[0], await _hook_counts(conn, job_id))
     raw = rows[0][13]
-    found = _overview(rows[0], counts.get(job_id, {}), opened, cancel)
     return found, (None if raw is None else loads_exact(raw))
 
 

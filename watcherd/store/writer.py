@@ -70,7 +70,9 @@ async def record_poll(
     fields.update(last_poll_at=rec.observed_at, not_found_count=0)
     transition, ids = await _status_change(conn, rec, stored.status, fields)
     if rec.evaluation is not None:
-        ids += await alerting.write_evaluation(conn, rec.job_id, rec.evaluation, rec.hooks, fields)
+        ids += await alerting.write_evaluation(
+            alerting.SqliteDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
+        )
     await _write_job(
         conn, rec.job_id, rec.observed_at, fields, exists=stored.exists, rows=bool(plan.inserts)
     )

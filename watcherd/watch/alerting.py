@@ -6,7 +6,9 @@ once per job across kills: the intent is written in the transaction of the page
 that revealed it, each call is counted in its own transaction before it is made, and
 a pending intent is settled only after a fresh look at the job: if the service
 already shows `cancel_requested` (a call made just before a crash landed), or the
-job ended, no call is made.
+job ended, or the intent was settled meanwhile (a person cancelled), no call is made.
+On a shared PostgreSQL store each of these writes is fenced by the job's lease, so
+only the daemon polling the job calls (see `watcherd.store.postgres.alertstore`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class AlertWatch:
             log.info("job.cancel_settled", job_id=job_id, status=status, called=made)
             return None
         attempt = await self.store.start_cancel(job_id, now)
+        if attempt == 0:  # settled meanwhile (a person's `watcherd cancel`): nothing to call
+            sched.cancel_pending = False
+            log.info("job.cancel_settled", job_id=job_id, status=status, called=False)
+            return None
         log.warning("job.cancel_calling", job_id=job_id, attempt=attempt, rule=sched.alerts.cancel)
         try:
             answer = await api.cancel(job_id)

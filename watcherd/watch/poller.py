@@ -144,6 +144,7 @@ class Poller:
     async def load_jobs(self, only: set[str] | None = None) -> None:
         """Refresh the in-memory schedule from the store's watched set (or just `only`)."""
         states = await self.store.job_states(only=only)
+        ended: list[JobSchedule] = []
         for job_id in list(self.jobs):
             if job_id not in states:
                 del self.jobs[job_id]
@@ -159,8 +160,10 @@ class Poller:
             sched.metrics_pending = state.metrics_pending
             sched.alerts = AlertState.from_json(state.alert_state)
             sched.cancel_pending = state.cancel_state == "intent"
-            if sched.cancel_pending and is_settled(sched.status):  # no poll will come: settle
-                await self.alerting.settle_cancel(self.api, sched, sched.status or "")
+            if sched.cancel_pending and is_settled(sched.status):
+                ended.append(sched)
+        for sched in ended:  # no poll will come for these: settle their cancel now
+            await self.alerting.settle_cancel(self.api, sched, sched.status or "")
 
     # -- the loop --------------------------------------------------------
 
