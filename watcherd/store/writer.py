@@ -9,7 +9,7 @@ from typing import Any, Final
 import aiosqlite
 
 from watcherd.model import MISSING, dumps_exact, is_terminal
-from watcherd.store import cursor, outbox, pages
+from watcherd.store import alerting, cursor, outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -69,6 +69,10 @@ async def record_poll(
     fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
     fields.update(last_poll_at=rec.observed_at, not_found_count=0)
     transition, ids = await _status_change(conn, rec, stored.status, fields)
+    if rec.evaluation is not None:
+        ids += await alerting.write_evaluation(
+            alerting.SqliteDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
+        )
     await _write_job(
         conn, rec.job_id, rec.observed_at, fields, exists=stored.exists, rows=bool(plan.inserts)
     )
