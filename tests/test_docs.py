@@ -22,6 +22,13 @@ from watcherd.config import (
     WebhookHook,
     load_config,
 )
+from watcherd.config.alerting import (
+    DivergingRule,
+    NonfiniteRule,
+    OverrunRule,
+    QueuedLongRule,
+    StalledRule,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -83,6 +90,11 @@ def test_the_example_config_loads() -> None:
         ("hooks", CommandHook),
         ("hooks", WebhookHook),
         ("budget", BudgetConfig),
+        ("alerts", NonfiniteRule),
+        ("alerts", DivergingRule),
+        ("alerts", StalledRule),
+        ("alerts", QueuedLongRule),
+        ("alerts", OverrunRule),
     ],
 )
 def test_every_config_key_is_in_the_example_and_readme(section: str, cls: type) -> None:

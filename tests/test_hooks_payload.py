@@ -154,7 +154,7 @@ RICH_JOB = JOB | {"model_object_id": "mo-1", "adapter_object_id": "ao-1", "total
 
 def test_rich_payload_fields_are_present_and_strict_json() -> None:
     """Reason, price in dollars, tokens, durations, outputs, paths and the sparkline."""
-    payload = build_payload(DELIVERY, RICH_JOB, SUMMARY, FACTS)
+    payload = build_payload(DELIVERY, RICH_JOB, SUMMARY, facts=FACTS)
     assert json.loads(encode_payload(payload)) == payload
     assert payload["reason"] == "Fine-tuning job completed"
     assert (payload["price"], payload["token_count"]) == (1.5, 850_000)
@@ -171,7 +171,7 @@ def test_rich_payload_fields_are_present_and_strict_json() -> None:
 
 def test_rich_template_fields() -> None:
     """Templates get the reason, `$1.50`, durations as text and the sparkline."""
-    fields = template_fields(build_payload(DELIVERY, RICH_JOB, SUMMARY, FACTS))
+    fields = template_fields(build_payload(DELIVERY, RICH_JOB, SUMMARY, facts=FACTS))
     assert (fields["reason"], fields["price"], fields["token_count"]) == (
         "Fine-tuning job completed",
         "$1.50",

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("view_cmds", "cmd_events"),
     "cost": ("view_cmds", "cmd_cost"),
     "report": ("view_cmds", "cmd_report"),
+    "alerts": ("view_cmds", "cmd_alerts"),
+    "cancel": ("cancel_cmd", "cmd_cancel"),
     "migrate": ("migrate_cmd", "cmd_migrate"),
 }
 

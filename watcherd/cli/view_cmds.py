@@ -16,9 +16,11 @@ import anyio
 from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
-from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
+from watcherd.model import Alert, MetricFilter, parse_iso_ns, validate_job_id
 from watcherd.spend import SpendRow
 from watcherd.store.interface import StoreApi
+from watcherd.store.opening import store_exists
+from watcherd.views.alerts import alerts_json, render_alerts
 from watcherd.views.charts import render_charts
 from watcherd.views.cost import cost_json, render_cost
 from watcherd.views.events import events_json, render_events
@@ -140,11 +142,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
     if args.json:
-        print(json.dumps(show_json(*parts, now=now, events=job.events), indent=2))
+        print(
+            json.dumps(show_json(*parts, now=now, events=job.events, alerts=job.alerts), indent=2)
+        )
     else:
         color = color_enabled()
-        page = render_show(*parts, now=now, color=color, width=terminal_width(), events=job.events)
-        emit(page, color=color)
+        width = terminal_width()
+        text = render_show(
+            *parts, now=now, color=color, width=width, events=job.events, alerts=job.alerts
+        )
+        emit(text, color=color)
     return 0
 
 
@@ -165,7 +172,33 @@ async def _load_report_job(store: StoreApi, job_id: str) -> ReportJob:
         metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
         deliveries=await store.deliveries(job_id),
         events=await store.events(job_id),
+        alerts=await store.alerts(job_id),
     )
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """`watcherd alerts [JOB_ID...] [--open] [--json]`."""
+    config = load(args)
+    ids = [_job_id(j) for j in args.job_ids]
+    alerts = anyio.run(_alerts, config, ids, args.open, backend="asyncio")
+    if args.json:
+        print(json.dumps(alerts_json(alerts), indent=2))
+    elif not alerts:
+        print("no open alerts" if args.open else "no alerts yet")
+    else:
+        now, width = time.time(), terminal_width()
+        print(render_alerts(alerts, now=now, color=color_enabled(), width=width))
+    return 0
+
+
+async def _alerts(config: Config, ids: list[str], open_only: bool) -> list[Alert]:
+    if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
+        return []
+    async with reader(config) as store:
+        if not ids:
+            return await store.alerts(open_only=open_only)
+        found = [await store.alerts(job_id, open_only=open_only) for job_id in ids]
+        return sorted((a for group in found for a in group), key=lambda a: a.opened_at)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

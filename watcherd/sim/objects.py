@@ -13,7 +13,7 @@ _HIDDEN_IN_LIST: Final = frozenset({"events", "job_id", "eval_steps", "total_ste
 
 def _progress(job: SimJob, now: float) -> dict[str, Any]:
     nxt = job.timeline.next_change(now)
-    if nxt is None:
+    if nxt is None or not job.spec.estimate:
         return {"estimate_available": False, "seconds_remaining": 0}
     return {"estimate_available": True, "seconds_remaining": math.ceil(nxt - now)}
 

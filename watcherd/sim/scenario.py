@@ -25,7 +25,13 @@ A scenario is a mapping (or a YAML file holding one)::
         cancel_at: 300         # final: cancelled -> seconds after `created`
         cancel_delay: 5        # cancel_requested -> cancelled
         stay: queued           # never leaves `queued` (overrides final)
-        diverge_at: 80         # train/eval loss is NaN from this step on
+        diverge_at: 80         # train/eval loss is NaN from this step on (a sudden NaN)
+        drift_at: 60           # loss grows by `drift` (3 %) a step from here on (slow divergence)
+        drift: 0.03
+        plateau_at: 40         # the curve stops improving here (noise goes on): a plateau
+        stall_at: 50           # status stays running, no new row after this step ...
+        stall_for: 30m         # ... for this long, then training resumes
+        estimate: true         # false: progress.estimate_available is false
         suffix: demo
         wandb: true            # logs to Weights & Biases (wandb_url, a wandb_init event)
         batch_size: 8
@@ -82,6 +88,12 @@ class JobSpec:
     cancel_delay: float = 5.0
     stay: str | None = None
     diverge_at: int | None = None
+    drift_at: int | None = None
+    drift: float = 0.03
+    plateau_at: int | None = None
+    stall_at: int | None = None
+    stall_for: float = 0.0
+    estimate: bool = True
     suffix: str | None = None
     wandb: bool = False
     batch_size: int = 8
@@ -106,6 +118,8 @@ class JobSpec:
             "billing_limit": not self.billing_limit or self.final == "error",
             "restart_at_step": self.restart_at_step is None
             or (self.final == "completed" and 1 <= self.restart_at_step < self.steps),
+            "stall_for": self.stall_for >= 0,
+            "drift": self.drift >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -137,7 +151,7 @@ class Scenario:
 
 _DURATION_KEYS: Final = frozenset(
     {"seconds_per_step", "created", "pending", "queue", "compress", "upload", "cancel_at"}
-    | {"cancel_delay"}
+    | {"cancel_delay", "stall_for"}
 )
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(JobSpec)}
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from watcherd.model import (
+    Alert,
+    CancelRecord,
     Delivery,
     JobOverview,
     MetricFilter,
@@ -159,6 +161,40 @@ class StoreApi(Protocol):
 
     async def delivery_counts(self) -> dict[str, int]:
         """Deliveries per state."""
+        ...
+
+    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
+        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
+        ...
+
+    async def open_alert_counts(self) -> dict[str, int]:
+        """Open alert episodes of watched jobs, by rule."""
+        ...
+
+    async def cancels(self, job_id: str | None = None) -> dict[str, CancelRecord]:
+        """Cancel records by job (one job's, or all)."""
+        ...
+
+    async def start_cancel(self, job_id: str, now: float) -> int:
+        """Count a cancel call about to be made, in its own transaction; the attempt number."""
+        ...
+
+    async def finish_cancel(
+        self,
+        job_id: str,
+        now: float,
+        state: str,
+        error: str | None = None,
+        poll: PollRecord | None = None,
+    ) -> PollResult | None:
+        """A cancel's outcome, with the job as the service answered (`poll`), in one transaction."""
+        ...
+
+    async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
+        """Record that a person cancelled the job (`watcherd cancel`)."""
+
+    async def delivery_extras(self, delivery: Delivery) -> dict[str, Any]:
+        """The payload's `alert`, `eta` and `cancel` parts for one delivery."""
         ...
 
     async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:

@@ -10,7 +10,7 @@ import aiosqlite
 from watcherd.eventlog import reason
 from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
 from watcherd.spend import BUDGET_EXCEEDED, Period
-from watcherd.store import cursor, facts, outbox, pages, readers
+from watcherd.store import alerting, cursor, facts, outbox, pages, readers
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -79,12 +79,11 @@ async def record_poll(
     fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
     fields.update(last_poll_at=rec.observed_at, not_found_count=0)
     transition, ids = await _status_change(conn, rec, stored.status, fields)
-    if not stored.exists:  # the events below need the job row
-        await conn.execute(_ENSURE_JOB, (rec.job_id, rec.observed_at))
-    new = await insert_events(conn, rec.job_id, rec.events or (), rec.observed_at)
-    status = rec.status or stored.status
-    if facts.wants_reason(status, new, transition, rec.job):
-        fields["reason"] = await _reason(conn, rec, status)
+    if rec.evaluation is not None:
+        ids += await alerting.write_evaluation(
+            alerting.SqliteDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
+        )
+    new = await _poll_events(conn, rec, stored, transition, fields)
     rows = bool(plan.inserts)
     await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=True, rows=rows)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
@@ -98,6 +97,24 @@ async def record_poll(
         new_events=len(new),
         restarts=restarts,
     )
+
+
+async def _poll_events(
+    conn: aiosqlite.Connection,
+    rec: PollRecord,
+    stored: pages.Stored,
+    transition: object,
+    fields: dict[str, Any],
+) -> list[Mapping[str, Any]]:
+    """A poll's new events stored (the job row made first), and its job's `reason` added
+    to `fields` when it may change."""
+    if not stored.exists:
+        await conn.execute(_ENSURE_JOB, (rec.job_id, rec.observed_at))
+    new = await insert_events(conn, rec.job_id, rec.events or (), rec.observed_at)
+    status = rec.status or stored.status
+    if facts.wants_reason(status, new, transition, rec.job):
+        fields["reason"] = await _reason(conn, rec, status)
+    return new
 
 
 async def follow_restart(conn: aiosqlite.Connection, old: str, new: str, now: float) -> None:

@@ -167,8 +167,9 @@ class Dispatcher:
             spend = await spend_now(self.store, current.occurred_at)
             used = spend["day" if name == "daily" else "month"]
             return build_budget_payload(current, limit=limit, spent=used)
+        extras = await self.store.delivery_extras(current)
         facts = await self.store.payload_facts(current.job_id)
-        return build_payload(current, job, summary, facts)
+        return build_payload(current, job, summary, extras, facts=facts)
 
     async def _run(self, hook: HookConfig, delivery_id: str, attempt: int) -> Outcome:
         """Build the payload from the store and run the hook once."""

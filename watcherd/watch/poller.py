@@ -27,6 +27,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient, ApiStats, Job
 from watcherd.config import Config
 from watcherd.errors import (
@@ -41,6 +42,7 @@ from watcherd.eventlog import price_facts
 from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
 from watcherd.store import PollRecord, PollResult
 from watcherd.store.interface import StoreApi
+from watcherd.watch.alerting import AlertWatch
 from watcherd.watch.cluster import Cluster
 from watcherd.watch.events import EventFeed
 from watcherd.watch.schedule import (
@@ -96,6 +98,7 @@ class Poller:
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
         self.events = EventFeed(monotonic)
+        self.alerting = AlertWatch(store, config, wall)
         #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
         self.mine: frozenset[str] | None = None
         self.cluster = Cluster(store, config, wall) if config.store.url is not None else None
@@ -116,6 +119,7 @@ class Poller:
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
         self.config = config
+        self.alerting.config = config
         self._limiter.total_tokens = self._poll_slots(config)
         if api is not None:
             self.api = api
@@ -148,6 +152,7 @@ class Poller:
     async def load_jobs(self, only: set[str] | None = None) -> None:
         """Refresh the in-memory schedule from the store's watched set (or just `only`)."""
         states = await self.store.job_states(only=only)
+        ended: list[JobSchedule] = []
         for job_id in list(self.jobs):
             if job_id not in states:
                 del self.jobs[job_id]
@@ -161,6 +166,12 @@ class Poller:
             seen = state.last_poll_at or 0.0
             self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
             sched.metrics_pending = state.metrics_pending
+            sched.alerts = AlertState.from_json(state.alert_state)
+            sched.cancel_pending = state.cancel_state == "intent"
+            if sched.cancel_pending and is_settled(sched.status):
+                ended.append(sched)
+        for sched in ended:  # no poll will come for these: settle their cancel now
+            await self.alerting.settle_cancel(self.api, sched, sched.status or "")
 
     # -- the loop --------------------------------------------------------
 
@@ -448,7 +459,7 @@ class Poller:
         if status in QUIET_STATUSES and sched.max_step is None:
             return []
         now = self.monotonic()
-        if not changed and now < sched.metrics_at:
+        if not changed and now < sched.metrics_at and not self.alerting.look_now(sched, status):
             return []
         flt = MetricFilter(global_step_from=sched.cursor)
         try:
@@ -460,6 +471,7 @@ class Poller:
             rows = []
         sched.metrics_at = now + self.config.poll.metrics_interval
         sched.metrics_failures = 0
+        sched.fetched = True
         return rows
 
     async def _catch_up(self, sched: JobSchedule) -> None:
@@ -509,6 +521,7 @@ class Poller:
             events=events,
             total_price=total_price,
             token_count=token_count,
+            evaluation=self.alerting.evaluate(sched, job, metrics),
         )
         result = await self.store.record_poll(record)
         self._seen[sched.job_id] = observed
@@ -516,8 +529,24 @@ class Poller:
         if error is not None:
             self._metrics_failed(sched, job.status, error)
         self._after_record(sched, job, metrics, result)
+        await self._after_alerts(sched, record)
         if result.restarts and self.follow_restarts:
             await self._follow(sched.job_id, result.restarts)
+
+    async def _after_alerts(self, sched: JobSchedule, record: PollRecord) -> None:
+        """Keep the rules' new memory; make a cancel that was just decided or is pending
+        (only where cancelling is allowed: never from `wait`)."""
+        evaluation = record.evaluation
+        if evaluation is not None:
+            sched.alerts = evaluation.state
+            sched.cancel_pending = sched.cancel_pending or evaluation.cancel is not None
+        if sched.cancel_pending and record.status is not None and self.config.allow_cancel:
+            result = await self.alerting.settle_cancel(self.api, sched, record.status)
+            if result is not None and result.transition is not None:
+                sched.status = result.transition[1]
+                sched.next_at = self.monotonic() + self.config.poll.min_interval
+            if result is not None and result.deliveries:
+                self.on_deliveries()
 
     async def _follow(self, job_id: str, restarts: Sequence[str]) -> None:
         """Watch the jobs the service restarted `job_id` as (the store already does)."""

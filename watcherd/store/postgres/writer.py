@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from watcherd.model import MISSING
-from watcherd.store import pages
+from watcherd.store import alerting, pages
 from watcherd.store.postgres import eventlog, outbox
+from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams
@@ -97,6 +98,10 @@ async def record_poll(conn: Conn, rec: PollRecord, params: Sequence[MetricParams
             conn, rec.job_id, stored.status, rec.status, rec.observed_at, rec.hooks
         )
         transition = (stored.status, rec.status)
+    if rec.evaluation is not None:
+        ids += await alerting.write_evaluation(
+            PgDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
+        )
     new = await eventlog.poll_events(conn, rec, rec.status or stored.status, transition, fields)
     await _update_job(conn, rec.job_id, fields)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
