@@ -17,8 +17,10 @@ from watcherd.model import (
     MetricFilter,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
 )
+from watcherd.spend import Period, SpendRow
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 
 
@@ -136,6 +138,21 @@ class StoreApi(Protocol):
         self, delivery_id: str
     ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
         """A delivery, its job's last job object and metrics summary."""
+        ...
+
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """Reason, price, tokens, transitions, events and a loss sample of a job."""
+        ...
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`), in the order added."""
+        ...
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` for the periods over their limit, once per period; the
+        delivery ids new now."""
         ...
 
     async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
