@@ -29,8 +29,13 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+#: pytest-xdist workers: tests wait on subprocesses and simulated time more than they
+#: compute, so more workers than the 2 cores; `--dist loadgroup` keeps each module with
+#: module-scoped fixtures (and the `quiet` battery group) on one worker.
+PYTEST_WORKERS ?= 4
+
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -71,14 +72,55 @@ def store_target(backend: Backend) -> Iterator[str | Path]:
         yield target
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The reliability battery's figures as one table at the end of the run."""
+#: Battery figures as the run's reports carried them (from xdist workers too), in order.
+FIGURES: list[tuple[str, dict[str, object]]] = []
+FIGURES_KEY = "battery figures"
+#: Scopes whose fixtures a module's tests share: under `--dist loadgroup` they stay together.
+SHARED_SCOPES = frozenset({"module", "class", "package"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that share a module-scoped fixture form one xdist group (one set-up, one worker);
+    xdist's own hook reads the groups after this one."""
+    for item in items:
+        if not isinstance(item, pytest.Function) or item.module is None:
+            continue
+        defs = item._fixtureinfo.name2fixturedefs.values()
+        if any(d.scope in SHARED_SCOPES for chain in defs for d in chain):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Battery figures ride on the test's report, so that an xdist worker's reach the end."""
     from tests.battery.sizes import REPORTS
 
-    if not REPORTS:
+    report: pytest.TestReport = yield
+    report.user_properties += [
+        (FIGURES_KEY, [test, {key: f"{value}" for key, value in figures.items()}])
+        for test, figures in REPORTS  # as printed: an xdist worker sends only plain types
+    ]
+    REPORTS.clear()
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep the figures a report carries (in the controller under xdist)."""
+    for key, value in report.user_properties:
+        if key == FIGURES_KEY:
+            test, figures = cast(tuple[str, dict[str, object]], value)
+            FIGURES.append((test, figures))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability battery's figures as one table at the end of the run."""
+    if not FIGURES:
         return
     terminalreporter.section("reliability battery figures")
-    for test, figures in REPORTS:
+    for test, figures in FIGURES:
         terminalreporter.write_line(f"{test}")
         for key, value in figures.items():
             terminalreporter.write_line(f"    {key:<28} {value}")
