@@ -30,12 +30,11 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 #: pytest-xdist workers: tests wait on subprocesses and simulated time more than they
-#: compute, so more workers than the 2 cores; `--dist loadgroup` keeps each module with
-#: module-scoped fixtures (and the `quiet` battery group) on one worker.
+#: compute, so more workers than the 2 cores. A test file is one unit (tests/xdistplan.py).
 PYTEST_WORKERS ?= 4
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import pytest
@@ -12,6 +12,10 @@ import pytest
 from tests.faultserver import FaultServer, json_reply
 from tests.pgharness import PgServer, Unavailable
 from tests.storeharness import BACKENDS, Backend
+
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler.protocol import Scheduling
 
 #: What the API tests' fault server answers unless a test queues something else.
 PLAIN_JOB = {"id": "ft-abc", "status": "running"}
@@ -75,20 +79,16 @@ def store_target(backend: Backend) -> Iterator[str | Path]:
 #: Battery figures as the run's reports carried them (from xdist workers too), in order.
 FIGURES: list[tuple[str, dict[str, object]]] = []
 FIGURES_KEY = "battery figures"
-#: Scopes whose fixtures a module's tests share: under `--dist loadgroup` they stay together.
-SHARED_SCOPES = frozenset({"module", "class", "package"})
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that share a module-scoped fixture form one xdist group (one set-up, one worker);
-    xdist's own hook reads the groups after this one."""
-    for item in items:
-        if not isinstance(item, pytest.Function) or item.module is None:
-            continue
-        defs = item._fixtureinfo.name2fixturedefs.values()
-        if any(d.scope in SHARED_SCOPES for chain in defs for d in chain):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """`--dist loadfile` (as `make test` runs it) with the plan in tests/xdistplan.py."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.xdistplan import PlannedFileScheduling
+
+    return PlannedFileScheduling(config, log)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -14,13 +14,7 @@ import time
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
-
 T = TypeVar("T")
-
-#: Tests that count Retry-After breaches from the sim's arrival times: under `make test`'s
-#: `--dist loadgroup` they run one after another on one worker, never two at once.
-QUIET = pytest.mark.xdist_group("quiet")
 
 SOAK = os.environ.get("WATCHERD_SOAK", "") not in ("", "0")
 

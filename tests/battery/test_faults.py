@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.battery.sizes import QUIET, draw_seed, report, sized, wait_watching_rss
+from tests.battery.sizes import draw_seed, report, sized, wait_watching_rss
 from tests.daemonharness import API_KEY, assert_exact, big_scenario, start_daemon, stored
 from tests.daemonharness import write_config as harness_config
 from watcherd.api.client import ApiClient
@@ -108,7 +108,6 @@ def max_in_flight(log: Sequence[RequestRecord], deadline: float) -> int:
     return peak
 
 
-@QUIET
 @pytest.mark.timeout(sized(150, 3600))
 def test_faults_keep_the_history_exact_and_the_limits(tmp_path: Path) -> None:
     """20 % faulted requests: exact rows, Retry-After obeyed, in-flight capped, <=1.5x requests.

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.battery.sizes import QUIET, draw_seed, report, sized
+from tests.battery.sizes import draw_seed, report, sized
 from tests.battery.test_stop_loop import started_count, up
 from tests.daemonharness import API_KEY, assert_exact, start_daemon, stored, wait_until
 from tests.daemonharness import write_config as harness_config
@@ -222,14 +222,12 @@ def saved_pauses(log: Path, offset: int) -> tuple[tuple[float, float], ...]:
     )
 
 
-@QUIET
 @pytest.mark.timeout(sized(150, 3600))
 def test_stop_loop_keeps_every_retry_after_pause(tmp_path: Path) -> None:
     """SIGTERM at random with 429s asking 1-3 s: no restarted daemon requests inside a pause."""
     run_loop(tmp_path, signal.SIGTERM, "pause stop loop")
 
 
-@QUIET
 @pytest.mark.timeout(sized(150, 3600))
 def test_kill_loop_keeps_every_retry_after_pause(tmp_path: Path) -> None:
     """SIGKILL just after 429s asking 1-3 s: no restarted daemon requests inside a pause its

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from tests.battery.hookprobe import executions, hook_yaml, running_hooks
-from tests.battery.sizes import QUIET, draw_seed, report, sized
+from tests.battery.sizes import draw_seed, report, sized
 from tests.battery.test_faults import FAULTS, describe, early_requests
 from tests.daemonharness import API_KEY, assert_exact, start_daemon, stop, write_config
 from watcherd.model import is_settled
@@ -74,7 +74,6 @@ def done(url: str, world: World) -> bool:
     return settled and all(d.state == "delivered" for d in data["deliveries"])
 
 
-@QUIET
 @pytest.mark.timeout(sized(240, 3600))
 def test_two_daemons_one_killed_in_a_loop(tmp_path: Path, pg_url: str) -> None:
     """Exact rows, one delivery per id (repeats within the kill bound), and every
