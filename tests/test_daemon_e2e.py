@@ -46,6 +46,7 @@ def _scenario(jobs: int, steps: int, seed: int) -> dict[str, object]:
     scenario = big_scenario(jobs, steps, seed=seed)
     for phase in ("pending", "queue", "compress", "upload"):
         scenario["jobs"][0][phase] = 3 * 200
+    scenario["jobs"][0] |= {"n_epochs": 4, "n_checkpoints": 5}  # events while training
     return scenario
 
 
@@ -65,6 +66,7 @@ def test_until_done_stores_the_exact_history(tmp_path: Path) -> None:
     for job_id in world.job_ids():
         seen = [t.to_status for t in data["transitions"][job_id]]
         assert seen == [status for _, status in world.transitions(job_id)], job_id
+        assert data["events"][job_id] == world.events(job_id), job_id
     assert data["integrity"] == "ok"
 
 
@@ -94,7 +96,7 @@ def _same_rows(a: dict[str, object], b: dict[str, object]) -> bool:
 @pytest.mark.timeout(240)
 def test_sigkill_loop_keeps_the_history_exact(tmp_path: Path) -> None:
     """SIGKILL at random moments after start-up (KILLS times), then run to the end:
-    exact rows, one delivery per job."""
+    exact rows and events, one delivery per job."""
     seed = random.randrange(1 << 30)
     print(f"kill loop seed {seed}")
     rng = random.Random(seed)
@@ -119,6 +121,8 @@ def test_sigkill_loop_keeps_the_history_exact(tmp_path: Path) -> None:
     assert kills > 0
     assert data["integrity"] == "ok"
     assert_exact(world, data["metrics"])
+    for job_id in world.job_ids():  # an events fetch cut by a kill stored nothing twice
+        assert data["events"][job_id] == world.events(job_id), job_id
     ids = sorted(d.id for d in data["deliveries"])
     assert ids == sorted(f"{j}:completed:sink" for j in world.job_ids())
     assert all(d.state == "delivered" for d in data["deliveries"])

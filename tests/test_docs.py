@@ -12,6 +12,7 @@ import pytest
 from watcherd.cli.parser import build_parser
 from watcherd.config import (
     ApiConfig,
+    BudgetConfig,
     CommandHook,
     HookConfig,
     JobsConfig,
@@ -20,6 +21,13 @@ from watcherd.config import (
     StoreConfig,
     WebhookHook,
     load_config,
+)
+from watcherd.config.alerting import (
+    DivergingRule,
+    NonfiniteRule,
+    OverrunRule,
+    QueuedLongRule,
+    StalledRule,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +89,12 @@ def test_the_example_config_loads() -> None:
         ("hooks", HookConfig),
         ("hooks", CommandHook),
         ("hooks", WebhookHook),
+        ("budget", BudgetConfig),
+        ("alerts", NonfiniteRule),
+        ("alerts", DivergingRule),
+        ("alerts", StalledRule),
+        ("alerts", QueuedLongRule),
+        ("alerts", OverrunRule),
     ],
 )
 def test_every_config_key_is_in_the_example_and_readme(section: str, cls: type) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ import anyio
 
 from watcherd.cli.common import emit, load
 from watcherd.config import render_effective
+from watcherd.config.render import cancel_notice
 from watcherd.daemon import Mode, health, run_daemon
 from watcherd.logs import configure_logging
 from watcherd.store import Store
@@ -32,6 +34,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """`watcherd check-config`: validate, then print the effective config."""
     config = load(args)
     print(render_effective(config), end="")
+    for line in cancel_notice(config):  # loud on stderr too, where a person looks
+        print(f"watcherd check-config: {line}", file=sys.stderr)
     return 0
 
 

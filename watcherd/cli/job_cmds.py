@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
@@ -23,6 +24,10 @@ from watcherd.store.opening import open_configured, store_exists
 from watcherd.views import safe
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import list_json, render_list
+from watcherd.views.progress import JobView, live_line, plain_line
+
+if TYPE_CHECKING:  # the poller stack loads only when `wait` runs
+    from watcherd.watch.waiting import Seen
 
 
 def _jobs_path(config: Config) -> Path:
@@ -105,7 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     config = load(args)
     jobs = anyio.run(_overview, config, args.all, backend="asyncio")
     if args.json:
-        print(json.dumps(list_json(jobs), indent=2))
+        print(json.dumps(list_json(jobs, now=time.time()), indent=2))
     elif not jobs:
         print(_no_jobs_hint(config))
     else:
@@ -177,6 +182,39 @@ async def _retry(config: Config, delivery_id: str) -> int:
     return 0
 
 
+class WaitView:
+    """`wait`'s progress: live lines redrawn in place on a terminal; off one, a plain line
+    on `log` (stderr) when a job changes, so stdout keeps only the final statuses."""
+
+    def __init__(self, out: TextIO, log: TextIO) -> None:
+        self.out = out
+        self.log = log
+        self.tty = out.isatty()
+        self.lines = 0
+        self.last: dict[str, str] = {}
+
+    def draw(self, seen: list[Seen]) -> None:
+        """Show the jobs as last read (called by `wait_for` after every look)."""
+        views = [JobView(job, raw, epoch) for job, raw, epoch in seen]
+        if self.tty:
+            self._redraw(views)
+            return
+        for view in views:
+            line = plain_line(view)
+            if self.last.get(view.job.job_id) != line:
+                self.last[view.job.job_id] = line
+                print(line, file=self.log, flush=True)
+
+    def _redraw(self, views: list[JobView]) -> None:
+        now, width, color = time.time(), terminal_width(), color_enabled(self.out)
+        text = "\n".join(live_line(v, now=now, color=color, width=width) for v in views)
+        if self.lines:
+            self.out.write(f"\x1b[{self.lines}F\x1b[J")
+        self.out.write(text + "\n")
+        self.out.flush()
+        self.lines = len(views)
+
+
 def cmd_wait(args: argparse.Namespace) -> int:
     """`watcherd wait JOB_ID... [--timeout DURATION]`: 0 if all completed, 1 otherwise."""
     from watcherd.watch.waiting import wait_for
@@ -187,7 +225,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         configure_logging(dataclasses.replace(config.log, level="warning"))
     else:
         configure_logging(config.log)
-    statuses = anyio.run(wait_for, config, ids, args.timeout, backend="asyncio")
+    show = WaitView(sys.stdout, sys.stderr)
+    statuses = anyio.run(wait_for, config, ids, args.timeout, show.draw, backend="asyncio")
     for job_id in ids:
         emit(f"{job_id}: {safe(statuses[job_id] or 'unknown')}")
     waiting = [j for j in ids if not is_settled(statuses[j])]

@@ -154,6 +154,15 @@ def _add_job_commands(
         help="hook deliveries; `hooks retry DELIVERY_ID` re-queues one",
     )
     hooks.add_argument("args", nargs="*", metavar="JOB_ID | retry DELIVERY_ID")
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a job on the service (refused once it is finished or being cancelled)",
+    )
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (needed off a terminal)"
+    )
 
 
 def _add_view_commands(
@@ -194,6 +203,39 @@ def _add_view_commands(
         type=_int_at_least(1),
         metavar="N",
         help="uniform sample of N train rows; eval rows always in full",
+    )
+    alerts = sub.add_parser(
+        "alerts", parents=[common, listing], help="alert episodes of the jobs, oldest first"
+    )
+    alerts.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    alerts.add_argument("--open", action="store_true", help="only the alerts still open")
+    _add_spend_commands(sub, common, listing)
+
+
+def _add_spend_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    listing: argparse.ArgumentParser,
+) -> None:
+    """`events`, `cost` and `report`: why jobs ended and what they cost."""
+    events = sub.add_parser(
+        "events",
+        parents=[common, listing],
+        help="a job's event log from the local database (why it ended, checkpoints)",
+    )
+    events.add_argument("job_id", metavar="JOB_ID")
+    cost = sub.add_parser(
+        "cost",
+        parents=[common, listing],
+        help="what the jobs cost, from stored prices (running jobs at their last price)",
+    )
+    cost.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only jobs created at or after DATE (2026-05-01, or a time; UTC if no offset)",
+    )
+    cost.add_argument(
+        "--by", choices=("day", "model", "job"), default="day", help="group by (default: day)"
     )
     report = sub.add_parser(
         "report", parents=[common], help="a self-contained HTML page of the jobs"

@@ -16,9 +16,14 @@ import anyio
 from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
-from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
+from watcherd.model import Alert, MetricFilter, parse_iso_ns, validate_job_id
+from watcherd.spend import SpendRow
 from watcherd.store.interface import StoreApi
+from watcherd.store.opening import store_exists
+from watcherd.views.alerts import alerts_json, render_alerts
 from watcherd.views.charts import render_charts
+from watcherd.views.cost import cost_json, render_cost
+from watcherd.views.events import events_json, render_events
 from watcherd.views.report import ReportJob, render_report
 from watcherd.views.show import render_show, show_json
 
@@ -83,6 +88,53 @@ async def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[
         return await store.metrics(job_id, flt)
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    """`watcherd events JOB_ID [--json]`: the job's event log from the database."""
+    config = load(args)
+    job_id = _job_id(args.job_id)
+    events = anyio.run(_events, config, job_id, backend="asyncio")
+    if args.json:
+        print(events_json(events))
+    else:
+        print(render_events(job_id, events, color=color_enabled(), width=terminal_width()))
+    return 0
+
+
+async def _events(config: Config, job_id: str) -> list[dict[str, Any]]:
+    async with reader(config) as store:
+        await _known(store, job_id)
+        return await store.events(job_id)
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """`watcherd cost [--since DATE] [--by day|model|job] [--json]`."""
+    config = load(args)
+    since = _since(args.since)
+    rows = anyio.run(_spend, config, backend="asyncio")
+    if since is not None:
+        rows = [r for r in rows if r.created_at >= since]
+    if args.json:
+        print(json.dumps(cost_json(rows, by=args.by, since=args.since), indent=2))
+    else:
+        print(render_cost(rows, by=args.by, color=color_enabled(), width=terminal_width()))
+    return 0
+
+
+def _since(text: str | None) -> float | None:
+    """Epoch seconds of `--since` (a date or date-time; no offset means UTC)."""
+    if text is None:
+        return None
+    try:
+        return parse_iso_ns(text) / 1e9
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from exc
+
+
+async def _spend(config: Config) -> list[SpendRow]:
+    async with reader(config) as store:
+        return await store.spend()
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """`watcherd show JOB_ID [--json]`."""
     config = load(args)
@@ -90,10 +142,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
     if args.json:
-        print(json.dumps(show_json(*parts, now=now), indent=2))
+        print(
+            json.dumps(show_json(*parts, now=now, events=job.events, alerts=job.alerts), indent=2)
+        )
     else:
         color = color_enabled()
-        emit(render_show(*parts, now=now, color=color, width=terminal_width()), color=color)
+        width = terminal_width()
+        text = render_show(
+            *parts, now=now, color=color, width=width, events=job.events, alerts=job.alerts
+        )
+        emit(text, color=color)
     return 0
 
 
@@ -113,7 +171,34 @@ async def _load_report_job(store: StoreApi, job_id: str) -> ReportJob:
         transitions=await store.transitions(job_id),
         metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
         deliveries=await store.deliveries(job_id),
+        events=await store.events(job_id),
+        alerts=await store.alerts(job_id),
     )
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """`watcherd alerts [JOB_ID...] [--open] [--json]`."""
+    config = load(args)
+    ids = [_job_id(j) for j in args.job_ids]
+    alerts = anyio.run(_alerts, config, ids, args.open, backend="asyncio")
+    if args.json:
+        print(json.dumps(alerts_json(alerts), indent=2))
+    elif not alerts:
+        print("no open alerts" if args.open else "no alerts yet")
+    else:
+        now, width = time.time(), terminal_width()
+        print(render_alerts(alerts, now=now, color=color_enabled(), width=width))
+    return 0
+
+
+async def _alerts(config: Config, ids: list[str], open_only: bool) -> list[Alert]:
+    if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
+        return []
+    async with reader(config) as store:
+        if not ids:
+            return await store.alerts(open_only=open_only)
+        found = [await store.alerts(job_id, open_only=open_only) for job_id in ids]
+        return sorted((a for group in found for a in group), key=lambda a: a.opened_at)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

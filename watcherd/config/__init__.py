@@ -18,6 +18,7 @@ from watcherd.config.load import (
 from watcherd.config.render import render_effective
 from watcherd.config.schema import (
     ApiConfig,
+    BudgetConfig,
     CommandHook,
     Config,
     HookAction,
@@ -35,6 +36,7 @@ from watcherd.config.watched import JobsSource
 
 __all__ = [
     "ApiConfig",
+    "BudgetConfig",
     "CommandHook",
     "Config",
     "HookAction",

@@ -23,15 +23,20 @@ from watcherd.errors import (
     StoreUnusableError,
 )
 from watcherd.model import (
+    Alert,
+    CancelRecord,
     Delivery,
     JobOverview,
     MetricFilter,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
     loads_exact,
 )
-from watcherd.store import calls, connection, outbox, readers, writer
+from watcherd.spend import Period, SpendRow
+from watcherd.store import alerting, calls, connection, outbox, readers, writer
+from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, metric_params
@@ -361,6 +366,20 @@ class Store:
         """A delivery, its job's last job object and metrics summary: the payload's parts."""
         return await self._read(_delivery_context, delivery_id)
 
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`)."""
+        return await self._read(readers.spend)
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` deliveries for the periods over their limit (once each)."""
+        return await self._write(writer.fire_budget, limits, hooks, now)
+
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """What a hook payload tells about a job beyond its object (one snapshot)."""
+        return await self._read(readers.payload_facts, job_id)
+
     async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         """Every delivery, or one job's, in creation order."""
         return await self._read(outbox.listing, job_id)
@@ -368,6 +387,44 @@ class Store:
     async def delivery_counts(self) -> dict[str, int]:
         """Deliveries per state (`pending`, `dead`, ...), one cheap query."""
         return await self._single(readers.delivery_counts)
+
+    # -- alerts and cancels ---------------------------------------------------
+
+    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
+        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
+        return await self._read(_on(alerting.alerts), job_id, open_only=open_only)
+
+    async def open_alert_counts(self) -> dict[str, int]:
+        """Open alert episodes of watched jobs, by rule."""
+        return await self._single(_on(alerting.open_counts))
+
+    async def cancels(self, job_id: str | None = None) -> dict[str, CancelRecord]:
+        """Cancel records by job."""
+        return await self._single(_on(alerting.cancels), job_id)
+
+    async def start_cancel(self, job_id: str, now: float) -> int:
+        """Record a cancel call about to be made; returns the attempt number."""
+        return await self._write(_on(alerting.start_cancel), job_id, now)
+
+    async def finish_cancel(
+        self,
+        job_id: str,
+        now: float,
+        state: str,
+        error: str | None = None,
+        poll: PollRecord | None = None,
+    ) -> PollResult | None:
+        """A cancel's outcome, with the job as the service answered (`poll`), in one transaction."""
+        return await self._write(_finish_cancel, job_id, now, state, error, poll)
+
+    async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
+        """Record that a person cancelled the job (`watcherd cancel`)."""
+        await self._write(writer.ensure_jobs, [job_id], now)
+        await self._write(_on(alerting.user_cancel), job_id, now, reason)
+
+    async def delivery_extras(self, delivery: Delivery) -> dict[str, Any]:
+        """The payload's `alert`, `eta` and `cancel` parts for one delivery."""
+        return await self._read(_on(alerting.delivery_extras), delivery)
 
     # -- readers ----------------------------------------------------------------
 
@@ -429,6 +486,21 @@ class _PendingPoll:
 async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
     """Every page of `batch` in the caller's transaction, in order."""
     return [await writer.record_poll(conn, p.rec, p.params) for p in batch]
+
+
+async def _finish_cancel(
+    conn: aiosqlite.Connection,
+    job_id: str,
+    now: float,
+    state: str,
+    error: str | None,
+    poll: PollRecord | None,
+) -> PollResult | None:
+    result = None
+    if poll is not None:
+        result = await writer.record_poll(conn, poll, metric_params(poll.job_id, poll.metrics))
+    await alerting.finish_cancel(alerting.SqliteDb(conn), job_id, now, state, error)
+    return result
 
 
 async def _close(conn: aiosqlite.Connection, path: Path) -> None:

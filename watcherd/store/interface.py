@@ -10,13 +10,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from watcherd.model import (
+    Alert,
+    CancelRecord,
     Delivery,
     JobOverview,
     MetricFilter,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
 )
+from watcherd.spend import Period, SpendRow
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 
 
@@ -136,12 +140,61 @@ class StoreApi(Protocol):
         """A delivery, its job's last job object and metrics summary."""
         ...
 
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """Reason, price, tokens, transitions, events and a loss sample of a job."""
+        ...
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`), in the order added."""
+        ...
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` for the periods over their limit, once per period; the
+        delivery ids new now."""
+        ...
+
     async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         """Every delivery, or one job's, in creation order."""
         ...
 
     async def delivery_counts(self) -> dict[str, int]:
         """Deliveries per state."""
+        ...
+
+    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
+        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
+        ...
+
+    async def open_alert_counts(self) -> dict[str, int]:
+        """Open alert episodes of watched jobs, by rule."""
+        ...
+
+    async def cancels(self, job_id: str | None = None) -> dict[str, CancelRecord]:
+        """Cancel records by job (one job's, or all)."""
+        ...
+
+    async def start_cancel(self, job_id: str, now: float) -> int:
+        """Count a cancel call about to be made, in its own transaction; the attempt number."""
+        ...
+
+    async def finish_cancel(
+        self,
+        job_id: str,
+        now: float,
+        state: str,
+        error: str | None = None,
+        poll: PollRecord | None = None,
+    ) -> PollResult | None:
+        """A cancel's outcome, with the job as the service answered (`poll`), in one transaction."""
+        ...
+
+    async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
+        """Record that a person cancelled the job (`watcherd cancel`)."""
+
+    async def delivery_extras(self, delivery: Delivery) -> dict[str, Any]:
+        """The payload's `alert`, `eta` and `cancel` parts for one delivery."""
         ...
 
     async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:

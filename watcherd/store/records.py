@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watcherd.model import MetricRow
+
+if TYPE_CHECKING:  # the rules load only where they run (the poller)
+    from watcherd.alerts.episodes import Evaluation
 
 
 class HookLike(Protocol):
@@ -44,6 +47,8 @@ class JobState:
     cursor_step: int | None = None
     #: Finished, but its last metrics fetch failed: the rows are still to come.
     metrics_pending: bool = False
+    alert_state: str | None = None  # the rules' memory (alerts.AlertState as JSON)
+    cancel_state: str | None = None  # intent | requested | skipped, if a cancel was decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,8 @@ class PollRecord:
     `job` is the raw job object as received (None for a status-only sighting, e.g. from
     the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`
     when the job says an estimate is available; otherwise there is no estimate.
+    `events` is the job's whole event log as just fetched (None: not fetched this
+    time); `total_price` (nano-dollars) and `token_count` as the job object said.
     `metrics_error` says the metrics fetch failed (so `metrics` is empty): the status is
     recorded all the same, and a finished job is marked as still owing its metrics.
     """
@@ -64,13 +71,24 @@ class PollRecord:
     metrics: Sequence[MetricRow] = ()
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
+    events: Sequence[Mapping[str, Any]] | None = None
+    total_price: int | None = None
+    token_count: int | None = None
     metrics_error: str | None = None
+    #: The alert rules' verdict on this page, written in its transaction (None: no rules).
+    evaluation: Evaluation | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    """What a recorded poll changed: the transition, new metric rows, new deliveries."""
+    """What a recorded poll changed: the transition, new metric rows, new deliveries.
+
+    `new_events` counts the events stored for the first time; `restarts` names the
+    jobs that new `job_restarted` events say continue this one.
+    """
 
     transition: tuple[str | None, str] | None = None
     new_rows: int = 0
     deliveries: list[str] = field(default_factory=list)
+    new_events: int = 0
+    restarts: tuple[str, ...] = ()

@@ -33,10 +33,13 @@ from watcherd.model import (
     MetricFilter,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
     loads_exact,
 )
-from watcherd.store.postgres import copy, leases, outbox, readers, schema, writer
+from watcherd.spend import Period, SpendRow
+from watcherd.store.postgres import copy, eventlog, leases, outbox, readers, schema, writer
+from watcherd.store.postgres.alertstore import AlertMethods
 from watcherd.store.postgres.sql import Conn
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import metric_params
@@ -112,7 +115,7 @@ class _Channel:
         return result
 
 
-class PgStore:
+class PgStore(AlertMethods):
     """watcherd's history in PostgreSQL. Open with `PgStore.open(url, writer=...)`."""
 
     backend: Final = "postgresql"
@@ -225,7 +228,7 @@ class PgStore:
         """
         params = metric_params(rec.job_id, rec.metrics)
         fence = self._fence(rec.job_id)
-        return await self._write(_fenced, fence, rec.job_id, writer.record_poll, rec, params)
+        return await self._write(leases.fenced, fence, rec.job_id, writer.record_poll, rec, params)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
@@ -233,7 +236,7 @@ class PgStore:
         """Note a failed poll; returns the count of 404s in a row."""
         fence = self._fence(job_id)
         op = functools.partial(writer.record_failure, not_found=not_found)
-        return await self._write(_fenced, fence, job_id, op, job_id, observed_at, error)
+        return await self._write(leases.fenced, fence, job_id, op, job_id, observed_at, error)
 
     async def mark_missing(
         self, job_id: str, observed_at: float, hooks: Sequence[HookLike]
@@ -241,7 +244,7 @@ class PgStore:
         """Transition the job to `missing` and queue the hooks that subscribe to it."""
         fence = self._fence(job_id)
         return await self._write(
-            _fenced, fence, job_id, writer.mark_missing, job_id, observed_at, hooks
+            leases.fenced, fence, job_id, writer.mark_missing, job_id, observed_at, hooks
         )
 
     def _fence(self, job_id: str) -> tuple[str, int | None] | None:
@@ -266,8 +269,13 @@ class PgStore:
         return await self._main.run(leases.live_daemons)
 
     async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
-        """Store API events not seen before (by created_at, type, message); return how many."""
-        return await self._write(writer.record_events, job_id, events, now)
+        """Store API events not seen before (`eventlog.event_keys`); return how many.
+
+        Fenced like a poll once this store claims work.
+        """
+        fence = self._fence(job_id)
+        op = eventlog.record_events
+        return await self._write(leases.fenced, fence, job_id, op, job_id, events, now)
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         """A job's stored API events, in the order first seen."""
@@ -376,6 +384,21 @@ class PgStore:
         """A delivery, its job's last job object and metrics summary: the payload's parts."""
         return await self._read(_delivery_context, delivery_id)
 
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`)."""
+        return await self._read(eventlog.spend)
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` deliveries for the periods over their limit (once each,
+        whichever daemon checks)."""
+        return await self._write(eventlog.fire_budget, limits, hooks, now)
+
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """What a hook payload tells about a job beyond its object (one snapshot)."""
+        return await self._read(eventlog.payload_facts, job_id)
+
     async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         """Every delivery, or one job's, in creation order."""
         return await self._read(outbox.listing, job_id)
@@ -457,21 +480,6 @@ def _pauses(found: dict[str, str]) -> dict[str, float]:
         with contextlib.suppress(ValueError):
             pauses[host] = float(text)
     return pauses
-
-
-async def _fenced(
-    conn: Conn,
-    fence: tuple[str, int | None] | None,
-    job_id: str,
-    op: Callable[..., Awaitable[T]],
-    *args: Any,
-) -> T:
-    """`op` after locking the job row and, in a cluster, checking this daemon's lease."""
-    if fence is not None:
-        await conn.execute(writer.ENSURE_JOB, (job_id, time.time()))
-        await conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
-        await leases.fence_job(conn, job_id, *fence)
-    return await op(conn, *args)
 
 
 async def _delivery_context(
