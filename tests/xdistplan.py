@@ -30,16 +30,18 @@ QUIET_FILES: Final = frozenset(
     }
 )
 #: Longest first, as measured under `make test` on the shared 2-core machine (seconds of
-#: wall time per unit at a load of about 8): 196, 190, 156, 139, then 95 down to 33.
+#: wall time per unit at a load of 4 to 8): about 200, 190, 150, 140, then 100 down to 30.
 SLOW_FIRST: Final = (
     QUIET,
     "tests/test_store_metrics.py",
     "tests/test_daemon_e2e.py",
     "tests/test_cli_metrics.py",
+    "tests/test_cli_events.py",
     "tests/battery/test_stop_loop.py",
     "tests/test_wait.py",
     "tests/test_health.py",
     "tests/test_terminal_safety.py",
+    "tests/test_cli_alerts.py",
     "tests/test_daemon_store.py",
     "tests/test_cli_jobs.py",
     "tests/battery/test_model.py",
@@ -50,6 +52,8 @@ SLOW_FIRST: Final = (
     "tests/test_sim_cli.py",
     "tests/battery/test_kill_loop.py",
     "tests/battery/test_large_history.py",
+    "tests/battery/test_alert_kills.py",
+    "tests/test_cli_cancel.py",
 )
 
 
