@@ -20,6 +20,7 @@ from watcherd.model import (
     Delivery,
     JobOverview,
     MetricFilter,
+    MetricRecord,
     MetricRow,
     MetricsSummary,
     Transition,
@@ -27,7 +28,7 @@ from watcherd.model import (
 )
 from watcherd.store import connection, outbox, readers, writer
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
-from watcherd.store.rows import MetricParams, metric_params
+from watcherd.store.rows import MetricParams, metric_params, record_params
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -156,7 +157,8 @@ class Store:
         """
         if not self.writer:
             raise StoreError(f"{self.path}: opened read-only")
-        pending = _PendingPoll(rec, metric_params(rec.job_id, rec.metrics))
+        params, losses = _page_params(rec.job_id, rec.metrics, rec.records)
+        pending = _PendingPoll(rec, params, losses)
         self._pending.append(pending)
         with anyio.CancelScope(shield=True):
             async with self._lock:
@@ -182,10 +184,22 @@ class Store:
         for pending in batch:
             try:
                 pending.outcome = await self._locked_transaction(
-                    "BEGIN IMMEDIATE", writer.record_poll, pending.rec, pending.params
+                    "BEGIN IMMEDIATE", writer.record_poll, *pending.args()
                 )
             except Exception as exc:  # handed to the caller of this page's record_poll
                 pending.outcome = exc
+
+    async def record_rows(
+        self, job_id: str, records: Sequence[MetricRecord], now: float | None = None
+    ) -> int:
+        """One batch of a big page's rows, in its own transaction; returns how many were new.
+
+        The job's rows, max step and losses move on; its status, transition and hooks
+        wait for the page's last batch, given to `record_poll`.
+        """
+        params, losses = _page_params(job_id, (), records)
+        when = time.time() if now is None else now
+        return await self._write(writer.record_rows, job_id, params, losses, when)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
@@ -332,12 +346,29 @@ class _PendingPoll:
 
     rec: PollRecord
     params: Sequence[MetricParams]
+    losses: Sequence[Any]
     outcome: PollResult | Exception | None = None
+
+    def args(self) -> tuple[PollRecord, Sequence[MetricParams], Sequence[Any]]:
+        """`writer.record_poll`'s arguments after the connection."""
+        return self.rec, self.params, self.losses
+
+
+def _page_params(
+    job_id: str, rows: Sequence[MetricRow], records: Sequence[MetricRecord]
+) -> tuple[list[MetricParams], list[Any]]:
+    """Insert parameters and each row's decoded loss, for decoded rows then records."""
+    params = metric_params(job_id, rows) if rows else []
+    losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rows, strict=True)]
+    if records:
+        params += record_params(job_id, records)
+        losses += [r[3] for r in records]
+    return params, losses
 
 
 async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
     """Every page of `batch` in the caller's transaction, in order."""
-    return [await writer.record_poll(conn, p.rec, p.params) for p in batch]
+    return [await writer.record_poll(conn, *p.args()) for p in batch]
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

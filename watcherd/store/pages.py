@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from watcherd.model import MetricRow
-from watcherd.store.rows import MetricParams, row_loss_text
+from watcherd.store.rows import MetricParams, loss_text
 
 KINDS: Final = ("train", "eval")
 
@@ -84,18 +83,23 @@ def parse_stored(row: Sequence[Any]) -> Stored:
     )
 
 
-def plan_page(
-    stored: Stored, params: Sequence[MetricParams], rows: Sequence[MetricRow]
-) -> PagePlan:
-    """The rows not stored yet (first of each key, as ON CONFLICT keeps), ranked."""
+def plan_page(stored: Stored, params: Sequence[MetricParams], losses: Sequence[Any]) -> PagePlan:
+    """The rows not stored yet (first of each key, as ON CONFLICT keeps), ranked.
+
+    `losses[i]` is the `{kind}/loss` of row i as decoded (None: none), for its text.
+    """
     seen = set(stored.taken)
-    fresh: list[tuple[MetricParams, MetricRow]] = []
-    for param, row in zip(params, rows, strict=True):
-        if (param[1], param[2]) not in seen:
-            seen.add((param[1], param[2]))
-            fresh.append((param, row))
+    fresh: list[tuple[MetricParams, Any]] = []
+    for param, loss in zip(params, losses, strict=True):
+        key = (param[1], param[2])
+        if key not in seen:
+            seen.add(key)
+            fresh.append((param, loss))
     seqs, renumber = _ranks(stored, [p for p, _ in fresh])
-    inserts = [(*p, seqs.get(i)) for i, (p, _) in enumerate(fresh)]
+    if seqs:
+        inserts = [(*p, seqs.get(i)) for i, (p, _) in enumerate(fresh)]
+    else:
+        inserts = [(*p, None) for p, _ in fresh]
     return PagePlan(inserts, renumber, _metric_fields(stored, fresh))
 
 
@@ -110,9 +114,7 @@ def _ranks(stored: Stored, fresh: Sequence[MetricParams]) -> tuple[dict[int, int
     return {i: stored.next_seq + n for n, (_, _, i) in enumerate(order)}, False
 
 
-def _metric_fields(
-    stored: Stored, fresh: Sequence[tuple[MetricParams, MetricRow]]
-) -> dict[str, Any]:
+def _metric_fields(stored: Stored, fresh: Sequence[tuple[MetricParams, Any]]) -> dict[str, Any]:
     """max_step, last and best loss of each kind the new rows touch."""
     if not fresh:
         return {}
@@ -124,10 +126,10 @@ def _metric_fields(
         mine = [(p, row) for p, row in fresh if p[1] == kind]
         if not mine:
             continue
-        param, row = max(mine, key=lambda pr: (pr[0][3], pr[0][2]))
+        param, loss = max(mine, key=lambda pr: (pr[0][3], pr[0][2]))
         newest = stored.newest[kind]
         if newest is None or (param[3], param[2]) > newest:
-            fields[f"{kind}_loss"] = row_loss_text(row, kind)
+            fields[f"{kind}_loss"] = loss_text(loss)
         losses = [p[4] for p, _ in mine if p[4] is not None]
         prior = stored.best[kind]
         candidates = losses if prior is None else [*losses, prior]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from watcherd.model import MetricRow
+from watcherd.model import MetricRecord, MetricRow
 
 
 class HookLike(Protocol):
@@ -51,6 +51,8 @@ class PollRecord:
     `job` is the raw job object as received (None for a status-only sighting, e.g. from
     the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`
     when the job says an estimate is available; otherwise there is no estimate.
+    Rows come as `metrics` (decoded rows, stored as `dumps_exact` text) or as `records`
+    (the API client's, each with its exact text), or both (`metrics` first).
     """
 
     job_id: str
@@ -60,6 +62,7 @@ class PollRecord:
     metrics: Sequence[MetricRow] = ()
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
+    records: Sequence[MetricRecord] = ()
 
 
 @dataclass(frozen=True, slots=True)

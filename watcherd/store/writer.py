@@ -51,26 +51,55 @@ async def sync_watched(
 
 
 async def record_poll(
-    conn: aiosqlite.Connection, rec: PollRecord, params: Sequence[MetricParams]
+    conn: aiosqlite.Connection,
+    rec: PollRecord,
+    params: Sequence[MetricParams],
+    losses: Sequence[Any],
 ) -> PollResult:
     """Rows, job fields, transition and outbox for one fetched page.
 
     Four trips to the database thread when the status holds: read what is stored,
     insert the new rows (ranked), update the job, note the poll time.
     """
-    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(rec.job_id, params))
-    stored = pages.parse_stored(found)
-    plan = pages.plan_page(stored, params, rec.metrics)
-    if plan.inserts:
-        await conn.executemany(INSERT_METRIC, plan.inserts)
-    if plan.renumber:
-        await renumber_train_rows(conn, rec.job_id)
+    stored, plan = await _insert_rows(conn, rec.job_id, params, losses)
     fields = plan.fields | _job_fields(rec)
     fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
     transition, ids = await _status_change(conn, rec, stored.status, fields)
     await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=stored.exists)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
     return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)
+
+
+async def record_rows(
+    conn: aiosqlite.Connection,
+    job_id: str,
+    params: Sequence[MetricParams],
+    losses: Sequence[Any],
+    now: float,
+) -> int:
+    """One batch of a big page's rows and the job fields they change; returns new rows.
+
+    The status, the transition and the hook outbox wait for the page's last batch
+    (`record_poll`), so they are written once every row before them is stored.
+    """
+    stored, plan = await _insert_rows(conn, job_id, params, losses)
+    if plan.fields:
+        await _write_job(conn, job_id, now, plan.fields, exists=stored.exists)
+    return len(plan.inserts)
+
+
+async def _insert_rows(
+    conn: aiosqlite.Connection, job_id: str, params: Sequence[MetricParams], losses: Sequence[Any]
+) -> tuple[pages.Stored, pages.PagePlan]:
+    """Read what is stored, insert the rows not stored yet (ranked); the plan's fields."""
+    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(job_id, params))
+    stored = pages.parse_stored(found)
+    plan = pages.plan_page(stored, params, losses)
+    if plan.inserts:
+        await conn.executemany(INSERT_METRIC, plan.inserts)
+    if plan.renumber:
+        await renumber_train_rows(conn, job_id)
+    return stored, plan
 
 
 async def _status_change(

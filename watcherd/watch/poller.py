@@ -29,7 +29,14 @@ from watcherd.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
+from watcherd.model import (
+    KNOWN_STATUSES,
+    MISSING,
+    MetricFilter,
+    MetricRecord,
+    is_settled,
+    is_terminal,
+)
 from watcherd.store import PollRecord, PollResult, Store
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
@@ -285,8 +292,12 @@ class Poller:
 
     async def _fetch_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
-    ) -> list[MetricRow]:
-        """New rows from the cursor on, when due; always on a status change."""
+    ) -> list[MetricRecord]:
+        """New rows from the cursor on, when due; always on a status change.
+
+        A big body is stored batch by batch as it arrives (each batch one transaction,
+        the cursor moving on with it); the last batch is returned, for `_record`.
+        """
         # A job cancelled mid-run may have rows we never saw: only the statuses before
         # training (QUIET_STATUSES) are sure to have none.
         if status in QUIET_STATUSES and sched.max_step is None:
@@ -295,8 +306,13 @@ class Poller:
         if not changed and now < sched.metrics_at:
             return []
         flt = MetricFilter(global_step_from=sched.cursor)
+
+        async def store_batch(batch: list[MetricRecord]) -> None:
+            await self.store.record_rows(sched.job_id, batch, self.wall())
+            self._advance(sched, batch)
+
         try:
-            rows = await self.api.metrics(sched.job_id, flt)
+            rows = await self.api.metric_records(sched.job_id, flt, store_batch)
         except NotFoundError as exc:
             # The job was just seen, so this 404 means "no metrics (yet)", not a missing
             # job: record the status anyway; the rows come with a later fetch.
@@ -306,7 +322,7 @@ class Poller:
         return rows
 
     async def _record(
-        self, sched: JobSchedule, job: Job, metrics: list[MetricRow], *, full: bool
+        self, sched: JobSchedule, job: Job, metrics: list[MetricRecord], *, full: bool
     ) -> None:
         observed = self.wall()
         record = PollRecord(
@@ -314,24 +330,29 @@ class Poller:
             observed_at=observed,
             job=job.raw if full else None,
             status=job.status,
-            metrics=metrics,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
+            records=metrics,
         )
         result = await self.store.record_poll(record)
         self._after_record(sched, job, metrics, result)
 
+    @staticmethod
+    def _advance(sched: JobSchedule, rows: list[MetricRecord]) -> None:
+        """Move the job's max step and metrics cursor past `rows`, now stored."""
+        if rows:
+            top = max(r[1] for r in rows)
+            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
+            sched.cursor = settled_cursor(rows, sched.cursor)
+
     def _after_record(
-        self, sched: JobSchedule, job: Job, metrics: list[MetricRow], result: PollResult
+        self, sched: JobSchedule, job: Job, metrics: list[MetricRecord], result: PollResult
     ) -> None:
         self.stats.polls += 1
         self.stats.last_success_at = self.wall()
         self.stats.auth_error = None
         self._auth_failures = 0
-        if metrics:
-            top = max(int(r["train/global_step"]) for r in metrics)
-            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
-            sched.cursor = settled_cursor(metrics, sched.cursor)
+        self._advance(sched, metrics)
         if result.transition is not None:
             log.info(
                 "job.transition",
