@@ -68,13 +68,18 @@ def fast_records(region: bytes) -> list[MetricRecord] | None:
         return None
     try:
         rows = _FAST.decode(b"[" + region + b"]")
-        text = region.decode()
+        text = region.decode().strip()
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     count = len(rows)
     if text.count("{") != count or text.count("}") != count:
-        return None
-    return [_fast(row, row_text) for row, row_text in zip(rows, _OBJECT.findall(text), strict=True)]
+        return None  # a brace inside a key: the rows cannot be cut by their braces
+    # Flat rows, braces only at their ends: rows meet at "},{" (a NUL cannot occur in
+    # valid JSON text, so it marks the cuts), or, spaced out, the regex finds them.
+    texts = text.replace("},{", "}\0{").split("\0") if count else []
+    if len(texts) != count:
+        texts = _OBJECT.findall(text)
+    return [_fast(row, row_text) for row, row_text in zip(rows, texts, strict=True)]
 
 
 def _fast(row: _Row, text: str) -> MetricRecord:
