@@ -30,7 +30,19 @@ def median(values: Sequence[float]) -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    """This process's own peak resident set size so far, in MiB.
+
+    Linux's `ru_maxrss` also counts the parent's peak at the fork that started this
+    worker (the bench parent reads whole bodies), so the high-water mark of this
+    process's own memory, `VmHWM`, is read instead where /proc has it.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -73,7 +73,17 @@ async def run_watcherd(base_url: str, job_id: str, db: Path) -> int:
         poller = Poller(store, bench_api(http, base_url), bench_config(db))
         await poller.load_jobs()
         await poller.poll_once()
-        return len(await store.metrics_json(job_id))
+    return stored_rows(db, job_id)
+
+
+def stored_rows(db: Path, job_id: str) -> int:
+    """How many rows the database holds for the job (counted, not read back into memory)."""
+    conn = sqlite3.connect(db)
+    try:
+        found = conn.execute("SELECT COUNT(*) FROM metrics WHERE job_id = ?", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    return int(found[0])
 
 
 def _bare(base_url: str, job_id: str, db: Path) -> int:

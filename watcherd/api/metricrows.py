@@ -230,6 +230,11 @@ class MetricsFramer:
         self._batch = batch_bytes
         self._next_try = batch_bytes
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held now: the rows not cut yet (a body read whole: all of it so far)."""
+        return len(self._buf)
+
     def feed(self, chunk: bytes) -> list[list[MetricRecord]]:
         """Take one chunk; return the batches of records it completed (often none)."""
         self._buf += chunk

@@ -6,13 +6,13 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
-from watcherd.store import Store
+from watcherd.store.snapshot import Snapshot
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -29,16 +29,16 @@ def load(args: argparse.Namespace) -> Config:
     return default_config(path)
 
 
-@asynccontextmanager
-async def reader(config: Config) -> AsyncIterator[Store]:
-    """The database opened for reading, with a hint when there is none yet."""
+@contextmanager
+def reader(config: Config) -> Iterator[Snapshot]:
+    """The database opened for reading (plain sqlite3), with a hint when there is none yet."""
     if not config.store.path.exists():
         raise StoreError(
             f"{config.store.path}: no database yet; start the daemon with `watcherd run` "
             "(or `watcherd run --once`) to create it"
         )
-    async with Store.open(config.store.path, writer=False) as store:
-        yield store
+    with Snapshot.open(config.store.path) as snapshot:
+        yield snapshot
 
 
 def color_enabled(stream: TextIO = sys.stdout) -> bool:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import time
 
-import anyio
-
 from watcherd.cli.common import load
-from watcherd.config import render_effective
-from watcherd.daemon import Mode, health, run_daemon
-from watcherd.logs import configure_logging
-from watcherd.systemd import Notifier
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`watcherd run [--once | --until-done]`."""
+    import anyio
+
+    from watcherd.daemon import Mode, run_daemon
+    from watcherd.logs import configure_logging
+    from watcherd.systemd import Notifier
+
     config = load(args)
     configure_logging(config.log)
     mode = Mode.ONCE if args.once else Mode.UNTIL_DONE if args.until_done else Mode.FOREVER
@@ -27,6 +27,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """`watcherd check-config`: validate, then print the effective config."""
+    from watcherd.config import render_effective
+
     config = load(args)
     print(render_effective(config), end="")
     return 0
@@ -34,8 +36,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """`watcherd health`: 0 if the daemon is alive and polling, else 1 with one line why."""
+    from watcherd.daemon import health
+
     config = load(args)
-    reason = anyio.run(health.check, config, time.time(), backend="asyncio")
+    reason = health.check(config, time.time())
     if reason is None:
         print("ok")
         return 0

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
-import anyio
-
 from watcherd.cli.common import color_enabled, load, reader, terminal_width
 from watcherd.config import Config, JobsSource
-from watcherd.durations import format_duration
 from watcherd.errors import ConfigError, UsageError, WatcherdError
-from watcherd.jobsfile import add_jobs, remove_jobs
-from watcherd.logs import configure_logging
-from watcherd.model import Delivery, JobOverview, is_settled, validate_job_id
-from watcherd.store import Store
-from watcherd.views.hooks import deliveries_json, render_deliveries
-from watcherd.views.listing import list_json, render_list
+from watcherd.model import Delivery, JobOverview, validate_job_id
+from watcherd.store.snapshot import Snapshot
+
+# `list` and `hooks` read with plain sqlite3 (`Snapshot`); the commands that write or
+# poll import anyio, the Store and the logging setup themselves, when they run.
 
 
 def _jobs_path(config: Config) -> Path:
@@ -49,15 +44,18 @@ def _valid_ids(job_ids: list[str]) -> list[str]:
 
 def _daemon_note(config: Config, path: Path) -> str:
     """Where the change went and who acts on it; syncs the database if no daemon will."""
-    if config.store.path.exists() and Store.daemon_running(config.store.path):
+    if config.store.path.exists() and Snapshot.daemon_running(config.store.path):
         return f"(saved in {path}; the running daemon picks this up within seconds)"
     if config.store.path.exists():
+        import anyio
+
         anyio.run(_sync_watched, config, backend="asyncio")
     return f"(saved in {path}; no daemon is running: start one with `watcherd run`)"
 
 
 async def _sync_watched(config: Config) -> None:
     """What the daemon does when the jobs file changes: the watched set follows it."""
+    from watcherd.store import Store
 
     async with Store.open(config.store.path, writer=True, lock=False) as store:
         await store.sync_watched(JobsSource(config).entries(), time.time())
@@ -65,6 +63,8 @@ async def _sync_watched(config: Config) -> None:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """`watcherd add JOB_ID... [--note TEXT]`."""
+    from watcherd.jobsfile import add_jobs
+
     config = load(args)
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
@@ -77,6 +77,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """`watcherd remove JOB_ID...`: stop watching; history stays in the database."""
+    from watcherd.jobsfile import remove_jobs
+
     config = load(args)
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
@@ -98,8 +100,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """`watcherd list [--all] [--json]`."""
+    from watcherd.views.listing import list_json, render_list
+
     config = load(args)
-    jobs = anyio.run(_overview, config, args.all, backend="asyncio")
+    jobs = _overview(config, args.all)
     if args.json:
         print(json.dumps(list_json(jobs), indent=2))
     elif not jobs:
@@ -118,24 +122,28 @@ def _no_jobs_hint(config: Config) -> str:
     return f"{configured} job(s) configured, none polled yet: start the daemon with `watcherd run`."
 
 
-async def _overview(config: Config, everything: bool) -> list[JobOverview]:
+def _overview(config: Config, everything: bool) -> list[JobOverview]:
     if not config.store.path.exists():  # nothing recorded yet: an empty list, not an error
         return []
-    async with reader(config) as store:
-        return await store.overview(include_unwatched=everything)
+    with reader(config) as snapshot:
+        return snapshot.overview(include_unwatched=everything)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
     """`watcherd hooks [JOB_ID]` and `watcherd hooks retry DELIVERY_ID`."""
+    from watcherd.views.hooks import deliveries_json, render_deliveries
+
     config = load(args)
     if args.args[:1] == ["retry"]:
         if len(args.args) != 2:
             raise UsageError("usage: watcherd hooks retry DELIVERY_ID")
+        import anyio
+
         return anyio.run(_retry, config, args.args[1], backend="asyncio")
     if len(args.args) > 1:
         raise UsageError("give at most one JOB_ID (or `retry DELIVERY_ID`)")
     job_id = _valid_ids(args.args)[0] if args.args else None
-    deliveries = anyio.run(_deliveries, config, job_id, backend="asyncio")
+    deliveries = _deliveries(config, job_id)
     if args.json:
         print(json.dumps(deliveries_json(deliveries), indent=2))
     elif not deliveries:
@@ -149,14 +157,16 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
+def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
     if not config.store.path.exists():
         return []
-    async with reader(config) as store:
-        return await store.deliveries(job_id)
+    with reader(config) as snapshot:
+        return snapshot.deliveries(job_id)
 
 
 async def _retry(config: Config, delivery_id: str) -> int:
+    from watcherd.store import Store
+
     path = config.store.path
     if not path.exists():
         raise UsageError(f"no hook delivery with id {delivery_id!r}: {path} does not exist yet")
@@ -176,6 +186,13 @@ async def _retry(config: Config, delivery_id: str) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """`watcherd wait JOB_ID... [--timeout DURATION]`: 0 if all completed, 1 otherwise."""
+    import dataclasses
+
+    import anyio
+
+    from watcherd.durations import format_duration
+    from watcherd.logs import configure_logging
+    from watcherd.model import is_settled
     from watcherd.watch.waiting import wait_for
 
     config = load(args)

@@ -9,18 +9,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from watcherd.cli.common import color_enabled, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
-from watcherd.store import Store
-from watcherd.views.charts import render_charts
-from watcherd.views.report import ReportJob, render_report
-from watcherd.views.show import render_show, show_json
+from watcherd.store.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from watcherd.views.report import ReportJob
+
+# Each command imports the view it renders (charts, the report) when it runs.
 
 
 def _job_id(text: str) -> str:
@@ -54,38 +54,42 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     job_id = _job_id(args.job_id)
     flt = metric_filter(args)
     if args.json:
-        texts = anyio.run(_metrics_json, config, job_id, flt, backend="asyncio")
+        texts = _metrics_json(config, job_id, flt)
         sys.stdout.write("[\n" + ",\n".join(texts) + "\n]\n" if texts else "[]\n")
         return 0
-    rows = anyio.run(_metrics, config, job_id, flt, backend="asyncio")
+    rows = _metrics(config, job_id, flt)
     if not rows:
         print(f"No metrics found for job {job_id}")
         return 0
+    from watcherd.views.charts import render_charts
+
     print(render_charts(rows, width=terminal_width(), color=color_enabled()))
     return 0
 
 
-async def _known(store: Store, job_id: str) -> None:
-    if await store.job(job_id) is None:
+def _known(snapshot: Snapshot, job_id: str) -> None:
+    if snapshot.job(job_id) is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
 
 
-async def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
-    async with reader(config) as store:
-        await _known(store, job_id)
-        return await store.metrics_json(job_id, flt)
+def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
+    with reader(config) as snapshot:
+        _known(snapshot, job_id)
+        return snapshot.metrics_json(job_id, flt)
 
 
-async def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
-    async with reader(config) as store:
-        await _known(store, job_id)
-        return await store.metrics(job_id, flt)
+def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
+    with reader(config) as snapshot:
+        _known(snapshot, job_id)
+        return snapshot.metrics(job_id, flt)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """`watcherd show JOB_ID [--json]`."""
+    from watcherd.views.show import render_show, show_json
+
     config = load(args)
-    job = anyio.run(_report_job, config, _job_id(args.job_id), backend="asyncio")
+    job = _report_job(config, _job_id(args.job_id))
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
     if args.json:
@@ -95,30 +99,34 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _report_job(config: Config, job_id: str) -> ReportJob:
-    async with reader(config) as store:
-        return await _load_report_job(store, job_id)
+def _report_job(config: Config, job_id: str) -> ReportJob:
+    with reader(config) as snapshot:
+        return _load_report_job(snapshot, job_id)
 
 
-async def _load_report_job(store: Store, job_id: str) -> ReportJob:
-    found = await store.job(job_id)
+def _load_report_job(snapshot: Snapshot, job_id: str) -> ReportJob:
+    from watcherd.views.report import ReportJob
+
+    found = snapshot.job(job_id)
     if found is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
     overview, raw = found
     return ReportJob(
         overview=overview,
         raw_job=raw,
-        transitions=await store.transitions(job_id),
-        metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
-        deliveries=await store.deliveries(job_id),
+        transitions=snapshot.transitions(job_id),
+        metrics=snapshot.metrics(job_id, MetricFilter(resolution=1000)),
+        deliveries=snapshot.deliveries(job_id),
     )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`watcherd report [JOB_ID...] -o report.html`."""
+    from watcherd.views.report import render_report
+
     config = load(args)
     ids = [_job_id(j) for j in args.job_ids]
-    jobs = anyio.run(_report_jobs, config, ids, backend="asyncio")
+    jobs = _report_jobs(config, ids)
     write_atomically(args.output, render_report(jobs, generated_at=time.time()))
     print(f"wrote {args.output} ({len(jobs)} jobs)")
     return 0
@@ -141,8 +149,8 @@ def write_atomically(path: Path, text: str) -> None:
         raise WatcherdError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-async def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
-    async with reader(config) as store:
+def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
+    with reader(config) as snapshot:
         if not ids:
-            ids = [j.job_id for j in await store.overview()]
-        return [await _load_report_job(store, job_id) for job_id in ids]
+            ids = [j.job_id for j in snapshot.overview()]
+        return [_load_report_job(snapshot, job_id) for job_id in ids]

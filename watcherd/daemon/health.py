@@ -10,12 +10,15 @@ and their meaning cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from watcherd.config import Config
 from watcherd.errors import StoreError
 from watcherd.model import is_settled
-from watcherd.store import Store
+from watcherd.store.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from watcherd.store import Store
 
 HEARTBEAT_KEY: Final = "heartbeat_at"
 HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
@@ -37,32 +40,35 @@ async def publish(
     await store.set_state(AUTH_KEY, auth_error)
 
 
-async def check(config: Config, now: float) -> str | None:
-    """Why the daemon of `config` is not healthy, as one line; None if it is."""
+def check(config: Config, now: float) -> str | None:
+    """Why the daemon of `config` is not healthy, as one line; None if it is.
+
+    A plain sqlite3 read (`Snapshot`): no event loop, so the check starts fast.
+    """
     path = config.store.path
     if not path.exists():
         return f"no database at {path} (has the daemon ever run?)"
-    if not Store.daemon_running(path):
+    if not Snapshot.daemon_running(path):
         return f"no daemon holds the lock on {path}"
     try:
-        async with Store.open(path, writer=False) as store:
-            health = await _read(store)
+        with Snapshot.open(path) as snapshot:
+            health = _read(snapshot)
     except StoreError as exc:
         return f"cannot read the database: {exc}"
     return health.problem(config, now)
 
 
-async def _read(store: Store) -> Health:
+def _read(snapshot: Snapshot) -> Health:
     """What the daemon last published, and whether any watched job can still change."""
-    heartbeat = await store.get_state(HEARTBEAT_KEY)
-    every = await store.get_state(HEARTBEAT_EVERY_KEY)
-    states = await store.job_states()
+    heartbeat = snapshot.get_state(HEARTBEAT_KEY)
+    every = snapshot.get_state(HEARTBEAT_EVERY_KEY)
+    states = snapshot.job_states()
     return Health(
         heartbeat=None if heartbeat is None else float(heartbeat),
         every=STATUS_EVERY if every is None else float(every),
-        auth_error=await store.get_state(AUTH_KEY),
-        status=await store.get_state(STATUS_KEY) or "starting",
-        last_success=await store.last_successful_poll(),
+        auth_error=snapshot.get_state(AUTH_KEY),
+        status=snapshot.get_state(STATUS_KEY) or "starting",
+        last_success=snapshot.last_successful_poll(),
         live_jobs=sum(1 for s in states.values() if not is_settled(s.status)),
     )
 

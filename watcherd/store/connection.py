@@ -6,12 +6,14 @@ import fcntl
 import os
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import aiosqlite
 
 from watcherd.errors import DatabaseLockedError, StoreError
 from watcherd.store.schema import check_version, migrate, user_version
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 #: How long a statement waits for another connection's write lock, in milliseconds.
 BUSY_TIMEOUT_MS = 10_000
@@ -69,7 +71,7 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def _target(path: Path, *, writer: bool) -> tuple[str, bool]:
+def target(path: Path, *, writer: bool) -> tuple[str, bool]:
     """What to hand sqlite3.connect, and whether it is a URI; readers never create."""
     if writer:
         _create_private(path)
@@ -81,9 +83,11 @@ def _target(path: Path, *, writer: bool) -> tuple[str, bool]:
 
 async def connect(path: Path, *, writer: bool) -> aiosqlite.Connection:
     """An open, configured, migrated (writer) or version-checked (reader) connection."""
-    target, uri = _target(path, writer=writer)
+    import aiosqlite  # the daemon's: the read commands open the file with plain sqlite3
+
+    target_name, uri = target(path, writer=writer)
     try:
-        conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+        conn = await aiosqlite.connect(target_name, uri=uri, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the database: {exc}") from exc
     try:

@@ -7,9 +7,7 @@ Each function issues a fixed, small number of queries (no per-job loops), so
 from __future__ import annotations
 
 import json
-from typing import Any, Final
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.model import (
     SETTLE_NS,
@@ -23,6 +21,9 @@ from watcherd.model import (
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.model import MISSING, dumps_exact
 from watcherd.store import outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 LAST_POLL_KEY: Final = "last_poll_ok_at"
 

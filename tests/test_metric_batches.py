@@ -1,0 +1,96 @@
+"""A big first fetch is stored batch by batch; a body cut mid-way keeps whole batches only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.faultserver import FaultServer, Reply, json_reply
+from watcherd.api.client import ApiClient
+from watcherd.api.metricrows import BATCH_BYTES
+from watcherd.config import ApiConfig, CommandHook, Config, HookConfig, PollConfig
+from watcherd.model import dumps_exact
+from watcherd.store import Store
+from watcherd.watch.poller import Poller
+
+pytestmark = pytest.mark.anyio
+
+JOB_ID = "ft-batches"
+T0 = 1_779_196_000_000_000_000
+STEPS = 25_000
+
+
+def job(status: str) -> dict[str, Any]:
+    """The job object as the service sends it."""
+    return {"id": JOB_ID, "status": status, "model": "m"}
+
+
+def body() -> bytes:
+    """A finished job's whole history, larger than two batches."""
+    rows = [
+        {"timestamp": T0 + s, "train/global_step": s, "train/loss": 1.0 / s, "train/lr": 1e-5}
+        for s in range(1, STEPS + 1)
+    ]
+    data = dumps_exact({"metrics": rows}).encode()
+    assert len(data) > 2 * BATCH_BYTES
+    return data
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FaultServer]:
+    """A loopback server answering with whatever each test queues."""
+    async with FaultServer.running(json_reply(job("completed"))) as running:
+        yield running
+
+
+async def poll(store: Store, server: FaultServer, config: Config, *replies: Reply) -> None:
+    """One poll of the job (one attempt per request, no retries)."""
+    server.push(*replies)
+    async with httpx.AsyncClient() as http:
+        poller = Poller(store, ApiClient.from_config(http, config.api, "k", max_attempts=1), config)
+        await poller.load_jobs()
+        await poller.poll_once()
+
+
+async def state(store: Store) -> tuple[int, str | None, int, int]:
+    """Rows stored, the job's status, transitions and hook deliveries."""
+    found = await store.job(JOB_ID)
+    assert found is not None
+    transitions = await store.transitions(JOB_ID)
+    return (
+        len(await store.metrics_json(JOB_ID)),
+        found[0].status,
+        len(transitions),
+        len(await store.deliveries()),
+    )
+
+
+async def test_a_cut_body_keeps_whole_batches_and_the_next_poll_finishes(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """Killed mid-body: whole batches stay, no transition or hook yet; the next poll ends it."""
+    hook = HookConfig(name="done", action=CommandHook(("true",)))
+    config = Config(
+        api=ApiConfig(base_url=server.url, timeout=30.0, max_rate=0),
+        poll=PollConfig(interval=1.0, min_interval=0.1, max_backoff=1.0),
+        hooks=(hook,),
+    )
+    data = body()
+    async with Store.open(tmp_path / "w.db", writer=True) as store:
+        await store.sync_watched([(JOB_ID, None)], 1.0)
+        # Sent in pieces, then the connection is reset: what a daemon killed mid-body sees.
+        cut = Reply(body=data, chunk=256 * 1024, drip=0.05, cut_after=len(data) * 3 // 4)
+        await poll(store, server, config, json_reply(job("completed")), cut)
+        rows, status, transitions, deliveries = await state(store)
+        assert 0 < rows < STEPS  # whole batches stored, not the whole body
+        assert (status, transitions, deliveries) == (None, 0, 0)
+        kept = await store.metrics_json(JOB_ID)
+        assert [json.loads(t)["train/global_step"] for t in kept] == list(range(1, rows + 1))
+        await poll(store, server, config, json_reply(job("completed")), Reply(body=data))
+        assert await state(store) == (STEPS, "completed", 1, 1)
+        assert (await store.metrics_summary(JOB_ID)).last_step == STEPS

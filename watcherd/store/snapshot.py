@@ -1,0 +1,183 @@
+"""The database read with plain `sqlite3`: what the read commands need, started fast.
+
+`watcherd list`, `show`, `metrics`, `hooks`, `report` and `health` only read, so they
+need neither the event loop nor aiosqlite's thread (importing asyncio, anyio and
+aiosqlite costs more than the queries). A `Snapshot` runs the very same query
+functions the daemon's `Store` runs (`readers`, `outbox`): they are coroutines that
+only await the connection, and here the connection answers at once, so each one is
+driven to its end by a single `send` and never suspends.
+
+Every read of one `Snapshot` sees one state of the database (one read transaction).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+
+from watcherd.errors import StoreError
+from watcherd.model import (
+    Delivery,
+    JobOverview,
+    MetricFilter,
+    MetricRow,
+    Transition,
+    loads_exact,
+)
+from watcherd.store import connection, outbox, readers
+from watcherd.store.records import JobState
+from watcherd.store.schema import check_version, user_version
+from watcherd.store.writer import LAST_POLL_KEY
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+T = TypeVar("T")
+EVERYTHING: Final = MetricFilter()
+
+
+class Snapshot:
+    """A read-only view of watcherd's database. Open with `Snapshot.open(path)`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._async = cast("aiosqlite.Connection", _Connection(conn))
+        self.path = path
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path) -> Iterator[Snapshot]:
+        """Open `path` read-only; StoreError if it is missing or of another schema version."""
+        path = Path(path)
+        name, uri = connection.target(path, writer=False)
+        try:
+            conn = sqlite3.connect(name, uri=uri, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc}") from exc
+        try:
+            snapshot = cls(conn, path)
+            snapshot._begin()
+            yield snapshot
+        finally:
+            conn.close()
+
+    def _begin(self) -> None:
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {connection.BUSY_TIMEOUT_MS}")
+            check_version(_run(user_version(self._async)), str(self.path), writer=False)
+            self._conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return _run(coro)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    @staticmethod
+    def daemon_running(path: Path) -> bool:
+        """True if a daemon holds the lock on `path`."""
+        return connection.lock_held(path)
+
+    def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
+        """One row per job for `watcherd list`."""
+        return self._run(readers.overview(self._async, include_unwatched=include_unwatched))
+
+    def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
+        """One job's overview and last job object, or None if never seen."""
+        found: tuple[JobOverview, dict[str, Any] | None] | None
+        found = self._run(readers.job(self._async, job_id))
+        return found
+
+    def transitions(self, job_id: str) -> list[Transition]:
+        """A job's status changes, oldest first."""
+        return self._run(readers.transitions(self._async, job_id))
+
+    def metrics_json(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[str]:
+        """Stored JSON texts under `list_metrics` semantics, in API order."""
+        return self._run(readers.metrics_json(self._async, job_id, flt))
+
+    def metrics(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[MetricRow]:
+        """Rows under `list_metrics` semantics, parsed exactly, in API order."""
+        return [loads_exact(text) for text in self.metrics_json(job_id, flt)]
+
+    def deliveries(self, job_id: str | None = None) -> list[Delivery]:
+        """Every delivery, or one job's, in creation order."""
+        return self._run(outbox.listing(self._async, job_id))
+
+    def get_state(self, key: str) -> str | None:
+        """One daemon-state value, or None."""
+        return self._run(readers.get_state(self._async, key))
+
+    def job_states(self) -> dict[str, JobState]:
+        """Scheduling state of the watched jobs."""
+        return self._run(readers.job_states(self._async))
+
+    def last_successful_poll(self) -> float | None:
+        """When a poll was last recorded successfully."""
+        value = self.get_state(LAST_POLL_KEY)
+        return None if value is None else float(value)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Drive a reader coroutine that never suspends (its connection answers at once)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coro.close()
+    raise StoreError("a store query waited for I/O that a snapshot cannot wait for")
+
+
+class _Connection:
+    """The part of `aiosqlite.Connection` the readers use, answered synchronously."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Result:
+        return _Result(self._conn.execute(sql, params))
+
+    async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+class _Result:
+    """`conn.execute(...)`: awaited, or used with `async with`, it gives the cursor."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = _Cursor(cursor)
+
+    def __await__(self) -> Any:
+        return self._ready().__await__()
+
+    async def _ready(self) -> _Cursor:
+        return self._cursor
+
+    async def __aenter__(self) -> _Cursor:
+        return self._cursor
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._cursor.close()
+
+
+class _Cursor:
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
