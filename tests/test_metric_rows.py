@@ -82,7 +82,8 @@ def test_the_fast_path_refuses_what_only_the_exact_one_reads() -> None:
         (record,) = exact_records(body)
         assert record[1] == 1
     nan = exact_records(refused[0])[0]
-    assert nan[0] == "train" and math.isnan(nan[3]) and nan[4] == refused[0].decode()
+    assert nan[0] == "train" and isinstance(nan[3], float) and math.isnan(nan[3])
+    assert nan[4] == refused[0].decode()
     assert exact_records(refused[2])[0][4] == '{"train/global_step":1}'  # null dropped
     assert exact_records(refused[3])[0][0] == "train"  # the escaped key is train/loss
 
@@ -136,7 +137,7 @@ async def test_both_paths_store_byte_identical_rows(tmp_path: Path) -> None:
 
 async def test_a_nan_body_falls_back_and_stores_nan_exactly(tmp_path: Path) -> None:
     """A body with bare NaN (as the service writes it) is refused fast and stored exactly."""
-    text = '{"metrics":[{"timestamp":%d,"train/global_step":1,"train/loss":NaN}]}' % T0
+    text = '{"metrics":[{"timestamp":' + str(T0) + ',"train/global_step":1,"train/loss":NaN}]}'
     framer = MetricsFramer()
     assert framer.feed(text.encode()) == []
     records = framer.finish()
@@ -164,7 +165,7 @@ BODY_ROWS = [train(s, 1.0 / s) for s in range(1, 300)] + [
 )
 def test_framing_in_any_chunks_gives_the_whole_body_records(chunk: int, layout: str) -> None:
     """Chunked, cut into small batches, or read whole: the same records, in API order."""
-    body = (layout % ",".join(dumps_exact(r) for r in BODY_ROWS)).encode()
+    body = layout.replace("%s", ",".join(dumps_exact(r) for r in BODY_ROWS)).encode()
     whole = exact_body(body.decode())
     framer = MetricsFramer(batch_bytes=2000)
     batches = [b for i in range(0, len(body), chunk) for b in framer.feed(body[i : i + chunk])]
@@ -203,7 +204,7 @@ def test_empty_forms_mean_no_rows(body: bytes) -> None:
 def test_the_framer_holds_about_one_batch_never_the_body() -> None:
     """Fed a 3 MB body in 64 KiB chunks, the framer never buffers much more than a batch."""
     rows = ",".join(dumps_exact(train(s, 0.5)) for s in range(30_000))
-    body = ('{"metrics":[%s]}' % rows).encode()
+    body = b'{"metrics":[' + rows.encode() + b"]}"
     assert len(body) > 2_000_000
     framer = MetricsFramer(batch_bytes=256 * 1024)
     most, count = 0, 0
