@@ -98,6 +98,10 @@ class ApiClient:
         self._http = http
         self._base = _api_root(base_url)
         self._key = api_key
+        self._headers = httpx.Headers(  # built once: httpx re-normalises a dict per request
+            {"authorization": f"Bearer {api_key}", "accept": "application/json",
+             "user-agent": USER_AGENT}
+        )  # fmt: skip
         self._timeout = timeout
         self._max_body = max_body_bytes
         self._max_attempts = max(1, max_attempts)
@@ -249,11 +253,7 @@ class ApiClient:
             method=method,
             url=url,
             params=params,
-            headers={
-                "authorization": f"Bearer {self._key}",
-                "accept": "application/json",
-                "user-agent": USER_AGENT,
-            },
+            headers=self._headers,
             timeout=self._timeout,
             max_body=self._max_body,
             secret=self._key,

@@ -50,11 +50,14 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A fine-tuning job as the service reported it; `text` is the object's JSON text."""
+    """A fine-tuning job as the service reported it; `text` is the object's JSON text.
+
+    From a list body, `text` is a `msgspec.Raw` view into that body (no copy per job).
+    """
 
     id: str
     status: str
-    text: bytes = field(repr=False)
+    text: bytes | msgspec.Raw = field(repr=False)
     seconds_remaining: float | None = None
     updated_at: str | None = None
     model: str | None = None
@@ -63,7 +66,8 @@ class Job:
     @property
     def raw(self) -> dict[str, Any]:
         """The object as received, decoded exactly (on demand: few polls need it)."""
-        obj: dict[str, Any] = loads_exact(self.text)
+        text = self.text
+        obj: dict[str, Any] = loads_exact(text if isinstance(text, bytes) else bytes(text))
         return obj
 
 
@@ -288,11 +292,11 @@ def jobs_from_body(body: bytes) -> list[Job]:
             validate_job_id(head.id)
         except InvalidJobIdError:
             continue  # a foreign ID: never watched
-        jobs.append(_job(head, bytes(raw), None))
+        jobs.append(_job(head, raw, None))
     return jobs
 
 
-def _job(head: _JobHead, text: bytes, expect_id: str | None) -> Job:
+def _job(head: _JobHead, text: bytes | msgspec.Raw, expect_id: str | None) -> Job:
     """The `Job` of a decoded head, with `parse_job`'s checks."""
     if not head.status:
         raise ShapeError("a job lacks a string 'id' or a non-empty string 'status'")

@@ -368,7 +368,7 @@ def _page_params(
 
 async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
     """Every page of `batch` in the caller's transaction, in order."""
-    return [await writer.record_poll(conn, *p.args()) for p in batch]
+    return await writer.record_polls(conn, [p.args() for p in batch])
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

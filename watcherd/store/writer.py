@@ -51,6 +51,10 @@ async def sync_watched(
     )
 
 
+#: One page to record: the poll, its rows' insert parameters and their decoded losses.
+Page = tuple[PollRecord, Sequence[MetricParams], Sequence[Any]]
+
+
 async def record_poll(
     conn: aiosqlite.Connection,
     rec: PollRecord,
@@ -62,13 +66,63 @@ async def record_poll(
     Four trips to the database thread when the status holds: read what is stored,
     insert the new rows (ranked), update the job, note the poll time.
     """
-    stored, plan = await _insert_rows(conn, rec.job_id, params, losses)
-    fields = plan.fields | _job_fields(rec)
-    fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
-    transition, ids = await _status_change(conn, rec, stored.status, fields)
-    await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=stored.exists)
-    await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
-    return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)
+    (result,) = await record_polls(conn, [(rec, params, losses)])
+    return result
+
+
+async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[PollResult]:
+    """Pages of distinct jobs in the caller's transaction, each whole, in few trips.
+
+    Each page's stored state is read alone (one trip each); then the new rows of all
+    of them go in one `executemany`, the job rows in one per set of columns, and the
+    poll time once. Two pages of one job are recorded one after the other instead.
+    """
+    if len({rec.job_id for rec, _, _ in batch}) < len(batch):
+        return [await record_poll(conn, *page) for page in batch]
+    planned = [await _plan(conn, *page) for page in batch]
+    inserts = [row for _, _, plan in planned for row in plan.inserts]
+    if inserts:
+        await conn.executemany(INSERT_METRIC, inserts)
+    results = await _job_rows(conn, planned)
+    if batch:
+        await set_state(conn, LAST_POLL_KEY, repr(max(rec.observed_at for rec, _, _ in batch)))
+    return results
+
+
+Planned = tuple[PollRecord, pages.Stored, pages.PagePlan]
+
+
+async def _plan(
+    conn: aiosqlite.Connection,
+    rec: PollRecord,
+    params: Sequence[MetricParams],
+    losses: Sequence[Any],
+) -> Planned:
+    """One page's plan, from one read of what is stored."""
+    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(rec.job_id, params))
+    stored = pages.parse_stored(found)
+    return rec, stored, pages.plan_page(stored, params, losses)
+
+
+async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> list[PollResult]:
+    """Renumbering, transitions and outbox rows, then every job row (grouped updates)."""
+    updates: dict[str, list[tuple[Any, ...]]] = {}
+    results = []
+    for rec, stored, plan in planned:
+        if plan.renumber:
+            await renumber_train_rows(conn, rec.job_id)
+        fields = plan.fields | _job_fields(rec)
+        fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
+        transition, ids = await _status_change(conn, rec, stored.status, fields)
+        if stored.exists:
+            sql, args = _update_job(rec.job_id, fields)
+            updates.setdefault(sql, []).append(args)
+        else:
+            await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=False)
+        results.append(PollResult(transition, len(plan.inserts), ids))
+    for sql, rows in updates.items():
+        await conn.executemany(sql, rows)
+    return results
 
 
 async def record_rows(
@@ -142,14 +196,18 @@ async def _write_job(
     """Set `fields` on the job row, creating it (unwatched, added `now`) if missing."""
     # Column names come from this module only, never from input.
     if exists:
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        sql = f"UPDATE jobs SET {assignments} WHERE job_id = ?"
-        await conn.execute(sql, (*fields.values(), job_id))
+        await conn.execute(*_update_job(job_id, fields))
         return
     names = ", ".join(fields)
     marks = ", ?" * len(fields)
     sql = f"INSERT INTO jobs (job_id, watched, added_at, {names}) VALUES (?, 0, ?{marks})"
     await conn.execute(sql, (job_id, now, *fields.values()))
+
+
+def _update_job(job_id: str, fields: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The UPDATE that sets `fields` on the job row, and its parameters."""
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    return f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*fields.values(), job_id)
 
 
 async def record_transition(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import anyio.abc
@@ -150,7 +150,7 @@ class Poller:
         return all(is_settled(j.status) for j in self.jobs.values())
 
     async def run(self) -> None:
-        """Poll forever, each job in its own task: a slow or stalled job holds no other."""
+        """Poll forever, rounds overlapping: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
             while True:
                 self._start_due(tg)
@@ -168,7 +168,7 @@ class Poller:
             tg.start_soon(self._round, tg, idle)
 
     async def _round(self, tg: anyio.abc.TaskGroup, idle: list[JobSchedule]) -> None:
-        """One list request for the round, then every chosen job's poll as a task of its own."""
+        """One list request for the round, then the chosen jobs' polls (see `_start_polls`)."""
         try:
             listed = await self._list_statuses(idle)
             chosen = self._choose(idle, listed)
@@ -176,9 +176,28 @@ class Poller:
             self._release(*idle)
             raise
         self._release(*(j for j in idle if j.job_id not in chosen))
-        for sched in idle:
-            if sched.job_id in chosen:
-                tg.start_soon(self._poll_released, sched, listed.get(sched.job_id))
+        polls = [(s, listed.get(s.job_id)) for s in idle if s.job_id in chosen]
+        self._start_polls(tg, polls, self._poll_released)
+
+    def _start_polls(
+        self,
+        tg: anyio.abc.TaskGroup,
+        polls: list[tuple[JobSchedule, Job | None]],
+        poll: Callable[[JobSchedule, Job | None], Awaitable[None]],
+    ) -> None:
+        """Run `polls` on as many workers as there are poll slots, each taking the next.
+
+        Not a task per job: with 10,000 jobs that many waiting tasks cost about 15 MB.
+        A slow or stalled job still holds only its own worker.
+        """
+        pending = iter(polls)
+
+        async def worker() -> None:
+            for sched, listed in pending:
+                await poll(sched, listed)
+
+        for _ in range(min(len(polls), self._poll_slots(self.config))):
+            tg.start_soon(worker)
 
     def _choose(self, idle: Sequence[JobSchedule], listed: dict[str, Job]) -> set[str]:
         """The jobs this round polls: those due (or nearly), and those whose status moved.
@@ -237,10 +256,9 @@ class Poller:
         self.stats.rounds += 1
         listed = await self._list_statuses(live)
         chosen = self._choose(live, listed)
+        polls = [(s, listed.get(s.job_id)) for s in live if s.job_id in chosen]
         async with anyio.create_task_group() as tg:
-            for sched in live:
-                if sched.job_id in chosen:
-                    tg.start_soon(self._poll_job, sched, listed.get(sched.job_id))
+            self._start_polls(tg, polls, self._poll_job)
         self.stats.last_progress = self.monotonic()
 
     async def _list_statuses(self, covered: Sequence[JobSchedule]) -> dict[str, Job]:
