@@ -12,7 +12,9 @@ renumbers the job's train rows in SQL (see `sampling`).
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -35,6 +37,22 @@ STORED_SQL: Final = (
     " LEFT JOIN (SELECT timestamp, step FROM metrics WHERE job_id = ?1"
     "  AND kind = 'eval' ORDER BY timestamp DESC, step DESC LIMIT 1) AS e ON 1"
 )
+
+
+@functools.cache
+def stored_sql(count: int) -> str:
+    """`STORED_SQL` for `count` pages in one query: rows led by the page's index.
+
+    Parameters: `stored_params` of each page, one after the other.
+    """
+    return " UNION ALL ".join(_numbered(k) for k in range(count))
+
+
+def _numbered(k: int) -> str:
+    """`STORED_SQL` as the k-th part of `stored_sql`: its index first, parameters shifted."""
+    shifted = re.sub(r"\?([123])", lambda m: f"?{3 * k + int(m.group(1))}", STORED_SQL)
+    return shifted.replace("SELECT ", f"SELECT {k}, ", 1)
+
 
 #: (job_id, kind, step, timestamp, loss, row_json, seq): one `metrics` insert.
 InsertParams = tuple[str, str, int, int, float | None, str, int | None]

@@ -79,7 +79,7 @@ async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> lis
     """
     if len({rec.job_id for rec, _, _ in batch}) < len(batch):
         return [await record_poll(conn, *page) for page in batch]
-    planned = [await _plan(conn, *page) for page in batch]
+    planned = await _plan_all(conn, batch)
     inserts = [row for _, _, plan in planned for row in plan.inserts]
     if inserts:
         await conn.executemany(INSERT_METRIC, inserts)
@@ -92,16 +92,15 @@ async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> lis
 Planned = tuple[PollRecord, pages.Stored, pages.PagePlan]
 
 
-async def _plan(
-    conn: aiosqlite.Connection,
-    rec: PollRecord,
-    params: Sequence[MetricParams],
-    losses: Sequence[Any],
-) -> Planned:
-    """One page's plan, from one read of what is stored."""
-    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(rec.job_id, params))
-    stored = pages.parse_stored(found)
-    return rec, stored, pages.plan_page(stored, params, losses)
+async def _plan_all(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[Planned]:
+    """Each page's plan, from one read of what is stored for all of them."""
+    args = [arg for rec, params, _ in batch for arg in pages.stored_params(rec.job_id, params)]
+    found = sorted(await conn.execute_fetchall(pages.stored_sql(len(batch)), args))
+    planned = []
+    for (rec, params, losses), row in zip(batch, found, strict=True):
+        stored = pages.parse_stored(row[1:])
+        planned.append((rec, stored, pages.plan_page(stored, params, losses)))
+    return planned
 
 
 async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> list[PollResult]:
