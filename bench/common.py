@@ -69,6 +69,14 @@ def timed_subprocess(argv: Sequence[str], env: dict[str, str] | None = None) -> 
     return time.perf_counter() - start
 
 
+def subprocess_cpu(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
+    """CPU seconds (user + system) one command takes as a whole process (output discarded)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(argv, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def bench_config(db: Path, *, interval: float = 60.0, hooks: Any = ()) -> Config:
     """A daemon config for the benches: no jobs file, default poll timings."""
     return Config(

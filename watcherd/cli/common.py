@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,4 +47,6 @@ def color_enabled(stream: TextIO = sys.stdout) -> bool:
 
 def terminal_width() -> int:
     """The terminal's width (COLUMNS wins), 100 when not on a terminal."""
-    return shutil.get_terminal_size((100, 24)).columns
+    from watcherd.cli.parser import terminal_columns
+
+    return terminal_columns(100)

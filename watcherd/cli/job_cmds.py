@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from watcherd.cli.common import color_enabled, load, reader, terminal_width
-from watcherd.config import Config, JobsSource
+from watcherd.config import Config
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.model import Delivery, JobOverview, validate_job_id
 from watcherd.store.snapshot import Snapshot
@@ -55,6 +55,7 @@ def _daemon_note(config: Config, path: Path) -> str:
 
 async def _sync_watched(config: Config) -> None:
     """What the daemon does when the jobs file changes: the watched set follows it."""
+    from watcherd.config import JobsSource
     from watcherd.store import Store
 
     async with Store.open(config.store.path, writer=True, lock=False) as store:
@@ -115,6 +116,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _no_jobs_hint(config: Config) -> str:
     """What a newcomer does next when `list` has nothing to show."""
+
+    from watcherd.config import JobsSource
 
     configured = len(JobsSource(config).entries())
     if not configured:

@@ -31,7 +31,6 @@ from watcherd.model import (
 from watcherd.store import connection, outbox, readers
 from watcherd.store.records import JobState
 from watcherd.store.schema import check_version, user_version
-from watcherd.store.writer import LAST_POLL_KEY
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -120,6 +119,8 @@ class Snapshot:
 
     def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""
+        from watcherd.store.writer import LAST_POLL_KEY  # health only: the writer is big
+
         value = self.get_state(LAST_POLL_KEY)
         return None if value is None else float(value)
 
