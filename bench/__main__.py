@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import cliquery, economy, incremental, ingest, polling
+from bench import cliquery, economy, incremental, ingest, polling, startup
 from bench.table import Row, render, write_json
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -27,10 +27,11 @@ class Sizes:
     day_seconds: float
     incremental_steps: int
     list_jobs: int
+    history_steps: int  # per job, 5 jobs, for the start-up figure
 
 
-FULL = Sizes((1_000, 10_000), 2, 3, 200_000, 100, 86_400.0, 10_000, 1_000)
-QUICK = Sizes((200,), 1, 1, 20_000, 10, 3 * 3600.0, 500, 100)
+FULL = Sizes((1_000, 10_000), 2, 3, 200_000, 100, 86_400.0, 10_000, 1_000, 200_000)
+QUICK = Sizes((200,), 1, 1, 20_000, 10, 3 * 3600.0, 500, 100, 20_000)
 
 
 def figures(s: Sizes) -> dict[str, Callable[[], list[Row]]]:
@@ -41,6 +42,7 @@ def figures(s: Sizes) -> dict[str, Callable[[], list[Row]]]:
         "economy": lambda: economy.figure(s.day_jobs, s.day_seconds),
         "incremental": lambda: incremental.figure(s.incremental_steps),
         "cli": lambda: cliquery.figure(s.ingest_steps, s.list_jobs, max(3, s.repeats + 2)),
+        "startup": lambda: startup.figure(s.history_steps, s.repeats),
     }
 
 

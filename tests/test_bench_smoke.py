@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import incremental
+from bench import incremental, startup
 from bench.__main__ import main
 from bench.table import Row, render
 
@@ -30,3 +30,14 @@ def test_render_aligns_every_column() -> None:
     lines = text.splitlines()
     assert lines[2].split()[1:4] == ["1", "-", "-"]
     assert "0.50x" in lines[3]
+
+
+def test_startup_figure_reports_three_rows() -> None:
+    """The start-up figure runs on a tiny history: READY with and without rows, until-done."""
+    rows = startup.figure(50, 1)
+    assert [r.figure.split(",")[0] for r in rows] == [
+        "daemon start (READY)",
+        "first start after upgrade",
+        "run --until-done",
+    ]
+    assert rows[0].baseline is not None and rows[0].extra["cpu_to_ready"] > 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -213,3 +216,33 @@ def test_default_config_path_falls_back_to_local_file() -> None:
     if SYSTEM_CONFIG_PATH.exists():
         pytest.skip("this machine has /etc/watcherd/config.yaml")
     assert default_config_path({}) == Path("watcherd.yaml")
+
+
+def _check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    """`watcherd check-config --config CONFIG` as a subprocess, given 15 s at most."""
+    argv = [sys.executable, "-m", "watcherd", "check-config", "--config", str(config)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=15, check=False)
+
+
+def test_a_fifo_as_config_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """`check-config` on a FIFO exits 78 at once, naming it, instead of blocking on open."""
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    done = _check_config(fifo)
+    assert done.returncode == 78
+    assert f"{fifo}: config file is not a regular file (it is a FIFO)" in done.stderr
+
+
+def test_dev_zero_as_config_is_refused() -> None:
+    """`--config /dev/zero` exits 78 at once instead of reading without bound."""
+    done = _check_config(Path("/dev/zero"))
+    assert done.returncode == 78
+    assert "/dev/zero: config file is not a regular file (it is a character device)" in done.stderr
+
+
+def test_a_config_over_1_mib_is_refused(tmp_path: Path) -> None:
+    """A config file larger than 1 MiB is a ConfigError, not parsed."""
+    file = tmp_path / "c.yaml"
+    file.write_text("# padding\n" * 110_000)
+    with pytest.raises(ConfigError, match="config file is larger than 1 MiB"):
+        load_config(file)

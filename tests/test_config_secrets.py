@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from watcherd.config import SecretRef, parse_config, render_effective
+from tests.cliharness import watcherd
+from tests.daemonharness import start_daemon, write_config
+from watcherd.config import SecretRef, WebhookHook, parse_config, render_effective
+from watcherd.config.secrets import redact_url
 from watcherd.errors import ConfigError
 
 VALUE = "sk-live-do-not-print"
@@ -90,3 +94,114 @@ def test_secret_values_never_in_config_text(tmp_path: Path) -> None:
     assert config.api.api_key.resolve(env) == VALUE
     assert VALUE not in str(config) and VALUE not in repr(config)
     assert VALUE not in render_effective(config, environ=env)
+
+
+URL_CONFIG = (
+    "api:\n  base_url: 'http://alice:pa55word@127.0.0.1:9/v?token=tok-123&page=2'\n"
+    "hooks:\n  - name: w\n    webhook:\n"
+    "      url: 'https://bob:hunter2@hooks.example/in?sig=s1g-456&api_key=k3y-789&v=1'\n"
+)
+URL_SECRETS = ("pa55word", "alice", "tok-123", "hunter2", "s1g-456", "k3y-789")
+
+
+def test_check_config_masks_credentials_in_urls(tmp_path: Path) -> None:
+    """`check-config` masks userinfo and secret-looking query values in every URL it prints."""
+    config = tmp_path / "c.yaml"
+    config.write_text(URL_CONFIG)
+    done = watcherd(config, "check-config")
+    assert done.returncode == 0, done.stderr
+    assert not [s for s in URL_SECRETS if s in done.stdout], done.stdout
+    assert "http://***@127.0.0.1:9/v?token=***&page=2" in done.stdout
+    assert "https://***@hooks.example/in?sig=***&api_key=***&v=1" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://h/p?a=1&b=2", "https://h/p?a=1&b=2"),
+        ("https://u@h/", "https://***@h/"),
+        ("https://h/p?access_token=x&Password=y&X-Amz-Signature=z", None),
+        ("https://h/p#access_token=x", "https://h/p#access_token=***"),
+        ("ftp://u:p@h:21/?secret=s", "ftp://***@h:21/?secret=***"),
+    ],
+)
+def test_redact_url(url: str, shown: str | None) -> None:
+    """Userinfo and the values of token-, key-, secret-, password- and sig-like names go."""
+    masked = redact_url(url)
+    if shown is not None:
+        assert masked == shown
+    assert not {"x", "y", "z"} & set(masked.split("=")[1:]), masked
+
+
+def test_an_invalid_url_error_masks_its_credentials() -> None:
+    """The error for a bad URL quotes it without the password or token it holds."""
+    with pytest.raises(ConfigError) as info:
+        parse_config("api:\n  base_url: 'ftp://u:pa55@h/?token=t0k'\n", path=Path("c.yaml"))
+    assert "pa55" not in str(info.value) and "t0k" not in str(info.value)
+    assert "ftp://***@h/?token=***" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("api:\n  api_key_file: {file}\n", "api.api_key_file"),
+        (
+            "hooks:\n  - name: w\n    webhook:\n      url: https://h/\n      secret_file: {file}\n",
+            "hooks[0].webhook.secret_file",
+        ),
+        (
+            "hooks:\n  - name: n\n    notify:\n      urls_file: {file}\n",
+            "hooks[0].notify.urls_file",
+        ),
+    ],
+)
+def test_check_config_refuses_a_readable_secret_file(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    """`check-config` exits 78 on a 0644 secret file, naming file:line, key and `chmod 600`."""
+    secret = _secret_file(tmp_path, "s", VALUE, 0o644)
+    config = tmp_path / "c.yaml"
+    config.write_text(section.format(file=secret))
+    done = watcherd(config, "check-config")
+    line = section.count("\n")
+    assert done.returncode == 78, done.stdout
+    assert f"{config}:{line}: {key}: " in done.stderr
+    assert f"chmod 600 {secret}" in done.stderr and VALUE not in done.stderr
+
+
+def test_run_refuses_a_readable_webhook_secret_before_starting(tmp_path: Path) -> None:
+    """`run` with a 0644 webhook secret_file exits 78 at once, with file:line; no database."""
+    secret = _secret_file(tmp_path, "s", VALUE, 0o644)
+    hooks = f"hooks:\n  - name: w\n    webhook: {{url: 'https://h/', secret_file: {secret}}}\n"
+    config = write_config(tmp_path, "http://127.0.0.1:9", ["ft-x"], hooks=hooks)
+    assert start_daemon(config).wait(timeout=30) == 78
+    text = (tmp_path / "daemon.log").read_text()
+    assert f"{config}:" in text and "hooks[0].webhook.secret_file" in text and "chmod 600" in text
+    assert not (tmp_path / "watcherd.db").exists()
+
+
+def test_credentials_directory_skips_the_mode_check(tmp_path: Path) -> None:
+    """A credential from $CREDENTIALS_DIRECTORY is not mode-checked, nor the file it shadows."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    _secret_file(creds, "wh", VALUE, 0o644)
+    loose = _secret_file(tmp_path, "s", VALUE, 0o644)
+    text = "hooks:\n  - name: w\n    webhook:\n      url: https://h/\n      secret_credential: wh\n"
+    text += f"      secret_file: {loose}\n"
+    config = parse_config(
+        text, path=tmp_path / "c.yaml", environ={"CREDENTIALS_DIRECTORY": str(creds)}
+    )
+    action = config.hooks[0].action
+    assert isinstance(action, WebhookHook) and action.secret is not None
+    assert action.secret.resolve({"CREDENTIALS_DIRECTORY": str(creds)}) == VALUE
+    with pytest.raises(ConfigError, match="chmod 600"):
+        parse_config(text, path=tmp_path / "c.yaml", environ={})
+
+
+def test_a_secret_that_is_not_a_regular_file_is_refused_at_load(tmp_path: Path) -> None:
+    """A FIFO as secret file is a config error at load, not a hang when it is read."""
+    fifo = tmp_path / "s"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ConfigError, match="not a regular file") as info:
+        parse_config(f"api:\n  api_key_file: {fifo}\n", path=Path("c.yaml"), environ={})
+    assert info.value.line == 2 and info.value.key == "api.api_key_file"

@@ -7,17 +7,9 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcherd.hooks.outcome import INTERRUPTED, Outcome, next_attempt_delay
-
-
-class Edge:
-    """An rng that always picks one end of the range."""
-
-    def __init__(self, top: bool) -> None:
-        self.top = top
-
-    def uniform(self, a: float, b: float) -> float:
-        return b if self.top else a
+from tests.fakerng import Edge
+from watcherd.hooks.outcome import Outcome, next_attempt_delay
+from watcherd.model import INTERRUPTED
 
 
 def test_ceiling_doubles_up_to_the_cap() -> None:

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from watcherd.hooks.payload import build_payload, encode_payload, render, template_fields
-from watcherd.model import Delivery, MetricsSummary
+from watcherd.model import Delivery, DeliveryState, MetricsSummary
 
 DELIVERY = Delivery(
     id="ft-abc:completed:deploy",
@@ -16,7 +16,7 @@ DELIVERY = Delivery(
     event="completed",
     previous_status="uploading",
     occurred_at=1_700_000_000.25,
-    state="pending",
+    state=DeliveryState.PENDING,
     attempts=0,
     next_attempt_at=None,
     last_error=None,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,63 @@ def test_file_signature_detects_changes(tmp_path: Path) -> None:
     assert first is not None and file_signature(path) == first
     remove_jobs(path, ["ft-a"])
     assert file_signature(path) not in (None, first)
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """A UTF-8 BOM (as some editors write) is skipped, as the config loader does; edits work."""
+    path = tmp_path / "jobs.txt"
+    path.write_bytes(b"\xef\xbb\xbfft-abc  # first\nft-def\n")
+    assert read_jobs(path) == [JobEntry("ft-abc", "first"), JobEntry("ft-def")]
+    assert remove_jobs(path, ["ft-abc"]) == ["ft-abc"]
+    assert add_jobs(path, ["ft-new"]) == ["ft-new"]
+    assert read_jobs(path) == [JobEntry("ft-def"), JobEntry("ft-new")]
+
+
+def test_add_and_remove_write_through_a_symlink(tmp_path: Path) -> None:
+    """Through a symlinked jobs file, the link stays and its target gets the change."""
+    target = tmp_path / "real" / "jobs.txt"
+    target.parent.mkdir()
+    target.write_text("ft-a\n")
+    link = tmp_path / "jobs.txt"
+    link.symlink_to(target)
+    assert add_jobs(link, ["ft-b"]) == ["ft-b"]
+    assert remove_jobs(link, ["ft-a"]) == ["ft-a"]
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text() == "ft-b\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["jobs.txt"]
+
+
+def test_a_dangling_symlink_is_created_at_its_target(tmp_path: Path) -> None:
+    """`add` through a link whose target does not exist yet creates the target."""
+    link = tmp_path / "jobs.txt"
+    link.symlink_to(tmp_path / "target.txt")
+    assert add_jobs(link, ["ft-a"]) == ["ft-a"]
+    assert link.is_symlink() and (tmp_path / "target.txt").read_text() == "ft-a\n"
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO as jobs file is a ConfigError at once (opening it for reading would block)."""
+    fifo = tmp_path / "jobs.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"jobs file is not a regular file \(it is a FIFO\)"):
+        read_jobs(fifo)
+
+
+def test_a_jobs_file_over_16_mib_is_refused(tmp_path: Path) -> None:
+    """A jobs file larger than 16 MiB is a ConfigError, not read whole."""
+    path = tmp_path / "jobs.txt"
+    with path.open("wb") as fh:
+        fh.truncate(16 * 1024 * 1024 + 1)
+    with pytest.raises(ConfigError, match="jobs file is larger than 16 MiB"):
+        read_jobs(path)
+
+
+def test_list_with_a_fifo_jobs_file_exits_at_once(tmp_path: Path) -> None:
+    """`watcherd list` with a FIFO as jobs file exits 78 naming it, instead of hanging."""
+    os.mkfifo(tmp_path / "jobs.txt")
+    config = tmp_path / "c.yaml"
+    config.write_text("jobs: {file: jobs.txt}\n")
+    argv = [sys.executable, "-m", "watcherd", "list", "--config", str(config)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=15, check=False)
+    assert done.returncode == 78
+    assert f"{tmp_path / 'jobs.txt'}: jobs file is not a regular file" in done.stderr

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -147,6 +147,29 @@ async def test_server_routes_and_closes() -> None:
     assert missing.startswith(b"HTTP/1.0 404 ")
     assert post.startswith(b"HTTP/1.0 405 ") and b"Allow: GET, HEAD" in post
     assert junk.startswith(b"HTTP/1.0 400 ")
+
+
+@pytest.mark.anyio
+async def test_idle_connections_cannot_starve_a_scrape() -> None:
+    """20 idle loopback connections: a scrape still answers within 2 s, not after ~10 s."""
+    async with served("up 1\n") as port, AsyncExitStack() as idle:
+        for _ in range(20):
+            await idle.enter_async_context(await anyio.connect_tcp("127.0.0.1", port))
+        started = anyio.current_time()
+        with anyio.fail_after(2):
+            answer = await exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert anyio.current_time() - started < 2
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_sends_no_request_is_closed_soon() -> None:
+    """A client that connects and says nothing is closed after the head deadline (1 s)."""
+    async with served("up 1\n") as port, await anyio.connect_tcp("127.0.0.1", port) as quiet:
+        started = anyio.current_time()
+        with anyio.fail_after(3), pytest.raises(anyio.EndOfStream):
+            await quiet.receive()
+    assert 0.5 < anyio.current_time() - started < 2.5
 
 
 @pytest.mark.anyio

@@ -156,11 +156,12 @@ def test_sparkline_marks_nan_and_ends() -> None:
 
 
 def test_two_hundred_thousand_rows_render_quickly() -> None:
-    """A 200,000-step history charts in well under a second (guard, not a benchmark)."""
+    """A 200,000-step history charts in seconds of CPU (a guard against a quadratic path;
+    the speed itself is a `make bench` figure). CPU time, so a loaded machine does not fail it."""
     rows = [r for step in range(200_000) for r in _big_row(step)]
-    started = time.perf_counter()
+    started = time.process_time()
     text = render_charts(rows, width=120, color=False)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 3.0
     assert len(_charts(text)) == 3
 
 

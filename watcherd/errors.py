@@ -12,7 +12,10 @@
     │   ├── ClientRequestError    any other 4xx (e.g. cancelling a finished job)
     │   └── MalformedResponseError  a body we cannot trust (HTML, truncated, oversized)
     ├── StoreError                the local SQLite database
-    │   └── DatabaseLockedError   another daemon owns this database
+    │   ├── DatabaseLockedError   another daemon owns this database
+    │   ├── StoreBusyError        another process held the write lock past a command's patience
+    │   ├── StoreUnusableError    disk full, an I/O error, the file deleted or replaced; exit 74
+    │   └── StoreInterruptedError a database call cut short because the daemon is stopping
     └── HookError                 a hook could not be configured or run
 
 Only `watcherd.cli` turns these into messages and exit codes.
@@ -119,6 +122,26 @@ class DatabaseLockedError(StoreError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"{path}: another watcherd daemon is already running on this database")
+
+
+class StoreBusyError(StoreError):
+    """Another process held the database's write lock longer than a command waits."""
+
+
+class StoreUnusableError(StoreError):
+    """The database cannot be written safely: disk full, an I/O error, the file gone.
+
+    Waiting does not help (or the data would go to a deleted file): the daemon stops.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class StoreInterruptedError(StoreError):
+    """A database call cut short because the daemon is stopping; nothing half-written."""
 
 
 class HookError(WatcherdError):

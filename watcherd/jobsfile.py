@@ -7,10 +7,12 @@ Format::
     ft-def456
 
 An ID is `ft-` plus letters, digits, `-` and `_`; anything else on a line is an
-error naming file and line. `add_jobs` and `remove_jobs` rewrite the file
-atomically (temporary file, fsync, rename) under a lock on its folder, keep every
-comment, and keep the file's mode and owner (a new file is 0644, so a service user can read it;
-it holds no secrets). The daemon polls
+error naming file and line. The file is UTF-8 (a byte order mark is skipped), a
+regular file (a FIFO or device is refused, never waited on) of at most 16 MiB.
+`add_jobs` and `remove_jobs` rewrite the file atomically (temporary file, fsync,
+rename) under a lock on its folder, keep every comment, and keep the file's mode and
+owner (a new file is 0644, so a service user can read it; it holds no secrets). A
+symlinked jobs file stays a link: the rewrite goes to its target. The daemon polls
 `file_signature` to notice changes.
 """
 
@@ -26,9 +28,12 @@ from pathlib import Path
 
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import validate_job_id
+from watcherd.textfile import read_regular
 
 #: Job IDs and notes are not secret; the service user must be able to read the file.
 NEW_FILE_MODE = 0o644
+#: About half a million IDs with notes; a larger file is not a jobs file.
+MAX_JOBS_FILE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +46,36 @@ class JobEntry:
 
 def read_jobs(path: Path) -> list[JobEntry]:
     """The entries of the jobs file in order, first of duplicates kept; [] if it is missing."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read jobs file: {exc}", path=str(path)) from None
+    entries = read_jobs_if_present(path)
+    return [] if entries is None else entries
+
+
+def read_jobs_if_present(path: Path) -> list[JobEntry] | None:
+    """The entries of the jobs file in order, first of duplicates kept; None if it is missing."""
+    text = _text(path)
+    if text is None:
+        return None
     entries: dict[str, JobEntry] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         entry = _parse_line(line, path, number)
         if entry is not None and entry.job_id not in entries:
             entries[entry.job_id] = entry
     return list(entries.values())
+
+
+def _text(path: Path) -> str | None:
+    """The file's text without a byte order mark; None if it is missing."""
+    try:
+        data, _ = read_regular(path, limit=MAX_JOBS_FILE_BYTES, what="jobs file")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read jobs file: {exc.strerror}", path=str(path)) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("jobs file is not UTF-8 text", path=str(path), line=line) from None
 
 
 def _parse_line(line: str, path: Path, number: int) -> JobEntry | None:
@@ -74,6 +97,7 @@ def add_jobs(path: Path, ids: Iterable[str], note: str | None = None) -> list[st
     """Append the IDs not yet in the file; returns those added (validated first)."""
     wanted = list(dict.fromkeys(validate_job_id(job_id) for job_id in ids))
     suffix = f"  # {' '.join(note.split())}" if note and note.strip() else ""
+    path = _target(path)
     with _locked(path):
         present = {entry.job_id for entry in read_jobs(path)}
         added = [job_id for job_id in wanted if job_id not in present]
@@ -87,6 +111,7 @@ def add_jobs(path: Path, ids: Iterable[str], note: str | None = None) -> list[st
 def remove_jobs(path: Path, ids: Iterable[str]) -> list[str]:
     """Drop the lines of these IDs (comments stay); returns the IDs that were present."""
     unwanted = {validate_job_id(job_id) for job_id in ids}
+    path = _target(path)
     with _locked(path):
         kept, removed = [], []
         for number, line in enumerate(_lines(path), start=1):
@@ -102,21 +127,33 @@ def remove_jobs(path: Path, ids: Iterable[str]) -> list[str]:
 
 
 def file_signature(path: Path) -> tuple[int, int, int] | None:
-    """(mtime_ns, size, inode) of the file, None if it is missing: compare to spot changes."""
+    """(mtime_ns, size, inode) of the file, None if it is missing: compare to spot changes.
+
+    A file that cannot be looked at gets (-1, -1, -errno), so that reading it reports why.
+    """
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        return (-1, -1, -(exc.errno or 0))
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _lines(path: Path) -> list[str]:
     """The file's lines (validated), [] if it is missing."""
-    read_jobs(path)
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    text = _text(path)
+    if text is None:
         return []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        _parse_line(line, path, number)
+    return lines
+
+
+def _target(path: Path) -> Path:
+    """The file a rewrite must replace: a symlink's target (the link stays), else `path`."""
+    return Path(os.path.realpath(path))
 
 
 @contextlib.contextmanager

@@ -37,6 +37,19 @@ _AUTH_VALUE = re.compile(
 )
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;}]+")
 _NOISY: Final = ("httpx", "httpcore")
+#: Control, bidi and line-separator characters, as the escapes `repr` writes for them.
+_UNSAFE: Final = (
+    *range(32),
+    *range(127, 160),
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    0x2028,
+    0x2029,
+)
+_ESCAPE: Final = {c: repr(chr(c))[1:-1] for c in _UNSAFE}
+_ESCAPE_MULTILINE: Final = {c: e for c, e in _ESCAPE.items() if c != 0x0A}
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -83,9 +96,10 @@ def _renderer(cfg: LogSettings, out: TextIO) -> list[Processor]:
     tty = _isatty(out)
     if cfg.format == "console" or (cfg.format == "auto" and tty):
         return [
+            printable_values,
             structlog.dev.ConsoleRenderer(
                 colors=tty, exception_formatter=structlog.dev.plain_traceback
-            )
+            ),
         ]
     return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(default=str)]
 
@@ -127,6 +141,18 @@ def _scrub(mapping: Mapping[str, Any], depth: int = 0) -> MutableMapping[str, An
         else:
             clean[key] = value
     return clean
+
+
+def printable_values(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """Console lines only: control characters in values (a status the server sent with
+    escape sequences) are written as `\\x1b`-style escapes, so they cannot drive the
+    terminal; a traceback keeps its newlines. JSON lines escape them already.
+    """
+    for key, value in event.items():
+        if isinstance(value, str):
+            table = _ESCAPE_MULTILINE if key in ("exception", "stack") else _ESCAPE
+            event[key] = value.translate(table)
+    return event
 
 
 def redact_text(_logger: WrappedLogger, _method: str, rendered: Any) -> Any:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Final
 
 from watcherd.errors import InvalidJobIdError
@@ -59,9 +60,10 @@ def is_terminal(status: str) -> bool:
 
 
 def is_settled(status: str | None) -> bool:
-    """True once nothing more will happen to a job: terminal, or missing at the service.
+    """True once nothing more is expected of a job: terminal, or missing at the service.
 
-    None (not fetched yet) is not settled. Nothing polls a settled job.
+    None (not fetched yet) is not settled. The daemon still polls a missing job now and
+    then (backing off up to `max_backoff`) in case it comes back; never a terminal one.
     """
     return status is not None and (status in TERMINAL_STATUSES or status == MISSING)
 
@@ -118,6 +120,9 @@ _ISO = re.compile(
 )
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_iso_ns(text: str) -> int:
     """Nanoseconds since the epoch for an ISO-8601 date-time (no offset means UTC).
 
@@ -131,12 +136,18 @@ def parse_iso_ns(text: str) -> int:
         tz = "+00:00"
     elif ":" not in tz:
         tz = f"{tz[:3]}:{tz[3:]}"
+    stamp = match["base"].replace(" ", "T")
+    if "T" not in stamp:  # a bare date would parse naive (local time), its offset ignored
+        stamp += "T00:00"
     try:
-        base = datetime.fromisoformat(match["base"].replace(" ", "T") + tz)
+        base = datetime.fromisoformat(stamp + tz)
     except ValueError as exc:
         raise ValueError(f"not an ISO-8601 date-time: {text!r}") from exc
     frac = (match["frac"] or "").ljust(9, "0")
-    seconds = int(base.timestamp())
+    # Aware subtraction, not `timestamp()`: that converts to a UTC datetime first, which
+    # fails for year 1 with a positive offset (and for 0001-01-01 itself).
+    elapsed = base - _EPOCH
+    seconds = elapsed.days * 86_400 + elapsed.seconds
     return seconds * 1_000_000_000 + int(frac)
 
 
@@ -224,6 +235,27 @@ class Transition:
     observed_at: float
 
 
+class DeliveryState(StrEnum):
+    """Where a hook delivery stands; its text is what the store keeps and JSON shows.
+
+    pending -> running -> delivered | failed (tried again at next_attempt_at) | dead.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+#: Deliveries waiting for their `next_attempt_at`: not tried yet, or to be tried again.
+WAITING_DELIVERIES: Final = frozenset({DeliveryState.PENDING, DeliveryState.FAILED})
+#: Deliveries that are over: nothing happens to them but `watcherd hooks retry`.
+SETTLED_DELIVERIES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.DEAD})
+#: The error of an attempt cut short: a stop killed its hook, or a crash left it running.
+INTERRUPTED: Final = "interrupted: watcherd stopped during the attempt"
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One hook delivery: the outbox row for (job, status, hook)."""
@@ -234,7 +266,7 @@ class Delivery:
     event: str  # the status that triggered it, e.g. "completed" or "missing"
     previous_status: str | None
     occurred_at: float
-    state: str  # pending | running | delivered | failed | dead
+    state: DeliveryState
     attempts: int
     next_attempt_at: float | None
     last_error: str | None

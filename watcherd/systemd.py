@@ -113,5 +113,6 @@ def _socket_address(address: str) -> str:
 
 
 def _status(text: str) -> str:
-    """A `STATUS=` line (one line only)."""
-    return "STATUS=" + " ".join(text.split())
+    """A `STATUS=` line: one line, printable (`systemctl status` shows it on a terminal)."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return "STATUS=" + " ".join(printable.split())

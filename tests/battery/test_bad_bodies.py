@@ -35,7 +35,7 @@ def job(status: str = "running") -> dict[str, Any]:
     return {"id": JOB_ID, "status": status, "model": "m", "model_output_name": "out"}
 
 
-def row(step: int, loss: float = 1.0, ts: Any = None) -> dict[str, Any]:
+def row(step: int, loss: float | int = 1.0, ts: Any = None) -> dict[str, Any]:
     """A train metric row."""
     return {
         "train/global_step": step,
@@ -66,6 +66,19 @@ class Case:
 
 
 FAILED = "poll.failed"
+#: An integer no float can hold (json.loads keeps it exactly).
+HUGE = 10**400
+ETA = {"estimate_available": True, "seconds_remaining": HUGE}
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """An object nested `depth` levels deep (json.loads takes up to about 990)."""
+    inner: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        inner = {"a": inner}
+    return inner
+
+
 NAN_ROW = '{"metrics": [{"train/global_step": 9, "train/loss": 1.0, "timestamp": NaN}]}'
 
 
@@ -120,6 +133,10 @@ CASES = [
         None,
         rows=3,
     ),
+    Case("metric value beyond a float", then(metrics(row(9, loss=HUGE))), FAILED),
+    Case("seconds_remaining beyond a float", (json_reply(job() | {"progress": ETA}),), FAILED),
+    Case("job nested 600 deep", (json_reply(job() | {"x": nested(600)}),), FAILED),
+    Case("server status 'missing'", (json_reply(job("missing")),), FAILED),
     Case(
         "unknown status",
         (json_reply(job("paused")), metrics()),

@@ -13,7 +13,7 @@ import pytest
 
 from tests.battery.hookprobe import executions, running_hooks
 from watcherd.config import CommandHook, Config, HookConfig
-from watcherd.model import Delivery
+from watcherd.model import INTERRUPTED, Delivery, DeliveryState
 from watcherd.store import PollRecord, Store
 from watcherd.watch.dispatcher import Dispatcher
 
@@ -39,6 +39,13 @@ async def complete(store: Store, config: Config, job_id: str) -> None:
     await store.record_poll(record)
 
 
+async def hook_running(marker: str) -> None:
+    """Return once a probe hook with `marker` in its command line runs (within 10 s)."""
+    with anyio.fail_after(10):
+        while not running_hooks(marker):  # noqa: ASYNC110 (a process, not an event)
+            await anyio.sleep(0.02)
+
+
 @pytest.mark.timeout(30)
 async def test_wait_idle_returns_once_running_hooks_end_and_starts_no_more(
     tmp_path: Path,
@@ -55,9 +62,7 @@ async def test_wait_idle_returns_once_running_hooks_end_and_starts_no_more(
         await complete(store, config, "ft-first")
         await complete(store, config, "ft-queued")  # waits for the one slot
         tg.start_soon(dispatcher.run)
-        with anyio.fail_after(10):
-            while not running_hooks(marker):  # noqa: ASYNC110 (a process, not an event)
-                await anyio.sleep(0.02)
+        await hook_running(marker)
         started = time.monotonic()
         async with anyio.create_task_group() as waiting:
             waiting.start_soon(_bounded_wait_idle, dispatcher)
@@ -73,6 +78,33 @@ async def test_wait_idle_returns_once_running_hooks_end_and_starts_no_more(
         "ft-first:completed:probe": "delivered",
         "ft-queued:completed:probe": "pending",
         "ft-second:completed:probe": "pending",
+    }
+
+
+@pytest.mark.timeout(30)
+async def test_an_attempt_cut_by_a_stop_or_by_a_crash_records_one_error_text(
+    tmp_path: Path,
+) -> None:
+    """A hook killed by a stop and one a crash left running are both failed with INTERRUPTED."""
+    marker, log = f"probe-{uuid.uuid4().hex}", tmp_path / "hook.log"
+    config = Config(hooks=(probe_hook(log, marker, sleep=30),))
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient() as http,
+    ):
+        await complete(store, config, "ft-stopped")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Dispatcher(store, http, config).run)
+            await hook_running(marker)
+            tg.cancel_scope.cancel()
+        await complete(store, config, "ft-crashed")
+        await store.start_attempt("ft-crashed:completed:probe", time.time())
+        await store.recover_interrupted(time.time())
+        cut = {d.id: (d.state, d.last_error) for d in await store.deliveries()}
+    assert running_hooks(marker) == []
+    assert cut == {
+        "ft-stopped:completed:probe": (DeliveryState.FAILED, INTERRUPTED),
+        "ft-crashed:completed:probe": (DeliveryState.FAILED, INTERRUPTED),
     }
 
 

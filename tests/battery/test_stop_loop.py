@@ -16,6 +16,7 @@ import pytest
 from tests.battery.hookprobe import executions, hook_yaml, running_hooks
 from tests.battery.sizes import draw_seed, report, sized
 from tests.daemonharness import API_KEY, start_daemon, stored, wait_until, write_config
+from watcherd.model import INTERRUPTED
 from watcherd.sim import World, run_in_thread
 
 STOPS = sized(15, 100)
@@ -122,4 +123,33 @@ def test_stop_with_a_hanging_hook_kills_it_after_the_grace_and_retries_later(
     assert took <= STOP_TIMEOUT
     assert left == []
     assert (delivery.state, delivery.attempts) == ("failed", 1)
-    assert "shutdown" in (delivery.last_error or "")
+    assert delivery.last_error == INTERRUPTED
+
+
+@pytest.mark.timeout(60)
+def test_a_second_sigterm_during_the_grace_stops_at_once(tmp_path: Path) -> None:
+    """SIGTERM, then SIGTERM again while a hook hangs: exit 0 within seconds, not the 10 s grace."""
+    world = World({"seed": 4, "jobs": [{"steps": 20, "seconds_per_step": 1, "created": "-1h"}]})
+    marker, hook_log, log = f"probe-{uuid.uuid4().hex}", tmp_path / "hook.log", tmp_path / "d.log"
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        hooks = hook_yaml(hook_log, marker, sleep=120)
+        config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=hooks)
+        proc = start_daemon(config, log=log)
+        try:
+            assert wait_until(lambda: bool(running_hooks(marker, parent=proc.pid)), 30)
+            proc.send_signal(signal.SIGTERM)
+            assert wait_until(lambda: '"daemon.stopping"' in log.read_text(), 5)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=STOP_TIMEOUT + 5)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    (delivery,) = stored(tmp_path / "watcherd.db")["deliveries"]
+    report("second sigterm", stop_s=round(took, 2), state=delivery.state)
+    assert code == 0, log.read_text()[-3000:]
+    assert '"daemon.stop_forced"' in log.read_text()
+    assert took < 5.0  # the hook's group is killed (SIGTERM, then SIGKILL after its grace)
+    assert running_hooks(marker) == []
+    assert (delivery.state, delivery.attempts) == ("failed", 1)  # retried on the next start

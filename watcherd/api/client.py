@@ -24,7 +24,7 @@ import httpx
 
 from watcherd import __version__
 from watcherd.api.latency import Histogram, LatencySnapshot
-from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, full_jitter, retry_after
+from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, retry_after
 from watcherd.api.metricrows import MetricsFramer
 from watcherd.api.shapes import (
     Job,
@@ -37,6 +37,7 @@ from watcherd.api.shapes import (
     snippet,
 )
 from watcherd.api.transport import Exchange, RawResponse, fetch, is_json
+from watcherd.backoff import full_jitter
 from watcherd.config import ApiConfig
 from watcherd.errors import (
     ApiError,
@@ -188,6 +189,8 @@ class ApiClient:
             return sink.kept + sink.framer.finish()
         except ShapeError as exc:
             raise self._malformed(raw, f"unexpected shape: {exc}") from None
+        except (ArithmeticError, RecursionError) as exc:  # as in `_call`: refused, no crash
+            raise self._malformed(raw, f"unexpected shape: {type(exc).__name__}") from None
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         """The job's events (`GET /v1/fine-tunes/{id}/events`)."""
@@ -209,8 +212,12 @@ class ApiClient:
             return parse(raw.body)
         except ShapeError as exc:
             raise self._malformed(raw, f"unexpected shape: {exc}") from None
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # loads_exact's: not JSON (UnicodeDecodeError included)
             raise self._malformed(raw, f"invalid JSON: {str(exc)[:80]}") from None
+        except (ArithmeticError, RecursionError) as exc:
+            # A shape no parser rule foresaw must still be a refused body, not a crash.
+            why = f"{type(exc).__name__}: {str(exc)[:80]}"
+            raise self._malformed(raw, f"unexpected shape: {why}") from None
 
     async def _request(
         self, method: str, url: str, params: Mapping[str, str], sink: _MetricsSink | None = None
@@ -288,6 +295,11 @@ class ApiClient:
             return AuthError(f"API key refused ({status}): {detail}", status=status, url=url), hint
         if status == 404:
             return NotFoundError(f"not found: {detail}", status=status, url=url), hint
+        if 300 <= status < 400:
+            location = snippet(raw.headers.get("location", "").encode(), self._key) or "nowhere"
+            return ClientRequestError(
+                f"redirect refused ({status} to {location}): {detail}", status=status, url=url
+            ), hint
         if 300 <= status < 500:
             return ClientRequestError(
                 f"request refused ({status}): {detail}", status=status, url=url

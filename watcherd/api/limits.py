@@ -5,7 +5,7 @@
   so the daemon can persist it and restore it after a restart.
 - `RateLimiter`: spaces requests so that all callers together stay at `rate` per
   second (GCRA, a token bucket without a refill task).
-- `full_jitter` and `retry_after`: how long to wait before the next attempt.
+- `retry_after`: how long the service asks us to wait.
 
 Times given to or read from the gate are wall-clock epoch seconds. Clocks and sleeps
 are injectable so tests never wait on real time.
@@ -14,7 +14,6 @@ are injectable so tests never wait on real time.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -120,12 +119,6 @@ class RateLimiter:
         self._next = theoretical + self._interval
         if start > now:
             await self._sleep(start - now)
-
-
-def full_jitter(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """A delay drawn uniformly from [0, min(cap, base * 2**(attempt - 1))] (AWS full jitter)."""
-    ceiling = min(cap, base * 2.0 ** min(max(attempt - 1, 0), 62))
-    return rng.uniform(0.0, ceiling)
 
 
 def retry_after(headers: Mapping[str, str], now: float) -> float | None:

@@ -46,8 +46,9 @@ class _Row(msgspec.Struct, gc=False):
 
 
 _FAST: Final = msgspec.json.Decoder(list[_Row])
-#: A value that is not a number (string, literal, object, array): the fast path refuses.
-_NOT_NUMBER: Final = re.compile(rb":[ \t\n\r]*[^ \t\n\r0-9-]")
+#: A value that is not a number (string, literal, object, array), or an integer too long
+#: for a float (the exact path refuses it): the fast path leaves these to the exact one.
+_NOT_NUMBER: Final = re.compile(rb":[ \t\n\r]*[^ \t\n\r0-9-]|[0-9]{300}")
 #: A row with braces only at its ends (checked by counting), so one regex finds them all.
 _OBJECT: Final = re.compile(r"\{[^{}]*\}")
 #: A train key other than the step and the epoch: `model.row_kind`, on the row's text.
@@ -69,7 +70,7 @@ def fast_records(region: bytes) -> list[MetricRecord] | None:
     try:
         rows = _FAST.decode(b"[" + region + b"]")
         text = region.decode().strip()
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     count = len(rows)
     if text.count("{") != count or text.count("}") != count:
@@ -280,8 +281,8 @@ class MetricsFramer:
         region = bytes(self._buf[:cut])
         try:
             records = decode_batch(self._region(region))
-        except ShapeError:
-            return None
+        except (ShapeError, ArithmeticError, RecursionError):
+            return None  # not a cut between rows, or bad rows: `finish` will say which
         del self._buf[:cut]
         self._first = False
         return records

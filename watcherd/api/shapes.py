@@ -10,9 +10,16 @@ streamed: see `metricrows`.
 
 Leniency rules, chosen so that nothing partial or wrong is ever written:
 
-- A job needs a valid `ft-` ID and a non-empty string status; any status is kept verbatim.
+- A job needs a valid `ft-` ID and a non-empty string status; any status is kept verbatim,
+  except `missing`, watcherd's own word for a job the service stopped knowing: a server
+  saying it is refused, so that hooks `on: missing` only ever mean watcherd's verdict.
   In a job listing, entries whose ID is not a valid `ft-` ID are skipped (they can never
   be watched); any other bad entry rejects the whole listing.
+- Job objects and events may nest at most `MAX_DEPTH` levels (the service uses about
+  four): deeper ones are refused before anything walks them recursively.
+- A number watcherd computes with must fit a float: an integer of 310 digits as a
+  metric value or as `progress.seconds_remaining` rejects the response (the service
+  never sends one; a float conversion of it would raise `OverflowError`).
 - `{"metrics": null}` and `{}` mean no rows. A metric value of `null` is dropped from
   its row (the key is absent, as if never logged); any other non-number (strings,
   booleans, lists, objects) rejects the whole response. Every row needs an
@@ -23,14 +30,16 @@ Leniency rules, chosen so that nothing partial or wrong is ever written:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from watcherd.errors import InvalidJobIdError
 from watcherd.model import (
+    MISSING,
     STEP_KEY,
     TIMESTAMP_KEY,
     MetricFilter,
@@ -42,6 +51,10 @@ from watcherd.model import (
 
 SNIPPET_CHARS = 200
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The deepest nesting of arrays and objects accepted in a job object or an event.
+MAX_DEPTH: Final = 32
+_FLOAT_MAX: Final = sys.float_info.max
+_CONTAINERS: Final = (dict, list)
 
 
 class ShapeError(ValueError):
@@ -78,12 +91,15 @@ def parse_job(obj: Any, *, expect_id: str | None = None, text: bytes | None = No
     job_id, status = obj.get("id"), obj.get("status")
     if not isinstance(job_id, str) or not isinstance(status, str) or not status:
         raise ShapeError("a job lacks a string 'id' or a non-empty string 'status'")
+    if status == MISSING:
+        raise ShapeError(f"status {MISSING!r} is watcherd's own (three 404s), not the service's")
     try:
         validate_job_id(job_id)
     except InvalidJobIdError as exc:
         raise ShapeError(str(exc)) from None
     if expect_id is not None and job_id != expect_id:
         raise ShapeError(f"asked for job {expect_id!r}, got {job_id!r}")
+    check_depth(obj, "a job object")
     return Job(
         id=job_id,
         status=status,
@@ -110,6 +126,7 @@ def parse_events(body: Any) -> list[dict[str, Any]]:
     events = _data_list(body, "data")
     if not all(isinstance(event, dict) for event in events):
         raise ShapeError("an event is not a JSON object")
+    check_depth(events, "the events")
     return events
 
 
@@ -194,8 +211,13 @@ def _metric_row(row: Any, index: int) -> MetricRow:
     if None in row.values():
         clean = {key: value for key, value in row.items() if value is not None}
     for key, value in clean.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = type(value)  # json.loads makes exact types: no bool passes as an int here
+        if kind is float:
+            continue
+        if kind is not int:
             raise ShapeError(f"metrics[{index}][{key!r}] is not a number")
+        if not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+            raise ShapeError(f"metrics[{index}][{key!r}] is too large for a float")
     step = clean.get(STEP_KEY)
     if step is None or not _integral(step) or not _in_int64(step):
         raise ShapeError(f"metrics[{index}] lacks an integer {STEP_KEY!r} (64-bit)")
@@ -224,7 +246,27 @@ def _seconds_remaining(progress: Any) -> float | None:
     value = progress.get("seconds_remaining")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        raise ShapeError("progress.seconds_remaining is too large for a float")
     return float(value) if math.isfinite(value) else None
+
+
+def check_depth(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
+    """Raise ShapeError if `value` nests arrays and objects more than `limit` deep.
+
+    Level by level, so that a hostile depth costs a loop, never the Python stack.
+    """
+    level, depth = [value], 1
+    while level:
+        below = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) in _CONTAINERS
+        ]
+        if below and depth >= limit:
+            raise ShapeError(f"{what} is nested more than {limit} levels deep")
+        level, depth = below, depth + 1
 
 
 def _opt_str(value: Any) -> str | None:
@@ -275,7 +317,7 @@ def job_from_body(body: bytes, *, expect_id: str | None = None) -> Job:
     """A `Job` from a retrieve (or cancel) body; ShapeError, or ValueError for bad JSON."""
     try:
         head = _JOB.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return parse_job(loads_exact(body), expect_id=expect_id, text=body)
     return _job(head, body, expect_id)
 
@@ -284,7 +326,7 @@ def jobs_from_body(body: bytes) -> list[Job]:
     """Jobs from a list body (`{"data": [...]}`), as `parse_job_list` would give them."""
     try:
         listing, texts = _LISTING.decode(body), _LISTING_TEXTS.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return parse_job_list(loads_exact(body))
     jobs = []
     for head, raw in zip(listing.data or (), texts.data or (), strict=True):
@@ -297,9 +339,12 @@ def jobs_from_body(body: bytes) -> list[Job]:
 
 
 def _job(head: _JobHead, text: bytes | msgspec.Raw, expect_id: str | None) -> Job:
-    """The `Job` of a decoded head, with `parse_job`'s checks."""
+    """The `Job` of a decoded head, with `parse_job`'s checks (depth included)."""
     if not head.status:
         raise ShapeError("a job lacks a string 'id' or a non-empty string 'status'")
+    if head.status == MISSING:
+        raise ShapeError(f"status {MISSING!r} is watcherd's own (three 404s), not the service's")
+    _check_text_depth(text)
     try:
         validate_job_id(head.id)
     except InvalidJobIdError as exc:
@@ -316,8 +361,14 @@ def _job(head: _JobHead, text: bytes | msgspec.Raw, expect_id: str | None) -> Jo
 
 
 def _finite_float(value: int | float) -> float | None:
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+    if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        raise ShapeError("progress.seconds_remaining is too large for a float")
+    return float(value) if math.isfinite(value) else None
+
+
+def _check_text_depth(text: bytes | msgspec.Raw) -> None:
+    """`check_depth` on a job's text: only a text with more brackets than the limit can
+    nest that deep, so most are never decoded here."""
+    data = text if isinstance(text, bytes) else bytes(text)
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:
+        check_depth(loads_exact(data), "a job object")

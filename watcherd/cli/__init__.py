@@ -9,9 +9,11 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from watcherd.errors import ConfigError, UsageError, WatcherdError
+from watcherd.errors import ConfigError, StoreUnusableError, UsageError, WatcherdError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
+#: EX_IOERR: the database cannot be written (disk full, I/O error, the file deleted).
+EXIT_STORE = 74
 
 
 #: command -> (module in watcherd.cli, function); imported only when run.
@@ -70,13 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _command(args.command)(args)
     except ConfigError as exc:
-        print(f"watcherd: configuration error: {exc}", file=sys.stderr)
+        _error(f"watcherd: configuration error: {exc}")
         return EXIT_CONFIG
     except UsageError as exc:
-        print(f"watcherd {args.command}: {exc}", file=sys.stderr)
+        _error(f"watcherd {args.command}: {exc}")
         return EXIT_USAGE
+    except StoreUnusableError as exc:
+        print(f"watcherd {args.command}: the database cannot be used: {exc}", file=sys.stderr)
+        return EXIT_STORE
     except WatcherdError as exc:
-        print(f"watcherd {args.command}: {exc}", file=sys.stderr)
+        _error(f"watcherd {args.command}: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
@@ -84,3 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `watcherd list | head -1`: the reader left; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE
+
+
+def _error(message: str) -> None:
+    """An error on stderr; what the server said in it cannot drive the terminal."""
+    from watcherd.views import terminal_text
+
+    print(terminal_text(message, color=False), file=sys.stderr)

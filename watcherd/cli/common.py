@@ -12,6 +12,7 @@ from typing import TextIO
 from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
 from watcherd.store.snapshot import Snapshot
+from watcherd.views import terminal_text
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -50,3 +51,12 @@ def terminal_width() -> int:
     from watcherd.cli.parser import terminal_columns
 
     return terminal_columns(100)
+
+
+def emit(text: str, *, color: bool = False, file: TextIO | None = None) -> None:
+    """Print one page for a person: through the last guard against control characters.
+
+    `color` says whether the page holds watcherd's own colour codes (kept); JSON goes
+    out with plain `print`, since `json.dumps` escapes every control character.
+    """
+    print(terminal_text(text, color=color), file=sys.stdout if file is None else file)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from watcherd.cli.common import load
+from watcherd.cli.common import emit, load
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     if reason is None:
         print("ok")
         return 0
-    print(f"unhealthy: {reason}")
+    emit(f"unhealthy: {reason}")
     return 1
 
 

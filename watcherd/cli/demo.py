@@ -24,7 +24,7 @@ from watcherd.config import Config, load_config
 from watcherd.daemon import Mode, run_daemon
 from watcherd.jobsfile import add_jobs
 from watcherd.logs import configure_logging
-from watcherd.model import JobOverview, is_settled
+from watcherd.model import SETTLED_DELIVERIES, JobOverview, is_settled
 from watcherd.sim import World, demo_scenario_path, serve
 from watcherd.store import Store
 from watcherd.systemd import Notifier
@@ -139,8 +139,8 @@ async def _run_daemon_with_view(
 def _finished(jobs: list[JobOverview]) -> bool:
     """Every job settled except the one that stays queued, and no hook still pending."""
     live = [j for j in jobs if not is_settled(j.status)]
-    settled_hooks = ("delivered", "dead")
-    pending = sum(n for j in jobs for state, n in j.hooks.items() if state not in settled_hooks)
+    hooks = [(state, n) for j in jobs for state, n in j.hooks.items()]
+    pending = sum(n for state, n in hooks if state not in SETTLED_DELIVERIES)
     return len(live) <= 1 and all(j.status == "queued" for j in live) and pending == 0
 
 

@@ -8,11 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from watcherd.cli.common import color_enabled, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.model import Delivery, JobOverview, validate_job_id
 from watcherd.store.snapshot import Snapshot
+from watcherd.views import safe
 
 # `list` and `hooks` read with plain sqlite3 (`Snapshot`); the commands that write or
 # poll import anyio, the Store and the logging setup themselves, when they run.
@@ -110,7 +111,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif not jobs:
         print(_no_jobs_hint(config))
     else:
-        print(render_list(jobs, now=time.time(), color=color_enabled(), width=terminal_width()))
+        color = color_enabled()
+        emit(render_list(jobs, now=time.time(), color=color, width=terminal_width()), color=color)
     return 0
 
 
@@ -152,11 +154,9 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     elif not deliveries:
         print("no hook deliveries yet")
     else:
-        print(
-            render_deliveries(
-                deliveries, now=time.time(), color=color_enabled(), width=terminal_width()
-            )
-        )
+        color = color_enabled()
+        page = render_deliveries(deliveries, now=time.time(), color=color, width=terminal_width())
+        emit(page, color=color)
     return 0
 
 
@@ -206,7 +206,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         configure_logging(config.log)
     statuses = anyio.run(wait_for, config, ids, args.timeout, backend="asyncio")
     for job_id in ids:
-        print(f"{job_id}: {statuses[job_id] or 'unknown'}")
+        emit(f"{job_id}: {safe(statuses[job_id] or 'unknown')}")
     waiting = [j for j in ids if not is_settled(statuses[j])]
     if waiting:
         print(

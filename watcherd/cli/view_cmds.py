@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcherd.cli.common import color_enabled, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
@@ -63,7 +63,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return 0
     from watcherd.views.charts import render_charts
 
-    print(render_charts(rows, width=terminal_width(), color=color_enabled()))
+    color = color_enabled()
+    emit(render_charts(rows, width=terminal_width(), color=color), color=color)
     return 0
 
 
@@ -95,7 +96,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(show_json(*parts, now=now), indent=2))
     else:
-        print(render_show(*parts, now=now, color=color_enabled(), width=terminal_width()))
+        color = color_enabled()
+        emit(render_show(*parts, now=now, color=color, width=terminal_width()), color=color)
     return 0
 
 

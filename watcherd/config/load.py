@@ -20,6 +20,7 @@ from watcherd.config.document import Section, Where, YamlMap, kind_of, load_docu
 from watcherd.config.schema import (
     SYSTEM_CONFIG_PATH,
     TEMPLATE_FIELDS,
+    TEMPLATE_MAX_WIDTH,
     ApiConfig,
     CommandHook,
     Config,
@@ -32,10 +33,12 @@ from watcherd.config.schema import (
     PollConfig,
     StoreConfig,
     WebhookHook,
+    spec_too_wide,
 )
-from watcherd.config.secrets import SecretRef, present
+from watcherd.config.secrets import SecretRef, present, redact_url
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
+from watcherd.textfile import read_regular
 
 TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
@@ -59,6 +62,9 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _CREDENTIAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})")
 _INLINE = "secrets never sit inline in the config; use {}"
+#: A config file is a few kilobytes; anything past this is not one.
+MAX_CONFIG_BYTES: Final = 1 << 20
+_NO_SECRET: Final = SecretRef()
 
 
 def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
@@ -71,27 +77,26 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
     root = Section(data, Where(str(path), 1), TOP_KEYS)
     base = path.absolute().parent
     return Config(
-        api=_api(root.section("api", API_KEYS_ALL), base),
+        api=_api(root.section("api", API_KEYS_ALL), base, environ),
         store=_store(root.section("store", ("path",)), base, environ),
         jobs=_jobs(root.section("jobs", ("file", "ids")), base),
         poll=_poll(root.section("poll", POLL_KEYS)),
-        hooks=_hooks(root, base),
+        hooks=_hooks(root, base, environ),
         log=_log(root.section("log", ("format", "level"))),
         metrics_listen=_listen(root),
         source=path,
     )
 
 
-def _api(sec: Section, base: Path) -> ApiConfig:
+def _api(sec: Section, base: Path, environ: Mapping[str, str]) -> ApiConfig:
     """The `api:` section."""
     if "api_key" in sec:
         raise sec.where("api_key").error(
             _INLINE.format("api_key_env, api_key_file or -_credential")
         )
     d = ApiConfig()
-    key = _secret(sec, "api_key", base, default_env=d.api_key.env) or d.api_key
-    if key.credential is None:  # systemd's LoadCredential= always gets its chance
-        key = SecretRef(credential=d.api_key.credential, file=key.file, env=key.env)
+    key = d.api_key  # systemd's LoadCredential= always gets its chance
+    key = _secret(sec, "api_key", base, environ, default=key) or key
     return ApiConfig(
         base_url=_url(sec, "base_url", d.base_url).rstrip("/"),
         api_key=key,
@@ -103,17 +108,33 @@ def _api(sec: Section, base: Path) -> ApiConfig:
 
 
 def _secret(
-    sec: Section, prefix: str, base: Path, *, default_env: str | None = None
+    sec: Section,
+    prefix: str,
+    base: Path,
+    environ: Mapping[str, str],
+    *,
+    default: SecretRef = _NO_SECRET,
 ) -> SecretRef | None:
-    """A SecretRef from `<prefix>_credential`, `_file` and `_env` (None if none is given)."""
-    credential = _name(sec, f"{prefix}_credential", _CREDENTIAL)
+    """A SecretRef from `<prefix>_credential`, `_file` and `_env` (None if none is given).
+
+    `default` gives the credential when none is named, and the variable when neither
+    a file nor a variable is. A secret file `resolve` would refuse (group or world
+    readable, not a regular file) is refused here, so that `check-config`, `run` and a
+    reload all stop on it with file:line, not a delivery long after.
+    """
+    credential = _name(sec, f"{prefix}_credential", _CREDENTIAL) or default.credential
     env = _name(sec, f"{prefix}_env", _ENV_NAME)
     file = _path(sec, f"{prefix}_file", base) if f"{prefix}_file" in sec else None
     if file is None and env is None:
-        env = default_env
+        env = default.env
     if credential is None and file is None and env is None:
         return None
-    return SecretRef(credential=credential, file=file, env=env)
+    ref = SecretRef(credential=credential, file=file, env=env)
+    try:
+        ref.check(environ)
+    except ConfigError as exc:
+        raise sec.where(f"{prefix}_file").error(exc.message) from None
+    return ref
 
 
 def _name(sec: Section, key: str, pattern: re.Pattern[str]) -> str | None:
@@ -143,7 +164,8 @@ def _url(sec: Section, key: str, default: str) -> str:
     except ValueError:
         ok = False
     if not ok or any(c.isspace() for c in value):
-        raise sec.where(key).error(f"must be an http:// or https:// URL, got {value[:60]!r}")
+        shown = redact_url(value)[:60]
+        raise sec.where(key).error(f"must be an http:// or https:// URL, got {shown!r}")
     return value
 
 
@@ -235,19 +257,19 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _hooks(root: Section, base: Path) -> tuple[HookConfig, ...]:
+def _hooks(root: Section, base: Path, environ: Mapping[str, str]) -> tuple[HookConfig, ...]:
     """The `hooks:` list; names are unique."""
     hooks: dict[str, HookConfig] = {}
     for at, raw in root.sequence("hooks"):
         sec = Section(raw, at, HOOK_KEYS_ALL)
-        hook = _hook(sec, base)
+        hook = _hook(sec, base, environ)
         if hook.name in hooks:
             raise sec.where("name").error(f"duplicate hook name {hook.name!r}")
         hooks[hook.name] = hook
     return tuple(hooks.values())
 
 
-def _hook(sec: Section, base: Path) -> HookConfig:
+def _hook(sec: Section, base: Path, environ: Mapping[str, str]) -> HookConfig:
     """One hook: a name, its events and limits, and exactly one action."""
     if "name" not in sec:
         raise sec.at.error("needs a name")
@@ -261,7 +283,7 @@ def _hook(sec: Section, base: Path) -> HookConfig:
     for key in ("env", "cwd"):
         if key in sec and kinds[0] != "command":
             raise sec.where(key).error("only command hooks take env and cwd")
-    action = _action(kinds[0], sec, base)
+    action = _action(kinds[0], sec, base, environ)
     d = HookConfig(name=name, action=action)
     return HookConfig(
         name=name,
@@ -273,13 +295,13 @@ def _hook(sec: Section, base: Path) -> HookConfig:
     )
 
 
-def _action(kind: str, sec: Section, base: Path) -> HookAction:
+def _action(kind: str, sec: Section, base: Path, environ: Mapping[str, str]) -> HookAction:
     """The hook's one action, of the kind its keys name."""
     if kind == "command":
         return _command(sec, base)
     if kind == "webhook":
-        return _webhook(sec.section("webhook", WEBHOOK_KEYS), base)
-    return _notify(sec.section("notify", NOTIFY_KEYS), base)
+        return _webhook(sec.section("webhook", WEBHOOK_KEYS), base, environ)
+    return _notify(sec.section("notify", NOTIFY_KEYS), base, environ)
 
 
 def _events(sec: Section) -> tuple[str, ...]:
@@ -337,22 +359,22 @@ def _env(sec: Section) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _webhook(sec: Section, base: Path) -> WebhookHook:
+def _webhook(sec: Section, base: Path, environ: Mapping[str, str]) -> WebhookHook:
     """`webhook: {url, secret_file | secret_credential | secret_env}`."""
     if "secret" in sec:
         raise sec.where("secret").error(_INLINE.format("secret_file, secret_credential or -_env"))
     if "url" not in sec:
         raise sec.at.error("needs a url")
-    return WebhookHook(url=_url(sec, "url", ""), secret=_secret(sec, "secret", base))
+    return WebhookHook(url=_url(sec, "url", ""), secret=_secret(sec, "secret", base, environ))
 
 
-def _notify(sec: Section, base: Path) -> NotifyHook:
+def _notify(sec: Section, base: Path, environ: Mapping[str, str]) -> NotifyHook:
     """`notify: {urls_file | urls_credential | urls_env, title, template}`."""
     if "urls" in sec:
         raise sec.where("urls").error(
             _INLINE.format("urls_file, urls_credential or urls_env (Apprise URLs hold tokens)")
         )
-    urls = _secret(sec, "urls", base)
+    urls = _secret(sec, "urls", base, environ)
     if urls is None:
         raise sec.at.error("needs one of urls_file, urls_credential, urls_env")
     d = NotifyHook(urls=urls)
@@ -369,11 +391,12 @@ _SAMPLE: Final = {
 
 
 def _template(sec: Section, key: str, default: str) -> str:
-    """A message template using only the allowed `{field}` names."""
+    """A message template using only the allowed `{field}` names, with modest specs."""
     text = sec.string(key, default)
     try:
-        names = [n for _, n, _, _ in string.Formatter().parse(text) if n is not None]
-        unknown = [n for n in names if n not in TEMPLATE_FIELDS]
+        fields = [(n, spec) for _, n, spec, _ in string.Formatter().parse(text) if n is not None]
+        unknown = [n for n, _ in fields if n not in TEMPLATE_FIELDS]
+        _check_specs(sec, key, [spec or "" for _, spec in fields])
         if not unknown:
             text.format_map(_SAMPLE)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -382,6 +405,18 @@ def _template(sec: Section, key: str, default: str) -> str:
         allowed = ", ".join(TEMPLATE_FIELDS)
         raise sec.where(key).error(f"unknown field {{{unknown[0]}}}; allowed: {allowed}")
     return text
+
+
+def _check_specs(sec: Section, key: str, specs: list[str]) -> None:
+    """Refuse a field inside a format spec and a width or precision beyond the cap."""
+    for spec in specs:
+        if "{" in spec:
+            raise sec.where(key).error(f"bad template: a format spec holds a field ({spec!r})")
+        if spec_too_wide(spec):
+            raise sec.where(key).error(
+                f"bad template: format spec {spec[:40]!r} asks for more than "
+                f"{TEMPLATE_MAX_WIDTH} characters"
+            )
 
 
 def _short(value: Any) -> str:
@@ -399,9 +434,13 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and parse the config file at `path`; ConfigError if unreadable or invalid."""
+    """Read and parse the config file at `path`; ConfigError if unreadable or invalid.
+
+    It must be a regular file (a FIFO would block, `/dev/zero` never ends) of at most
+    1 MiB; a UTF-8 byte order mark is allowed.
+    """
     try:
-        data = path.read_bytes()
+        data, _ = read_regular(path, limit=MAX_CONFIG_BYTES, what="config file")
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from None
     try:

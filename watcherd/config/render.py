@@ -1,7 +1,9 @@
 """The effective config as YAML (for `watcherd check-config`), secrets redacted.
 
-The output loads back to an equal Config. Secrets only ever appear as references
-(credential, file or variable names); a comment header says which are present.
+The output loads back to an equal Config, but for credentials in URLs: a URL's
+userinfo and its secret-looking query values are printed as `***` (and a comment says
+so). Secrets only ever appear as references (credential, file or variable names); a
+comment header says which are present.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import yaml
 
 from watcherd.config.schema import CommandHook, Config, HookConfig, NotifyHook, WebhookHook
-from watcherd.config.secrets import SecretRef
+from watcherd.config.secrets import MASK, SecretRef, redact_url
 from watcherd.durations import format_duration
 
 
@@ -23,6 +25,10 @@ def render(config: Config, environ: Mapping[str, str]) -> str:
     header.append("# secrets, as references only (values are never shown):")
     for where, ref in _secrets(config):
         header.append(f"#   {where}: {ref.describe(environ)}")
+    masked = [where for where, url in _urls(config) if redact_url(url) != url]
+    if masked:
+        places = ", ".join(masked)
+        header.append(f"# credentials in URLs, shown as {MASK}, sit in the config file: {places}")
     body = yaml.safe_dump(_document(config), sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(line.replace("\n", " ") for line in header) + "\n" + body
 
@@ -39,12 +45,21 @@ def _secrets(config: Config) -> list[tuple[str, SecretRef]]:
     return found
 
 
+def _urls(config: Config) -> list[tuple[str, str]]:
+    """Every URL in the config, with its key path."""
+    found = [("api.base_url", config.api.base_url)]
+    for i, hook in enumerate(config.hooks):
+        if isinstance(hook.action, WebhookHook):
+            found.append((f"hooks[{i}].webhook.url", hook.action.url))
+    return found
+
+
 def _document(config: Config) -> dict[str, Any]:
     """The config as plain data shaped like the YAML it is read from."""
     api = config.api
     doc: dict[str, Any] = {
         "api": {
-            "base_url": api.base_url,
+            "base_url": redact_url(api.base_url),
             **_secret_keys("api_key", api.api_key),
             "timeout": format_duration(api.timeout),
             "max_concurrency": api.max_concurrency,
@@ -88,7 +103,7 @@ def _hook(hook: HookConfig) -> dict[str, Any]:
                 out["cwd"] = str(command.cwd)
         case WebhookHook() as webhook:
             secret = {} if webhook.secret is None else _secret_keys("secret", webhook.secret)
-            out["webhook"] = {"url": webhook.url, **secret}
+            out["webhook"] = {"url": redact_url(webhook.url), **secret}
         case NotifyHook() as notify:
             out["notify"] = {
                 **_secret_keys("urls", notify.urls),
@@ -106,6 +121,8 @@ def _secret_keys(prefix: str, ref: SecretRef) -> dict[str, str]:
 
 def render_effective(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
     """The effective config as YAML that loads back to the same Config; secrets redacted.
+
+    Credentials in URLs (userinfo, secret-looking query values) are masked as `***`.
 
     Secrets are only ever references (a credential, file or variable name); a comment
     header tells which of them are present, never their values.

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,21 @@ TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
     "delivery_id": str,
     "type": str,
 }
+#: The largest width or precision a template's format spec may ask for.
+TEMPLATE_MAX_WIDTH: Final = 1000
+_DIGITS: Final = re.compile(r"\d+")
+
+
+def spec_too_wide(spec: str) -> bool:
+    """True when a format spec asks for a width or precision above TEMPLATE_MAX_WIDTH.
+
+    Every run of digits is a width or a precision (a digit fill is followed by an
+    alignment character, so it stands alone): `{job_id:>2000000000}` would otherwise
+    build a 2 GB string.
+    """
+    return any(
+        len(run.lstrip("0")) > 6 or int(run) > TEMPLATE_MAX_WIDTH for run in _DIGITS.findall(spec)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from watcherd.config.schema import Config
-from watcherd.jobsfile import read_jobs
+from watcherd.jobsfile import JobEntry, read_jobs
 from watcherd.model import validate_job_id
 
 
@@ -17,10 +18,14 @@ class JobsSource:
 
     def entries(self) -> list[tuple[str, str | None]]:
         """(job_id, note) pairs, the file's first, inline IDs after; duplicates dropped."""
+        file = self.config.jobs.file
+        return self.merge(read_jobs(file) if file is not None else [])
+
+    def merge(self, from_file: Iterable[JobEntry]) -> list[tuple[str, str | None]]:
+        """(job_id, note) pairs of `from_file` (as read earlier), then the inline IDs."""
         found: dict[str, str | None] = {}
-        if self.config.jobs.file is not None:
-            for entry in read_jobs(self.config.jobs.file):
-                found.setdefault(entry.job_id, entry.note)
+        for entry in from_file:
+            found.setdefault(entry.job_id, entry.note)
         for job_id in self.config.jobs.ids:
             found.setdefault(validate_job_id(job_id), None)
         return list(found.items())

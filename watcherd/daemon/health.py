@@ -50,6 +50,12 @@ def check(config: Config, now: float) -> str | None:
         return f"no database at {path} (has the daemon ever run?)"
     if not Snapshot.daemon_running(path):
         return f"no daemon holds the lock on {path}"
+    locked_since = Snapshot.locked_since(path)
+    if locked_since is not None:
+        return (
+            "the database is locked by another process; the daemon has waited"
+            f" {max(0.0, now - locked_since):.0f}s to write and retries until the lock is released"
+        )
     try:
         with Snapshot.open(path) as snapshot:
             health = _read(snapshot)

@@ -8,7 +8,13 @@ SIGTERM and SIGINT stop it gracefully (running hooks get a grace period, then ar
 killed and recorded as failed so they retry); a second SIGTERM or SIGINT during that
 grace stops at once. SIGHUP reloads a validated config and keeps the old one if the
 new one is invalid; the jobs file is watched so that `watcherd add`/`remove` take
-effect within seconds.
+effect within seconds (`watcherd.daemon.jobswatch`: a jobs file that goes missing or
+bad keeps the previous job list).
+
+A stop never waits on a long database call: STORE_STOP_GRACE after the task group is
+cancelled (for whatever reason), a call still running is cut short and rolls back.
+A database that cannot be written (disk full, I/O error, the files deleted) stops
+the daemon with one `daemon.store_failed` line and StoreUnusableError (exit 74).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -28,11 +35,19 @@ import structlog
 
 from watcherd.api.client import ApiClient
 from watcherd.config import Config, JobsSource, load_config
+from watcherd.daemon.jobswatch import JobsFileWatch
 from watcherd.daemon.prometheus import bind, render, serve
-from watcherd.daemon.status import StatusReporter
-from watcherd.errors import ConfigError, WatcherdError
-from watcherd.jobsfile import file_signature
+from watcherd.daemon.status import StatusReporter, status_line
+from watcherd.errors import (
+    ConfigError,
+    StoreError,
+    StoreInterruptedError,
+    StoreUnusableError,
+    WatcherdError,
+)
+from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
+from watcherd.model import SETTLED_DELIVERIES, DeliveryState
 from watcherd.store import Store
 from watcherd.systemd import Notifier
 from watcherd.watch.dispatcher import Dispatcher
@@ -47,9 +62,11 @@ STOP_GRACE = 10.0
 JOBS_FILE_CHECK = 1.0
 #: How often `run --until-done` checks whether everything is settled.
 DONE_CHECK = 0.2
-OUTSTANDING = ("pending", "running", "failed")
+#: Seconds a database call may still run once a stop began, before it is cut short.
+STORE_STOP_GRACE = 1.0
 
 Wall = Callable[[], float]
+Socket = anyio.abc.Listener[anyio.abc.SocketStream]
 
 
 class Mode(Enum):
@@ -91,10 +108,21 @@ async def open_runtime(
 async def run_daemon(
     config_path: Path, config: Config, notifier: Notifier, mode: Mode, wall: Wall = time.time
 ) -> int:
-    """`watcherd run`: run until stopped (or the mode's goal is met); the exit code."""
-    async with open_runtime(config, notifier, wall) as runtime:
-        daemon = Daemon(config_path, config, runtime, notifier, wall)
-        return await daemon.run(mode)
+    """`watcherd run`: run until stopped (or the mode's goal is met); the exit code.
+
+    StoreUnusableError (disk full, I/O error, database deleted) is logged as one
+    `daemon.store_failed` line and raised alone, out of any task group.
+    """
+    try:
+        async with open_runtime(config, notifier, wall) as runtime:
+            daemon = Daemon(config_path, config, runtime, notifier, wall)
+            return await daemon.run(mode)
+    except (StoreUnusableError, BaseExceptionGroup) as exc:
+        failed = _first(exc, StoreUnusableError)
+        if failed is None:
+            raise
+        log.error("daemon.store_failed", path=failed.path, error=failed.reason)
+        raise failed from None
 
 
 class Daemon:
@@ -110,8 +138,9 @@ class Daemon:
         self.wall = wall
         self.started_at = wall()
         self.exit_code = 0
-        self._jobs_signature: object = None
+        self._jobs_file = JobsFileWatch()
         self._stopping = False
+        self._reloading = anyio.Lock()
 
     async def run(self, mode: Mode) -> int:
         """Start up, then run in `mode`; return the exit code."""
@@ -141,21 +170,50 @@ class Daemon:
     async def _run_loop(self, mode: Mode) -> int:
         address = self.config.metrics_listen
         listener = await bind(address) if address is not None else None
-        async with anyio.create_task_group() as tg:
-            await tg.start(self._signals, tg)
-            if listener is not None:
-                tg.start_soon(serve, listener, self.metrics_text)
-                log.info("metrics.listening", address=str(address))
-            self.notifier.ready(await self.rt.reporter.publish())
-            tg.start_soon(self._watch_jobs_file)
-            tg.start_soon(self._status_loop)
-            tg.start_soon(self.rt.poller.run)
-            tg.start_soon(self.rt.dispatcher.run)
-            if mode is Mode.UNTIL_DONE:
-                tg.start_soon(self._until_done, tg)
+        try:
+            await self._guarded(mode, listener)
+        except BaseExceptionGroup as group:
+            _interrupted, rest = group.split(StoreInterruptedError)
+            if rest is not None:
+                raise rest from None
+            log.warning("daemon.store_call_cut", hint="a database call was cut short by the stop")
         self._notify_stopping()
         log.info("daemon.stopped", exit_code=self.exit_code, polls=self.rt.poller.stats.polls)
         return self.exit_code
+
+    async def _guarded(self, mode: Mode, listener: Socket | None) -> None:
+        """The lifetime task group, watched: once it is cancelled, long store calls are cut.
+
+        The watch runs beside the group, not in it, so that it outlives the group's
+        cancellation (a stop, the goal of `--until-done` met, or a task's crash).
+        """
+        ending = anyio.Event()
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(self._cut_store_calls, ending)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_set_when_cancelled, ending)
+                    await self._tasks(tg, mode, listener)
+            finally:
+                watch.cancel_scope.cancel()
+
+    async def _tasks(self, tg: anyio.abc.TaskGroup, mode: Mode, listener: Socket | None) -> None:
+        """Start the daemon's tasks in `tg`, the task group of its lifetime."""
+        await tg.start(self._signals, tg)
+        if listener is not None:
+            tg.start_soon(serve, listener, self.metrics_text)
+            log.info("metrics.listening", address=str(self.config.metrics_listen))
+        self.notifier.ready(status_line(await self.rt.reporter.refresh()))
+        tg.start_soon(self._watch_jobs_file)
+        tg.start_soon(self._status_loop)
+        tg.start_soon(self.rt.poller.run)
+        tg.start_soon(self.rt.dispatcher.run)
+        if mode is Mode.UNTIL_DONE:
+            tg.start_soon(self._until_done, tg)
+
+    async def _cut_store_calls(self, ending: anyio.Event) -> None:
+        await ending.wait()
+        await self.rt.store.cut_long_calls(STORE_STOP_GRACE)
 
     # -- signals and stopping -----------------------------------------------
 
@@ -167,7 +225,7 @@ class Daemon:
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    await self.reload()
+                    tg.start_soon(self.reload)  # never holds up a SIGTERM behind it
                 elif not self._stopping:
                     log.info("daemon.stopping", signal=signal.Signals(signum).name)
                     tg.start_soon(self.stop, tg)
@@ -195,9 +253,9 @@ class Daemon:
             if not self.rt.poller.settled():
                 continue
             counts = await self.rt.store.delivery_counts()
-            if any(counts.get(state, 0) for state in OUTSTANDING):
+            if any(counts.get(s, 0) for s in DeliveryState if s not in SETTLED_DELIVERIES):
                 continue
-            dead = counts.get("dead", 0)
+            dead = counts.get(DeliveryState.DEAD, 0)
             self.exit_code = 1 if dead else 0
             log.info("daemon.all_done", jobs=len(self.rt.poller.jobs), dead_hooks=dead)
             tg.cancel_scope.cancel()
@@ -207,6 +265,10 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: load and validate the config; keep the old one if the new one is bad."""
+        async with self._reloading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
@@ -228,8 +290,8 @@ class Daemon:
         self.config = config
         self.rt.poller.reconfigure(config, api)
         self.rt.dispatcher.reconfigure(config)
-        self._jobs_signature = None
-        await self._sync_jobs()
+        self._jobs_file.reset()
+        await self._sync_jobs_logged()
         log.info("config.reloaded", path=str(self.config_path), jobs=len(self.rt.poller.jobs))
         self.notifier.ready()
 
@@ -241,29 +303,41 @@ class Daemon:
             log.warning("config.metrics_listen_changed", hint="restart watcherd to change it")
 
     async def _watch_jobs_file(self) -> None:
+        """Follow the jobs file, looking every JOBS_FILE_CHECK seconds."""
         while True:
             await anyio.sleep(JOBS_FILE_CHECK)
-            try:
-                await self._sync_jobs()
-            except WatcherdError as exc:
+            await self._sync_jobs_logged()
+
+    async def _sync_jobs_logged(self) -> None:
+        """`_sync_jobs`; a failure keeps the job list, logged once per content and error."""
+        try:
+            await self._sync_jobs()
+        except StoreError:
+            raise  # the database's trouble, not the jobs file's
+        except WatcherdError as exc:
+            if self._jobs_file.failed(exc):
                 log.error("jobs.file_invalid", error=str(exc), kept="previous job list")
 
     async def _sync_jobs(self) -> None:
         """Bring the watched set in step with the jobs file and config, if either changed."""
         path = self.config.jobs.file
-        signature = file_signature(path) if path is not None else None
-        if signature == self._jobs_signature and self._jobs_signature is not None:
+        if not self._jobs_file.changed(path):
             return
-        entries = JobsSource(self.config).entries()
-        self._jobs_signature = signature
+        from_file = await self._jobs_file.entries(path, self._stored_entries)
+        entries = JobsSource(self.config).merge(from_file)
         poller = self.rt.poller
         await self.rt.store.sync_watched(entries, self.wall())
+        self._jobs_file.applied()
         before = set(poller.jobs)
         await poller.load_jobs()
         added = sorted(set(poller.jobs) - before)
         if added and before:
             log.info("jobs.added", job_ids=added)
         poller.wake()
+
+    async def _stored_entries(self) -> list[JobEntry]:
+        """The watched set as stored, for a jobs file already missing at start-up."""
+        return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]
 
     async def _restore_pauses(self) -> None:
         """A Retry-After pause stored by an earlier run still holds."""
@@ -275,11 +349,50 @@ class Daemon:
     # -- status -------------------------------------------------------------
 
     async def _status_loop(self) -> None:
-        while True:
-            await self.rt.reporter.publish()
-            await anyio.sleep(self.rt.reporter.every)
+        """STATUS= and the watchdog on time, even while the database is slow or locked.
+
+        The heartbeat and the state `health` reads are written by a task of their own,
+        one at a time; the database files are checked on every turn.
+        """
+        reporter = self.rt.reporter
+        async with anyio.create_task_group() as tg:
+            while True:
+                self.rt.store.check_files()
+                reporter.announce()
+                if not reporter.persisting:
+                    tg.start_soon(reporter.persist)
+                await anyio.sleep(reporter.every)
 
     async def metrics_text(self) -> str:
-        """The Prometheus text for a scrape, with fresh delivery counts."""
-        snap = await self.rt.reporter.refresh()
+        """The Prometheus text for a scrape, with fresh delivery counts.
+
+        While another process holds the database's lock, the last counts: a scrape
+        has a deadline, the lock may not.
+        """
+        reporter = self.rt.reporter
+        locked = self.rt.store.lock_wait_since is not None
+        snap = reporter.snapshot() if locked else await reporter.refresh()
         return render(snap, started_at=self.started_at)
+
+
+async def _set_when_cancelled(event: anyio.Event) -> None:
+    """Wait for the task group's cancellation (a stop, the goal met, a crash); then set."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        event.set()
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _first(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` in `exc` or, for an exception group, among its leaves."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None

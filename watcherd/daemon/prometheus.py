@@ -13,7 +13,9 @@ Why not `prometheus_client`: its registry is process-global and thread-locked, i
 server runs in a thread beside our event loop, and it is one more dependency for a
 few dozen lines of text. The daemon already holds every value in one `Snapshot`
 (`watcherd.daemon.status`); `render` prints it, and a tiny anyio server answers one request
-per connection, HTTP/1.0 style: the response, then close.
+per connection, HTTP/1.0 style: the response, then close. The request head must come
+within a second, and when all 16 connection slots are taken the oldest connection still
+waiting for its head is dropped, so idle clients cannot hold a scrape back.
 
 Counters (`*_total`) count since the daemon started; a reload that changes the `api:`
 section starts a new API client, whose counters start again from zero (Prometheus'
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
@@ -35,16 +38,20 @@ from watcherd.api.latency import LatencySnapshot
 from watcherd.config import Listen
 from watcherd.daemon.status import Snapshot
 from watcherd.errors import WatcherdError
+from watcherd.model import DeliveryState
 
 log = structlog.get_logger("watcherd.daemon.prometheus")
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-#: Every state a delivery can be in, so each series exists from the start.
-DELIVERY_STATES: Final = ("pending", "running", "delivered", "failed", "dead")
-#: A scrape must arrive and be answered within this many seconds.
+#: A request head must arrive within this many seconds of the connection (Prometheus
+#: sends it at once), so an idle connection holds a slot briefly.
+HEAD_DEADLINE: Final = 1.0
+#: A scrape must be answered within this many seconds of its connection.
 REQUEST_DEADLINE: Final = 5.0
 MAX_REQUEST_HEAD: Final = 8192
-MAX_CONNECTIONS: Final = 8
+#: Connections open at once; when all are taken, the oldest still waiting for its
+#: request head is dropped for the newcomer, so idle clients cannot starve a scrape.
+MAX_CONNECTIONS: Final = 16
 
 Collect = Callable[[], Awaitable[str]]
 Sample = tuple[Mapping[str, str], float]
@@ -82,7 +89,7 @@ def render(snap: Snapshot, *, started_at: float) -> str:
 
 
 def _states(counts: Mapping[str, int]) -> list[str]:
-    return [*DELIVERY_STATES, *sorted(set(counts) - set(DELIVERY_STATES))]
+    return [*DeliveryState, *sorted(set(counts) - set(DeliveryState))]
 
 
 def _gauge(out: list[str], name: str, help_: str, value: float | str | None) -> None:
@@ -139,21 +146,64 @@ async def bind(listen: Listen) -> anyio.abc.Listener[anyio.abc.SocketStream]:
 
 async def serve(listener: anyio.abc.Listener[anyio.abc.SocketStream], collect: Collect) -> None:
     """Answer scrapes on `listener` until cancelled; `collect()` gives the body."""
-    limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
+    slots = _Slots(MAX_CONNECTIONS)
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
-        async with limiter, stream:
-            await _answer(stream, collect)
+        async with stream:
+            with anyio.CancelScope() as scope:
+                if slots.enter(scope):
+                    try:
+                        await _answer(stream, collect, slots, scope)
+                    finally:
+                        slots.leave(scope)
 
     async with listener:
         await listener.serve(handle)
 
 
-async def _answer(stream: anyio.abc.SocketStream, collect: Collect) -> None:
+@dataclass(slots=True)
+class _Slots:
+    """Open connections: those still waiting for their head (oldest first), and the rest."""
+
+    limit: int
+    waiting: dict[anyio.CancelScope, None] = field(default_factory=dict)
+    answering: set[anyio.CancelScope] = field(default_factory=set)
+
+    def enter(self, scope: anyio.CancelScope) -> bool:
+        """Take a slot, dropping the oldest waiting connection if need be; False if none."""
+        if len(self.waiting) + len(self.answering) >= self.limit:
+            if not self.waiting:
+                return False
+            oldest = next(iter(self.waiting))
+            del self.waiting[oldest]
+            oldest.cancel()
+            log.debug("metrics.idle_dropped", open=self.limit)
+        self.waiting[scope] = None
+        return True
+
+    def answer(self, scope: anyio.CancelScope) -> None:
+        """The head arrived: this connection can no longer be dropped."""
+        if scope in self.waiting:
+            del self.waiting[scope]
+            self.answering.add(scope)
+
+    def leave(self, scope: anyio.CancelScope) -> None:
+        """The connection is done."""
+        self.waiting.pop(scope, None)
+        self.answering.discard(scope)
+
+
+async def _answer(
+    stream: anyio.abc.SocketStream, collect: Collect, slots: _Slots, scope: anyio.CancelScope
+) -> None:
     """One request, one response, then close; a client that stalls or drops is ignored."""
     try:
         with anyio.move_on_after(REQUEST_DEADLINE):
-            head = await _read_head(stream)
+            with anyio.move_on_after(HEAD_DEADLINE) as head_scope:
+                head = await _read_head(stream)
+            if head_scope.cancelled_caught:
+                return
+            slots.answer(scope)
             status, body = await _route(head, collect)
             await stream.send(_response(status, body, head.startswith(b"HEAD ")))
     except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError):

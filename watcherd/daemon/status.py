@@ -17,7 +17,7 @@ from typing import Final
 from watcherd.api.client import ApiStats
 from watcherd.daemon import health
 from watcherd.daemon.health import STATUS_EVERY
-from watcherd.model import is_settled
+from watcherd.model import DeliveryState, is_settled
 from watcherd.store import Store
 from watcherd.systemd import Notifier
 from watcherd.watch.poller import Poller
@@ -42,11 +42,12 @@ class Snapshot:
     last_success_at: float | None = None
     api: ApiStats = field(default_factory=lambda: ApiStats(0, 0, {}))
     taken_at: float = field(default_factory=time.time)
+    store_locked_since: float | None = None  # waiting for another process's write lock
 
     @property
     def dead_hooks(self) -> int:
         """Deliveries that gave up (`watcherd hooks retry` brings them back)."""
-        return self.deliveries.get("dead", 0)
+        return self.deliveries.get(DeliveryState.DEAD, 0)
 
 
 def count_jobs(statuses: Mapping[str, str | None]) -> dict[str, int]:
@@ -61,10 +62,12 @@ def status_line(snap: Snapshot) -> str:
     """
     grouped: Counter[str] = Counter()
     for status, n in snap.jobs.items():
-        done = status != NEW and is_settled(status)
-        grouped["done" if done else status] += n
+        grouped["done" if is_settled(status) else status] += n
     parts = [f"{sum(snap.jobs.values())} jobs"] + [f"{n} {s}" for s, n in sorted(grouped.items())]
     trouble = []
+    if snap.store_locked_since is not None:
+        waited = max(0.0, snap.taken_at - snap.store_locked_since)
+        trouble.append(f"database locked by another process for {waited:.0f}s, waiting")
     if snap.auth_error:
         trouble.append(f"{snap.auth_error}, polling paused")
     if snap.paused_until is not None:
@@ -98,6 +101,7 @@ class StatusReporter:
         self.wall = wall
         self.monotonic = monotonic
         self._deliveries: dict[str, int] = {}
+        self.persisting = False  # a `persist()` is under way
 
     @property
     def every(self) -> float:
@@ -126,20 +130,45 @@ class StatusReporter:
             last_success_at=stats.last_success_at,
             api=self.poller.api_stats,
             taken_at=now,
+            store_locked_since=self.store.lock_wait_since,
         )
 
     async def publish(self) -> str:
         """STATUS=, a watchdog ping if the poll loop progresses, the heartbeat; the line."""
-        snap = await self.refresh()
-        line = status_line(snap)
+        await self.refresh()
+        line = self.announce()
+        await self._write(self.snapshot())
+        return line
+
+    def announce(self) -> str:
+        """STATUS= and a watchdog ping if the poll loop progresses; never waits on the store.
+
+        Delivery counts are those of the last refresh.
+        """
+        line = status_line(self.snapshot())
         self.notifier.status(line)
         watchdog = self.notifier.watchdog_interval
         stalled = self.monotonic() - self.poller.stats.last_progress
         if watchdog is None or stalled < 2 * watchdog + STALL_GRACE:
             self.notifier.watchdog()
+        return line
+
+    async def persist(self) -> None:
+        """Fresh delivery counts, then the heartbeat and the state `health` reads."""
+        self.persisting = True
+        try:
+            await self.refresh()
+            await self._write(self.snapshot())
+        finally:
+            self.persisting = False
+
+    async def _write(self, snap: Snapshot) -> None:
         await health.publish(
-            self.store, now=snap.taken_at, every=self.every, line=line, auth_error=snap.auth_error
+            self.store,
+            now=snap.taken_at,
+            every=self.every,
+            line=status_line(snap),
+            auth_error=snap.auth_error,
         )
         if snap.paused_until is not None:
             await self.store.set_host_pause(self.poller.api_host, snap.paused_until)
-        return line

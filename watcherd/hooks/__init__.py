@@ -17,12 +17,11 @@ from watcherd.config import CommandHook, HookConfig, NotifyHook, SecretRef, Webh
 from watcherd.errors import HookError
 from watcherd.hooks.command import run_command
 from watcherd.hooks.notify import parse_urls, send_notification
-from watcherd.hooks.outcome import INTERRUPTED, Outcome, next_attempt_delay
+from watcherd.hooks.outcome import Outcome, next_attempt_delay
 from watcherd.hooks.payload import build_payload, encode_payload, render, template_fields
 from watcherd.hooks.webhook import post_webhook, sign
 
 __all__ = [
-    "INTERRUPTED",
     "Outcome",
     "build_payload",
     "encode_payload",

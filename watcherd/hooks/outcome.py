@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Literal
+
+from watcherd.backoff import Uniform, full_jitter
+from watcherd.model import INTERRUPTED
 
 State = Literal["delivered", "retry", "give_up"]
-
-#: The error a dispatcher records for an attempt cut short by a graceful stop.
-INTERRUPTED: Final = "interrupted: watcherd stopped during the attempt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +53,6 @@ class Outcome:
         return cls("retry", error=INTERRUPTED)
 
 
-class Uniform(Protocol):
-    """The part of `random` that backoff needs (a seeded `random.Random` fits)."""
-
-    def uniform(self, a: float, b: float, /) -> float: ...
-
-
 def next_attempt_delay(
     attempt: int,
     *,
@@ -69,12 +63,10 @@ def next_attempt_delay(
 ) -> float:
     """Seconds to wait after failed attempt number `attempt` (1 for the first).
 
-    Full jitter: uniform in `[0, min(cap, base * 2 ** (attempt - 1))]`, then raised to
-    `retry_after` when the receiver asked for more (never capped: it asked).
+    Full jitter (`watcherd.backoff`), then raised to `retry_after` when the receiver
+    asked for more (never capped: it asked).
     """
-    exponent = min(max(attempt, 1) - 1, 62)
-    ceiling = min(cap, base * 2.0**exponent)
-    delay = rng.uniform(0.0, ceiling)
+    delay = full_jitter(attempt, base=base, cap=cap, rng=rng)
     if retry_after is not None and retry_after > delay:
         return retry_after
     return delay

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from watcherd.config.schema import spec_too_wide
 from watcherd.model import Delivery, MetricsSummary
 
 #: The names a notification template may use; any other `{name}` is left as written.
@@ -66,13 +67,34 @@ def encode_payload(payload: Mapping[str, Any]) -> bytes:
 
 
 def strict_json(value: Any) -> Any:
-    """A copy of `value` with every NaN or ±Infinity float replaced by None."""
+    """A copy of `value` with every NaN or ±Infinity float replaced by None.
+
+    Iterative: a job object nested a thousand levels deep costs a loop, not the stack.
+    """
+    pending: list[tuple[Any, Any]] = []
+    root = _copy_node(value, pending)
+    while pending:
+        source, target = pending.pop()
+        if isinstance(source, Mapping):
+            for key, item in source.items():
+                target[str(key)] = _copy_node(item, pending)
+        else:
+            target.extend(_copy_node(item, pending) for item in source)
+    return root
+
+
+def _copy_node(value: Any, pending: list[tuple[Any, Any]]) -> Any:
+    """A scalar made strict, or an empty container queued on `pending` to be filled."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): strict_json(v) for k, v in value.items()}
+        mapping: dict[str, Any] = {}
+        pending.append((value, mapping))
+        return mapping
     if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
+        sequence: list[Any] = []
+        pending.append((value, sequence))
+        return sequence
     return value
 
 
@@ -122,6 +144,8 @@ class _Formatter(string.Formatter):
         return kwargs[field_name], field_name
 
     def format_field(self, value: Any, format_spec: str) -> str:
+        if spec_too_wide(format_spec):  # the loader refuses these; a spec may come from a field
+            return str(value)
         try:
             return format(value, format_spec)
         except ValueError:

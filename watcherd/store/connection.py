@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -15,9 +16,14 @@ from watcherd.store.schema import check_version, migrate, user_version
 if TYPE_CHECKING:
     import aiosqlite
 
-#: How long a statement waits for another connection's write lock, in milliseconds.
-BUSY_TIMEOUT_MS = 10_000
+    from watcherd.store.calls import CallGuard
+
+#: How long one attempt waits for another connection's write lock, in milliseconds.
+#: A refused attempt is retried (`calls.CallGuard`); a stop waits for one attempt at most.
+BUSY_TIMEOUT_MS = 1_000
 _PRIVATE = 0o600
+#: (device, inode) of the database, its -wal and its -shm file; None where missing.
+Identity = tuple[tuple[int, int] | None, ...]
 
 
 def lock_path(path: Path) -> Path:
@@ -36,6 +42,7 @@ def acquire_lock(path: Path) -> int:
     except BlockingIOError:
         os.close(fd)
         raise DatabaseLockedError(str(path)) from None
+    os.ftruncate(fd, 0)  # a note left by a daemon that died is not ours
     return fd
 
 
@@ -62,6 +69,46 @@ def release_lock(fd: int) -> None:
     os.close(fd)
 
 
+def write_lock_note(fd: int, text: str) -> None:
+    """Replace the lock file's contents: what the daemon says about its database.
+
+    Written, then cut to length: a reader never sees the file empty mid-way.
+    """
+    data = text.encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+def read_lock_note(path: Path) -> str:
+    """The lock file's contents ("" if it is missing or empty)."""
+    try:
+        return lock_path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def locked_since(path: Path) -> float | None:
+    """Since when the daemon of `path` waits for another process's lock (None: it does not)."""
+    try:
+        found = json.loads(read_lock_note(path) or "{}")
+        return float(found["store_locked_since"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def file_identity(path: Path) -> Identity:
+    """Which files `path` and its -wal and -shm names point at now."""
+    found: list[tuple[int, int] | None] = []
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            st = os.stat(path.with_name(path.name + suffix))
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((st.st_dev, st.st_ino))
+    return tuple(found)
+
+
 def _create_private(path: Path) -> None:
     """Create the database file 0600 if missing; SQLite gives -wal/-shm the same mode."""
     try:
@@ -81,8 +128,11 @@ def target(path: Path, *, writer: bool) -> tuple[str, bool]:
     return f"file:{quote(str(path.resolve()))}?mode=ro", True
 
 
-async def connect(path: Path, *, writer: bool) -> aiosqlite.Connection:
-    """An open, configured, migrated (writer) or version-checked (reader) connection."""
+async def connect(path: Path, *, writer: bool, guard: CallGuard) -> aiosqlite.Connection:
+    """An open, configured, migrated (writer) or version-checked (reader) connection.
+
+    Another process's lock on the database is waited out as `guard` says.
+    """
     import aiosqlite  # the daemon's: the read commands open the file with plain sqlite3
 
     target_name, uri = target(path, writer=writer)
@@ -91,7 +141,7 @@ async def connect(path: Path, *, writer: bool) -> aiosqlite.Connection:
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the database: {exc}") from exc
     try:
-        await _configure(conn, str(path), writer=writer)
+        await guard.run(lambda: _configure(conn, str(path), writer=writer), "open")
     except BaseException:
         await conn.close()
         raise
@@ -99,13 +149,10 @@ async def connect(path: Path, *, writer: bool) -> aiosqlite.Connection:
 
 
 async def _configure(conn: aiosqlite.Connection, path: str, *, writer: bool) -> None:
-    try:
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if writer:
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = FULL")
-            await migrate(conn, path)
-        else:
-            check_version(await user_version(conn), path, writer=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: {exc}") from exc
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if writer:
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await migrate(conn, path)
+    else:
+        check_version(await user_version(conn), path, writer=False)

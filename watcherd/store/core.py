@@ -14,8 +14,14 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import aiosqlite
 import anyio
+import anyio.lowlevel
 
-from watcherd.errors import StoreError
+from watcherd.errors import (
+    StoreBusyError,
+    StoreError,
+    StoreInterruptedError,
+    StoreUnusableError,
+)
 from watcherd.model import (
     Delivery,
     JobOverview,
@@ -26,7 +32,8 @@ from watcherd.model import (
     Transition,
     loads_exact,
 )
-from watcherd.store import connection, outbox, readers, writer
+from watcherd.store import calls, connection, outbox, readers, writer
+from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, metric_params, record_params
 
@@ -35,6 +42,10 @@ T = TypeVar("T")
 Op = Callable[Concatenate[aiosqlite.Connection, P], Awaitable[T]]
 
 HOST_PAUSE_PREFIX: Final = "host_pause:"
+#: Seconds a CLI command waits for another process's write lock before it gives up.
+LOCK_PATIENCE: Final = 30.0
+#: Errors of the database rather than of a page: a group commit that meets one ends.
+_FINAL: Final = (StoreUnusableError, StoreInterruptedError, StoreBusyError)
 #: No bounds, no sampling: every row.
 EVERYTHING: Final = MetricFilter()
 
@@ -53,46 +64,114 @@ class Store:
 
     daemon_running: Final = _DaemonRunning()
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, *, writer: bool) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        path: Path,
+        *,
+        writer: bool,
+        guard: CallGuard | None = None,
+    ) -> None:
         self._conn = conn
         self.path = path
         self.writer = writer
+        self._guard = guard or CallGuard(path, patience=LOCK_PATIENCE, note_fd=None)
         self._lock = anyio.Lock()
         self._pending: list[_PendingPoll] = []  # polls waiting for the next group commit
+        self._files = connection.file_identity(path)
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, path: Path, *, writer: bool, lock: bool | None = None
+        cls, path: Path, *, writer: bool, lock: bool | None = None, patience: float = LOCK_PATIENCE
     ) -> AsyncIterator[Store]:
         """Open the database; a writer takes the daemon lock unless `lock=False`.
 
         A writer creates the file (0600) and migrates it. A reader opens it read-only
-        and raises StoreError if it does not exist or has an older schema.
+        and raises StoreError if it does not exist or has an older schema. The daemon
+        (holding the lock) waits out another process's lock as long as it takes;
+        other openers give up after `patience` seconds (StoreBusyError).
         """
         path = Path(path)
         fd = connection.acquire_lock(path) if (writer if lock is None else lock) else None
         try:
+            guard = CallGuard(path, patience=None if fd is not None else patience, note_fd=fd)
             with anyio.CancelScope(shield=True):
-                conn = await connection.connect(path, writer=writer)
+                conn = await connection.connect(path, writer=writer, guard=guard)
             try:
-                yield cls(conn, path, writer=writer)
+                yield cls(conn, path, writer=writer, guard=guard)
             finally:
                 with anyio.CancelScope(shield=True):
-                    await conn.close()
+                    await _close(conn, path)
         finally:
             if fd is not None:
                 connection.release_lock(fd)
+
+    @staticmethod
+    def locked_since(path: Path) -> float | None:
+        """Since when the daemon of `path` waits for another process's write lock, if it does."""
+        return connection.locked_since(path)
+
+    @property
+    def busy_for(self) -> float | None:
+        """Seconds the current database call has run; None when none runs."""
+        since = self._guard.busy_since
+        return None if since is None else time.monotonic() - since
+
+    @property
+    def lock_wait_since(self) -> float | None:
+        """Since when (epoch seconds) this store waits for another process's write lock."""
+        return self._guard.locked_since
+
+    def check_files(self) -> None:
+        """StoreUnusableError if the database files were deleted or replaced since opening.
+
+        SQLite would go on writing to the deleted files, and everything written since
+        would be lost when the daemon exits.
+        """
+        if connection.file_identity(self.path) != self._files:
+            raise StoreUnusableError(
+                str(self.path),
+                "the database file (or its -wal or -shm) was deleted or replaced while"
+                " watcherd was running; restore it or start afresh",
+            )
+
+    async def cut_long_calls(self, grace: float) -> None:
+        """The daemon is stopping: cut short any call that has run longer than `grace`.
+
+        Runs until cancelled. A call cut short rolls back whole and ends as a
+        cancellation (StoreInterruptedError for a shielded caller); a wait for
+        another process's lock ends at once.
+        """
+        self._guard.stopping.set()
+        while True:
+            since = self._guard.busy_since
+            if since is not None and time.monotonic() - since > grace:
+                await self._conn.interrupt()
+            await anyio.sleep(min(grace / 4, 0.1))
+
+    async def _call(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
+        """`attempt()` under the lock, shielded, retried while another process holds the lock."""
+        try:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    result = await self._guard.run(attempt, what)
+        except StoreInterruptedError:
+            await anyio.lowlevel.checkpoint_if_cancelled()  # a stop: end as the cancellation
+            raise
+        return result
 
     async def _write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `op` in its own BEGIN IMMEDIATE transaction, shielded from cancellation."""
         if not self.writer:
             raise StoreError(f"{self.path}: opened read-only")
-        return await self._transaction("BEGIN IMMEDIATE", op, *args, **kwargs)
+        call = functools.partial(self._transaction, "BEGIN IMMEDIATE", op, *args, **kwargs)
+        return await self._call(call, _name(op))
 
     async def _read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `op` in a read transaction, so its queries see one snapshot."""
-        return await self._transaction("BEGIN", op, *args, **kwargs)
+        call = functools.partial(self._transaction, "BEGIN", op, *args, **kwargs)
+        return await self._call(call, _name(op))
 
     async def _single(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `op`, which must issue exactly one statement, outside any transaction.
@@ -100,35 +179,18 @@ class Store:
         One statement reads one snapshot by itself, so it needs no BEGIN and COMMIT
         (two trips to the database thread saved).
         """
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                try:
-                    result = await op(self._conn, *args, **kwargs)
-                except sqlite3.Error as exc:
-                    raise StoreError(f"{self.path}: {exc}") from exc
-        return result
+        return await self._call(functools.partial(op, self._conn, *args, **kwargs), _name(op))
 
     async def _transaction(self, begin: str, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                result = await self._locked_transaction(begin, op, *args, **kwargs)
-        return result
-
-    async def _locked_transaction(
-        self, begin: str, op: Op[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """`op` in one transaction; the caller holds the lock."""
+        """`op` in one transaction, rolled back whole on any failure; the caller holds the lock."""
         conn = self._conn
+        await conn.execute(begin)
         try:
-            await conn.execute(begin)
-            try:
-                result = await op(conn, *args, **kwargs)
-            except BaseException:
-                await _rollback(conn)
-                raise
+            result = await op(conn, *args, **kwargs)
             await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+        except BaseException:
+            await _rollback(conn)
+            raise
         return result
 
     # -- the watched set ---------------------------------------------------
@@ -165,6 +227,8 @@ class Store:
                 if pending.outcome is None:
                     batch, self._pending = self._pending, []
                     await self._commit_polls(batch)
+        if isinstance(pending.outcome, StoreInterruptedError):
+            await anyio.lowlevel.checkpoint_if_cancelled()  # a stop: end as the cancellation
         if isinstance(pending.outcome, BaseException):
             raise pending.outcome
         assert pending.outcome is not None
@@ -174,7 +238,14 @@ class Store:
         """Write `batch` in one transaction, or each page alone if that fails."""
         if len(batch) > 1:
             try:
-                results = await self._locked_transaction("BEGIN IMMEDIATE", _record_all, batch)
+                results = await self._guard.run(
+                    functools.partial(self._transaction, "BEGIN IMMEDIATE", _record_all, batch),
+                    "record_poll",
+                )
+            except _FINAL as exc:  # the database failed, not a page: no page alone does better
+                for pending in batch:
+                    pending.outcome = exc
+                return
             except Exception:  # noqa: S110 - every page is tried again alone just below
                 pass
             else:
@@ -182,10 +253,11 @@ class Store:
                     pending.outcome = result
                 return
         for pending in batch:
+            call = functools.partial(
+                self._transaction, "BEGIN IMMEDIATE", writer.record_poll, *pending.args()
+            )
             try:
-                pending.outcome = await self._locked_transaction(
-                    "BEGIN IMMEDIATE", writer.record_poll, *pending.args()
-                )
+                pending.outcome = await self._guard.run(call, "record_poll")
             except Exception as exc:  # handed to the caller of this page's record_poll
                 pending.outcome = exc
 
@@ -371,10 +443,27 @@ async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> 
     return await writer.record_polls(conn, [p.args() for p in batch])
 
 
+async def _close(conn: aiosqlite.Connection, path: Path) -> None:
+    """Close the connection; a failure (the disk full at the final checkpoint) is logged.
+
+    Committed transactions are safe in the WAL whatever the close does.
+    """
+    try:
+        await conn.close()
+    except sqlite3.Error as exc:
+        calls.log.warning("store.close_failed", path=str(path), error=str(exc))
+
+
 async def _rollback(conn: aiosqlite.Connection) -> None:
-    # SQLite may already have rolled back (e.g. on SQLITE_FULL): nothing left to undo.
-    with contextlib.suppress(sqlite3.OperationalError):
-        await conn.execute("ROLLBACK")
+    """Undo the open transaction, if SQLite has not already (e.g. on SQLITE_FULL).
+
+    Tried again if a stop's interrupt cut the ROLLBACK itself.
+    """
+    for _ in range(3):
+        if not conn.in_transaction:
+            return
+        with contextlib.suppress(sqlite3.OperationalError):
+            await conn.execute("ROLLBACK")
 
 
 async def _delivery_context(
@@ -391,3 +480,8 @@ async def _delivery_context(
 async def _pragma_rows(conn: aiosqlite.Connection, name: str) -> list[str]:
     async with conn.execute(f"PRAGMA {name}") as cur:
         return [str(r[0]) for r in await cur.fetchall()]
+
+
+def _name(op: Callable[..., object]) -> str:
+    """What a call does, for the logs (`store.locked` names it)."""
+    return str(getattr(op, "__name__", "call"))

@@ -10,19 +10,21 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.errors import StoreError
-from watcherd.model import Delivery
+from watcherd.model import INTERRUPTED, WAITING_DELIVERIES, Delivery, DeliveryState
 from watcherd.store.records import HookLike
 
 if TYPE_CHECKING:
     import aiosqlite
 
-OUTCOMES: Final = frozenset({"delivered", "failed", "dead"})
-INTERRUPTED: Final = "interrupted: the daemon stopped during this attempt"
+OUTCOMES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DEAD})
 
 COLUMNS: Final = (
     "id, job_id, hook, event, previous_status, occurred_at, state, attempts, "
     "next_attempt_at, last_error, output_tail, updated_at"
 )
+#: `state IN (...)` of the deliveries `due` and `next_due` look at, and its parameters.
+WAITING: Final = tuple(sorted(WAITING_DELIVERIES))
+WAITING_IN: Final = f"state IN ({', '.join('?' * len(WAITING))})"
 
 
 def delivery_id(job_id: str, status: str, hook: str) -> str:
@@ -32,7 +34,9 @@ def delivery_id(job_id: str, status: str, hook: str) -> str:
 
 def to_delivery(row: Sequence[Any]) -> Delivery:
     """A `deliveries` row (selected with COLUMNS) as the read model."""
-    return Delivery(*row)
+    fields = list(row)
+    fields[6] = DeliveryState(fields[6])  # the state column
+    return Delivery(*fields)
 
 
 async def enqueue(
@@ -56,6 +60,7 @@ async def enqueue(
             status,
             previous,
             at,
+            DeliveryState.PENDING,
             at,
             at,
             at,
@@ -65,7 +70,7 @@ async def enqueue(
     ]
     if not rows:
         return []
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"] * len(rows))
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
     found = await conn.execute_fetchall(
         "INSERT INTO deliveries (id, job_id, hook, event, previous_status, occurred_at,"
         f" state, next_attempt_at, created_at, updated_at) VALUES {values}"
@@ -80,9 +85,9 @@ async def enqueue(
 async def start_attempt(conn: aiosqlite.Connection, ident: str, now: float) -> int:
     """Mark the delivery running and count the attempt; return the attempt number."""
     cur = await conn.execute(
-        "UPDATE deliveries SET state = 'running', attempts = attempts + 1, started_at = ?,"
+        "UPDATE deliveries SET state = ?, attempts = attempts + 1, started_at = ?,"
         " updated_at = ? WHERE id = ? RETURNING attempts",
-        (now, now, ident),
+        (DeliveryState.RUNNING, now, now, ident),
     )
     row = await cur.fetchone()
     await cur.close()
@@ -103,8 +108,10 @@ async def finish_attempt(
 ) -> None:
     """Record an attempt's outcome: delivered, failed (due again at next_attempt_at) or dead."""
     if outcome not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}")
-    due = (now if next_attempt_at is None else next_attempt_at) if outcome == "failed" else None
+        known = sorted(map(str, OUTCOMES))
+        raise ValueError(f"outcome must be one of {known}, not {outcome!r}")
+    failed = outcome == DeliveryState.FAILED
+    due = (now if next_attempt_at is None else next_attempt_at) if failed else None
     cur = await conn.execute(
         "UPDATE deliveries SET state = ?, last_error = ?, output_tail = ?, next_attempt_at = ?,"
         " updated_at = ? WHERE id = ?",
@@ -117,9 +124,9 @@ async def finish_attempt(
 async def recover_interrupted(conn: aiosqlite.Connection, now: float) -> list[str]:
     """Turn deliveries left `running` by a crash into `failed`, due now; return their ids."""
     cur = await conn.execute(
-        "UPDATE deliveries SET state = 'failed', next_attempt_at = ?, last_error = ?,"
-        " updated_at = ? WHERE state = 'running' RETURNING id",
-        (now, INTERRUPTED, now),
+        "UPDATE deliveries SET state = ?, next_attempt_at = ?, last_error = ?,"
+        " updated_at = ? WHERE state = ? RETURNING id",
+        (DeliveryState.FAILED, now, INTERRUPTED, now, DeliveryState.RUNNING),
     )
     rows = await cur.fetchall()
     await cur.close()
@@ -129,9 +136,9 @@ async def recover_interrupted(conn: aiosqlite.Connection, now: float) -> list[st
 async def requeue(conn: aiosqlite.Connection, ident: str, now: float) -> bool:
     """Put a delivery that is not running back to pending, due now, with attempts reset."""
     cur = await conn.execute(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-        " updated_at = ? WHERE id = ? AND state != 'running'",
-        (now, now, ident),
+        "UPDATE deliveries SET state = ?, attempts = 0, next_attempt_at = ?,"
+        " updated_at = ? WHERE id = ? AND state != ?",
+        (DeliveryState.PENDING, now, now, ident, DeliveryState.RUNNING),
     )
     return bool(cur.rowcount)
 
@@ -139,9 +146,9 @@ async def requeue(conn: aiosqlite.Connection, ident: str, now: float) -> bool:
 async def due(conn: aiosqlite.Connection, now: float, limit: int) -> list[Delivery]:
     """Pending or failed deliveries whose time has come, oldest due first."""
     rows = await conn.execute_fetchall(
-        f"SELECT {COLUMNS} FROM deliveries WHERE state IN ('pending', 'failed')"
+        f"SELECT {COLUMNS} FROM deliveries WHERE {WAITING_IN}"
         " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-        (now, limit),
+        (*WAITING, now, limit),
     )
     return [to_delivery(r) for r in rows]
 
@@ -149,7 +156,7 @@ async def due(conn: aiosqlite.Connection, now: float, limit: int) -> list[Delive
 async def next_due(conn: aiosqlite.Connection) -> float | None:
     """When the next pending or failed delivery falls due, if any."""
     rows = await conn.execute_fetchall(
-        "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')"
+        f"SELECT MIN(next_attempt_at) FROM deliveries WHERE {WAITING_IN}", WAITING
     )
     row = next(iter(rows), None)
     return None if row is None or row[0] is None else float(row[0])

@@ -10,7 +10,6 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.model import (
-    SETTLE_NS,
     JobOverview,
     MetricFilter,
     MetricsSummary,
@@ -36,10 +35,10 @@ async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = (
     return list(await conn.execute_fetchall(sql, params))
 
 
-#: The settled cursor of `jobs.job_id` (see JobState.cursor_step); one parameter, the lag.
-CURSOR_SQL = (
-    "SELECT min(m.step) FROM metrics m WHERE m.job_id = jobs.job_id AND m.timestamp >"
-    " (SELECT max(t.timestamp) FROM metrics t WHERE t.job_id = jobs.job_id) - ?"
+#: What the poller needs of each job: its row only (the cursor is stored, see `cursor`).
+JOB_STATES_SQL: Final = (
+    "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
+    " last_error, status_since, cursor_step FROM jobs WHERE {where} ORDER BY added_at, job_id"
 )
 
 
@@ -52,13 +51,7 @@ async def job_states(
     if only is not None:
         where = "job_id IN (SELECT value FROM json_each(?))"
         params = (json.dumps(sorted(only)),)
-    rows = await _all(
-        conn,
-        "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-        f" last_error, status_since, ({CURSOR_SQL}) FROM jobs WHERE {where}"
-        " ORDER BY added_at, job_id",
-        (SETTLE_NS, *params),
-    )
+    rows = await _all(conn, JOB_STATES_SQL.format(where=where), params)
     return {str(r[0]): JobState(*r) for r in rows}
 
 

@@ -37,8 +37,8 @@ def number(value: Any) -> float | None:
         return None
     try:
         return float(value)
-    except OverflowError:
-        return math.copysign(math.inf, value)
+    except OverflowError:  # an integer beyond a float's range (never compared as a float)
+        return math.inf if value > 0 else -math.inf
 
 
 def loss_column(row: MetricRow, kind: str) -> float | None:

@@ -103,7 +103,25 @@ _INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL,)
+# Each job's settled cursor (see `store.cursor`), kept on its row so that reading it
+# never touches the job's history; filled here with two index probes per job and a
+# range over its last 5 s of rows. A frozen copy of `cursor.SETTLED`: never edit it.
+_STORED_CURSOR = Migration(
+    "stored_cursor",
+    (
+        "ALTER TABLE jobs ADD COLUMN cursor_step INTEGER",
+        """UPDATE jobs SET cursor_step = (
+            SELECT min(m.step) FROM metrics AS m INDEXED BY metrics_order
+            WHERE m.job_id = jobs.job_id AND m.kind IN ('train', 'eval') AND m.timestamp > max(
+                coalesce((SELECT max(timestamp) FROM metrics
+                    WHERE job_id = jobs.job_id AND kind = 'train'), -9223372036854775808),
+                coalesce((SELECT max(timestamp) FROM metrics
+                    WHERE job_id = jobs.job_id AND kind = 'eval'), -9223372036854775808)
+            ) - 5000000000)""",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _STORED_CURSOR)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EVERYTHING: Final = MetricFilter()
+#: A read waits this long for a lock (WAL readers seldom meet one: a checkpoint's end).
+READ_BUSY_TIMEOUT_MS: Final = 10_000
 
 
 class Snapshot:
@@ -66,7 +68,7 @@ class Snapshot:
 
     def _begin(self) -> None:
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {connection.BUSY_TIMEOUT_MS}")
+            self._conn.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
             check_version(_run(user_version(self._async)), str(self.path), writer=False)
             self._conn.execute("BEGIN")
         except sqlite3.Error as exc:
@@ -82,6 +84,11 @@ class Snapshot:
     def daemon_running(path: Path) -> bool:
         """True if a daemon holds the lock on `path`."""
         return connection.lock_held(path)
+
+    @staticmethod
+    def locked_since(path: Path) -> float | None:
+        """Since when the daemon of `path` waits for another process's write lock, if it does."""
+        return connection.locked_since(path)
 
     def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
         """One row per job for `watcherd list`."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.model import MISSING, dumps_exact
-from watcherd.store import outbox, pages
+from watcherd.store import cursor, outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -59,13 +59,19 @@ async def record_poll(
     conn: aiosqlite.Connection,
     rec: PollRecord,
     params: Sequence[MetricParams],
-    losses: Sequence[Any],
+    losses: Sequence[Any] | None = None,
 ) -> PollResult:
     """Rows, job fields, transition and outbox for one fetched page.
 
+    `losses` holds each row's decoded `{kind}/loss`; by default they are taken from
+    `rec.metrics`, which `params` then describe.
+
     Four trips to the database thread when the status holds: read what is stored,
-    insert the new rows (ranked), update the job, note the poll time.
+    insert the new rows (ranked), update the job (and its stored cursor, when rows
+    came), note the poll time.
     """
+    if losses is None:
+        losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rec.metrics, strict=True)]
     (result,) = await record_polls(conn, [(rec, params, losses)])
     return result
 
@@ -113,14 +119,15 @@ async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> l
         fields = plan.fields | _job_fields(rec)
         fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
         transition, ids = await _status_change(conn, rec, stored.status, fields)
+        rows = bool(plan.inserts)
         if stored.exists:
-            sql, args = _update_job(rec.job_id, fields)
+            sql, args = _update_job(rec.job_id, fields, rows=rows)
             updates.setdefault(sql, []).append(args)
         else:
-            await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=False)
+            await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=False, rows=rows)
         results.append(PollResult(transition, len(plan.inserts), ids))
-    for sql, rows in updates.items():
-        await conn.executemany(sql, rows)
+    for sql, args_list in updates.items():
+        await conn.executemany(sql, args_list)
     return results
 
 
@@ -138,7 +145,7 @@ async def record_rows(
     """
     stored, plan = await _insert_rows(conn, job_id, params, losses)
     if plan.fields:
-        await _write_job(conn, job_id, now, plan.fields, exists=stored.exists)
+        await _write_job(conn, job_id, now, plan.fields, exists=stored.exists, rows=True)
     return len(plan.inserts)
 
 
@@ -190,23 +197,40 @@ def _text(value: Any) -> str | None:
 
 
 async def _write_job(
-    conn: aiosqlite.Connection, job_id: str, now: float, fields: Mapping[str, Any], *, exists: bool
+    conn: aiosqlite.Connection,
+    job_id: str,
+    now: float,
+    fields: Mapping[str, Any],
+    *,
+    exists: bool,
+    rows: bool = False,
 ) -> None:
-    """Set `fields` on the job row, creating it (unwatched, added `now`) if missing."""
+    """Set `fields` on the job row, creating it (unwatched, added `now`) if missing.
+
+    With `rows` (the page stored new rows) the job's settled cursor is recomputed too.
+    """
     # Column names come from this module only, never from input.
     if exists:
-        await conn.execute(*_update_job(job_id, fields))
+        await conn.execute(*_update_job(job_id, fields, rows=rows))
         return
     names = ", ".join(fields)
     marks = ", ?" * len(fields)
     sql = f"INSERT INTO jobs (job_id, watched, added_at, {names}) VALUES (?, 0, ?{marks})"
     await conn.execute(sql, (job_id, now, *fields.values()))
+    if rows:
+        await conn.execute(cursor.UPDATE, (job_id,))
 
 
-def _update_job(job_id: str, fields: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    """The UPDATE that sets `fields` on the job row, and its parameters."""
-    assignments = ", ".join(f"{name} = ?" for name in fields)
-    return f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*fields.values(), job_id)
+def _update_job(
+    job_id: str, fields: Mapping[str, Any], *, rows: bool
+) -> tuple[str, tuple[Any, ...]]:
+    """The UPDATE that sets `fields` on the job row (and its settled cursor after new
+    rows), and its parameters."""
+    assignments = [f"{name} = ?" for name in fields]
+    if rows:
+        assignments.append(f"cursor_step = {cursor.SETTLED}")
+    sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?"
+    return sql, (*fields.values(), job_id)
 
 
 async def record_transition(

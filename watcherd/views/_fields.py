@@ -6,18 +6,21 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from watcherd.model import JobOverview
-from watcherd.views._fmt import number, real, safe
+from watcherd.views._fmt import number, real
 
 
 def job_fields(raw: dict[str, Any] | None, job: JobOverview) -> list[tuple[str, str]]:
-    """(label, value) for each field the job object holds, falling back to the overview."""
+    """(label, value) for each field the job object holds, falling back to the overview.
+
+    Values are as the server sent them (for `show --json`); the text page makes them `safe`.
+    """
     raw = raw if isinstance(raw, dict) else {}
     merged = {"model": job.model, "model_output_name": job.model_output_name, **_present(raw)}
     pairs = []
     for label, render in _FIELDS:
         text = render(merged)
         if text:
-            pairs.append((label, safe(text)))
+            pairs.append((label, text))
     return pairs
 
 

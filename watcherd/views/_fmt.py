@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from watcherd.model import MISSING
+from watcherd.model import is_settled
 
 _CODES: Final = {
     "bold": "1",
@@ -19,8 +20,23 @@ _CODES: Final = {
     "cyan": "36",
     "white": "37",
 }
-_CONTROL: Final = dict.fromkeys([*range(32), *range(127, 160)], " ")
-_RED_STATUSES: Final = frozenset({"error", "cancelled", "user_error", MISSING})
+#: What a terminal acts on: C0 controls (ESC included), DEL and C1 (CSI U+009B among
+#: them), and the bidi and line-separator characters that reorder or break a line.
+_UNSAFE: Final = (
+    *range(32),
+    *range(127, 160),
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    0x2028,
+    0x2029,
+)
+_CONTROL: Final = dict.fromkeys(_UNSAFE, " ")
+_UNSAFE_CLASS: Final = "".join(f"\\u{c:04x}" for c in _UNSAFE if c != 0x0A)
+#: Our own colour codes (kept when colour is on), or any one unsafe character.
+_GUARD: Final = re.compile(f"(\x1b\\[[0-9;]*m)|[{_UNSAFE_CLASS}]")
+YEAR: Final = 365 * 86_400
 
 
 def paint(text: str, style: str | None, color: bool) -> str:
@@ -35,7 +51,7 @@ def status_style(status: str | None) -> str:
     """Green for completed, red for failures and `missing`, yellow for everything live."""
     if status == "completed":
         return "green"
-    if status in _RED_STATUSES:
+    if is_settled(status):
         return "red"
     if status is None:
         return "dim"
@@ -68,9 +84,11 @@ def real(value: object) -> float | None:
 
 
 def duration(seconds: float) -> str:
-    """A short human duration: `42s`, `3m 5s`, `2h 5m`, `3d 4h`."""
+    """A short human duration: `42s`, `3m 5s`, `2h 5m`, `3d 4h`; `> 1y` beyond a year."""
     if real(seconds) is None:
         return "-"
+    if seconds > YEAR:  # an absurd estimate (1e300 s) must not widen a column
+        return "> 1y"
     total = max(0, int(seconds))
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
@@ -95,8 +113,22 @@ def ago(when: float | None, now: float) -> str:
 
 
 def safe(text: object) -> str:
-    """One line of printable text: control characters (ANSI escapes too) removed."""
+    """One line of printable text: control characters (ANSI escapes too) made spaces.
+
+    Every string that came from the server (or a file) goes through this before it
+    joins a line for the terminal; `--json` output keeps the strings exactly.
+    """
     return " ".join(str(text).translate(_CONTROL).split())
+
+
+def terminal_text(text: str, *, color: bool) -> str:
+    """The last guard before a terminal: only newlines, and watcherd's own SGR colour
+    codes when `color` is on, survive; any other control character becomes a space.
+
+    The views already pass server strings through `safe`; this catches anything a
+    renderer forgot, so a hostile status can never retitle the window or move the cursor.
+    """
+    return _GUARD.sub(lambda m: m.group(1) if color and m.group(1) else " ", text)
 
 
 def clip(text: str, width: int) -> str:

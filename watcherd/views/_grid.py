@@ -12,6 +12,7 @@ stand for (the CLI labels the right end one grid step past the data).
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,8 +46,34 @@ def uniform(low: float, high: float, count: int) -> list[float]:
     """`count` evenly spaced values from low to high, both ends exact."""
     if count <= 1:
         return [low]
+    return [lerp(low, high, i / (count - 1)) for i in range(count - 1)] + [high]
+
+
+def lerp(low: float, high: float, t: float) -> float:
+    """The value a fraction `t` of the way from low to high, finite for finite ends.
+
+    `high - low` overflows when the ends lie far apart (±1.8e308), so that case
+    weighs the ends separately instead.
+    """
     span = high - low
-    return [low + span * i / (count - 1) for i in range(count - 1)] + [high]
+    if math.isfinite(span):
+        return low + span * t
+    return low * (1.0 - t) + high * t
+
+
+def fraction(value: float, low: float, high: float) -> float:
+    """How far `value` lies from low towards high (0..1 inside), without overflow."""
+    if high == low:
+        return 0.0
+    return (value / 2 - low / 2) / (high / 2 - low / 2)
+
+
+def pow10(exponent: float) -> float:
+    """10 ** exponent, the largest float instead of an OverflowError."""
+    try:
+        return float(10.0**exponent)
+    except OverflowError:
+        return sys.float_info.max
 
 
 def sample_columns(
@@ -87,7 +114,7 @@ def _value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     left_x, left_y, right_x, right_y = xs[pos - 1], ys[pos - 1], xs[pos], ys[pos]
     if not (math.isfinite(left_y) and math.isfinite(right_y)):
         return left_y if x - left_x <= right_x - x else right_y
-    return left_y + (right_y - left_y) * (x - left_x) / (right_x - left_x)
+    return lerp(left_y, right_y, (x - left_x) / (right_x - left_x))
 
 
 def _mark_non_finite(columns: list[float], xs: Sequence[float], ys: Sequence[float]) -> None:
@@ -101,7 +128,8 @@ def _mark_non_finite(columns: list[float], xs: Sequence[float], ys: Sequence[flo
 def log_scale(columns: list[float]) -> list[float]:
     """log10 of each finite column; zero and negatives sit two decades under the least."""
     positive = [v for v in columns if math.isfinite(v) and v > 0]
-    floor = min(positive) * 0.01 if positive else 1e-10
+    least = min(positive) if positive else 1e-8
+    floor = least * 0.01 or least  # a denormal's hundredth is 0.0, whose log is undefined
     return [math.log10(max(v, floor)) if math.isfinite(v) else v for v in columns]
 
 
@@ -119,7 +147,7 @@ def _slot(value: float, levels: list[float]) -> int:
         return DIP
     if value == math.inf:
         return SPIKE
-    return min(range(len(levels)), key=lambda i: abs(levels[i] - value))
+    return min(range(len(levels)), key=lambda i: abs(levels[i] / 2 - value / 2))
 
 
 def draw(slots: list[int], y_labels: list[str], x_labels: list[str], label_w: int) -> Chart:

@@ -7,12 +7,13 @@ each bucket's lowest and highest value so spikes survive. Every text is escaped.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Final
 
-from watcherd.views._grid import should_log, uniform
+from watcherd.views._grid import fraction, pow10, should_log, uniform
 
 MAX_POINTS: Final = 1000
 WIDTH, HEIGHT = 640, 260
@@ -75,20 +76,22 @@ class _Scale:
         shown = [math.log10(v) for v in values if v > 0] if log else values
         self.x_low, self.x_high = x_low, x_high if x_high > x_low else x_low + 1
         self.y_low, self.y_high = min(shown), max(shown)
-        if self.y_high <= self.y_low:
-            self.y_low, self.y_high = self.y_low - 1, self.y_high + 1
+        if self.y_high <= self.y_low:  # one value: a band around it, within the float range
+            pad = max(1.0, abs(self.y_low) * 1e-6)
+            self.y_low = max(self.y_low - pad, -sys.float_info.max)
+            self.y_high = min(self.y_high + pad, sys.float_info.max)
 
     def x(self, step: float) -> float:
         """The SVG x of a step."""
         span = WIDTH - LEFT - RIGHT
-        return LEFT + (step - self.x_low) / (self.x_high - self.x_low) * span
+        return LEFT + fraction(step, self.x_low, self.x_high) * span
 
     def y(self, value: float) -> float:
         """The SVG y of a value (values ≤ 0 on a log axis sit on the bottom)."""
         if self.log:
             value = math.log10(value) if value > 0 else self.y_low
         span = HEIGHT - TOP - BOTTOM
-        return HEIGHT - BOTTOM - (value - self.y_low) / (self.y_high - self.y_low) * span
+        return HEIGHT - BOTTOM - fraction(value, self.y_low, self.y_high) * span
 
 
 def _axes(scale: _Scale) -> list[str]:
@@ -96,7 +99,7 @@ def _axes(scale: _Scale) -> list[str]:
     bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
     out = [f'<path class="axis" d="M{LEFT} {TOP}V{bottom}H{right}"/>']
     for level in uniform(scale.y_low, scale.y_high, 5):
-        value = 10**level if scale.log else level
+        value = pow10(level) if scale.log else level
         y = _n(scale.y(value))
         out.append(f'<path class="grid" d="M{LEFT} {y}H{right}"/>')
         out.append(

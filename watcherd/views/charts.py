@@ -13,7 +13,7 @@ from typing import Final
 
 from watcherd.model import MetricRow
 from watcherd.views import _grid
-from watcherd.views._fmt import paint
+from watcherd.views._fmt import paint, safe
 from watcherd.views._series import Series, collect_series
 
 #: Columns the CLI keeps for labels and margins: plot width = terminal width - 48.
@@ -53,7 +53,7 @@ def render_charts(rows: Sequence[MetricRow], *, width: int, color: bool) -> str:
 def header(series: Series, log: bool) -> str:
     """`  key  (first – last step)  first → last`, then `(log)` and NaN notes if any."""
     xs, ys = series.xs, series.ys
-    text = f"  {series.key}  ({_step(xs[0])} – {_step(xs[-1])})  {ys[0]:.4g} → {ys[-1]:.4g}"
+    text = f"  {safe(series.key)}  ({_step(xs[0])} – {_step(xs[-1])})  {ys[0]:.4g} → {ys[-1]:.4g}"
     if log:
         text += "  (log)"
     return text + "".join(f"  {note}" for note in non_finite_notes(series))
@@ -85,7 +85,7 @@ def chart(series: Series, *, width: int, colour: str | None) -> str:
     if log:
         columns = _grid.log_scale(columns)
     slots, levels = _grid.quantize(columns, HEIGHT)
-    y_labels = [f"{(10**v if log else v):.3g}" for v in levels]
+    y_labels = [f"{(_grid.pow10(v) if log else v):.3g}" for v in levels]
     xs = series.xs
     low, high = (xs[0], xs[-1]) if series.ascending else (min(xs), max(xs))
     steps = _grid.uniform(low, high, width)

@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from watcherd.model import Delivery
+from watcherd.model import WAITING_DELIVERIES, Delivery, DeliveryState
 from watcherd.views._fmt import Cell, Column, ago, table
 from watcherd.views.listing import iso
 
-STATE_STYLES: Final = {"delivered": "green", "dead": "red", "failed": "yellow", "pending": None}
+STATE_STYLES: Final = {
+    DeliveryState.DELIVERED: "green",
+    DeliveryState.DEAD: "red",
+    DeliveryState.FAILED: "yellow",
+}
 
 
 def render_deliveries(
@@ -50,8 +54,8 @@ def delivery_lines(
 
 def _cells(delivery: Delivery, now: float) -> list[Cell]:
     """The table cells of one delivery; a waiting retry shows when it is due."""
-    state = delivery.state
-    if state in ("pending", "failed") and delivery.next_attempt_at is not None:
+    state = str(delivery.state)
+    if state in WAITING_DELIVERIES and delivery.next_attempt_at is not None:
         state += f" (next {ago(delivery.next_attempt_at, now)})"
     return [
         (delivery.id, None),

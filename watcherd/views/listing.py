@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from watcherd.model import JobOverview, is_settled
+from watcherd.model import DeliveryState, JobOverview, is_settled
 from watcherd.views._fmt import (
     Cell,
     Column,
@@ -28,7 +28,13 @@ from watcherd.views._fmt import (
 )
 
 #: Hook states in the order `list` and `show` summarise them (worst first).
-HOOK_STATES: Final = ("dead", "failed", "running", "pending", "delivered")
+HOOK_STATES: Final = (
+    DeliveryState.DEAD,
+    DeliveryState.FAILED,
+    DeliveryState.RUNNING,
+    DeliveryState.PENDING,
+    DeliveryState.DELIVERED,
+)
 
 COLUMNS: Final = (
     Column("ID"),
@@ -90,10 +96,11 @@ def hook_summary(hooks: dict[str, int]) -> Cell:
     """`2 delivered`, `1 dead!, 1 delivered`: red when any is dead, yellow if failing."""
     known = [s for s in HOOK_STATES if hooks.get(s)]
     other = sorted(s for s in hooks if s not in HOOK_STATES and hooks[s])
-    parts = [f"{hooks[s]} {s}{'!' if s == 'dead' else ''}" for s in known + other]
+    parts = [f"{hooks[s]} {s}{'!' if s == DeliveryState.DEAD else ''}" for s in known + other]
     if not parts:
         return ("-", None)
-    style = "red" if hooks.get("dead") else "yellow" if hooks.get("failed") else None
+    dead, failed = hooks.get(DeliveryState.DEAD), hooks.get(DeliveryState.FAILED)
+    style = "red" if dead else "yellow" if failed else None
     return (", ".join(parts), style)
 
 

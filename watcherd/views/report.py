@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Final
 
-from watcherd.model import Delivery, JobOverview, MetricRow, Transition
+from watcherd.model import Delivery, JobOverview, MetricRow, Transition, is_settled
 from watcherd.views import _svg
 from watcherd.views._fields import job_fields
-from watcherd.views._fmt import duration, number
+from watcherd.views._fmt import duration, number, terminal_text
 from watcherd.views._series import Series, collect_series
 from watcherd.views.listing import iso
 from watcherd.views.show import PHASES, phases, spans
@@ -57,12 +57,13 @@ def render_report(jobs: Sequence[ReportJob], *, generated_at: float) -> str:
         _summary(jobs),
         *(_job_section(job, generated_at) for job in jobs),
     ]
-    return (
+    page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>watcherd report</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
+    return terminal_text(page, color=False)  # no server control character in the file
 
 
 def _e(value: object) -> str:
@@ -74,7 +75,7 @@ def _status(status: str | None) -> str:
     """A status in a span coloured by class."""
     kind = {"completed": "completed", None: "live"}.get(status)
     if kind is None:
-        kind = "failed" if status in ("error", "cancelled", "user_error", "missing") else "live"
+        kind = "failed" if is_settled(status) else "live"
     return f'<span class="status-{kind}">{_e(status or "never polled")}</span>'
 
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from watcherd.model import Delivery, JobOverview, MetricRow, Transition, is_settled
 from watcherd.views import _fields
-from watcherd.views._fmt import ago, duration, paint, real, status_style
+from watcherd.views._fmt import ago, duration, paint, real, safe, status_style
 from watcherd.views._series import Series, collect_series
 from watcherd.views.charts import sparkline
 from watcherd.views.hooks import deliveries_json, delivery_lines
@@ -53,14 +53,14 @@ def render_show(
 
 def _title(job: JobOverview, now: float, color: bool) -> str:
     """`ft-…  running  since 3m ago  — note`."""
-    status = paint(job.status or "never polled", status_style(job.status), color)
+    status = paint(safe(job.status or "never polled"), status_style(job.status), color)
     parts = [paint(job.job_id, "bold", color), status]
     if job.status_since is not None:
         parts.append(f"since {ago(job.status_since, now)}")
     if not job.watched:
         parts.append("(unwatched)")
     if job.note:
-        parts.append(f"— {job.note}")
+        parts.append(f"— {safe(job.note)}")
     return "  ".join(parts)
 
 
@@ -71,9 +71,9 @@ def _field_lines(job: JobOverview, raw_job: dict[str, Any] | None, now: float) -
     if job.step is not None:
         pairs.append(("step", str(job.step)))
     if job.last_error:
-        pairs.append(("last error", " ".join(job.last_error.split())))
+        pairs.append(("last error", job.last_error))
     label_width = max(len(label) for label, _ in pairs)
-    return "\n".join(f"  {label.ljust(label_width)}  {value}" for label, value in pairs)
+    return "\n".join(f"  {label.ljust(label_width)}  {safe(value)}" for label, value in pairs)
 
 
 def spans(transitions: Sequence[Transition], status: str | None, now: float) -> list[float | None]:
@@ -116,7 +116,8 @@ def _timeline(
     lines = ["Timeline"]
     for tr, lasted in zip(ordered, spans(ordered, status, now), strict=True):
         change = (
-            f"{tr.from_status or '·'} → {paint(tr.to_status, status_style(tr.to_status), color)}"
+            f"{safe(tr.from_status or '·')} → "
+            f"{paint(safe(tr.to_status), status_style(tr.to_status), color)}"
         )
         took = f"  ({duration(lasted)})" if lasted is not None else ""
         lines.append(f"  {_clock(tr.observed_at)}  {change}{took}")
@@ -138,11 +139,12 @@ def _sparklines(series: list[Series], width: int) -> str:
     """`Metrics` with one sparkline per key, labels aligned."""
     if not series:
         return ""
-    label_width = max(len(s.key) for s in series)
+    labels = [safe(s.key) for s in series]
+    label_width = max(map(len, labels))
     spark_width = max(SPARK_MIN, min(SPARK_MAX, width - label_width - 30))
     lines = ["Metrics"]
-    for s in series:
-        lines.append(f"  {s.key.rjust(label_width)}  {sparkline(s.ys, spark_width, xs=s.xs)}")
+    for label, s in zip(labels, series, strict=True):
+        lines.append(f"  {label.rjust(label_width)}  {sparkline(s.ys, spark_width, xs=s.xs)}")
     return "\n".join(lines)
 
 

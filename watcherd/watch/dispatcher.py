@@ -1,8 +1,12 @@
 """The dispatcher: runs due hook deliveries from the outbox, records every attempt.
 
-A delivery is started (attempt counted, state `running`) before its hook runs, and
-finished with its outcome after. A crash between the two leaves it `running`; the
-next start runs it again (`Store.recover_interrupted`), with the same delivery id.
+A delivery is started (attempt counted, state `running`) before its payload is even
+built, and finished with its outcome after. An attempt that raises (an unreadable
+stored job, a payload that cannot be encoded) is a failed attempt like any other:
+logged, recorded, retried, dead after `max_attempts`. A crash between start and finish
+leaves it `running`; the next start runs it again (`Store.recover_interrupted`), with
+the same delivery id, unless that attempt was its last: attempts cut short by a crash
+or a stop count, so a delivery that crashes the daemon cannot run forever.
 On a graceful stop, running hooks get a grace period, are killed and recorded as
 failed, so they are retried and never duplicated.
 """
@@ -18,7 +22,7 @@ import structlog
 
 from watcherd.config import Config, HookConfig
 from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
-from watcherd.model import Delivery
+from watcherd.model import INTERRUPTED, Delivery, DeliveryState
 from watcherd.store import Store
 
 log = structlog.get_logger("watcherd.watch.dispatcher")
@@ -116,26 +120,39 @@ class Dispatcher:
         hook = self._hook(delivery.hook)
         now = self.wall()
         if hook is None:
-            await self._finish(delivery.id, "dead", "hook is no longer configured", None, None)
+            await self._finish(
+                delivery.id, DeliveryState.DEAD, "hook is no longer configured", None, None
+            )
+            return
+        if delivery.attempts >= hook.max_attempts:  # the last ones were cut by a crash or stop
+            error = f"{delivery.attempts} attempts made; the last: {delivery.last_error}"
+            await self._record(delivery.id, hook, delivery.attempts, Outcome.give_up(error))
             return
         attempt = await self.store.start_attempt(delivery.id, now)
-        current, job, summary = await self.store.delivery_context(delivery.id)
-        payload = build_payload(current, job, summary)
-        log.info("hook.started", delivery_id=delivery.id, hook=hook.name, attempt=attempt)
         try:
-            outcome = await run_hook(
-                hook, payload, delivery_id=delivery.id, attempt=attempt, http=self.http
-            )
+            outcome = await self._run(hook, delivery.id, attempt)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._finish(delivery.id, "failed", "interrupted by shutdown", None, now)
+                await self._finish(delivery.id, DeliveryState.FAILED, INTERRUPTED, None, now)
             raise
+        except Exception as exc:  # no input may crash the daemon: the attempt failed
+            log.debug("hook.attempt_raised", delivery_id=delivery.id, exc_info=True)
+            outcome = Outcome.retry(f"the attempt raised {type(exc).__name__}: {exc}"[:500])
         await self._record(delivery.id, hook, attempt, outcome)
+
+    async def _run(self, hook: HookConfig, delivery_id: str, attempt: int) -> Outcome:
+        """Build the payload from the store and run the hook once."""
+        current, job, summary = await self.store.delivery_context(delivery_id)
+        payload = build_payload(current, job, summary)
+        log.info("hook.started", delivery_id=delivery_id, hook=hook.name, attempt=attempt)
+        return await run_hook(
+            hook, payload, delivery_id=delivery_id, attempt=attempt, http=self.http
+        )
 
     async def _record(self, delivery_id: str, hook: HookConfig, attempt: int, out: Outcome) -> None:
         if out.state == "delivered":
             log.info("hook.delivered", delivery_id=delivery_id, hook=hook.name, attempt=attempt)
-            await self._finish(delivery_id, "delivered", None, out.output_tail, None)
+            await self._finish(delivery_id, DeliveryState.DELIVERED, None, out.output_tail, None)
             return
         if out.state == "give_up" or attempt >= hook.max_attempts:
             log.error(
@@ -145,7 +162,7 @@ class Dispatcher:
                 attempt=attempt,
                 error=out.error,
             )
-            await self._finish(delivery_id, "dead", out.error, out.output_tail, None)
+            await self._finish(delivery_id, DeliveryState.DEAD, out.error, out.output_tail, None)
             return
         delay = next_attempt_delay(attempt, retry_after=out.retry_after)
         log.warning(
@@ -156,12 +173,14 @@ class Dispatcher:
             error=out.error,
             retry_in=round(delay, 1),
         )
-        await self._finish(delivery_id, "failed", out.error, out.output_tail, self.wall() + delay)
+        await self._finish(
+            delivery_id, DeliveryState.FAILED, out.error, out.output_tail, self.wall() + delay
+        )
 
     async def _finish(
         self,
         delivery_id: str,
-        outcome: str,
+        outcome: DeliveryState,
         error: str | None,
         output_tail: str | None,
         next_attempt_at: float | None,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from watcherd.api.client import Job
+from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
 from watcherd.model import SETTLE_NS, MetricRecord, is_terminal
 
@@ -67,9 +68,9 @@ def next_look(
 
 
 def backoff(poll: PollConfig, failures: int, rng: random.Random) -> float:
-    """Full-jitter exponential backoff, capped at `max_backoff`, at least one second."""
-    ceiling = min(poll.max_backoff, poll.min_interval * 2.0 ** min(failures, 30))
-    return max(1.0, rng.uniform(0.0, ceiling))
+    """Full-jitter backoff from `min_interval` doubling up to `max_backoff`; at least 1 s."""
+    delay = full_jitter(failures + 1, base=poll.min_interval, cap=poll.max_backoff, rng=rng)
+    return max(1.0, delay)
 
 
 def settled_cursor(rows: Sequence[MetricRecord], cursor: int | None) -> int | None:

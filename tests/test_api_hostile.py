@@ -1,0 +1,154 @@
+"""Bodies built to break the client: numbers past a float, deep nesting, reserved statuses."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from tests.test_api_client import make, reply
+from watcherd.api.client import ApiClient
+from watcherd.config import ApiConfig, Config, PollConfig
+from watcherd.errors import ClientRequestError, MalformedResponseError
+from watcherd.store import Store
+from watcherd.store.rows import number, text_number
+from watcherd.watch.poller import Poller
+
+pytestmark = pytest.mark.anyio
+
+#: An integer JSON accepts and Python keeps exactly, but no float can hold.
+HUGE = 10**400
+JSON = {"content-type": "application/json"}
+
+
+def body(obj: Any) -> bytes:
+    """JSON text of `obj`; Python writes big integers digit by digit, as a server may."""
+    return json.dumps(obj).encode()
+
+
+def job(**fields: Any) -> dict[str, Any]:
+    """A running job object with extra fields."""
+    return {"id": "ft-abc", "status": "running", **fields}
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """An object nested `depth` levels deep."""
+    inner: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        inner = {"a": inner}
+    return inner
+
+
+def eta(value: Any) -> dict[str, Any]:
+    """A `progress` object carrying `seconds_remaining`."""
+    return {"estimate_available": True, "seconds_remaining": value}
+
+
+@pytest.mark.parametrize("value", [HUGE, -HUGE], ids=["plus", "minus"])
+async def test_a_metric_value_too_big_for_a_float_is_malformed(value: int) -> None:
+    """A metric value of 400 digits refuses the page: the store could not hold it."""
+    row = {"train/global_step": 1, "train/loss": value, "timestamp": 5}
+    client = make(reply(body({"metrics": [row]})))
+    with pytest.raises(MalformedResponseError, match="train/loss"):
+        await client.metrics("ft-abc")
+
+
+async def test_big_integers_that_fit_a_float_are_kept_exactly() -> None:
+    """2**70 as a metric value and 10**300 seconds remaining are numbers, not errors."""
+    row = {"train/global_step": 1, "train/tokens": 2**70, "timestamp": 5}
+    client = make(reply(body({"metrics": [row]})))
+    assert await client.metrics("ft-abc") == [row]
+    client = make(reply(body(job(progress=eta(10**300)))))
+    assert (await client.retrieve("ft-abc")).seconds_remaining == 1e300
+
+
+async def test_seconds_remaining_too_big_for_a_float_is_malformed() -> None:
+    """A 400-digit `seconds_remaining` refuses the job object instead of raising OverflowError."""
+    client = make(reply(body(job(progress=eta(HUGE)))))
+    with pytest.raises(MalformedResponseError, match="seconds_remaining"):
+        await client.retrieve("ft-abc")
+
+
+async def test_a_huge_number_on_any_listed_job_refuses_the_listing() -> None:
+    """The listing is one page: a bad number on another job makes all of it malformed."""
+    other = {"id": "ft-other", "status": "queued", "progress": eta(HUGE)}
+    client = make(reply(body({"data": [job(), other]})))
+    with pytest.raises(MalformedResponseError):
+        await client.list_jobs()
+
+
+async def test_a_deeply_nested_job_object_is_malformed() -> None:
+    """A job object 600 levels deep (json.loads takes it) is refused before anyone walks it."""
+    client = make(reply(body(job(x=nested(600)))))
+    with pytest.raises(MalformedResponseError, match="nested"):
+        await client.retrieve("ft-abc")
+    client = make(reply(body({"data": [job(x=nested(600))]})))
+    with pytest.raises(MalformedResponseError, match="nested"):
+        await client.list_jobs()
+
+
+async def test_a_job_object_of_ordinary_depth_is_kept() -> None:
+    """Nesting 20 levels deep (far more than the service uses) is still a job."""
+    obj = job(x=nested(20))
+    client = make(reply(body(obj)))
+    assert (await client.retrieve("ft-abc")).raw == obj
+
+
+async def test_deeply_nested_events_are_malformed() -> None:
+    """Events nested 600 levels deep are refused like a deep job."""
+    client = make(reply(body({"data": [nested(600)]})))
+    with pytest.raises(MalformedResponseError, match="nested"):
+        await client.events("ft-abc")
+
+
+async def test_a_server_status_missing_is_refused() -> None:
+    """`missing` is watcherd's own verdict on a 404; a server saying it is malformed."""
+    client = make(reply(body(job(status="missing"))))
+    with pytest.raises(MalformedResponseError, match="missing"):
+        await client.retrieve("ft-abc")
+
+
+async def test_a_redirect_error_names_its_location() -> None:
+    """A 302 is refused (never followed), and the message says where it pointed."""
+    client = make(reply(b"", 302, location="https://elsewhere.test/v1/fine-tunes/ft-abc"))
+    with pytest.raises(ClientRequestError, match=r"elsewhere\.test"):
+        await client.retrieve("ft-abc")
+
+
+def test_store_numbers_never_raise_on_huge_integers() -> None:
+    """A huge integer already in a database reads as ±inf instead of raising OverflowError."""
+    assert number(HUGE) == float("inf") and number(-HUGE) == float("-inf")
+    assert text_number(str(-HUGE)) == float("-inf")
+
+
+async def test_a_listing_with_a_huge_number_does_not_stop_the_poller(tmp_path: Path) -> None:
+    """The listing is refused and logged; each watched job is still polled by retrieve."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/fine-tunes"):
+            other = {"id": "ft-unwatched", "status": "running", "progress": eta(HUGE)}
+            listing = [job(id="ft-a"), job(id="ft-b"), other]
+            return httpx.Response(200, content=body({"data": listing}), headers=JSON)
+        if path.endswith("/metrics"):
+            return httpx.Response(200, json={"metrics": []})
+        return httpx.Response(200, json=job(id=path.rsplit("/", 1)[-1]))
+
+    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+    ):
+        await store.sync_watched([("ft-a", None), ("ft-b", None)], time.time())
+        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
+        await poller.load_jobs()
+        with capture_logs() as logs:
+            await poller.poll_once()
+        statuses = {j.job_id: j.status for j in await store.overview()}
+    assert statuses == {"ft-a": "running", "ft-b": "running"}
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["poll.list_failed"]
