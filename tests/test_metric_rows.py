@@ -99,6 +99,7 @@ def test_the_fast_path_refuses_what_only_the_exact_one_reads() -> None:
         b'{"train/global_step": 1, "timestamp": Infinity}',
         b"[1]",
         b'{"train/global_step": 1},',
+        b'{"train/global_step": 1, "train/x": ' + b"9" * 400 + b"}",
     ],
 )
 def test_both_paths_refuse_rows_watcherd_cannot_store(body: bytes) -> None:
