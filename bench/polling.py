@@ -123,7 +123,9 @@ def figure(sizes: list[int], rounds: int, repeats: int) -> list[Row]:
         times = repeats if jobs <= 1_000 else 1  # at 10,000 jobs: one run, median of rounds
         runs = {
             system: [
-                run_worker("poll", {"system": system, "jobs": jobs, "rounds": rounds})
+                run_worker(
+                    "poll", {"system": system, "jobs": jobs, "rounds": rounds}, timeout=3600.0
+                )
                 for _ in range(times)
             ]
             for system in ("watcherd", "baseline")
