@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.faultserver import FaultServer, json_reply
+from tests.pgharness import PgServer, Unavailable
+from tests.storeharness import BACKENDS, Backend
 
 #: What the API tests' fault server answers unless a test queues something else.
 PLAIN_JOB = {"id": "ft-abc", "status": "running"}
@@ -31,6 +34,41 @@ async def server() -> AsyncIterator[FaultServer]:
     """A fault server on loopback answering every request with a plain job unless told otherwise."""
     async with FaultServer.running(json_reply(PLAIN_JOB)) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throw-away PostgreSQL server for the session; skips where none can start."""
+    running = PgServer.running()
+    try:
+        server = running.__enter__()
+    except Unavailable as exc:
+        pytest.skip(f"PostgreSQL tests need a server: {exc}")
+    try:
+        yield server
+    finally:
+        running.__exit__(None, None, None)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a fresh, empty schema on the session's server (its own search_path)."""
+    return pg_server.fresh_schema()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each store test runs on SQLite and on PostgreSQL (skipped where no server starts)."""
+    if request.param == "sqlite":
+        return Backend("sqlite")
+    return Backend("postgresql", request.getfixturevalue("pg_server"))
+
+
+@pytest.fixture
+def store_target(backend: Backend) -> Iterator[str | Path]:
+    """An empty store: a SQLite file path or a PostgreSQL URL."""
+    with backend.fresh() as target:
+        yield target
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

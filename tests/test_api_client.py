@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.fakeclock import FakeTime
 from watcherd.api.client import ApiClient, ApiStats
@@ -294,6 +295,20 @@ async def test_long_rate_limit_raises_with_resume_at_and_pauses_gate() -> None:
         await client.retrieve("ft-abc")
     assert again.value.resume_at == fake.now + 3600
     assert len(seen) == 1 and fake.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("retry-after", "999999999"), ("retry-after", "1e300"), ("retry-after-ms", "1e308")],
+)
+async def test_an_absurd_retry_after_is_capped_and_logged(name: str, value: str) -> None:
+    """An absurd Retry-After pauses the host for max_retry_after only, and says so in the log."""
+    fake = FakeTime()
+    client = make(reply(b"{}", 429, **{name: value}), fake, max_retry_after=600.0)
+    with capture_logs() as logs, pytest.raises(RateLimitedError) as info:
+        await client.list_jobs()
+    assert info.value.resume_at == fake.now + 600.0 == client.gate.paused_until
+    assert [e["event"] for e in logs] == ["api.retry_after_capped"]
 
 
 async def test_503_with_retry_after_is_rate_limiting() -> None:

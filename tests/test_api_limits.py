@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -12,12 +13,13 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.fakeclock import FakeTime
 from tests.faultserver import FaultServer, Reply, json_reply
 from watcherd.api.client import ApiClient
-from watcherd.api.limits import HostGate, RateLimiter, retry_after
-from watcherd.errors import RateLimitedError
+from watcherd.api.limits import HostGate, RateLimiter
+from watcherd.errors import RateLimitedError, StoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -67,11 +69,11 @@ async def test_gate_pauses_every_caller_to_the_host(
     pauses: list[float] = []
     paused = anyio.Event()
 
-    def on_pause(until: float) -> None:
+    async def save(until: float) -> None:
         pauses.append(until)
         paused.set()
 
-    client = client_for(http, server, gate=HostGate(on_pause=on_pause))
+    client = client_for(http, server, gate=HostGate(save=save))
     server.push(limited("retry-after", "1"))
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
@@ -84,11 +86,114 @@ async def test_gate_pauses_every_caller_to_the_host(
     assert all(seen.at >= resume for seen in server.seen[1:])
 
 
+async def test_a_pause_is_saved_before_the_next_request(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """A slow save of a 0.1 s pause: the retry goes out only once the save has finished."""
+    saved_at: list[float] = []
+
+    async def slow_save(until: float) -> None:
+        await anyio.sleep(0.4)
+        saved_at.append(time.time())
+
+    client = client_for(http, server, gate=HostGate(save=slow_save))
+    server.push(limited("retry-after", "0.1"))
+    with anyio.fail_after(5):
+        await client.retrieve("ft-abc")
+    assert len(saved_at) == 1 and len(server.seen) == 2
+    assert server.seen[1].at >= saved_at[0]
+
+
+async def test_adopting_a_stored_pause_caps_it_and_follows_a_clear() -> None:
+    """adopt cuts a stored pause to the cap (saving the cut) and lowers to a cleared one."""
+    fake = FakeTime(1000.0)
+    saved: list[float] = []
+
+    async def save(until: float) -> None:
+        saved.append(until)
+
+    gate = HostGate(clock=fake.clock, save=save)
+    assert await gate.adopt(1e12, cap=3600.0) == 4600.0 and saved == [4600.0]
+    assert await gate.adopt(None, cap=3600.0) == 0.0 and not gate.is_paused()
+    assert await gate.adopt(1500.0, cap=60.0) == 1060.0 and saved == [4600.0, 1060.0]
+
+
+async def test_adopt_keeps_an_extension_still_waiting_for_its_save() -> None:
+    """A pause extended while adopt waits for the save lock survives adopt and is saved."""
+    fake = FakeTime(1000.0)
+    saved: list[float] = []
+    release = anyio.Event()
+
+    async def save(until: float) -> None:
+        if not saved:
+            await release.wait()
+        saved.append(until)
+
+    gate = HostGate(clock=fake.clock, save=save)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gate.extend, 1050.0)  # its save holds the lock
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(functools.partial(gate.adopt, None, cap=3600.0))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(gate.extend, 1080.0)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert gate.paused_until == 1080.0 and saved == [1050.0, 1080.0]
+
+
+async def test_a_failed_save_is_logged_and_retried_by_flush() -> None:
+    """A save that raises a WatcherdError leaves the pause in force and flush saves it later."""
+    fake = FakeTime(1000.0)
+    attempts: list[float] = []
+
+    async def flaky(until: float) -> None:
+        attempts.append(until)
+        if len(attempts) == 1:
+            raise StoreError("database is locked")
+
+    gate = HostGate(clock=fake.clock, save=flaky)
+    with capture_logs() as logs:
+        assert await gate.extend(1010.0)
+    assert gate.is_paused() and [e["event"] for e in logs] == ["api.pause_not_saved"]
+    await gate.flush()
+    await gate.flush()
+    assert attempts == [1010.0, 1010.0]
+
+
+async def test_drain_reads_the_open_request_and_sends_no_new_one(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """drain (a graceful stop) waits for the request on the wire, so its 429's pause is
+    saved, and no request starts after it."""
+    saved: list[float] = []
+
+    async def save(until: float) -> None:
+        saved.append(until)
+
+    client = client_for(http, server, gate=HostGate(save=save))
+    server.push(
+        json_reply(
+            {"error": {"message": "slow"}}, 429, headers=(("retry-after", "0.2"),), stall=0.3
+        )
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.retrieve, "ft-abc")
+        while not server.seen:  # noqa: ASYNC110 (the server has no event to wait on)
+            await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            await client.gate.drain()
+        assert len(saved) == 1
+        tg.start_soon(client.list_jobs)
+        await anyio.sleep(0.4)  # the retry's 0.2 s, and then some: nothing may go out
+        tg.cancel_scope.cancel()
+    assert len(server.seen) == 1
+
+
 async def test_restored_pause_holds_requests(http: httpx.AsyncClient, server: FaultServer) -> None:
-    """A pause restored with pause_until (e.g. from the database) delays the first request."""
+    """A pause adopted from the database delays the first request."""
     client = client_for(http, server)
     until = time.time() + 0.5
-    client.gate.pause_until(until)
+    await client.gate.adopt(until, cap=60.0)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             for _ in range(3):
@@ -125,7 +230,7 @@ async def test_gate_raises_when_pause_outlasts_the_deadline() -> None:
     """Waiting on a gate paused past the caller's deadline raises RateLimitedError at once."""
     fake = FakeTime(1000.0)
     gate = HostGate(clock=fake.clock, sleep=fake.sleep)
-    gate.pause_until(fake.now + 100)
+    await gate.extend(fake.now + 100)
     with pytest.raises(RateLimitedError) as info:
         await gate.wait(fake.now + 50)
     assert info.value.resume_at == 1100.0 and fake.sleeps == []
@@ -133,13 +238,19 @@ async def test_gate_raises_when_pause_outlasts_the_deadline() -> None:
     assert fake.sleeps == [100.0] and not gate.is_paused()
 
 
-async def test_gate_pause_never_shortens_and_reports_extensions() -> None:
-    """pause_until only ever extends the pause, and the callback sees each extension."""
-    seen: list[float] = []
-    gate = HostGate(on_pause=seen.append)
-    assert gate.pause_until(2000.0) and not gate.pause_until(1500.0)
-    assert gate.pause_until(2500.0) and not gate.pause_until(math.nan)
-    assert gate.paused_until == 2500.0 and seen == [2000.0, 2500.0]
+async def test_gate_pause_never_shortens_and_saves_each_extension() -> None:
+    """extend only ever lengthens the pause, and each extension is saved before it returns."""
+    fake = FakeTime(1000.0)
+    saved: list[float] = []
+
+    async def save(until: float) -> None:
+        saved.append(until)
+
+    gate = HostGate(clock=fake.clock, save=save)
+    assert await gate.extend(2000.0) and not await gate.extend(1500.0)
+    assert await gate.extend(2500.0) and not await gate.extend(math.nan)
+    assert not await gate.extend(900.0)  # already past: no pause, nothing to save
+    assert gate.paused_until == 2500.0 and saved == [2000.0, 2500.0]
 
 
 async def test_rate_limiter_reserves_slots_in_order() -> None:
@@ -166,22 +277,25 @@ def _record(fake: FakeTime) -> Any:
     return sleep
 
 
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"retry-after": "120"}, 1120.0),
-        ({"retry-after": "3600"}, 4600.0),
-        ({"retry-after": " 0.25 "}, 1000.25),
-        ({"retry-after-ms": "1500"}, 1001.5),
-        ({"retry-after-ms": "250", "retry-after": "9"}, 1000.25),
-        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 1445412480.0),
-        ({"retry-after": "soon"}, None),
-        ({"retry-after": "-5"}, None),
-        ({"retry-after": "nan"}, None),
-        ({"retry-after-ms": "x", "retry-after": "2"}, 1002.0),
-        ({}, None),
-    ],
-)
-def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
-    """Retry-After as seconds, fractional seconds, ms or HTTP date; junk ignored; no cap."""
-    assert retry_after(httpx.Headers(headers), 1000.0) == expected
+async def test_a_new_rate_applies_from_the_next_reservation() -> None:
+    """set_rate (daemons sharing the budget) spaces later requests at the new interval."""
+    fake = FakeTime(0.0)
+    limiter = RateLimiter(10.0, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(2):
+        await limiter.acquire()
+    limiter.set_rate(5.0)
+    for _ in range(2):
+        await limiter.acquire()
+    assert fake.sleeps == pytest.approx([0.1, 0.1, 0.2])
+
+
+async def test_sharing_splits_rate_and_concurrency(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """Two daemons: each keeps to half of max_rate and of max_concurrency (at least 1)."""
+    client = client_for(http, server, max_rate=20.0, max_concurrency=3)
+    client.share(2)
+    assert (client._limiter._interval, client._slots.total_tokens) == (0.1, 1)
+    client.share(1)
+    assert (client._limiter._interval, client._slots.total_tokens) == (0.05, 3)
+    await client.list_jobs()  # still a working client

@@ -69,7 +69,10 @@ def test_show_json_and_text(rec: Recorded) -> None:
     """`show`: the timeline as observed, metric summaries, deliveries; text has every part."""
     job_id = rec.ids["sft"]
     page = _json(rec, "show", job_id)
-    assert set(page) == {"job", "fields", "transitions", "phases", "metrics", "deliveries"}
+    assert set(page) == {
+        *("job", "metrics_complete", "fields", "transitions", "phases", "metrics", "deliveries")
+    }
+    assert page["metrics_complete"] is True
     assert [t["to"] for t in page["transitions"]] == ["completed"]
     assert page["metrics"]["train/loss"]["last_step"] == 40
     assert [d["id"] for d in page["deliveries"]] == [f"{job_id}:completed:sink"]

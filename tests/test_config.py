@@ -36,6 +36,7 @@ api:
   timeout: 1.5s
   max_concurrency: 3
   max_rate: 0.5
+  max_retry_after: 10m
 store: {path: /var/lib/watcherd/w.db}
 jobs: {file: null, ids: [ft-a, ft-b, ft-a]}
 poll: {interval: 2h, min_interval: 500ms, max_backoff: 1d}
@@ -95,6 +96,7 @@ def test_full_config_fields() -> None:
     assert config.api.base_url == "http://127.0.0.1:8080"
     assert config.api.api_key == SecretRef(credential="my-key", file=Path("/etc/w/key.txt"))
     assert (config.api.timeout, config.api.max_concurrency, config.api.max_rate) == (1.5, 3, 0.5)
+    assert config.api.max_retry_after == 600.0
     assert config.jobs == type(config.jobs)(file=None, ids=("ft-a", "ft-b"))
     assert (config.poll.interval, config.poll.min_interval, config.poll.max_backoff) == (
         7200.0,
@@ -180,6 +182,14 @@ def test_render_effective_round_trips(text: str) -> None:
     """The rendered effective config parses back to an equal Config."""
     config = _parse(text)
     assert _parse(render_effective(config, environ={})) == config
+
+
+def test_max_retry_after_defaults_to_an_hour_and_must_be_a_duration() -> None:
+    """api.max_retry_after: 1 h unless set; anything but a positive duration names the key."""
+    assert _parse("").api.max_retry_after == 3600.0
+    with pytest.raises(ConfigError) as info:
+        _parse("api:\n  max_retry_after: forever\n")
+    assert info.value.key == "api.max_retry_after" and info.value.line == 2
 
 
 def test_render_effective_reports_secret_presence() -> None:

@@ -31,6 +31,7 @@ SPELLED = {
     "argv": ("command",),
     "action": ("command", "webhook", "notify"),
     "secret": ("secret_file", "secret_credential", "secret_env"),
+    "password": ("password_file", "password_credential", "password_env"),
 }
 
 

@@ -73,7 +73,8 @@ async def state(store: Store) -> tuple[int, str | None, int, int]:
 async def test_a_cut_body_keeps_whole_batches_and_the_next_poll_finishes(
     server: FaultServer, tmp_path: Path
 ) -> None:
-    """Killed mid-body: whole batches stay, no transition or hook yet; the next poll ends it."""
+    """Cut mid-body: whole batches stay, the status and its hook are recorded, the job owes
+    its metrics; the next poll fetches the rest from the cursor, with no second hook."""
     hook = HookConfig(name="done", action=CommandHook(("true",)))
     config = Config(
         api=ApiConfig(base_url=server.url, timeout=30.0, max_rate=0),
@@ -83,14 +84,16 @@ async def test_a_cut_body_keeps_whole_batches_and_the_next_poll_finishes(
     data = body()
     async with Store.open(tmp_path / "w.db", writer=True) as store:
         await store.sync_watched([(JOB_ID, None)], 1.0)
-        # Sent in pieces, then the connection is reset: what a daemon killed mid-body sees.
+        # Sent in pieces, then the connection is reset mid-body.
         cut = Reply(body=data, chunk=256 * 1024, drip=0.05, cut_after=len(data) * 3 // 4)
         await poll(store, server, config, json_reply(job("completed")), cut)
         rows, status, transitions, deliveries = await state(store)
         assert 0 < rows < STEPS  # whole batches stored, not the whole body
-        assert (status, transitions, deliveries) == (None, 0, 0)
+        assert (status, transitions, deliveries) == ("completed", 1, 1)
+        assert (await store.job_states())[JOB_ID].metrics_pending
         kept = await store.metrics_json(JOB_ID)
         assert [json.loads(t)["train/global_step"] for t in kept] == list(range(1, rows + 1))
-        await poll(store, server, config, json_reply(job("completed")), Reply(body=data))
+        await poll(store, server, config, Reply(body=data))  # the catch-up: metrics only
         assert await state(store) == (STEPS, "completed", 1, 1)
+        assert not (await store.job_states())[JOB_ID].metrics_pending
         assert (await store.metrics_summary(JOB_ID)).last_step == STEPS

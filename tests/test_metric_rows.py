@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.pgharness import PgServer
+from tests.storeharness import query
 from watcherd.api.metricrows import (
     MetricsFramer,
     decode_body,
@@ -22,6 +24,7 @@ from watcherd.api.metricrows import (
 from watcherd.api.shapes import ShapeError
 from watcherd.model import MetricRecord, dumps_exact
 from watcherd.store import PollRecord, Store
+from watcherd.store.opening import open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -134,6 +137,34 @@ async def test_both_paths_store_byte_identical_rows(tmp_path: Path) -> None:
     stored_exact = await _stored(tmp_path / "exact.db", exact_records(body))
     assert stored_fast == stored_exact
     assert [r[6] for r in stored_fast[:2]] == [json.dumps(rows[0]), json.dumps(rows[1])]
+
+
+STORED_SQL = (
+    'SELECT job_id, kind, step, "timestamp", loss, seq, row_json FROM metrics ORDER BY id',
+    "SELECT max_step, train_loss, eval_loss, best_train_loss, best_eval_loss FROM jobs",
+)
+
+
+async def _stored_at(target: str | Path, records: list[MetricRecord]) -> list[tuple[Any, ...]]:
+    async with open_store(target, writer=True) as store:
+        await store.record_poll(PollRecord("ft-a", 1.0, None, "running", records=records))
+    return [row for sql in STORED_SQL for row in query(target, sql)]
+
+
+async def test_decoded_rows_store_alike_in_both_backends(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """Records of the fast and the exact decoder store the same rows in PostgreSQL as in SQLite."""
+    rows = [train(s, 2.0 - s / 1000, **{"train/lr": 1e-5}) for s in range(1, 200)]
+    rows += [{"timestamp": T0 + 500, "train/global_step": 199, "eval/loss": 0.75}]
+    rows += [train(150, 0.5), train(200, 0.25, **{"train/rewards/chosen": 3})]
+    body = region(rows, (", ", ": "))
+    fast = fast_records(body)
+    assert fast is not None
+    in_sqlite = await _stored_at(tmp_path / "w.db", fast)
+    assert len(in_sqlite) == 202  # 201 rows (step 150 once) and the job row
+    assert await _stored_at(pg_server.fresh_schema(), fast) == in_sqlite
+    assert await _stored_at(pg_server.fresh_schema(), exact_records(body)) == in_sqlite
 
 
 async def test_a_nan_body_falls_back_and_stores_nan_exactly(tmp_path: Path) -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import random
-import sqlite3
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.storeharness import Backend, query
 from watcherd.model import MetricFilter, MetricRow, dumps_exact, filter_metrics, row_kind, sort_key
 from watcherd.store import HookSub, PollRecord, Store
+from watcherd.store.opening import open_store
 
 T0 = 1_779_196_193_564_587_000
 
@@ -38,20 +37,23 @@ def truth(pages: Sequence[Sequence[MetricRow]]) -> list[MetricRow]:
 
 
 async def _store_and_query(
-    db: Path, pages: Sequence[Sequence[MetricRow]], filters: Sequence[MetricFilter]
+    target: str | Path,
+    job_id: str,
+    pages: Sequence[Sequence[MetricRow]],
+    filters: Sequence[MetricFilter],
 ) -> list[list[str]]:
-    async with Store.open(db, writer=True) as store:
+    async with open_store(target, writer=True) as store:
         for at, page in enumerate(pages):
-            await store.record_poll(PollRecord("ft-a", float(at), None, "running", page))
-        return [await store.metrics_json("ft-a", flt) for flt in filters]
+            await store.record_poll(PollRecord(job_id, float(at), None, "running", page))
+        return [await store.metrics_json(job_id, flt) for flt in filters]
 
 
 def stored(
-    pages: Sequence[Sequence[MetricRow]], filters: Sequence[MetricFilter]
+    backend: Backend, pages: Sequence[Sequence[MetricRow]], filters: Sequence[MetricFilter]
 ) -> list[list[str]]:
-    """Record `pages` in a fresh database and run each filter against it."""
-    with tempfile.TemporaryDirectory() as folder:
-        return anyio.run(_store_and_query, Path(folder) / "w.db", pages, filters, backend="asyncio")
+    """Record `pages` for a job never seen and run each filter against it."""
+    with backend.per_example() as (target, job_id):
+        return anyio.run(_store_and_query, target, job_id, pages, filters, backend="asyncio")
 
 
 def expected(pages: Sequence[Sequence[MetricRow]], flt: MetricFilter) -> list[str]:
@@ -87,27 +89,27 @@ def paged_rows(draw: st.DrawFn) -> list[list[MetricRow]]:
 @settings(max_examples=150, deadline=None)
 @given(pages=paged_rows(), flts=st.lists(filters, min_size=1, max_size=4))
 def test_metrics_filters_equal_filter_metrics(
-    pages: list[list[MetricRow]], flts: list[MetricFilter]
+    backend: Backend, pages: list[list[MetricRow]], flts: list[MetricFilter]
 ) -> None:
     """Every filter combination gives exactly what model.filter_metrics gives, in order."""
-    assert stored(pages, flts) == [expected(pages, flt) for flt in flts]
+    assert stored(backend, pages, flts) == [expected(pages, flt) for flt in flts]
 
 
-def test_a_page_arriving_out_of_order_is_sampled_correctly() -> None:
+def test_a_page_arriving_out_of_order_is_sampled_correctly(backend: Backend) -> None:
     """Train rows older than stored ones renumber the ranks; sampling stays exact."""
     late = [row("train", s, s * 10) for s in range(50)]
     early = [row("train", s, s * 10) for s in range(50, 100)] + [row("eval", 60, 601)]
     pages = [early, late]
     flts = [MetricFilter(resolution=7), MetricFilter(resolution=5, global_step_from=40)]
-    assert stored(pages, flts) == [expected(pages, flt) for flt in flts]
+    assert stored(backend, pages, flts) == [expected(pages, flt) for flt in flts]
 
 
-def test_sampling_with_bounds_that_leave_gaps_in_rank() -> None:
+def test_sampling_with_bounds_that_leave_gaps_in_rank(backend: Backend) -> None:
     """Kept train rows that are not consecutive in API order are numbered in SQL instead."""
     stamps = [7, 3, 9, 1, 8, 2, 6, 0, 5, 4] * 4
     pages = [[row("train", s, t * 40 + s) for s, t in enumerate(stamps)]]
     flts = [MetricFilter(global_step_from=10, resolution=5), MetricFilter(resolution=5)]
-    assert stored(pages, flts) == [expected(pages, flt) for flt in flts]
+    assert stored(backend, pages, flts) == [expected(pages, flt) for flt in flts]
 
 
 @pytest.mark.anyio
@@ -130,25 +132,29 @@ async def test_200k_rows_in_pages_then_sampled_and_listed(tmp_path: Path) -> Non
     assert (listing[0].step, summary.best_train_loss) == (199_999, 1.0 / 200_000)
 
 
-async def _dump(db: Path, pages: Sequence[Sequence[MetricRow]]) -> tuple[list[Any], str, int]:
+async def _dump(
+    target: str | Path, job_id: str, pages: Sequence[Sequence[MetricRow]]
+) -> tuple[list[Any], str, int]:
     """Store `pages` one by one: every stored metric column, the summary, new_rows in all."""
     new = 0
-    async with Store.open(db, writer=True) as store:
+    async with open_store(target, writer=True) as store:
         for at, page in enumerate(pages):
-            rec = PollRecord("ft-a", float(at), None, "running", page)
+            rec = PollRecord(job_id, float(at), None, "running", page)
             new += (await store.record_poll(rec)).new_rows
-        summary = repr(await store.metrics_summary("ft-a"))
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        table = conn.execute(
-            "SELECT kind, step, timestamp, loss, seq, row_json FROM metrics ORDER BY kind, step"
-        ).fetchall()
-    return table, summary, new
+        summary = repr(await store.metrics_summary(job_id))
+    table = query(
+        target,
+        'SELECT kind, step, "timestamp", loss, seq, row_json FROM metrics WHERE job_id = ?'
+        " ORDER BY kind, step",
+        (job_id,),
+    )
+    return [tuple(r) for r in table], summary, new
 
 
-def dumped(pages: Sequence[Sequence[MetricRow]]) -> tuple[list[Any], str, int]:
-    """`_dump` into a fresh database."""
-    with tempfile.TemporaryDirectory() as folder:
-        return anyio.run(_dump, Path(folder) / "w.db", pages, backend="asyncio")
+def dumped(backend: Backend, pages: Sequence[Sequence[MetricRow]]) -> tuple[list[Any], str, int]:
+    """`_dump` for a job never seen."""
+    with backend.per_example() as (target, job_id):
+        return anyio.run(_dump, target, job_id, pages, backend="asyncio")
 
 
 def _split(rows: Sequence[MetricRow], sizes: Sequence[int]) -> list[list[MetricRow]]:
@@ -164,30 +170,37 @@ def _split(rows: Sequence[MetricRow], sizes: Sequence[int]) -> list[list[MetricR
     rnd=st.randoms(use_true_random=False),
 )
 def test_in_order_and_shuffled_pages_store_the_same(
-    pages: list[list[MetricRow]], losses: list[float], sizes: list[int], rnd: random.Random
+    backend: Backend,
+    pages: list[list[MetricRow]],
+    losses: list[float],
+    sizes: list[int],
+    rnd: random.Random,
 ) -> None:
     """Ranks appended in Python (pages in order) equal ranks renumbered in SQL (shuffled)."""
     unique = truth(pages)  # distinct (kind, step): both orders must keep the same rows
     unique = [r | {f"{row_kind(r)}/loss": loss} for r, loss in zip(unique, losses, strict=False)]
     shuffled = list(unique)
     rnd.shuffle(shuffled)
-    in_order, out_of_order = dumped(_split(unique, sizes)), dumped(_split(shuffled, sizes))
+    in_order, out_of_order = (
+        dumped(backend, _split(unique, sizes)),
+        dumped(backend, _split(shuffled, sizes)),
+    )
     assert in_order == out_of_order
     table, _, new = in_order
     train = [t for t in table if t[0] == "train"]
     ranks = sorted(range(len(train)), key=lambda i: (train[i][2], train[i][1]))
     assert new == len(unique) and [train[i][4] for i in ranks] == list(range(len(train)))
     flts = [MetricFilter(resolution=3), MetricFilter(resolution=7, global_step_from=5)]
-    assert stored([shuffled], flts) == [expected([shuffled], flt) for flt in flts]
+    assert stored(backend, [shuffled], flts) == [expected([shuffled], flt) for flt in flts]
 
 
-def test_inclusive_refetches_append_ranks_without_gaps() -> None:
+def test_inclusive_refetches_append_ranks_without_gaps(backend: Backend) -> None:
     """Pages that repeat the stored top row rank only the new train rows: 0, 1, 2, ..."""
     pages = [
         [row("train", s, s * 10) for s in range(max(0, top - 1), top + 6)]
         + [row("eval", top + 5, (top + 5) * 10 + 1)]
         for top in range(0, 30, 6)
     ]
-    table, _, new = dumped(pages)
+    table, _, new = dumped(backend, pages)
     assert new == 30 + len(pages)
     assert [t[4] for t in table if t[0] == "train"] == list(range(30))

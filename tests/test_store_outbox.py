@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from watcherd.errors import StoreError
-from watcherd.store import HookSub, PollRecord, Store
+from watcherd.store import HookSub, PollRecord
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -17,20 +19,20 @@ DEPLOY, TEAM = "ft-a:completed:deploy", "ft-a:completed:team"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(store_target: str | Path) -> AsyncIterator[StoreApi]:
     """A writer store where ft-a completed at t=100 with two hooks queued."""
-    async with Store.open(tmp_path / "w.db", writer=True) as st:
+    async with open_store(store_target, writer=True) as st:
         await st.sync_watched([("ft-a", None)], 1.0)
         await st.record_poll(PollRecord("ft-a", 100.0, None, "completed", (), HOOKS))
         yield st
 
 
-async def _state(store: Store, ident: str) -> tuple[str, int, float | None]:
+async def _state(store: StoreApi, ident: str) -> tuple[str, int, float | None]:
     found = {d.id: d for d in await store.deliveries()}[ident]
     return found.state, found.attempts, found.next_attempt_at
 
 
-async def test_new_deliveries_are_due_at_the_transition(store: Store) -> None:
+async def test_new_deliveries_are_due_at_the_transition(store: StoreApi) -> None:
     """Pending rows fall due at occurred_at, not before."""
     assert await store.due_deliveries(99.0, limit=10) == []
     assert [d.id for d in await store.due_deliveries(100.0, limit=10)] == [DEPLOY, TEAM]
@@ -38,7 +40,7 @@ async def test_new_deliveries_are_due_at_the_transition(store: Store) -> None:
     assert await store.next_delivery_due() == 100.0
 
 
-async def test_a_started_delivery_is_not_due_and_counts_attempts(store: Store) -> None:
+async def test_a_started_delivery_is_not_due_and_counts_attempts(store: StoreApi) -> None:
     """start_attempt marks running, returns 1, 2, ... and hides the row from due."""
     assert await store.start_attempt(DEPLOY, 101.0) == 1
     assert [d.id for d in await store.due_deliveries(200.0, limit=10)] == [TEAM]
@@ -50,7 +52,7 @@ async def test_a_started_delivery_is_not_due_and_counts_attempts(store: Store) -
     assert await store.start_attempt(DEPLOY, 160.0) == 2
 
 
-async def test_delivered_and_dead_are_final_and_keep_the_error(store: Store) -> None:
+async def test_delivered_and_dead_are_final_and_keep_the_error(store: StoreApi) -> None:
     """delivered and dead rows are never due again; the last error and output stay."""
     await store.start_attempt(DEPLOY, 101.0)
     await store.finish_attempt(
@@ -66,7 +68,7 @@ async def test_delivered_and_dead_are_final_and_keep_the_error(store: Store) -> 
     assert (team.state, team.last_error, team.updated_at) == ("dead", "410 Gone", 102.0)
 
 
-async def test_recover_interrupted_turns_running_into_failed_due_now(store: Store) -> None:
+async def test_recover_interrupted_turns_running_into_failed_due_now(store: StoreApi) -> None:
     """A delivery cut by a crash (running, no outcome) is retried with the same id."""
     await store.start_attempt(DEPLOY, 101.0)
     assert await store.recover_interrupted(500.0) == [DEPLOY]
@@ -75,7 +77,7 @@ async def test_recover_interrupted_turns_running_into_failed_due_now(store: Stor
     assert await store.start_attempt(DEPLOY, 502.0) == 2
 
 
-async def test_requeue_resets_attempts_and_refuses_running_rows(store: Store) -> None:
+async def test_requeue_resets_attempts_and_refuses_running_rows(store: StoreApi) -> None:
     """`hooks retry`: a dead delivery goes back to pending, due now, same id."""
     await store.start_attempt(TEAM, 101.0)
     assert await store.requeue(TEAM, 102.0) is False
@@ -87,7 +89,7 @@ async def test_requeue_resets_attempts_and_refuses_running_rows(store: Store) ->
     assert await store.requeue("ft-a:completed:nope", 104.0) is False
 
 
-async def test_delivery_context_has_the_job_object_and_summary(store: Store) -> None:
+async def test_delivery_context_has_the_job_object_and_summary(store: StoreApi) -> None:
     """The payload parts: the delivery, the last job object, the metrics summary."""
     job = {"id": "ft-a", "status": "completed", "model_output_name": "org/m"}
     row = {"timestamp": 5, "train/global_step": 4, "train/loss": 0.25}
@@ -96,7 +98,7 @@ async def test_delivery_context_has_the_job_object_and_summary(store: Store) -> 
     assert (delivery.id, raw, summary.last_step, summary.last_train_loss) == (DEPLOY, job, 4, 0.25)
 
 
-async def test_unknown_deliveries_and_outcomes_are_errors(store: Store) -> None:
+async def test_unknown_deliveries_and_outcomes_are_errors(store: StoreApi) -> None:
     """Unknown ids raise StoreError; an unknown outcome raises ValueError and changes nothing."""
     with pytest.raises(StoreError):
         await store.start_attempt("ft-a:completed:nope", 1.0)

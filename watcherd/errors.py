@@ -15,7 +15,8 @@
     │   ├── DatabaseLockedError   another daemon owns this database
     │   ├── StoreBusyError        another process held the write lock past a command's patience
     │   ├── StoreUnusableError    disk full, an I/O error, the file deleted or replaced; exit 74
-    │   └── StoreInterruptedError a database call cut short because the daemon is stopping
+    │   ├── StoreInterruptedError a database call cut short because the daemon is stopping
+    │   └── LeaseLostError        a shared database gave this job or delivery to another daemon
     └── HookError                 a hook could not be configured or run
 
 Only `watcherd.cli` turns these into messages and exit codes.
@@ -142,6 +143,10 @@ class StoreUnusableError(StoreError):
 
 class StoreInterruptedError(StoreError):
     """A database call cut short because the daemon is stopping; nothing half-written."""
+
+
+class LeaseLostError(StoreError):
+    """This daemon's lease on a job or delivery passed to another: its write is refused."""
 
 
 class HookError(WatcherdError):

@@ -292,6 +292,7 @@ class JobOverview:
     model: str | None
     model_output_name: str | None
     hooks: dict[str, int]  # delivery count by state
+    metrics_complete: bool = True  # False: finished, its last metrics fetch still failing
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,3 +304,4 @@ class MetricsSummary:
     best_train_loss: float | None
     last_eval_loss: float | None
     best_eval_loss: float | None
+    complete: bool = True  # False: the job finished but its last metrics are still to come

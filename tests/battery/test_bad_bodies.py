@@ -66,6 +66,8 @@ class Case:
 
 
 FAILED = "poll.failed"
+#: A bad metrics page: the job's status (fetched fine) is recorded, the rows are not.
+METRICS_FAILED = "poll.metrics_failed"
 #: An integer no float can hold (json.loads keeps it exactly).
 HUGE = 10**400
 ETA = {"estimate_available": True, "seconds_remaining": HUGE}
@@ -111,16 +113,20 @@ CASES = [
     Case("401", (json_reply({"error": {"message": "bad key"}}, status=401),), "api.auth_failed"),
     Case("404", (json_reply({"error": {"message": "no such job"}}, status=404),), "poll.not_found"),
     Case("metrics null", then(json_reply({"metrics": None})), None),
-    Case("metrics a string", then(json_reply({"metrics": "none"})), FAILED),
-    Case("loss a string", then(metrics(row(9), {**row(10), "train/loss": "x"})), FAILED),
-    Case("step missing", then(metrics({"train/loss": 1.0})), FAILED),
-    Case("step a float", then(metrics(row(9), row(10) | {"train/global_step": 10.5})), FAILED),
-    Case("timestamp NaN", then(raw_json(NAN_ROW)), FAILED),
-    Case("timestamp Infinity", then(metrics(row(9, ts=math.inf))), FAILED),
-    Case("timestamp beyond 64 bits", then(metrics(row(9, ts=2**70))), FAILED),
-    Case("step beyond 64 bits", then(metrics(row(2**70))), FAILED),
-    Case("truncated metrics", then(raw_json('{"metrics": [{"train/global_step": 4')), FAILED),
-    Case("metrics html", then(html()), FAILED),
+    Case("metrics a string", then(json_reply({"metrics": "none"})), METRICS_FAILED),
+    Case("loss a string", then(metrics(row(9), {**row(10), "train/loss": "x"})), METRICS_FAILED),
+    Case("step missing", then(metrics({"train/loss": 1.0})), METRICS_FAILED),
+    Case(
+        "step a float", then(metrics(row(9), row(10) | {"train/global_step": 10.5})), METRICS_FAILED
+    ),
+    Case("timestamp NaN", then(raw_json(NAN_ROW)), METRICS_FAILED),
+    Case("timestamp Infinity", then(metrics(row(9, ts=math.inf))), METRICS_FAILED),
+    Case("timestamp beyond 64 bits", then(metrics(row(9, ts=2**70))), METRICS_FAILED),
+    Case("step beyond 64 bits", then(metrics(row(2**70))), METRICS_FAILED),
+    Case(
+        "truncated metrics", then(raw_json('{"metrics": [{"train/global_step": 4')), METRICS_FAILED
+    ),
+    Case("metrics html", then(html()), METRICS_FAILED),
     Case(
         "NaN, ±Infinity",
         then(metrics(row(4, math.nan), row(5, math.inf), row(6, -math.inf))),
@@ -133,7 +139,7 @@ CASES = [
         None,
         rows=3,
     ),
-    Case("metric value beyond a float", then(metrics(row(9, loss=HUGE))), FAILED),
+    Case("metric value beyond a float", then(metrics(row(9, loss=HUGE))), METRICS_FAILED),
     Case("seconds_remaining beyond a float", (json_reply(job() | {"progress": ETA}),), FAILED),
     Case("job nested 600 deep", (json_reply(job() | {"x": nested(600)}),), FAILED),
     Case("server status 'missing'", (json_reply(job("missing")),), FAILED),

@@ -137,15 +137,18 @@ def test_hostile_server_never_kills_the_daemon_nor_writes_partially(tmp_path: Pa
         turns=len(TURNS) + 1,
         requests=sum(api.hits.values()),
         polls_refused=events.count("poll.failed"),
+        metrics_refused=events.count("poll.metrics_failed"),
         listings_refused=events.count("poll.list_failed"),
         exit_code=code,
     )
     assert code == 0, daemon_log[-3000:]
     assert "Traceback" not in daemon_log
-    assert untouched["status"][HOSTILE] is None and untouched["metrics"][HOSTILE] == []
+    # The first turn's job object was honest: its status is recorded, its bad page is not.
+    assert untouched["status"][HOSTILE] == "running" and untouched["metrics"][HOSTILE] == []
     assert untouched["deliveries"] == [] or all(d.hook == "done" for d in untouched["deliveries"])
-    assert events.count("poll.failed") >= 2 * len(TURNS) and "poll.list_failed" in events
-    assert [t.to_status for t in data["transitions"][HOSTILE]] == [EVIL, "completed"]
+    refused = events.count("poll.failed") + events.count("poll.metrics_failed")
+    assert refused >= 2 * len(TURNS) and "poll.list_failed" in events
+    assert [t.to_status for t in data["transitions"][HOSTILE]] == ["running", EVIL, "completed"]
     assert data["metrics"][HOSTILE] == rows(1, 2, 3)
     assert sorted(log.read_text().split()) == [
         f"{HOSTILE}:completed:done",

@@ -96,12 +96,14 @@ def test_stop_loop_never_duplicates_and_leaves_nothing(tmp_path: Path) -> None:
     assert all(d.state == "delivered" for d in data["deliveries"])
 
 
-@pytest.mark.timeout(60)
-def test_stop_with_a_hanging_hook_kills_it_after_the_grace_and_retries_later(
-    tmp_path: Path,
-) -> None:
-    """A hook outlasting the 10 s grace: exit 0 in time, its group killed, recorded as failed."""
-    world = World({"seed": 3, "jobs": [{"steps": 20, "seconds_per_step": 1, "created": "-1h"}]})
+def stop_during_a_hanging_hook(
+    tmp_path: Path, seed: int, *, signals: int
+) -> tuple[int | None, float, str, Path]:
+    """Run a daemon until its hook hangs, then SIGTERM it `signals` times (the last one timed).
+
+    Returns the exit code, seconds from the last signal to exit, the hook marker and the log.
+    """
+    world = World({"seed": seed, "jobs": [{"steps": 20, "seconds_per_step": 1, "created": "-1h"}]})
     marker, hook_log, log = f"probe-{uuid.uuid4().hex}", tmp_path / "hook.log", tmp_path / "d.log"
     with run_in_thread(world, api_key=API_KEY) as sim:
         hooks = hook_yaml(hook_log, marker, sleep=120)
@@ -109,13 +111,24 @@ def test_stop_with_a_hanging_hook_kills_it_after_the_grace_and_retries_later(
         proc = start_daemon(config, log=log)
         try:
             assert wait_until(lambda: bool(running_hooks(marker, parent=proc.pid)), 30)
+            for _ in range(signals - 1):
+                proc.send_signal(signal.SIGTERM)
+                assert wait_until(lambda: '"daemon.stopping"' in log.read_text(), 5)
             sent = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=STOP_TIMEOUT + 5)
-            took = time.monotonic() - sent
+            return code, time.monotonic() - sent, marker, log
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+@pytest.mark.timeout(60)
+def test_stop_with_a_hanging_hook_kills_it_after_the_grace_and_retries_later(
+    tmp_path: Path,
+) -> None:
+    """A hook outlasting the 10 s grace: exit 0 in time, its group killed, recorded as failed."""
+    code, took, marker, log = stop_during_a_hanging_hook(tmp_path, 3, signals=1)
     left = running_hooks(marker)
     (delivery,) = stored(tmp_path / "watcherd.db")["deliveries"]
     report("hanging hook", stop_s=round(took, 2), leftover_hooks=len(left), state=delivery.state)
@@ -129,23 +142,7 @@ def test_stop_with_a_hanging_hook_kills_it_after_the_grace_and_retries_later(
 @pytest.mark.timeout(60)
 def test_a_second_sigterm_during_the_grace_stops_at_once(tmp_path: Path) -> None:
     """SIGTERM, then SIGTERM again while a hook hangs: exit 0 within seconds, not the 10 s grace."""
-    world = World({"seed": 4, "jobs": [{"steps": 20, "seconds_per_step": 1, "created": "-1h"}]})
-    marker, hook_log, log = f"probe-{uuid.uuid4().hex}", tmp_path / "hook.log", tmp_path / "d.log"
-    with run_in_thread(world, api_key=API_KEY) as sim:
-        hooks = hook_yaml(hook_log, marker, sleep=120)
-        config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=hooks)
-        proc = start_daemon(config, log=log)
-        try:
-            assert wait_until(lambda: bool(running_hooks(marker, parent=proc.pid)), 30)
-            proc.send_signal(signal.SIGTERM)
-            assert wait_until(lambda: '"daemon.stopping"' in log.read_text(), 5)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=STOP_TIMEOUT + 5)
-            took = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    code, took, marker, log = stop_during_a_hanging_hook(tmp_path, 4, signals=2)
     (delivery,) = stored(tmp_path / "watcherd.db")["deliveries"]
     report("second sigterm", stop_s=round(took, 2), state=delivery.state)
     assert code == 0, log.read_text()[-3000:]

@@ -5,9 +5,11 @@ source are injectable. Every request goes through, in order: the host gate (a
 Retry-After pause holds back every caller), the in-flight cap, the rate cap, then one
 bounded exchange (`api_transport.fetch`). Failures become the typed errors of
 `watcherd.errors`; 408, 409, 429, 5xx, timeouts and transport errors are retried with
-full-jitter exponential backoff (or the service's Retry-After, uncapped) up to
-`max_attempts`; a wait longer than `max_wait` is not made and the error is raised
-instead (for a pause, RateLimitedError carrying `resume_at`).
+full-jitter exponential backoff (or the service's Retry-After, cut to
+`max_retry_after`) up to `max_attempts`; a wait longer than `max_wait` is not made
+and the error is raised instead (for a pause, RateLimitedError carrying `resume_at`).
+A 429 or 503 with Retry-After pauses the host gate, and the pause is saved before
+the request that met it returns or retries.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any, Final, TypeVar
 
 import anyio
 import httpx
+import structlog
 
 from watcherd import __version__
 from watcherd.api.latency import Histogram, LatencySnapshot
-from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, retry_after
+from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep
 from watcherd.api.metricrows import MetricsFramer
 from watcherd.api.shapes import (
     Job,
@@ -49,6 +52,7 @@ from watcherd.errors import (
     UnavailableError,
 )
 from watcherd.model import MetricFilter, MetricRecord, MetricRow, loads_exact, validate_job_id
+from watcherd.retry import DEFAULT_MAX_RETRY_AFTER, RetryAfter, parse_retry_after
 
 __all__ = ["ApiClient", "ApiStats", "Job", "OnBatch"]
 
@@ -57,6 +61,8 @@ T = TypeVar("T")
 OnBatch = Callable[[list[MetricRecord]], Awaitable[None]]
 MiB = 1024 * 1024
 USER_AGENT: Final = f"watcherd/{__version__}"
+
+log = structlog.get_logger("watcherd.api")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class ApiClient:
         max_body_bytes: int = 64 * MiB,
         max_attempts: int = 4,
         max_wait: float | None = None,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         gate: HostGate | None = None,
         clock: Clock = time.time,
         sleep: Sleep = anyio.sleep,
@@ -107,16 +114,26 @@ class ApiClient:
         self._max_body = max_body_bytes
         self._max_attempts = max(1, max_attempts)
         self._max_wait = timeout if max_wait is None else max_wait
+        self._max_retry_after = max_retry_after
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._backoff = (backoff_base, backoff_cap)
         self.gate = gate or HostGate(clock=clock, sleep=sleep)
-        self._slots = anyio.Semaphore(max(1, max_concurrency))
+        self._slots = anyio.CapacityLimiter(max(1, max_concurrency))
         self._limiter = RateLimiter(max_rate, sleep=sleep)
+        self._budget = (max_rate, max(1, max_concurrency))
         self._outcomes: Counter[str] = Counter()
         self._retries = 0
         self._latency = Histogram()
+
+    def share(self, daemons: int) -> None:
+        """Keep to 1/`daemons` of `max_rate` and `max_concurrency` (at least one slot),
+        so that daemons sharing a database together stay within the configured budget."""
+        rate, slots = self._budget
+        n = max(1, daemons)
+        self._limiter.set_rate(rate / n)
+        self._slots.total_tokens = max(1, slots // n)
 
     @staticmethod
     def http_client(config: ApiConfig) -> httpx.AsyncClient:
@@ -145,6 +162,7 @@ class ApiClient:
             max_concurrency=config.max_concurrency,
             max_rate=config.max_rate,
             max_body_bytes=config.max_body_bytes,
+            max_retry_after=config.max_retry_after,
             **kwargs,
         )
 
@@ -227,13 +245,13 @@ class ApiClient:
             attempt += 1
             hint: float | None = None
             try:
-                raw = await self._attempt(method, url, params, sink)
+                raw, hint = await self._attempt(method, url, params, sink)
             except UnavailableError as exc:
                 error: ApiError = exc
             else:
                 if 200 <= raw.status < 300:
                     return raw
-                error, hint = self._classify(raw)
+                error = self._classify(raw, hint)
             delay = self._retry_delay(error, attempt, hint)
             if delay is None or (sink is not None and sink.handed_over):
                 raise error
@@ -255,7 +273,8 @@ class ApiClient:
 
     async def _attempt(
         self, method: str, url: str, params: Mapping[str, str], sink: _MetricsSink | None
-    ) -> RawResponse:
+    ) -> tuple[RawResponse, float | None]:
+        """One request once the gate, the in-flight cap and the rate cap allow it."""
         exchange = Exchange(
             method=method,
             url=url,
@@ -269,44 +288,62 @@ class ApiClient:
         async with self._slots:
             await self._limiter.acquire()
             await self.gate.wait(self._clock() + self._max_wait)
-            started = time.monotonic()
-            try:
-                raw = await fetch(self._http, exchange, None if sink is None else sink.consume)
-            except ApiError as exc:
-                self._outcomes[type(exc).__name__] += 1
-                raise
-            finally:
-                self._latency.observe(time.monotonic() - started)
-        self._outcomes[str(raw.status)] += 1
-        return raw
+            async with self.gate.exchange():
+                return await self._exchange(exchange, sink)
 
-    def _classify(self, raw: RawResponse) -> tuple[ApiError, float | None]:
-        """The error for a non-2xx response, and the Retry-After time if it gave one."""
+    async def _exchange(
+        self, exchange: Exchange, sink: _MetricsSink | None
+    ) -> tuple[RawResponse, float | None]:
+        """Send and read (a metrics body into `sink`); a pause the answer asks for is
+        saved before this returns."""
+        started = time.monotonic()
+        try:
+            raw = await fetch(self._http, exchange, None if sink is None else sink.consume)
+        except ApiError as exc:
+            self._outcomes[type(exc).__name__] += 1
+            raise
+        finally:
+            self._latency.observe(time.monotonic() - started)
+        self._outcomes[str(raw.status)] += 1
+        if 200 <= raw.status < 300:
+            return raw, None
+        hint = self._retry_after(raw)
+        if raw.status in (429, 503) and hint is not None:
+            await self.gate.extend(hint)
+        return raw, hint
+
+    def _classify(self, raw: RawResponse, hint: float | None) -> ApiError:
+        """The error for a non-2xx response (`hint`: the Retry-After time it gave, if any)."""
         status, url = raw.status, raw.url
-        hint = retry_after(raw.headers, self._clock())
         detail = self._detail(raw)
         if status in (429, 503) and (hint is not None or status == 429):
             resume_at = hint if hint is not None else self._clock()
-            if hint is not None:
-                self.gate.pause_until(hint)
             message = f"rate limited ({status}): {detail}"
-            return RateLimitedError(message, resume_at=resume_at, status=status, url=url), hint
+            return RateLimitedError(message, resume_at=resume_at, status=status, url=url)
         if status in (401, 403):
-            return AuthError(f"API key refused ({status}): {detail}", status=status, url=url), hint
+            return AuthError(f"API key refused ({status}): {detail}", status=status, url=url)
         if status == 404:
-            return NotFoundError(f"not found: {detail}", status=status, url=url), hint
+            return NotFoundError(f"not found: {detail}", status=status, url=url)
         if 300 <= status < 400:
             location = snippet(raw.headers.get("location", "").encode(), self._key) or "nowhere"
             return ClientRequestError(
                 f"redirect refused ({status} to {location}): {detail}", status=status, url=url
-            ), hint
+            )
         if 300 <= status < 500:
             return ClientRequestError(
                 f"request refused ({status}): {detail}", status=status, url=url
-            ), hint
-        return UnavailableError(
-            f"service failed ({status}): {detail}", status=status, url=url
-        ), hint
+            )
+        return UnavailableError(f"service failed ({status}): {detail}", status=status, url=url)
+
+    def _retry_after(self, raw: RawResponse) -> float | None:
+        """The epoch time the response asks us to wait until (capped), or None."""
+        now = self._clock()
+        asked = parse_retry_after(raw.headers, now=now, cap=self._max_retry_after)
+        if asked is None:
+            return None
+        if asked.capped:
+            _log_capped(asked, raw)
+        return now + asked.delay
 
     def _detail(self, raw: RawResponse) -> str:
         try:
@@ -331,6 +368,17 @@ class ApiClient:
             snippet=snippet(raw.body, self._key),
             url=raw.url,
         )
+
+
+def _log_capped(asked: RetryAfter, raw: RawResponse) -> None:
+    log.warning(
+        "api.retry_after_capped",
+        asked_s=f"{asked.asked:.6g}",  # text: it may be inf
+        capped_to_s=asked.delay,
+        status=raw.status,
+        url=raw.url,
+        hint="raise api.max_retry_after to honour longer pauses",
+    )
 
 
 def _retryable(error: ApiError) -> bool:

@@ -1,11 +1,12 @@
-"""Staying within what the service allows: the host gate, the rate cap and backoff.
+"""Staying within what the service allows: the host gate and the rate cap.
 
 - `HostGate`: one per host. A 429 or 503 with `Retry-After` pauses every request to
-  that host until the time the service named; the pause is readable and settable,
-  so the daemon can persist it and restore it after a restart.
+  that host until the time the service named; every extension is saved (through a
+  callback the daemon wires to the store) before more requests go out, so a restart
+  keeps it.
 - `RateLimiter`: spaces requests so that all callers together stay at `rate` per
   second (GCRA, a token bucket without a refill task).
-- `retry_after`: how long the service asks us to wait.
+- How long a server asks us to wait (Retry-After) is read by `watcherd.retry`.
 
 Times given to or read from the gate are wall-clock epoch seconds. Clocks and sleeps
 are injectable so tests never wait on real time.
@@ -13,36 +14,62 @@ are injectable so tests never wait on real time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
+import structlog
 
-from watcherd.errors import RateLimitedError
+from watcherd.errors import RateLimitedError, WatcherdError
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+#: Saves a host's pause (epoch seconds) durably.
+Save = Callable[[float], Awaitable[None]]
+
+log = structlog.get_logger("watcherd.api")
 
 
 class HostGate:
-    """Holds back every request to one host until `paused_until` (epoch seconds)."""
+    """Holds back every request to one host until `paused_until` (epoch seconds).
 
-    __slots__ = ("_clock", "_on_pause", "_sleep", "_until")
+    `extend` (a response asked for a pause) saves the new time through `save` before
+    it returns, so the caller that read the response sends nothing more until the
+    pause is durable; other callers are held from the moment the pause is known. Saves
+    are made one at a time, each of the latest time, so an earlier extension never
+    overwrites a later one. A failed save is logged and tried again by the next `flush`.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_drained",
+        "_lock",
+        "_open",
+        "_save",
+        "_saved",
+        "_shut",
+        "_sleep",
+        "_until",
+    )
 
     def __init__(
         self,
         *,
         clock: Clock = time.time,
         sleep: Sleep = anyio.sleep,
-        on_pause: Callable[[float], None] | None = None,
+        save: Save | None = None,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
-        self._on_pause = on_pause
+        self._save = save
         self._until = 0.0
+        self._saved = 0.0
+        self._lock = anyio.Lock()
+        self._open = 0  # requests sent whose answer is not read (and its pause saved) yet
+        self._shut = False
+        self._drained: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"HostGate(paused_until={self._until!r})"
@@ -52,24 +79,80 @@ class HostGate:
         """The epoch time until which requests wait; 0.0 (or a past time) when open."""
         return self._until
 
-    def pause_until(self, resume_at: float) -> bool:
-        """Pause every request until `resume_at`; never shortens a pause. True if extended.
-
-        The `on_pause` callback (if any) is called with the new time when it is extended.
-        """
-        if not math.isfinite(resume_at) or resume_at <= self._until:
+    async def extend(self, resume_at: float) -> bool:
+        """Pause every request until `resume_at` and save it; never shortens. True if extended."""
+        if not math.isfinite(resume_at) or resume_at <= max(self._until, self._clock()):
             return False
         self._until = resume_at
-        if self._on_pause is not None:
-            self._on_pause(resume_at)
+        await self.flush()
         return True
+
+    async def flush(self) -> None:
+        """Save the pause if it changed since the last save (at stop, after a failed save)."""
+        async with self._lock:
+            if self._save is not None and self._until != self._saved:
+                await self._write(self._until)
+
+    async def adopt(self, stored: float | None, *, cap: float) -> float:
+        """Take a stored pause as the truth (start-up, reload), cut to `cap` s from now.
+
+        A stored pause lower than ours (`watcherd resume` cleared it) lowers ours; an
+        extension not saved yet is kept. If the cap cut it, the cut time is saved.
+        Returns the pause now in force (0.0 or a past time: none).
+        """
+        async with self._lock:
+            base = stored or 0.0
+            if self._until > self._saved:  # an extension still on its way to the store
+                base = max(base, self._until)
+            self._until = min(base, self._clock() + cap)
+            self._saved = stored or 0.0
+            if self._save is not None and self._until < self._saved:
+                await self._write(self._until)
+            return self._until
+
+    async def _write(self, until: float) -> None:
+        """Save `until`; the caller holds the lock."""
+        assert self._save is not None
+        try:
+            await self._save(until)
+        except WatcherdError as exc:
+            log.warning("api.pause_not_saved", until=until, error=str(exc))
+            return
+        self._saved = until
+        log.info("api.pause_saved", until=until, seconds=round(until - self._clock(), 3))
 
     def is_paused(self) -> bool:
         """True while the pause lasts."""
         return self._until > self._clock()
 
+    @contextlib.asynccontextmanager
+    async def exchange(self) -> AsyncIterator[None]:
+        """Count one request as open until its answer is read and any pause it asks saved."""
+        self._open += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            if not self._open and self._drained is not None:
+                self._drained.set()
+
+    async def drain(self) -> None:
+        """Shut the gate for good (a graceful stop), then wait for every open request.
+
+        No answer is left unread, so no pause a server asks for is lost by the stop.
+        """
+        self._shut = True
+        while self._open:
+            self._drained = anyio.Event()
+            await self._drained.wait()
+
     async def wait(self, deadline: float) -> None:
-        """Return once the gate is open; raise RateLimitedError if it opens after `deadline`."""
+        """Return once the gate is open; raise RateLimitedError if it opens after `deadline`.
+
+        Once the gate is shut (`drain`), never return: the caller waits for its cancellation.
+        """
+        if self._shut:
+            await anyio.sleep_forever()
         while True:
             now = self._clock()
             until = self._until
@@ -109,6 +192,12 @@ class RateLimiter:
         self._sleep = sleep
         self._next = -math.inf
 
+    def set_rate(self, rate: float) -> None:
+        """A new cap from the next reservation on (the burst stays as given)."""
+        burst = round(self._tolerance / self._interval) + 1 if self._interval else 1
+        self._interval = 1.0 / rate if rate > 0 and math.isfinite(rate) else 0.0
+        self._tolerance = (burst - 1) * self._interval
+
     async def acquire(self) -> None:
         """Wait for this caller's slot."""
         if self._interval == 0.0:
@@ -119,41 +208,3 @@ class RateLimiter:
         self._next = theoretical + self._interval
         if start > now:
             await self._sleep(start - now)
-
-
-def retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """The epoch time the service asks us to wait until, or None if it gave no valid hint.
-
-    Reads `retry-after-ms` first, then `Retry-After` as (fractional) seconds or an HTTP
-    date. No upper cap: the service knows best how long it needs.
-    """
-    millis = _non_negative(headers.get("retry-after-ms"))
-    if millis is not None:
-        return now + millis / 1000.0
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _non_negative(value)
-    if seconds is not None:
-        return now + seconds
-    return _http_date(value)
-
-
-def _non_negative(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def _http_date(text: str) -> float | None:
-    try:
-        when = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp() if when > datetime(1970, 1, 1, tzinfo=UTC) else None

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("daemon_cmds", "cmd_check_config"),
     "health": ("daemon_cmds", "cmd_health"),
     "demo": ("daemon_cmds", "cmd_demo"),
+    "resume": ("daemon_cmds", "cmd_resume"),
     "add": ("job_cmds", "cmd_add"),
     "remove": ("job_cmds", "cmd_remove"),
     "list": ("job_cmds", "cmd_list"),
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("view_cmds", "cmd_show"),
     "metrics": ("view_cmds", "cmd_metrics"),
     "report": ("view_cmds", "cmd_report"),
+    "migrate": ("migrate_cmd", "cmd_migrate"),
 }
 
 

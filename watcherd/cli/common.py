@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TextIO
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO, TypeVar
 
 from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
-from watcherd.store.snapshot import Snapshot
+from watcherd.store.interface import StoreReader
+from watcherd.store.snapshot import read_store
 from watcherd.views import terminal_text
+
+T = TypeVar("T")
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -29,16 +31,18 @@ def load(args: argparse.Namespace) -> Config:
     return default_config(path)
 
 
-@contextmanager
-def reader(config: Config) -> Iterator[Snapshot]:
-    """The database opened for reading (plain sqlite3), with a hint when there is none yet."""
-    if not config.store.path.exists():
+def read(config: Config, reading: Callable[[StoreReader], Coroutine[Any, Any, T]]) -> T:
+    """`reading` run over the database opened for reading, with a hint when there is none yet.
+
+    SQLite is read with plain sqlite3 (no event loop: the command starts fast); a
+    `postgresql://` store through its async StoreApi.
+    """
+    if config.store.url is None and not config.store.path.exists():
         raise StoreError(
             f"{config.store.path}: no database yet; start the daemon with `watcherd run` "
             "(or `watcherd run --once`) to create it"
         )
-    with Snapshot.open(config.store.path) as snapshot:
-        yield snapshot
+    return read_store(config.store, reading)
 
 
 def color_enabled(stream: TextIO = sys.stdout) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 from watcherd.cli.common import emit, load
 
@@ -52,3 +54,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from watcherd.cli.demo import run_demo
 
     return run_demo(keep=args.keep)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """`watcherd resume`: lift the stored Retry-After pauses; 0 whether or not there was one."""
+    import anyio
+
+    from watcherd.store.snapshot import Snapshot
+
+    config = load(args)
+    path = config.store.path
+    cleared = anyio.run(_clear_pauses, path, backend="asyncio") if path.exists() else {}
+    now = time.time()
+    active = {host: until for host, until in cleared.items() if until > now}
+    if not active:
+        print("no Retry-After pause is stored: requests are not held back")
+        return 0
+    for host, until in sorted(active.items()):
+        print(f"{host}: cleared a pause until {_when(until)} ({_left(until - now)} left)")
+    if Snapshot.daemon_running(path):
+        print("the running daemon keeps its pause until a reload: systemctl reload watcherd")
+    return 0
+
+
+async def _clear_pauses(path: Path) -> dict[str, float]:
+    from watcherd.store import Store
+
+    async with Store.open(path, writer=True, lock=False) as store:
+        return await store.clear_host_pauses()
+
+
+def _when(epoch: float) -> str:
+    """An epoch time as UTC text; a time past what a date can hold says so."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):
+        return "a time beyond any date"
+
+
+def _left(seconds: float) -> str:
+    """`42s`, `17m`, `3h`, or `more than a year`."""
+    if seconds >= 365 * 86400:
+        return "more than a year"
+    for size, unit in ((3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

@@ -8,15 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
 from watcherd.config import Config
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.model import Delivery, JobOverview, validate_job_id
+from watcherd.store.interface import StoreReader
+from watcherd.store.opening import store_exists
 from watcherd.store.snapshot import Snapshot
 from watcherd.views import safe
 
-# `list` and `hooks` read with plain sqlite3 (`Snapshot`); the commands that write or
-# poll import anyio, the Store and the logging setup themselves, when they run.
+# `list` and `hooks` read through `read` (plain sqlite3 on SQLite); the commands that
+# write or poll import anyio, the Store and the logging setup themselves, when they run.
 
 
 def _jobs_path(config: Config) -> Path:
@@ -45,6 +47,8 @@ def _valid_ids(job_ids: list[str]) -> list[str]:
 
 def _daemon_note(config: Config, path: Path) -> str:
     """Where the change went and who acts on it; syncs the database if no daemon will."""
+    if config.store.url is not None:  # daemons on a shared database read the file themselves
+        return f"(saved in {path}; the daemons that read it pick this up within seconds)"
     if config.store.path.exists() and Snapshot.daemon_running(config.store.path):
         return f"(saved in {path}; the running daemon picks this up within seconds)"
     if config.store.path.exists():
@@ -128,10 +132,13 @@ def _no_jobs_hint(config: Config) -> str:
 
 
 def _overview(config: Config, everything: bool) -> list[JobOverview]:
-    if not config.store.path.exists():  # nothing recorded yet: an empty list, not an error
+    if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
-    with reader(config) as snapshot:
-        return snapshot.overview(include_unwatched=everything)
+
+    async def overview(store: StoreReader) -> list[JobOverview]:
+        return await store.overview(include_unwatched=everything)
+
+    return read(config, overview)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
@@ -161,19 +168,22 @@ def cmd_hooks(args: argparse.Namespace) -> int:
 
 
 def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
-    if not config.store.path.exists():
+    if not store_exists(config.store):
         return []
-    with reader(config) as snapshot:
-        return snapshot.deliveries(job_id)
+
+    async def deliveries(store: StoreReader) -> list[Delivery]:
+        return await store.deliveries(job_id)
+
+    return read(config, deliveries)
 
 
 async def _retry(config: Config, delivery_id: str) -> int:
-    from watcherd.store import Store
+    from watcherd.store.opening import open_configured
 
     path = config.store.path
-    if not path.exists():
+    if not store_exists(config.store):
         raise UsageError(f"no hook delivery with id {delivery_id!r}: {path} does not exist yet")
-    async with Store.open(path, writer=True, lock=False) as store:
+    async with open_configured(config.store, writer=True, lock=False) as store:
         known = {d.id for d in await store.deliveries()}
         ok = await store.requeue(delivery_id, time.time())
     if delivery_id not in known:
@@ -181,7 +191,7 @@ async def _retry(config: Config, delivery_id: str) -> int:
     if not ok:
         raise WatcherdError(f"{delivery_id} is being delivered right now; retry once it ends")
     who = "the daemon delivers it within seconds"
-    if not Store.daemon_running(path):
+    if config.store.url is None and not Snapshot.daemon_running(path):
         who = "no daemon is running: `watcherd run` delivers it"
     print(f"{delivery_id}: queued again ({who})")
     return 0

@@ -137,10 +137,26 @@ def _add_daemon_commands(
         parents=[common],
         help="validate and print the effective config, secrets redacted",
     )
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy the SQLite history (store.path) into PostgreSQL; run again to resume",
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="postgresql://user@host:port/db (password: store.password_* or $PGPASSWORD)",
+    )
     sub.add_parser(
         "health",
         parents=[common],
         help="exit 0 if the daemon runs and polled recently, else say why",
+    )
+    sub.add_parser(
+        "resume",
+        parents=[common],
+        help="clear a stored Retry-After pause (a running daemon drops it on reload)",
     )
     sim = sub.add_parser(
         "sim", help="serve the Together-compatible simulator on loopback", add_help=False

@@ -11,16 +11,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
-from watcherd.store.snapshot import Snapshot
+from watcherd.store.interface import StoreReader
 
 if TYPE_CHECKING:
     from watcherd.views.report import ReportJob
 
-# Each command imports the view it renders (charts, the report) when it runs.
+# Each command imports the view it renders (charts, the report) when it runs, and
+# reads through `read` (plain sqlite3 on SQLite, no event loop).
 
 
 def _job_id(text: str) -> str:
@@ -68,21 +69,25 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _known(snapshot: Snapshot, job_id: str) -> None:
-    if snapshot.job(job_id) is None:
+async def _known(store: StoreReader, job_id: str) -> None:
+    if await store.job(job_id) is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
 
 
 def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
-    with reader(config) as snapshot:
-        _known(snapshot, job_id)
-        return snapshot.metrics_json(job_id, flt)
+    async def texts(store: StoreReader) -> list[str]:
+        await _known(store, job_id)
+        return await store.metrics_json(job_id, flt)
+
+    return read(config, texts)
 
 
 def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
-    with reader(config) as snapshot:
-        _known(snapshot, job_id)
-        return snapshot.metrics(job_id, flt)
+    async def rows(store: StoreReader) -> list[dict[str, Any]]:
+        await _known(store, job_id)
+        return await store.metrics(job_id, flt)
+
+    return read(config, rows)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -102,23 +107,22 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _report_job(config: Config, job_id: str) -> ReportJob:
-    with reader(config) as snapshot:
-        return _load_report_job(snapshot, job_id)
+    return read(config, lambda store: _load_report_job(store, job_id))
 
 
-def _load_report_job(snapshot: Snapshot, job_id: str) -> ReportJob:
+async def _load_report_job(store: StoreReader, job_id: str) -> ReportJob:
     from watcherd.views.report import ReportJob
 
-    found = snapshot.job(job_id)
+    found = await store.job(job_id)
     if found is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
     overview, raw = found
     return ReportJob(
         overview=overview,
         raw_job=raw,
-        transitions=snapshot.transitions(job_id),
-        metrics=snapshot.metrics(job_id, MetricFilter(resolution=1000)),
-        deliveries=snapshot.deliveries(job_id),
+        transitions=await store.transitions(job_id),
+        metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
+        deliveries=await store.deliveries(job_id),
     )
 
 
@@ -152,7 +156,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
-    with reader(config) as snapshot:
-        if not ids:
-            ids = [j.job_id for j in snapshot.overview()]
-        return [_load_report_job(snapshot, job_id) for job_id in ids]
+    async def jobs(store: StoreReader) -> list[ReportJob]:
+        wanted = ids or [j.job_id for j in await store.overview()]
+        return [await _load_report_job(store, job_id) for job_id in wanted]
+
+    return read(config, jobs)

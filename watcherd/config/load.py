@@ -40,9 +40,27 @@ from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
 from watcherd.textfile import read_regular
 
+STORE_KEYS: Final = (
+    "path",
+    "url",
+    "password_credential",
+    "password_file",
+    "password_env",
+    "password",
+    "lease",
+)
+#: How long a lease may be: long enough to outlast a poll, short enough to fail over.
+LEASE_RANGE: Final = (2.0, 600.0)
 TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
-API_KEYS_ALL: Final = (*API_KEYS, "timeout", "max_concurrency", "max_rate", "max_body_bytes")
+API_KEYS_ALL: Final = (
+    *API_KEYS,
+    "timeout",
+    "max_concurrency",
+    "max_rate",
+    "max_body_bytes",
+    "max_retry_after",
+)
 POLL_KEYS: Final = ("interval", "min_interval", "metrics_interval", "max_backoff")
 HOOK_KEYS: Final = ("name", "on", "timeout", "max_attempts", "output_cap_bytes")
 HOOK_KEYS_ALL: Final = (*HOOK_KEYS, "command", "webhook", "notify", "env", "cwd")
@@ -78,7 +96,7 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
     base = path.absolute().parent
     return Config(
         api=_api(root.section("api", API_KEYS_ALL), base, environ),
-        store=_store(root.section("store", ("path",)), base, environ),
+        store=_store(root.section("store", STORE_KEYS), base, environ),
         jobs=_jobs(root.section("jobs", ("file", "ids")), base),
         poll=_poll(root.section("poll", POLL_KEYS)),
         hooks=_hooks(root, base, environ),
@@ -104,6 +122,7 @@ def _api(sec: Section, base: Path, environ: Mapping[str, str]) -> ApiConfig:
         max_concurrency=sec.integer("max_concurrency", d.max_concurrency, minimum=1),
         max_rate=sec.number("max_rate", d.max_rate),
         max_body_bytes=sec.integer("max_body_bytes", d.max_body_bytes, minimum=1024),
+        max_retry_after=sec.duration("max_retry_after", d.max_retry_after),
     )
 
 
@@ -173,9 +192,49 @@ def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
     """The `store:` section; the default lives in $STATE_DIRECTORY under systemd."""
     state = environ.get("STATE_DIRECTORY", "").split(":")[0]
     default = Path(state) / "watcherd.db" if state else base / "watcherd.db"
-    if "path" not in sec:
-        return StoreConfig(path=default)
-    return StoreConfig(path=_path(sec, "path", base))
+    path = _path(sec, "path", base) if "path" in sec else default
+    if "url" not in sec:
+        for key in ("password_credential", "password_file", "password_env", "password", "lease"):
+            if key in sec:
+                raise sec.where(key).error("applies to a PostgreSQL store only (store.url)")
+        return StoreConfig(path=path)
+    if "password" in sec:
+        raise sec.where("password").error(
+            _INLINE.format("password_file, password_credential or password_env")
+        )
+    lease = sec.duration("lease", StoreConfig().lease)
+    if not LEASE_RANGE[0] <= lease <= LEASE_RANGE[1]:
+        raise sec.where("lease").error(
+            f"must be between {LEASE_RANGE[0]:g} s and {LEASE_RANGE[1]:g} s, got {lease:g} s"
+        )
+    return StoreConfig(
+        path=path,
+        url=_pg_url(sec),
+        password=_secret(sec, "password", base, environ),
+        lease=lease,
+    )
+
+
+def _pg_url(sec: Section) -> str:
+    """A `postgresql://` URL naming a database, without a password in it."""
+    value = sec.string("url", "")
+    shown = redact_url(value)[:80]
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("postgresql", "postgres") and len(parts.path) > 1
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() for c in value):
+        raise sec.where("url").error(
+            f"must be a postgresql://[user@]host[:port]/database URL, got {shown!r}"
+        )
+    if parts.password is not None or "password=" in parts.query.lower():
+        raise sec.where("url").error(
+            _INLINE.format("password_file, password_credential or password_env")
+            + f"; got {shown!r}"
+        )
+    return value
 
 
 def _jobs(sec: Section, base: Path) -> JobsConfig:

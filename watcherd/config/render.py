@@ -22,6 +22,7 @@ from watcherd.durations import format_duration
 def render(config: Config, environ: Mapping[str, str]) -> str:
     """YAML text for `config`, headed by comments on where it came from and its secrets."""
     header = [f"# watcherd effective configuration (source: {config.source or 'defaults'})"]
+    header.append(f"# store backend: {_backend(config)}")
     header.append("# secrets, as references only (values are never shown):")
     for where, ref in _secrets(config):
         header.append(f"#   {where}: {ref.describe(environ)}")
@@ -36,6 +37,8 @@ def render(config: Config, environ: Mapping[str, str]) -> str:
 def _secrets(config: Config) -> list[tuple[str, SecretRef]]:
     """Every secret reference in the config, with its key path."""
     found = [("api.api_key", config.api.api_key)]
+    if config.store.password is not None:
+        found.append(("store.password", config.store.password))
     for i, hook in enumerate(config.hooks):
         match hook.action:
             case WebhookHook(secret=SecretRef() as secret):
@@ -65,8 +68,9 @@ def _document(config: Config) -> dict[str, Any]:
             "max_concurrency": api.max_concurrency,
             "max_rate": api.max_rate,
             "max_body_bytes": api.max_body_bytes,
+            "max_retry_after": format_duration(api.max_retry_after),
         },
-        "store": {"path": str(config.store.path)},
+        "store": _store(config),
         "jobs": {
             "file": None if config.jobs.file is None else str(config.jobs.file),
             "ids": list(config.jobs.ids),
@@ -83,6 +87,26 @@ def _document(config: Config) -> dict[str, Any]:
     if config.metrics_listen is not None:
         doc["metrics_listen"] = str(config.metrics_listen)
     return doc
+
+
+def _backend(config: Config) -> str:
+    """`sqlite (<path>)` or `postgresql (<url, credentials masked>)`."""
+    store = config.store
+    where = str(store.path) if store.url is None else store.url
+    return f"{store.backend} ({where})"
+
+
+def _store(config: Config) -> dict[str, Any]:
+    """The `store:` section: the file, or the PostgreSQL URL, password and lease."""
+    store = config.store
+    if store.url is None:
+        return {"path": str(store.path)}
+    # Shown whole: loading refused any password in it, and the user name is no secret.
+    out: dict[str, Any] = {"path": str(store.path), "url": store.url}
+    if store.password is not None:
+        out |= _secret_keys("password", store.password)
+    out["lease"] = format_duration(store.lease)
+    return out
 
 
 def _hook(hook: HookConfig) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 from watcherd.config.secrets import SecretRef
 from watcherd.model import DEFAULT_HOOK_EVENTS
+from watcherd.retry import DEFAULT_MAX_RETRY_AFTER
 
 #: Used when neither --config nor $WATCHERD_CONFIG names a file, if it exists.
 SYSTEM_CONFIG_PATH: Final = Path("/etc/watcherd/config.yaml")
@@ -61,13 +62,23 @@ class ApiConfig:
     max_concurrency: int = 8  # requests in flight, all jobs together
     max_rate: float = 5.0  # requests per second, all jobs together
     max_body_bytes: int = 64 * 1024 * 1024  # after decompression
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # longest Retry-After pause honoured
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    """`store:`: the SQLite database file."""
+    """`store:`: the SQLite database file, or a shared PostgreSQL database (`url`)."""
 
     path: Path = Path("watcherd.db")
+    #: `postgresql://user@host:port/db`: several daemons share it (`path` is then unused).
+    url: str | None = None
+    password: SecretRef | None = None  # the PostgreSQL password, never inline
+    lease: float = 30.0  # seconds a daemon's claim on a job or delivery lasts unrenewed
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        """Which store this configures."""
+        return "sqlite" if self.url is None else "postgresql"
 
 
 @dataclass(frozen=True, slots=True)

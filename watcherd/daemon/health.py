@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from watcherd.config import Config
-from watcherd.errors import StoreError
+from watcherd.errors import ConfigError, StoreError
 from watcherd.model import is_settled
-from watcherd.store.snapshot import Snapshot
+from watcherd.store.opening import describe
+from watcherd.store.snapshot import Snapshot, read_store
 
 if TYPE_CHECKING:
-    from watcherd.store import Store
+    from watcherd.store.interface import StoreApi, StoreReader
 
 HEARTBEAT_KEY: Final = "heartbeat_at"
 HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
@@ -31,7 +32,7 @@ HEARTBEAT_MISSES: Final = 12
 
 
 async def publish(
-    store: Store, *, now: float, every: float, line: str, auth_error: str | None
+    store: StoreApi, *, now: float, every: float, line: str, auth_error: str | None
 ) -> None:
     """Write what `check` reads: the heartbeat, its interval, the status line, key trouble."""
     await store.set_state(HEARTBEAT_KEY, repr(now))
@@ -43,8 +44,10 @@ async def publish(
 def check(config: Config, now: float) -> str | None:
     """Why the daemon of `config` is not healthy, as one line; None if it is.
 
-    A plain sqlite3 read (`Snapshot`): no event loop, so the check starts fast.
+    On SQLite a plain sqlite3 read (`Snapshot`): no event loop, so the check starts fast.
     """
+    if config.store.url is not None:
+        return _check_shared(config, now)
     path = config.store.path
     if not path.exists():
         return f"no database at {path} (has the daemon ever run?)"
@@ -57,24 +60,43 @@ def check(config: Config, now: float) -> str | None:
             f" {max(0.0, now - locked_since):.0f}s to write and retries until the lock is released"
         )
     try:
-        with Snapshot.open(path) as snapshot:
-            health = _read(snapshot)
+        health = read_store(config.store, _read)
     except StoreError as exc:
         return f"cannot read the database: {exc}"
     return health.problem(config, now)
 
 
-def _read(snapshot: Snapshot) -> Health:
+def _check_shared(config: Config, now: float) -> str | None:
+    """On a shared database: some daemon's heartbeat is current, and what the daemons
+    last published (the newest heartbeat of any of them) is healthy."""
+    import anyio
+
+    from watcherd.store.opening import open_configured
+
+    async def shared() -> Health | None:
+        async with open_configured(config.store, writer=False) as store:
+            return await _read(store) if await store.live_daemons() else None
+
+    try:
+        health = anyio.run(shared, backend="asyncio")
+    except (StoreError, ConfigError) as exc:
+        return f"cannot read the database: {exc}"
+    if health is None:
+        return f"no daemon has a current heartbeat in {describe(config.store)}"
+    return health.problem(config, now)
+
+
+async def _read(store: StoreReader) -> Health:
     """What the daemon last published, and whether any watched job can still change."""
-    heartbeat = snapshot.get_state(HEARTBEAT_KEY)
-    every = snapshot.get_state(HEARTBEAT_EVERY_KEY)
-    states = snapshot.job_states()
+    heartbeat = await store.get_state(HEARTBEAT_KEY)
+    every = await store.get_state(HEARTBEAT_EVERY_KEY)
+    states = await store.job_states()
     return Health(
         heartbeat=None if heartbeat is None else float(heartbeat),
         every=STATUS_EVERY if every is None else float(every),
-        auth_error=snapshot.get_state(AUTH_KEY),
-        status=snapshot.get_state(STATUS_KEY) or "starting",
-        last_success=snapshot.last_successful_poll(),
+        auth_error=await store.get_state(AUTH_KEY),
+        status=await store.get_state(STATUS_KEY) or "starting",
+        last_success=await store.last_successful_poll(),
         live_jobs=sum(1 for s in states.values() if not is_settled(s.status)),
     )
 

@@ -48,11 +48,12 @@ from watcherd.errors import (
 from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
 from watcherd.model import SETTLED_DELIVERIES, DeliveryState
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import describe, open_configured
 from watcherd.systemd import Notifier
 from watcherd.watch.dispatcher import Dispatcher
 from watcherd.watch.poller import Poller
-from watcherd.watch.wiring import build_api
+from watcherd.watch.wiring import api_host, build_api, restore_pause, saved_gate
 
 log = structlog.get_logger("watcherd.daemon")
 
@@ -81,7 +82,7 @@ class Mode(Enum):
 class Runtime:
     """Everything a running daemon uses, open and wired together."""
 
-    store: Store
+    store: StoreApi
     api_http: httpx.AsyncClient
     poller: Poller
     dispatcher: Dispatcher
@@ -94,11 +95,11 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the store and HTTP clients and build the parts on them; close all on exit."""
     async with (
-        Store.open(config.store.path, writer=True) as store,
+        open_configured(config.store, writer=True) as store,
         ApiClient.http_client(config.api) as api_http,
         httpx.AsyncClient(follow_redirects=False) as hooks_http,
     ):
-        api = build_api(api_http, config)
+        api = build_api(api_http, config, gate=saved_gate(store, api_host(config)))
         dispatcher = Dispatcher(store, hooks_http, config, wall=wall)
         poller = Poller(store, api, config, on_deliveries=dispatcher.wake, wall=wall)
         reporter = StatusReporter(store, poller, notifier, wall=wall)
@@ -144,7 +145,7 @@ class Daemon:
 
     async def run(self, mode: Mode) -> int:
         """Start up, then run in `mode`; return the exit code."""
-        await self._restore_pauses()
+        await restore_pause(self.rt.poller.api.gate, self.rt.store, self.config, self.wall())
         recovered = await self.rt.store.recover_interrupted(self.wall())
         if recovered:
             log.warning("hook.recovered", deliveries=recovered)
@@ -153,7 +154,7 @@ class Daemon:
             "daemon.started",
             jobs=len(self.rt.poller.jobs),
             mode=mode.value,
-            database=str(self.config.store.path),
+            database=describe(self.config.store),
         )
         if mode is Mode.ONCE:
             return await self._run_once()
@@ -165,6 +166,7 @@ class Daemon:
         await self.rt.dispatcher.drain()
         await self.rt.reporter.publish()
         self._notify_stopping()
+        await self._save_pause()
         return 0
 
     async def _run_loop(self, mode: Mode) -> int:
@@ -178,8 +180,14 @@ class Daemon:
                 raise rest from None
             log.warning("daemon.store_call_cut", hint="a database call was cut short by the stop")
         self._notify_stopping()
+        await self._save_pause()
         log.info("daemon.stopped", exit_code=self.exit_code, polls=self.rt.poller.stats.polls)
         return self.exit_code
+
+    async def _save_pause(self) -> None:
+        """A pause whose save failed or was cut by the stop is saved now."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE):
+            await self.rt.poller.api.gate.flush()
 
     async def _guarded(self, mode: Mode, listener: Socket | None) -> None:
         """The lifetime task group, watched: once it is cancelled, long store calls are cut.
@@ -234,10 +242,16 @@ class Daemon:
                     tg.cancel_scope.cancel()
 
     async def stop(self, tg: anyio.abc.TaskGroup) -> None:
-        """Give running hooks a grace period, then cancel everything."""
+        """No new API request; running hooks and open requests get a grace; then cancel.
+
+        An open request is let finish so that a 429 it meets is read and its pause
+        saved: the next start keeps it.
+        """
         self._notify_stopping()
         with anyio.move_on_after(STOP_GRACE):
-            await self.rt.dispatcher.wait_idle()
+            async with anyio.create_task_group() as grace:
+                grace.start_soon(self.rt.poller.api.gate.drain)
+                await self.rt.dispatcher.wait_idle()
         tg.cancel_scope.cancel()
 
     def _notify_stopping(self) -> None:
@@ -247,7 +261,10 @@ class Daemon:
             self.notifier.stopping()
 
     async def _until_done(self, tg: anyio.abc.TaskGroup) -> None:
-        """`--until-done`: stop once every job is settled and no delivery is outstanding."""
+        """`--until-done`: stop once every job is settled and no delivery is outstanding.
+
+        Exit 1 if a delivery is dead or a finished job's metrics could not be fetched.
+        """
         while True:
             await anyio.sleep(DONE_CHECK)
             if not self.rt.poller.settled():
@@ -256,8 +273,14 @@ class Daemon:
             if any(counts.get(s, 0) for s in DeliveryState if s not in SETTLED_DELIVERIES):
                 continue
             dead = counts.get(DeliveryState.DEAD, 0)
-            self.exit_code = 1 if dead else 0
-            log.info("daemon.all_done", jobs=len(self.rt.poller.jobs), dead_hooks=dead)
+            incomplete = self.rt.poller.metrics_incomplete()
+            self.exit_code = 1 if dead or incomplete else 0
+            log.info(
+                "daemon.all_done",
+                jobs=len(self.rt.poller.jobs),
+                dead_hooks=dead,
+                metrics_incomplete=incomplete,
+            )
             tg.cancel_scope.cancel()
             return
 
@@ -272,8 +295,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
-            changed = config.api != self.config.api
-            api = build_api(self.rt.api_http, config) if changed else None
+            api = self._api_for(config)
         except ConfigError as exc:
             log.error(
                 "config.reload_failed",
@@ -289,15 +311,26 @@ class Daemon:
         configure_logging(config.log)
         self.config = config
         self.rt.poller.reconfigure(config, api)
+        await restore_pause(self.rt.poller.api.gate, self.rt.store, config, self.wall())
+        self.rt.poller.pause_changed()
         self.rt.dispatcher.reconfigure(config)
         self._jobs_file.reset()
         await self._sync_jobs_logged()
         log.info("config.reloaded", path=str(self.config_path), jobs=len(self.rt.poller.jobs))
         self.notifier.ready()
 
+    def _api_for(self, config: Config) -> ApiClient | None:
+        """A new API client if the `api:` settings changed; the host's pause carries over."""
+        if config.api == self.config.api:
+            return None
+        gate = self.rt.poller.api.gate
+        if api_host(config) != api_host(self.config):
+            gate = saved_gate(self.rt.store, api_host(config))
+        return build_api(self.rt.api_http, config, gate=gate)
+
     def _warn_restart_needed(self, config: Config) -> None:
         """Settings a reload cannot change are kept, with a warning."""
-        if config.store.path != self.config.store.path:
+        if config.store != self.config.store:
             log.warning("config.store_path_changed", hint="restart watcherd to change store.path")
         if config.metrics_listen != self.config.metrics_listen:
             log.warning("config.metrics_listen_changed", hint="restart watcherd to change it")
@@ -338,13 +371,6 @@ class Daemon:
     async def _stored_entries(self) -> list[JobEntry]:
         """The watched set as stored, for a jobs file already missing at start-up."""
         return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]
-
-    async def _restore_pauses(self) -> None:
-        """A Retry-After pause stored by an earlier run still holds."""
-        for _host, until in (await self.rt.store.host_pauses()).items():
-            if until > self.wall():
-                self.rt.poller.api.gate.pause_until(until)
-                log.info("api.pause_restored", until=until)
 
     # -- status -------------------------------------------------------------
 

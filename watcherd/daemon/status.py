@@ -18,7 +18,7 @@ from watcherd.api.client import ApiStats
 from watcherd.daemon import health
 from watcherd.daemon.health import STATUS_EVERY
 from watcherd.model import DeliveryState, is_settled
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
 from watcherd.systemd import Notifier
 from watcherd.watch.poller import Poller
 
@@ -88,7 +88,7 @@ class StatusReporter:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         poller: Poller,
         notifier: Notifier,
         *,
@@ -121,7 +121,7 @@ class StatusReporter:
         now = self.wall()
         return Snapshot(
             jobs=count_jobs({j.job_id: j.status for j in jobs}),
-            backing_off=sum(1 for j in jobs if j.failures),
+            backing_off=sum(1 for j in jobs if j.failures or j.metrics_failures),
             auth_error=stats.auth_error,
             paused_until=until if until and until > now else None,
             deliveries=dict(self._deliveries),
@@ -170,5 +170,3 @@ class StatusReporter:
             line=status_line(snap),
             auth_error=snap.auth_error,
         )
-        if snap.paused_until is not None:
-            await self.store.set_host_pause(self.poller.api_host, snap.paused_until)

@@ -56,6 +56,7 @@ def build_payload(
             "last_eval_loss": summary.last_eval_loss,
             "best_eval_loss": summary.best_eval_loss,
         },
+        "metrics_complete": summary.complete,
     }
     result: dict[str, Any] = strict_json(payload)
     return result

@@ -13,7 +13,8 @@ exchange, response included, must end within `hook.timeout` (httpx's own read
 timeout restarts on every chunk, so a slow-drip receiver could otherwise hold us);
 at most `RESPONSE_CAP` bytes of the response are read, undecoded, for the error
 message. 2xx is delivered, 410 gives up, anything else is retried no sooner than
-its `Retry-After` (seconds or an HTTP date, at most `MAX_RETRY_AFTER`).
+its `Retry-After` (read by `watcherd.retry`: seconds, an HTTP date or
+`retry-after-ms`; at most `MAX_RETRY_AFTER`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import anyio
@@ -35,10 +35,12 @@ from watcherd.config import HookConfig, WebhookHook
 from watcherd.errors import HookError
 from watcherd.hooks.outcome import Outcome
 from watcherd.hooks.payload import encode_payload
+from watcherd.retry import parse_retry_after
 
 SECRET_PREFIX: Final = "whsec_"
 USER_AGENT: Final = f"watcherd/{__version__}"
 RESPONSE_CAP: Final = 4096
+#: The longest Retry-After a receiver gets honoured (a day: deliveries are not urgent).
 MAX_RETRY_AFTER: Final = 86400.0
 _SNIPPET: Final = 200
 
@@ -121,22 +123,6 @@ def _classify(response: httpx.Response, snippet: str, clock: Callable[[], float]
     if 300 <= status < 400:
         location = response.headers.get("location", "")[:_SNIPPET]
         return Outcome.retry(f"HTTP {status}: redirect not followed (to {location!r})")
-    wait = retry_after(response.headers, now=clock())
+    asked = parse_retry_after(response.headers, now=clock(), cap=MAX_RETRY_AFTER)
+    wait = None if asked is None else asked.delay
     return Outcome.retry(f"HTTP {status}: {snippet}".rstrip(": "), retry_after=wait)
-
-
-def retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
-    """Seconds asked for by `Retry-After` (delta seconds or HTTP date), capped; None if absent."""
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError, IndexError):
-            return None
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -7,6 +7,7 @@ Spec syntax (the `--faults` option), comma-separated items:
     429=0.05,500=0.05,reset=0.02
     0.1,stall=0.05              items add up (stall gets 0.01 + 0.05)
     retry-after=2               Retry-After value in seconds (default 1)
+    retry-after-max=3           draw each Retry-After from [retry-after, this] instead
     stall-seconds=5             how long a stall holds the request (default 30)
     drip-seconds=3              how long a slow drip takes to send a body (default 2)
     oversize-bytes=1000000      size of an oversized body (default 50 MiB)
@@ -45,6 +46,7 @@ KINDS: Final = (
 )
 _PARAMS: Final = {
     "retry-after": "retry_after",
+    "retry-after-max": "retry_after_max",
     "stall-seconds": "stall_seconds",
     "drip-seconds": "drip_seconds",
     "oversize-bytes": "oversize_bytes",
@@ -62,6 +64,7 @@ class FaultSpec:
 
     rates: dict[str, float] = field(default_factory=dict)
     retry_after: float = 1.0
+    retry_after_max: float | None = None  # if set, each wait is drawn up to this
     stall_seconds: float = 30.0
     drip_seconds: float = 2.0
     oversize_bytes: int = 50 * 2**20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import itertools
 import math
+import random
 import socket
 import struct
 import time
@@ -33,10 +34,11 @@ class Injector:
     def __init__(self, spec: FaultSpec) -> None:
         self.spec = spec
         self._forms = itertools.cycle(("seconds", "date", "ms"))
+        self._rng = random.Random(spec.seed)
 
     def replace(self, kind: str) -> tuple[Reply, float | None]:
         """The reply for a replacing kind and, for 429/503, the retry deadline."""
-        now, wait = time.time(), self.spec.retry_after
+        now, wait = time.time(), self._wait()
         if kind == "429":
             form = next(self._forms)
             if form == "date":
@@ -57,6 +59,13 @@ class Injector:
         code, title = (502, "Bad Gateway") if kind == "html502" else (200, "Service Error")
         page = _HTML.format(code=code, title=title).encode()
         return Reply(code, page, content_type="text/html; charset=utf-8"), None
+
+    def _wait(self) -> float:
+        """Seconds to ask a client to wait: fixed, or drawn (whole ms) up to retry_after_max."""
+        low, high = self.spec.retry_after, self.spec.retry_after_max
+        if high is None or high <= low:
+            return low
+        return round(self._rng.uniform(low, high), 3)
 
     @staticmethod
     def _with(status: int, message: str, header: tuple[str, str]) -> Reply:

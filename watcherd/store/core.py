@@ -35,7 +35,7 @@ from watcherd.model import (
 from watcherd.store import calls, connection, outbox, readers, writer
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
-from watcherd.store.rows import MetricParams, metric_params, record_params
+from watcherd.store.rows import MetricParams, page_params
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -219,7 +219,7 @@ class Store:
         """
         if not self.writer:
             raise StoreError(f"{self.path}: opened read-only")
-        params, losses = _page_params(rec.job_id, rec.metrics, rec.records)
+        params, losses = page_params(rec.job_id, rec.metrics, rec.records)
         pending = _PendingPoll(rec, params, losses)
         self._pending.append(pending)
         with anyio.CancelScope(shield=True):
@@ -269,7 +269,7 @@ class Store:
         The job's rows, max step and losses move on; its status, transition and hooks
         wait for the page's last batch, given to `record_poll`.
         """
-        params, losses = _page_params(job_id, (), records)
+        params, losses = page_params(job_id, (), records)
         when = time.time() if now is None else now
         return await self._write(writer.record_rows, job_id, params, losses, when)
 
@@ -311,8 +311,11 @@ class Store:
 
     async def host_pauses(self) -> dict[str, float]:
         """Every stored host pause (expired ones included: compare with the clock)."""
-        found = await self._single(readers.state_prefixed, HOST_PAUSE_PREFIX)
-        return {host: float(until) for host, until in found.items()}
+        return _pauses(await self._single(readers.state_prefixed, HOST_PAUSE_PREFIX))
+
+    async def clear_host_pauses(self) -> dict[str, float]:
+        """Lift every stored host pause (`watcherd resume`); returns the ones lifted."""
+        return _pauses(await self._write(writer.delete_state_prefixed, HOST_PAUSE_PREFIX))
 
     async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""
@@ -406,6 +409,18 @@ class Store:
         """Last step, last and best train/eval loss."""
         return await self._read(readers.summary, job_id)
 
+    async def claim_work(self) -> frozenset[str] | None:
+        """None: one daemon owns a SQLite database (its lock), so every job is its own."""
+        return None
+
+    async def try_lease(self, name: str, seconds: float) -> bool:
+        """True: the lock makes this daemon the only one, so every lease is its own."""
+        return True
+
+    async def live_daemons(self) -> list[tuple[str, str, int]]:
+        """[]: a SQLite database has one daemon, known by its lock, not by heartbeats."""
+        return []
+
     async def integrity_check(self) -> str:
         """`PRAGMA integrity_check`: "ok" for a sound database."""
         rows = await self._read(_pragma_rows, "integrity_check")
@@ -426,18 +441,6 @@ class _PendingPoll:
         return self.rec, self.params, self.losses
 
 
-def _page_params(
-    job_id: str, rows: Sequence[MetricRow], records: Sequence[MetricRecord]
-) -> tuple[list[MetricParams], list[Any]]:
-    """Insert parameters and each row's decoded loss, for decoded rows then records."""
-    params = metric_params(job_id, rows) if rows else []
-    losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rows, strict=True)]
-    if records:
-        params += record_params(job_id, records)
-        losses += [r[3] for r in records]
-    return params, losses
-
-
 async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
     """Every page of `batch` in the caller's transaction, in order."""
     return await writer.record_polls(conn, [p.args() for p in batch])
@@ -452,6 +455,15 @@ async def _close(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.close()
     except sqlite3.Error as exc:
         calls.log.warning("store.close_failed", path=str(path), error=str(exc))
+
+
+def _pauses(found: dict[str, str]) -> dict[str, float]:
+    """host -> epoch seconds from stored text; a value that is not a number is skipped."""
+    pauses = {}
+    for host, text in found.items():
+        with contextlib.suppress(ValueError):
+            pauses[host] = float(text)
+    return pauses
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

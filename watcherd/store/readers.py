@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
-    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json FROM jobs"
+    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
+    " metrics_pending FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
 
@@ -38,7 +39,8 @@ async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = (
 #: What the poller needs of each job: its row only (the cursor is stored, see `cursor`).
 JOB_STATES_SQL: Final = (
     "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-    " last_error, status_since, cursor_step FROM jobs WHERE {where} ORDER BY added_at, job_id"
+    " last_error, status_since, cursor_step, metrics_pending = 1"
+    " FROM jobs WHERE {where} ORDER BY added_at, job_id"
 )
 
 
@@ -52,7 +54,11 @@ async def job_states(
         where = "job_id IN (SELECT value FROM json_each(?))"
         params = (json.dumps(sorted(only)),)
     rows = await _all(conn, JOB_STATES_SQL.format(where=where), params)
-    return {str(r[0]): JobState(*r) for r in rows}
+    return {str(r[0]): _job_state(r) for r in rows}
+
+
+def _job_state(r: Any) -> JobState:
+    return JobState(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]))
 
 
 def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
@@ -71,6 +77,7 @@ def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
         model=row[11],
         model_output_name=row[12],
         hooks=hooks,
+        metrics_complete=not row[14],
     )
 
 
@@ -146,14 +153,16 @@ async def summary(conn: aiosqlite.Connection, job_id: str) -> MetricsSummary:
     """Last step, last and best train/eval loss (best ignores NaN), from the job row."""
     rows = await _all(
         conn,
-        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss"
-        " FROM jobs WHERE job_id = ?",
+        "SELECT max_step, train_loss, best_train_loss, eval_loss, best_eval_loss,"
+        " metrics_pending FROM jobs WHERE job_id = ?",
         (job_id,),
     )
     if not rows:
         return MetricsSummary(None, None, None, None, None)
-    step, train, best_train, evl, best_eval = rows[0]
-    return MetricsSummary(step, text_number(train), best_train, text_number(evl), best_eval)
+    step, train, best_train, evl, best_eval, pending = rows[0]
+    return MetricsSummary(
+        step, text_number(train), best_train, text_number(evl), best_eval, complete=not pending
+    )
 
 
 async def get_state(conn: aiosqlite.Connection, key: str) -> str | None:

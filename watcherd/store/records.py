@@ -42,6 +42,8 @@ class JobState:
     #: `global_step_from` for the next fetch: the lowest step among rows logged within
     #: `model.SETTLE_NS` of the newest (None: no rows yet, fetch from the start).
     cursor_step: int | None = None
+    #: Finished, but its last metrics fetch failed: the rows are still to come.
+    metrics_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class PollRecord:
     when the job says an estimate is available; otherwise there is no estimate.
     Rows come as `metrics` (decoded rows, stored as `dumps_exact` text) or as `records`
     (the API client's, each with its exact text), or both (`metrics` first).
+    `metrics_error` says the metrics fetch failed (so there are no rows): the status is
+    recorded all the same, and a finished job is marked as still owing its metrics.
     """
 
     job_id: str
@@ -63,6 +67,7 @@ class PollRecord:
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
     records: Sequence[MetricRecord] = ()
+    metrics_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

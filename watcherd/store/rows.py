@@ -75,6 +75,21 @@ def record_params(job_id: str, records: Sequence[MetricRecord]) -> list[MetricPa
     ]
 
 
+def page_params(
+    job_id: str, rows: Sequence[MetricRow], records: Sequence[MetricRecord]
+) -> tuple[list[MetricParams], list[Any]]:
+    """A page's insert parameters and each row's decoded loss: decoded rows, then records.
+
+    Both backends store a page from these, so its rows are stored alike in either.
+    """
+    params = metric_params(job_id, rows) if rows else []
+    losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rows, strict=True)]
+    if records:
+        params += record_params(job_id, records)
+        losses += [r[3] for r in records]
+    return params, losses
+
+
 def metric_params(job_id: str, rows: Sequence[MetricRow]) -> list[MetricParams]:
     """Insert parameters for `rows`; StoreError names the first row that cannot be stored."""
     params: list[MetricParams] = []

@@ -121,7 +121,14 @@ _STORED_CURSOR = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _STORED_CURSOR)
+# A finished job whose last metrics fetch failed: its transition and hooks are
+# recorded, its metrics are still being fetched (hook payloads and `show` say so).
+_METRICS_PENDING = Migration(
+    "metrics_pending",
+    ("ALTER TABLE jobs ADD COLUMN metrics_pending INTEGER NOT NULL DEFAULT 0",),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _STORED_CURSOR, _METRICS_PENDING)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -1,11 +1,14 @@
 """The database read with plain `sqlite3`: what the read commands need, started fast.
 
-`watcherd list`, `show`, `metrics`, `hooks`, `report` and `health` only read, so they
-need neither the event loop nor aiosqlite's thread (importing asyncio, anyio and
-aiosqlite costs more than the queries). A `Snapshot` runs the very same query
-functions the daemon's `Store` runs (`readers`, `outbox`): they are coroutines that
-only await the connection, and here the connection answers at once, so each one is
-driven to its end by a single `send` and never suspends.
+`watcherd list`, `show`, `metrics`, `hooks`, `report` and `health` only read, so on
+SQLite they need neither the event loop nor aiosqlite's thread (importing asyncio,
+anyio and aiosqlite costs more than the queries). A `Snapshot` is a `StoreReader` that
+runs the very same query functions the daemon's `Store` runs (`readers`, `outbox`):
+they are coroutines that only await the connection, and here the connection answers
+at once, so a command's read (itself a coroutine over a `StoreReader`) is driven to
+its end by a single `send` and never suspends. `read_store` picks that path for a
+SQLite file and the async `StoreApi` for a `postgresql://` store, so a command's read
+is written once for both backends.
 
 Every read of one `Snapshot` sees one state of the database (one read transaction).
 """
@@ -13,12 +16,13 @@ Every read of one `Snapshot` sees one state of the database (one read transactio
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
+from watcherd.config.schema import StoreConfig
 from watcherd.errors import StoreError
 from watcherd.model import (
     Delivery,
@@ -29,6 +33,7 @@ from watcherd.model import (
     loads_exact,
 )
 from watcherd.store import connection, outbox, readers
+from watcherd.store.interface import StoreReader
 from watcherd.store.records import JobState
 from watcherd.store.schema import check_version, user_version
 
@@ -74,12 +79,6 @@ class Snapshot:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            return _run(coro)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-
     @staticmethod
     def daemon_running(path: Path) -> bool:
         """True if a daemon holds the lock on `path`."""
@@ -90,46 +89,73 @@ class Snapshot:
         """Since when the daemon of `path` waits for another process's write lock, if it does."""
         return connection.locked_since(path)
 
-    def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
-        """One row per job for `watcherd list`."""
-        return self._run(readers.overview(self._async, include_unwatched=include_unwatched))
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Drive `coro`, which reads through this snapshot, to its end (it never waits)."""
+        try:
+            return _run(coro)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
 
-    def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
+    async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
+        """One row per job for `watcherd list`."""
+        return await readers.overview(self._async, include_unwatched=include_unwatched)
+
+    async def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
         """One job's overview and last job object, or None if never seen."""
         found: tuple[JobOverview, dict[str, Any] | None] | None
-        found = self._run(readers.job(self._async, job_id))
+        found = await readers.job(self._async, job_id)
         return found
 
-    def transitions(self, job_id: str) -> list[Transition]:
+    async def transitions(self, job_id: str) -> list[Transition]:
         """A job's status changes, oldest first."""
-        return self._run(readers.transitions(self._async, job_id))
+        return await readers.transitions(self._async, job_id)
 
-    def metrics_json(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[str]:
+    async def metrics_json(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[str]:
         """Stored JSON texts under `list_metrics` semantics, in API order."""
-        return self._run(readers.metrics_json(self._async, job_id, flt))
+        return await readers.metrics_json(self._async, job_id, flt)
 
-    def metrics(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[MetricRow]:
+    async def metrics(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[MetricRow]:
         """Rows under `list_metrics` semantics, parsed exactly, in API order."""
-        return [loads_exact(text) for text in self.metrics_json(job_id, flt)]
+        return [loads_exact(text) for text in await self.metrics_json(job_id, flt)]
 
-    def deliveries(self, job_id: str | None = None) -> list[Delivery]:
+    async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         """Every delivery, or one job's, in creation order."""
-        return self._run(outbox.listing(self._async, job_id))
+        return await outbox.listing(self._async, job_id)
 
-    def get_state(self, key: str) -> str | None:
+    async def get_state(self, key: str) -> str | None:
         """One daemon-state value, or None."""
-        return self._run(readers.get_state(self._async, key))
+        return await readers.get_state(self._async, key)
 
-    def job_states(self) -> dict[str, JobState]:
-        """Scheduling state of the watched jobs."""
-        return self._run(readers.job_states(self._async))
+    async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
+        """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
+        return await readers.job_states(self._async, None if only is None else frozenset(only))
 
-    def last_successful_poll(self) -> float | None:
+    async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""
         from watcherd.store.writer import LAST_POLL_KEY  # health only: the writer is big
 
-        value = self.get_state(LAST_POLL_KEY)
+        value = await self.get_state(LAST_POLL_KEY)
         return None if value is None else float(value)
+
+
+def read_store(config: StoreConfig, read: Callable[[StoreReader], Coroutine[Any, Any, T]]) -> T:
+    """`read` run over the configured store, opened for reading, and its result.
+
+    A SQLite file is read through a `Snapshot`, without an event loop; only a
+    `postgresql://` store imports anyio and the async stack (psycopg), on this path.
+    """
+    if config.url is None:
+        with Snapshot.open(config.path) as snapshot:
+            return snapshot.run(read(snapshot))
+    import anyio
+
+    from watcherd.store.opening import open_configured
+
+    async def shared() -> T:
+        async with open_configured(config, writer=False) as store:
+            return await read(store)
+
+    return anyio.run(shared, backend="asyncio")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

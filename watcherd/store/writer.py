@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from watcherd.model import MISSING, dumps_exact
+from watcherd.model import MISSING, dumps_exact, is_terminal
 from watcherd.store import cursor, outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
@@ -116,8 +116,8 @@ async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> l
     for rec, stored, plan in planned:
         if plan.renumber:
             await renumber_train_rows(conn, rec.job_id)
-        fields = plan.fields | _job_fields(rec)
-        fields.update(last_poll_at=rec.observed_at, last_error=None, not_found_count=0)
+        fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
+        fields.update(last_poll_at=rec.observed_at, not_found_count=0)
         transition, ids = await _status_change(conn, rec, stored.status, fields)
         rows = bool(plan.inserts)
         if stored.exists:
@@ -174,6 +174,18 @@ async def _status_change(
         conn, rec.job_id, previous, rec.status, rec.observed_at, rec.hooks
     )
     return (previous, rec.status), ids
+
+
+def _metrics_fields(rec: PollRecord, stored_status: str | None) -> dict[str, Any]:
+    """The error columns, and whether a finished job still owes its metrics."""
+    status = rec.status or stored_status
+    if rec.metrics_error is None:
+        return {"last_error": None, "metrics_pending": 0}
+    return {
+        "last_error": f"metrics: {rec.metrics_error}",
+        "last_error_at": rec.observed_at,
+        "metrics_pending": int(status is not None and is_terminal(status)),
+    }
 
 
 def _job_fields(rec: PollRecord) -> dict[str, Any]:
@@ -292,6 +304,14 @@ async def set_state(conn: aiosqlite.Connection, key: str, value: str | None) -> 
         " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (key, value),
     )
+
+
+async def delete_state_prefixed(conn: aiosqlite.Connection, prefix: str) -> dict[str, str]:
+    """Delete the daemon-state values whose key starts with `prefix`; return them by the rest."""
+    rows = await conn.execute_fetchall(
+        "DELETE FROM state WHERE substr(key, 1, ?) = ? RETURNING key, value", (len(prefix), prefix)
+    )
+    return {str(k)[len(prefix) :]: str(v) for k, v in rows}
 
 
 def event_digest(event: Mapping[str, Any]) -> str:

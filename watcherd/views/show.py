@@ -1,6 +1,7 @@
 """`watcherd show JOB_ID`: one job's fields, timeline, metric sparklines and hook deliveries.
 
-JSON (`show_json`) keys: job (as in `list --json`), fields (label to text, only those
+JSON (`show_json`) keys: job (as in `list --json`), metrics_complete (false while a
+finished job's last metrics fetch keeps failing), fields (label to text, only those
 the job object holds), transitions (from, to, at, seconds: time in `to` until the next
 change, or until `now` for the current one), phases (queue_wait, training, upload,
 total: seconds or null), metrics (per key: count, first_step, last_step, first, last,
@@ -70,6 +71,8 @@ def _field_lines(job: JobOverview, raw_job: dict[str, Any] | None, now: float) -
     pairs.append(("last poll", ago(job.last_poll_at, now)))
     if job.step is not None:
         pairs.append(("step", str(job.step)))
+    if not job.metrics_complete:
+        pairs.append(("metrics", "incomplete: the last fetch failed; retrying"))
     if job.last_error:
         pairs.append(("last error", job.last_error))
     label_width = max(len(label) for label, _ in pairs)
@@ -169,6 +172,7 @@ def show_json(
     ordered = sorted(transitions, key=lambda t: t.observed_at)
     return {
         "job": job_json(job),
+        "metrics_complete": job.metrics_complete,
         "fields": dict(_fields.job_fields(raw_job, job)),
         "transitions": [
             {"from": t.from_status, "to": t.to_status, "at": iso(t.observed_at), "seconds": s}

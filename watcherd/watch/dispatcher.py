@@ -21,11 +21,15 @@ import httpx
 import structlog
 
 from watcherd.config import Config, HookConfig
+from watcherd.errors import LeaseLostError, StoreError
 from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
 from watcherd.model import INTERRUPTED, Delivery, DeliveryState
-from watcherd.store import Store
+from watcherd.store.interface import StoreApi
 
 log = structlog.get_logger("watcherd.watch.dispatcher")
+
+#: Seconds between tries while a shared database does not answer.
+OUTAGE_RETRY = 2.0
 
 
 class Dispatcher:
@@ -33,7 +37,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         http: httpx.AsyncClient,
         config: Config,
         *,
@@ -71,11 +75,17 @@ class Dispatcher:
             await self._idle.wait()
 
     async def run(self) -> None:
-        """Deliver forever."""
+        """Deliver forever; on a shared database, an outage is retried, not fatal."""
         async with anyio.create_task_group() as tg:
             while True:
-                await self.start_due(tg)
-                await self._sleep()
+                try:
+                    await self.start_due(tg)
+                    await self._sleep()
+                except StoreError as exc:
+                    if self.config.store.url is None:
+                        raise
+                    log.warning("store.unreachable", error=str(exc), retry_in=OUTAGE_RETRY)
+                    await anyio.sleep(OUTAGE_RETRY)
 
     async def drain(self) -> None:
         """Deliver everything due now and wait for it (for `run --once`)."""
@@ -128,7 +138,11 @@ class Dispatcher:
             error = f"{delivery.attempts} attempts made; the last: {delivery.last_error}"
             await self._record(delivery.id, hook, delivery.attempts, Outcome.give_up(error))
             return
-        attempt = await self.store.start_attempt(delivery.id, now)
+        try:
+            attempt = await self.store.start_attempt(delivery.id, now)
+        except LeaseLostError:  # a shared database: another daemon runs it
+            log.info("hook.taken_elsewhere", delivery_id=delivery.id)
+            return
         try:
             outcome = await self._run(hook, delivery.id, attempt)
         except anyio.get_cancelled_exc_class():
@@ -186,11 +200,14 @@ class Dispatcher:
         next_attempt_at: float | None,
     ) -> None:
         with anyio.CancelScope(shield=True):
-            await self.store.finish_attempt(
-                delivery_id,
-                self.wall(),
-                outcome=outcome,
-                error=error,
-                output_tail=output_tail,
-                next_attempt_at=next_attempt_at,
-            )
+            try:
+                await self.store.finish_attempt(
+                    delivery_id,
+                    self.wall(),
+                    outcome=outcome,
+                    error=error,
+                    output_tail=output_tail,
+                    next_attempt_at=next_attempt_at,
+                )
+            except LeaseLostError:  # our lease ran out: the new holder's outcome stands
+                log.warning("hook.lease_lost", delivery_id=delivery_id, outcome=str(outcome))

@@ -7,7 +7,11 @@ next look to one interval on, so all schedules fall in step with the list reques
 Running jobs get their metrics every `poll.metrics_interval`, fetched incrementally
 from the highest stored step (inclusive, so a late eval row at that step is not
 missed). A job that turns terminal gets a retrieve and one last metrics fetch,
-recorded in the same transaction as its transition and its hook deliveries.
+recorded in the same transaction as its transition and its hook deliveries. A
+status is never held back by its metrics: when the metrics fetch fails, the status
+(and a transition with its deliveries) is recorded alone, and the metrics are
+fetched again on a backoff of their own; a finished job stays in the rounds for that
+(`metrics_pending`) until its rows are in.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import anyio.abc
-import httpx
 import structlog
 
 from watcherd.api.client import ApiClient, ApiStats, Job
@@ -26,8 +29,10 @@ from watcherd.config import Config
 from watcherd.errors import (
     ApiError,
     AuthError,
+    LeaseLostError,
     NotFoundError,
     RateLimitedError,
+    StoreError,
 )
 from watcherd.model import (
     KNOWN_STATUSES,
@@ -37,7 +42,9 @@ from watcherd.model import (
     is_settled,
     is_terminal,
 )
-from watcherd.store import PollRecord, PollResult, Store
+from watcherd.store import PollRecord, PollResult
+from watcherd.store.interface import RowBatches, StoreApi
+from watcherd.watch.cluster import Cluster
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -46,6 +53,7 @@ from watcherd.watch.schedule import (
     next_look,
     settled_cursor,
 )
+from watcherd.watch.wiring import api_host
 
 log = structlog.get_logger("watcherd.watch.poller")
 
@@ -53,6 +61,9 @@ log = structlog.get_logger("watcherd.watch.poller")
 NOT_FOUND_LIMIT = 3
 #: A round also takes the jobs due within this fraction of `min_interval` from now.
 COALESCE = 0.2
+#: `--until-done` stops waiting for a finished job's metrics after this many failed
+#: fetches in a row (the daemon itself keeps trying, backing off).
+CATCH_UP_LIMIT = 5
 
 
 class Poller:
@@ -60,7 +71,7 @@ class Poller:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         api: ApiClient,
         config: Config,
         *,
@@ -84,6 +95,12 @@ class Poller:
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
+        self.mine: frozenset[str] | None = None
+        self.cluster = Cluster(store, config, wall) if config.store.url is not None else None
+        self._seen: dict[str, float] = {}  # job id -> wall time of the newest state we know
+        #: Where a big metrics body goes batch by batch as it arrives (SQLite); None: whole.
+        self._batches = store if isinstance(store, RowBatches) else None
 
     # -- configuration -------------------------------------------------
 
@@ -96,11 +113,6 @@ class Poller:
     def api_stats(self) -> ApiStats:
         """The API client's request counters and latency."""
         return self.api.stats
-
-    @property
-    def api_host(self) -> str:
-        """The host every request goes to (pauses are stored per host)."""
-        return httpx.URL(self.config.api.base_url).host
 
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
@@ -121,6 +133,15 @@ class Poller:
         """
         return max(4, 2 * config.api.max_concurrency)
 
+    def pause_changed(self) -> None:
+        """The host's pause was cut or cleared (a reload): jobs held by it look again then."""
+        resume = self.monotonic() + max(0.0, self.api.gate.paused_until - self.wall())
+        for sched in self.live_jobs():
+            if sched.rate_limited:
+                sched.next_at = min(sched.next_at, resume)
+                sched.metrics_at = min(sched.metrics_at, resume)
+        self.wake()
+
     def wake(self) -> None:
         """Make the loop look at its schedule now (jobs added, config reloaded)."""
         self._wake.set()
@@ -138,39 +159,113 @@ class Poller:
             else:
                 sched.status, sched.max_step = state.status, state.max_step
             sched.cursor = state.cursor_step
+            seen = state.last_poll_at or 0.0
+            self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
+            sched.metrics_pending = state.metrics_pending
 
     # -- the loop --------------------------------------------------------
 
     def live_jobs(self) -> list[JobSchedule]:
-        """Watched jobs that may still change."""
-        return [j for j in self.jobs.values() if j.status is None or not is_terminal(j.status)]
+        """Watched jobs that may still change, and finished ones still owed their metrics
+        (on a shared database: those leased here)."""
+        mine = self.mine
+        return [
+            j
+            for j in self.jobs.values()
+            if (j.metrics_pending or j.status is None or not is_terminal(j.status))
+            and (mine is None or j.job_id in mine)
+        ]
+
+    # -- sharing the work (PostgreSQL) -------------------------------------
+
+    async def claim(self) -> None:
+        """Renew and claim this daemon's job leases; reload the state of jobs gained.
+
+        A job gained from another daemon continues from what that daemon stored (its
+        status and cursor), so nothing is fetched twice or skipped.
+        """
+        mine = await self.store.claim_work()
+        if mine is None:
+            return
+        gained = mine - (self.mine or frozenset())
+        lost = (self.mine or frozenset()) - mine
+        self.mine = mine
+        if gained:
+            await self.load_jobs()
+            for job_id in gained & set(self.jobs):
+                self.jobs[job_id].next_at = 0.0  # look now: it may have waited a lease
+        if gained or lost:
+            log.info("poll.leases", held=len(mine), gained=len(gained), lost=len(lost))
+            self.wake()
+
+    async def claim_forever(self) -> None:
+        """Claim every third of a lease period; a failed claim is retried, not fatal."""
+        every = self.config.store.lease / 3
+        while True:
+            try:
+                await self.claim()
+            except StoreError as exc:
+                log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
+            await anyio.sleep(every)
+        """Watched jobs that may still change, and finished ones still owed their metrics."""
+        return [
+            j
+            for j in self.jobs.values()
+            if j.metrics_pending or j.status is None or not is_terminal(j.status)
+        ]
 
     def settled(self) -> bool:
-        """True when every watched job is terminal or missing."""
-        return all(is_settled(j.status) for j in self.jobs.values())
+        """True when every watched job is terminal or missing and its metrics are in.
+
+        A finished job whose last metrics fetch failed CATCH_UP_LIMIT times in a row
+        counts as settled too (`metrics_incomplete` names it), so `--until-done` ends.
+        """
+        return all(
+            is_settled(j.status) and (not j.metrics_pending or j.metrics_failures >= CATCH_UP_LIMIT)
+            for j in self.jobs.values()
+        )
+
+    def metrics_incomplete(self) -> list[str]:
+        """Finished jobs whose last metric rows could not be fetched yet."""
+        return [j.job_id for j in self.jobs.values() if j.metrics_pending]
 
     async def run(self) -> None:
         """Poll forever, rounds overlapping: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
+            if self.cluster is not None:
+                await self.claim()
+                tg.start_soon(self.claim_forever)
+                tg.start_soon(self.cluster.run, lambda: self.api, lambda: api_host(self.config))
             while True:
-                self._start_due(tg)
+                idle = self._take_round()
+                if idle:
+                    tg.start_soon(self._round, tg, idle)
                 await self._sleep_until_due()
 
-    def _start_due(self, tg: anyio.abc.TaskGroup) -> None:
-        """Start a round when a job is due; it covers every job not being polled already."""
+    async def poll_due(self) -> None:
+        """One round, awaited: the jobs that are due, and those whose status moved."""
+        idle = self._take_round()
+        if idle:
+            async with anyio.create_task_group() as tg:
+                await self._round(tg, idle)
+        self.stats.last_progress = self.monotonic()
+
+    def _take_round(self) -> list[JobSchedule]:
+        """When a job is due: the round's jobs (every live job not being polled), now busy."""
         now = self.monotonic()
         if now < self._auth_until:
-            return
+            return []
         idle = [j for j in self.live_jobs() if j.job_id not in self._busy]
-        if any(j.next_at <= now for j in idle):
-            self.stats.rounds += 1
-            self._busy.update(j.job_id for j in idle)
-            tg.start_soon(self._round, tg, idle)
+        if not any(j.next_at <= now for j in idle):
+            return []
+        self.stats.rounds += 1
+        self._busy.update(j.job_id for j in idle)
+        return idle
 
     async def _round(self, tg: anyio.abc.TaskGroup, idle: list[JobSchedule]) -> None:
         """One list request for the round, then the chosen jobs' polls (see `_start_polls`)."""
         try:
-            listed = await self._list_statuses(idle)
+            listed = await self._list_statuses([j for j in idle if not j.metrics_pending])
             chosen = self._choose(idle, listed)
         except BaseException:
             self._release(*idle)
@@ -231,6 +326,8 @@ class Poller:
 
     async def poll_once(self) -> None:
         """Poll every live job once, whatever its schedule (for `run --once`)."""
+        if self.config.store.url is not None:
+            await self.claim()
         for sched in self.live_jobs():
             sched.next_at = sched.metrics_at = 0.0
         await self.poll_due()
@@ -245,26 +342,12 @@ class Poller:
         with anyio.move_on_after(min(delay, 5.0)):
             await self._wake.wait()
 
-    async def poll_due(self) -> None:
-        """One round, awaited: the jobs that are due, and those whose status moved."""
-        now = self.monotonic()
-        if now < self._auth_until:
-            return
-        live = self.live_jobs()
-        if not any(j.next_at <= now for j in live):
-            return
-        self.stats.rounds += 1
-        listed = await self._list_statuses(live)
-        chosen = self._choose(live, listed)
-        polls = [(s, listed.get(s.job_id)) for s in live if s.job_id in chosen]
-        async with anyio.create_task_group() as tg:
-            self._start_polls(tg, polls, self._poll_job)
-        self.stats.last_progress = self.monotonic()
-
     async def _list_statuses(self, covered: Sequence[JobSchedule]) -> dict[str, Job]:
         """One list request when it saves requests; {} when retrieve is cheaper or it failed."""
         if len(covered) < 2:
             return {}
+        if self.cluster is not None and self.mine is not None:
+            return await self._shared_statuses(self.cluster)
         try:
             jobs = await self.api.list_jobs()
         except AuthError as exc:
@@ -275,21 +358,51 @@ class Poller:
             return {}
         return {job.id: job for job in jobs}
 
+    async def _shared_statuses(self, cluster: Cluster) -> dict[str, Job]:
+        """The round's list as one daemon fetched it (up to 1.5 intervals old).
+
+        An entry older than what we know of a job is kept only if it shows the status
+        we know (it still says "no change"); otherwise it is left out, so a stale status
+        is never recorded after a newer one.
+        """
+        try:
+            listing = await cluster.listing(self.api)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return {}
+        except (ApiError, StoreError, ValueError, KeyError) as exc:
+            log.warning("poll.list_failed", error=str(exc))
+            return {}
+        if listing is None:
+            return {}
+        seen, jobs = self._seen, self.jobs
+        return {
+            j: job
+            for j, job in listing.jobs.items()
+            if listing.at >= seen.get(j, 0.0) or (j in jobs and jobs[j].status == job.status)
+        }
+
     # -- one job ---------------------------------------------------------
 
     async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
         async with self._limiter:
-            await self._poll_job_now(sched, listed)
+            try:
+                await self._poll_job_now(sched, listed)
+            except StoreError as exc:
+                if self.mine is None:  # a single daemon's own database failing: as before
+                    raise
+                self._store_failed(sched, exc)
 
     async def _poll_job_now(self, sched: JobSchedule, listed: Job | None) -> None:
         if self.monotonic() < self._auth_until:
+            return
+        if sched.metrics_pending:
+            await self._catch_up(sched)
             return
         try:
             job = listed
             if job is None or self._needs_full_object(sched, job):
                 job = await self.api.retrieve(sched.job_id)
-            changed = job.status != sched.status
-            metrics = await self._fetch_metrics(sched, job.status, changed=changed)
         except NotFoundError as exc:
             await self._not_found(sched, exc)
             return
@@ -299,7 +412,20 @@ class Poller:
         except ApiError as exc:
             await self._failed(sched, exc)
             return
-        await self._record(sched, job, metrics, full=changed or job is not listed)
+        changed = job.status != sched.status
+        metrics, error = await self._try_metrics(sched, job.status, changed=changed)
+        await self._record(sched, job, metrics, error, full=changed or job is not listed)
+
+    def _store_failed(self, sched: JobSchedule, exc: StoreError) -> None:
+        """On a shared database: a lost lease drops the job; an outage backs it off."""
+        if isinstance(exc, LeaseLostError):
+            self.mine = (self.mine or frozenset()) - {sched.job_id}
+            log.warning("poll.lease_lost", job_id=sched.job_id)
+            return
+        sched.failures += 1
+        delay = self._backoff(sched.failures)
+        sched.next_at = self.monotonic() + delay
+        log.warning("store.write_failed", job_id=sched.job_id, error=str(exc), retry_in=delay)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
         """A job turning terminal gets a retrieve: its complete last object goes to hooks.
@@ -308,13 +434,26 @@ class Poller:
         """
         return listed.status != sched.status and is_terminal(listed.status)
 
+    async def _try_metrics(
+        self, sched: JobSchedule, status: str, *, changed: bool
+    ) -> tuple[list[MetricRecord], ApiError | None]:
+        """New rows, or the error that kept them: the status is recorded either way."""
+        try:
+            return await self._fetch_metrics(sched, status, changed=changed), None
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return [], exc
+        except ApiError as exc:
+            return [], exc
+
     async def _fetch_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
     ) -> list[MetricRecord]:
         """New rows from the cursor on, when due; always on a status change.
 
-        A big body is stored batch by batch as it arrives (each batch one transaction,
-        the cursor moving on with it); the last batch is returned, for `_record`.
+        On SQLite a big body is stored batch by batch as it arrives (each batch one
+        transaction, the cursor moving on with it) and the last batch is returned, for
+        `_record`; PostgreSQL takes the whole page in one transaction.
         """
         # A job cancelled mid-run may have rows we never saw: only the statuses before
         # training (QUIET_STATUSES) are sure to have none.
@@ -324,23 +463,56 @@ class Poller:
         if not changed and now < sched.metrics_at:
             return []
         flt = MetricFilter(global_step_from=sched.cursor)
+        batches = self._batches
 
         async def store_batch(batch: list[MetricRecord]) -> None:
-            await self.store.record_rows(sched.job_id, batch, self.wall())
-            self._advance(sched, batch)
+            assert batches is not None
+            await batches.record_rows(sched.job_id, batch, self.wall())
+            self._took_rows(sched, batch)
 
+        on_batch = None if batches is None else store_batch
         try:
-            rows = await self.api.metric_records(sched.job_id, flt, store_batch)
+            rows = await self.api.metric_records(sched.job_id, flt, on_batch)
         except NotFoundError as exc:
             # The job was just seen, so this 404 means "no metrics (yet)", not a missing
             # job: record the status anyway; the rows come with a later fetch.
             log.info("poll.metrics_not_found", job_id=sched.job_id, error=str(exc))
             rows = []
         sched.metrics_at = now + self.config.poll.metrics_interval
+        sched.metrics_failures = 0
         return rows
 
+    async def _catch_up(self, sched: JobSchedule) -> None:
+        """A finished job whose last metrics fetch failed: fetch them again, from the cursor.
+
+        Its transition and hooks are recorded already; this page is its rows and cursor.
+        """
+        status = sched.status or ""
+        try:
+            rows = await self._fetch_metrics(sched, status, changed=True)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return
+        except ApiError as exc:
+            self._metrics_failed(sched, status, exc)
+            error = f"metrics: {exc}"
+            await self.store.record_failure(sched.job_id, self.wall(), error, not_found=False)
+            return
+        record = PollRecord(sched.job_id, self.wall(), job=None, status=status, records=rows)
+        result = await self.store.record_poll(record)
+        self._took_rows(sched, rows)
+        sched.metrics_pending = sched.rate_limited = False
+        self.stats.polls += 1
+        log.info("poll.metrics_caught_up", job_id=sched.job_id, new_rows=result.new_rows)
+
     async def _record(
-        self, sched: JobSchedule, job: Job, metrics: list[MetricRecord], *, full: bool
+        self,
+        sched: JobSchedule,
+        job: Job,
+        metrics: list[MetricRecord],
+        error: ApiError | None,
+        *,
+        full: bool,
     ) -> None:
         observed = self.wall()
         record = PollRecord(
@@ -351,17 +523,14 @@ class Poller:
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
             records=metrics,
+            metrics_error=None if error is None else str(error),
         )
         result = await self.store.record_poll(record)
+        self._seen[sched.job_id] = observed
+        sched.rate_limited = False
+        if error is not None:
+            self._metrics_failed(sched, job.status, error)
         self._after_record(sched, job, metrics, result)
-
-    @staticmethod
-    def _advance(sched: JobSchedule, rows: list[MetricRecord]) -> None:
-        """Move the job's max step and metrics cursor past `rows`, now stored."""
-        if rows:
-            top = max(r[1] for r in rows)
-            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
-            sched.cursor = settled_cursor(rows, sched.cursor)
 
     def _after_record(
         self, sched: JobSchedule, job: Job, metrics: list[MetricRecord], result: PollResult
@@ -370,7 +539,7 @@ class Poller:
         self.stats.last_success_at = self.wall()
         self.stats.auth_error = None
         self._auth_failures = 0
-        self._advance(sched, metrics)
+        self._took_rows(sched, metrics)
         if result.transition is not None:
             log.info(
                 "job.transition",
@@ -384,9 +553,19 @@ class Poller:
             log.warning("job.unknown_status", job_id=sched.job_id, status=job.status)
         sched.status = job.status
         sched.failures = 0
-        sched.next_at = self._next_look(sched, job, changed=result.transition is not None)
+        changed = result.transition is not None
+        if not sched.metrics_pending:  # else the metrics' own retry time stands
+            sched.next_at = self._next_look(sched, job, changed=changed)
         if result.deliveries:
             self.on_deliveries()
+
+    @staticmethod
+    def _took_rows(sched: JobSchedule, rows: list[MetricRecord]) -> None:
+        """Move the job's highest step and metrics cursor past `rows`, just stored."""
+        if rows:
+            top = max(r[1] for r in rows)
+            sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
+            sched.cursor = settled_cursor(rows, sched.cursor)
 
     def _next_look(self, sched: JobSchedule, job: Job, *, changed: bool) -> float:
         return next_look(self.config.poll, sched, job, changed=changed, now=self.monotonic())
@@ -397,6 +576,7 @@ class Poller:
         self.stats.errors += 1
         sched.failures += 1
         delay = self._backoff(sched.failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
         if isinstance(exc, RateLimitedError):
             delay = max(delay, exc.resume_at - self.wall())
         sched.next_at = self.monotonic() + delay
@@ -408,6 +588,27 @@ class Poller:
             retry_in=round(delay, 1),
         )
         await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=False)
+
+    def _metrics_failed(self, sched: JobSchedule, status: str, exc: ApiError) -> None:
+        """The metrics fetch failed: retry it on a backoff of its own; a finished job owes it."""
+        self.stats.errors += 1
+        sched.metrics_failures += 1
+        delay = self._backoff(sched.metrics_failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
+        if isinstance(exc, RateLimitedError):
+            delay = max(delay, exc.resume_at - self.wall())
+        sched.metrics_at = self.monotonic() + delay
+        sched.metrics_pending = is_terminal(status)
+        if sched.metrics_pending:
+            sched.next_at = sched.metrics_at
+        log.warning(
+            "poll.metrics_failed",
+            job_id=sched.job_id,
+            status=status,
+            error=str(exc),
+            error_type=type(exc).__name__,
+            retry_in=round(delay, 1),
+        )
 
     def _backoff(self, failures: int) -> float:
         return backoff(self.config.poll, failures, self.rng)

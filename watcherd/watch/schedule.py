@@ -31,7 +31,10 @@ class JobSchedule:
     next_at: float = 0.0  # monotonic: when to look at the job next
     metrics_at: float = 0.0  # monotonic: when its new metric rows are due
     cursor: int | None = None  # `global_step_from` of the next metrics fetch
-    failures: int = 0
+    failures: int = 0  # status polls failed in a row
+    metrics_failures: int = 0  # metrics fetches failed in a row
+    metrics_pending: bool = False  # finished, but its last metrics fetch failed
+    rate_limited: bool = False  # its last failure was the host's Retry-After pause
 
 
 @dataclass(slots=True)

@@ -32,6 +32,8 @@ from watcherd.config import Config, JobsSource
 from watcherd.errors import AuthError
 from watcherd.model import is_settled
 from watcherd.store import Store
+from watcherd.store.interface import StoreApi
+from watcherd.store.opening import open_configured
 from watcherd.watch.poller import Poller
 from watcherd.watch.wiring import build_api
 
@@ -48,6 +50,9 @@ async def wait_for(
     statuses: dict[str, str | None] = dict.fromkeys(job_ids)
     with anyio.move_on_after(math.inf if limit is None else limit):
         async with ApiClient.http_client(config.api) as http:
+            if config.store.url is not None:
+                await _wait_shared(config, job_ids, statuses, http)
+                return statuses
             # With no daemon, every job is ours to poll: a missing key fails before any file.
             api = None if Store.daemon_running(config.store.path) else build_api(http, config)
             async with Store.open(config.store.path, writer=True, lock=False) as store:
@@ -57,11 +62,23 @@ async def wait_for(
     return statuses
 
 
+async def _wait_shared(
+    config: Config, job_ids: list[str], statuses: dict[str, str | None], http: httpx.AsyncClient
+) -> None:
+    """`wait` on a shared database: with a live daemon, read; with none, poll as alone."""
+    async with open_configured(config.store, writer=True) as store:
+        running = bool(await store.live_daemons())
+        waiter = _Waiter(config, store, http, None if running else build_api(http, config))
+        waiter.shared_daemons = running
+        await waiter.prepare(job_ids)
+        await waiter.run(statuses)
+
+
 class _Waiter:
     """Polls the jobs no running daemon watches; reads every status from the database."""
 
     def __init__(
-        self, config: Config, store: Store, http: httpx.AsyncClient, api: ApiClient | None
+        self, config: Config, store: StoreApi, http: httpx.AsyncClient, api: ApiClient | None
     ) -> None:
         self.config = config
         self.store = store
@@ -70,12 +87,19 @@ class _Waiter:
         self.entries = JobsSource(config).entries()
         self.configured = {job_id for job_id, _ in self.entries}
         self.pollers: tuple[Poller, Poller] | None = None  # (with hooks, without)
+        self.shared_daemons: bool | None = None  # on a shared database: daemons were live
 
     async def prepare(self, job_ids: list[str]) -> None:
         """Rows for every job; with no daemon, the watched set synced as the daemon would."""
-        if not self.store.daemon_running():
+        if not self._daemon_running():
             await self.store.sync_watched(self.entries, time.time())
         await self.store.ensure_jobs(job_ids)
+
+    def _daemon_running(self) -> bool:
+        """A SQLite daemon's lock, or (shared database) live heartbeats when `wait` began."""
+        if self.shared_daemons is not None:
+            return self.shared_daemons
+        return Store.daemon_running(self.config.store.path)
 
     async def run(self, statuses: dict[str, str | None]) -> None:
         """Round after round until every job in `statuses` is settled."""
@@ -96,7 +120,7 @@ class _Waiter:
 
     async def _delegated(self) -> set[str]:
         """The jobs a running daemon watches (none when no daemon holds the lock)."""
-        if not self.store.daemon_running():
+        if not self._daemon_running():
             return set()
         return {job.job_id for job in await self.store.overview()}
 

@@ -1,0 +1,51 @@
+"""The real daemon and the read commands on a PostgreSQL store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.cliharness import FINISHED
+from tests.daemonharness import API_KEY, daemon_env, start_daemon, write_config
+from tests.simharness import NOW
+from watcherd.model import MetricFilter
+from watcherd.sim import ManualClock, World, run_in_thread
+
+
+def _watcherd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "watcherd", *args, "--config", str(config)]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, check=False, env=daemon_env()
+    )
+
+
+def test_the_daemon_records_into_postgresql_and_every_reader_sees_it(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """`run --until-done` on store.url fills PostgreSQL; list, show, metrics, hooks, wait
+    and health read it."""
+    world = World(dict(FINISHED), clock=ManualClock(NOW))
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids())
+        text = config.read_text().replace("  path: watcherd.db\n", f"  url: '{pg_url}'\n")
+        config.write_text(text)
+        code = start_daemon(config, "--until-done").wait(timeout=90)
+        assert code == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+    assert not (tmp_path / "watcherd.db").exists()  # nothing went to a SQLite file
+    listed = _watcherd(config, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    statuses = {j["job_id"]: j["status"] for j in json.loads(listed.stdout)}
+    assert statuses == {j: world.status_at(j) for j in world.job_ids()}
+    sft = next(j for j in world.job_ids() if world.job(j).spec.suffix == "sft")
+    metrics = _watcherd(config, "metrics", sft, "--json")
+    assert metrics.returncode == 0, metrics.stderr
+    assert len(json.loads(metrics.stdout)) == len(world.metrics(sft, MetricFilter()))
+    for command in (["show", sft], ["hooks"], ["wait", sft, "--timeout", "20s"]):
+        done = _watcherd(config, *command)
+        assert done.returncode == 0, done.stderr
+    checked = _watcherd(config, "check-config")
+    assert "# store backend: postgresql" in checked.stdout
+    health = _watcherd(config, "health")  # the daemon stopped cleanly: its heartbeat is gone
+    assert health.returncode == 1 and "no daemon has a current heartbeat" in health.stdout

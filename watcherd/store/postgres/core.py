@@ -1,0 +1,487 @@
+"""PgStore: the Store's interface on a shared PostgreSQL database.
+
+One connection per store, every operation in its own transaction (one per fetched
+page), serialized by a lock and shielded from cancellation like the SQLite store.
+A broken connection is dropped and opened again on the next call, so while the
+database is unreachable each call raises StoreError (the poller retries) instead of
+crashing the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+
+import anyio
+import psycopg
+import structlog
+
+from watcherd.config.secrets import redact_url
+from watcherd.errors import StoreError
+from watcherd.model import (
+    Delivery,
+    JobOverview,
+    MetricFilter,
+    MetricRow,
+    MetricsSummary,
+    Transition,
+    loads_exact,
+)
+from watcherd.store.postgres import copy, leases, outbox, readers, schema, writer
+from watcherd.store.postgres.sql import Conn
+from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
+from watcherd.store.rows import page_params
+from watcherd.store.writer import LAST_POLL_KEY
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Op = Callable[Concatenate[Conn, P], Awaitable[T]]
+
+log = structlog.get_logger("watcherd.store")
+HOST_PAUSE_PREFIX: Final = "host_pause:"
+CONNECT_TIMEOUT: Final = 10
+EVERYTHING: Final = MetricFilter()
+DEFAULT_LEASE: Final = 30.0
+
+
+async def connect(url: str, password: str | None) -> Conn:
+    """An autocommit connection (transactions are explicit); StoreError if unreachable."""
+    extra: dict[str, Any] = {} if password is None else {"password": password}
+    try:
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **extra
+        )
+    except psycopg.Error as exc:
+        raise StoreError(f"{redact_url(url)}: cannot connect: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _Channel:
+    """One connection, opened on first use and again after it broke; one op at a time."""
+
+    def __init__(self, url: str, password: str | None, conn: Conn | None) -> None:
+        self._url = url
+        self._password = password
+        self._conn = conn
+        self._lock = anyio.Lock()
+        self.busy_since: float | None = None  # monotonic start of the call under way
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def cancel(self) -> None:
+        """Cancel the statement under way on the server (its transaction rolls back)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            await conn.cancel_safe()
+
+    async def run(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`op` in one transaction, shielded; psycopg errors become StoreError."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = await connect(self._url, self._password)
+                conn = self._conn
+                self.busy_since = time.monotonic()
+                try:
+                    async with conn.transaction():
+                        result = await op(conn, *args, **kwargs)
+                except psycopg.Error as exc:
+                    where = redact_url(self._url)
+                    if conn.broken or conn.closed:
+                        self._conn = None
+                        log.warning("store.unreachable", database=where, error=str(exc))
+                    raise StoreError(f"{where}: {_first_line(exc)}") from exc
+                finally:
+                    self.busy_since = None
+        return result
+
+
+class PgStore:
+    """watcherd's history in PostgreSQL. Open with `PgStore.open(url, writer=...)`."""
+
+    backend: Final = "postgresql"
+
+    def __init__(
+        self, conn: Conn, url: str, password: str | None, *, writer: bool, lease: float
+    ) -> None:
+        self.url = url
+        self.where = redact_url(url)
+        self.writer = writer
+        self._main = _Channel(url, password, conn)
+        self._control = _Channel(url, password, None)
+        self.member = leases.Member(uuid.uuid4().hex[:16], socket.gethostname(), os.getpid(), lease)
+        self._tokens: dict[str, int] | None = None  # held job leases, once claim_work ran
+        self._attempts: dict[str, int] = {}  # delivery id -> the attempt started here
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, url: str, *, writer: bool, password: str | None = None, lease: float = DEFAULT_LEASE
+    ) -> AsyncIterator[PgStore]:
+        """Connect; a writer migrates, a reader refuses a missing or older schema."""
+        with anyio.CancelScope(shield=True):
+            conn = await connect(url, password)
+            try:
+                await _prepare(conn, redact_url(url), writer=writer)
+            except BaseException:
+                await conn.close()
+                raise
+        store = cls(conn, url, password, writer=writer, lease=lease)
+        try:
+            yield store
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    async def close(self) -> None:
+        """Give back this daemon's leases (a clean stop hands over at once), disconnect."""
+        if self._tokens is not None:
+            with contextlib.suppress(StoreError):
+                await self._ctl(leases.release_all, self.member.instance)
+            self._tokens = None
+        await self._main.close()
+        await self._control.close()
+
+    @property
+    def busy_for(self) -> float | None:
+        """Seconds the current database call has run; None when none runs."""
+        since = self._main.busy_since
+        return None if since is None else time.monotonic() - since
+
+    @property
+    def lock_wait_since(self) -> float | None:
+        """None: PostgreSQL waits no file lock (row locks are brief, per job)."""
+        return None
+
+    def check_files(self) -> None:
+        """Nothing to check: the database is a server, not files of this host."""
+
+    async def cut_long_calls(self, grace: float) -> None:
+        """The daemon is stopping: cancel any statement that has run longer than `grace`.
+
+        Runs until cancelled; a cancelled statement's transaction rolls back whole.
+        """
+        while True:
+            for channel in (self._main, self._control):
+                since = channel.busy_since
+                if since is not None and time.monotonic() - since > grace:
+                    await channel.cancel()
+            await anyio.sleep(min(grace / 4, 0.1))
+
+    async def _write(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` in its own transaction, shielded from cancellation."""
+        if not self.writer:
+            raise StoreError(f"{self.where}: opened read-only")
+        return await self._main.run(op, *args, **kwargs)
+
+    async def _read(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` in one transaction (one snapshot of reads, all writes or none)."""
+        return await self._main.run(op, *args, **kwargs)
+
+    async def _ctl(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `op` on the control connection: leases and the shared pause never queue
+        behind a burst of page writes."""
+        if not self.writer:
+            raise StoreError(f"{self.where}: opened read-only")
+        return await self._control.run(op, *args, **kwargs)
+
+    # -- the watched set ---------------------------------------------------
+
+    async def sync_watched(self, entries: Sequence[tuple[str, str | None]], now: float) -> None:
+        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
+        await self._write(writer.sync_watched, entries, now)
+
+    async def ensure_jobs(self, job_ids: Sequence[str], now: float | None = None) -> None:
+        """Create unwatched rows for jobs never seen (for `wait` without a daemon)."""
+        await self._write(writer.ensure_jobs, job_ids, time.time() if now is None else now)
+
+    async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
+        """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
+        return await self._read(readers.job_states, None if only is None else frozenset(only))
+
+    # -- polls -----------------------------------------------------------------
+
+    async def record_poll(self, rec: PollRecord) -> PollResult:
+        """Rows, job fields, transition and outbox rows of one page, in one transaction.
+
+        Once this store claims work (`claim_work`), the write is fenced: LeaseLostError
+        if the job's lease passed to another daemon.
+        """
+        params, losses = page_params(rec.job_id, rec.metrics, rec.records)
+        fence = self._fence(rec.job_id)
+        return await self._write(
+            _fenced, fence, rec.job_id, writer.record_poll, rec, params, losses
+        )
+
+    async def record_failure(
+        self, job_id: str, observed_at: float, error: str, *, not_found: bool
+    ) -> int:
+        """Note a failed poll; returns the count of 404s in a row."""
+        fence = self._fence(job_id)
+        op = functools.partial(writer.record_failure, not_found=not_found)
+        return await self._write(_fenced, fence, job_id, op, job_id, observed_at, error)
+
+    async def mark_missing(
+        self, job_id: str, observed_at: float, hooks: Sequence[HookLike]
+    ) -> PollResult:
+        """Transition the job to `missing` and queue the hooks that subscribe to it."""
+        fence = self._fence(job_id)
+        return await self._write(
+            _fenced, fence, job_id, writer.mark_missing, job_id, observed_at, hooks
+        )
+
+    def _fence(self, job_id: str) -> tuple[str, int | None] | None:
+        """(holder, token) to check before writing `job_id`; None outside a cluster."""
+        if self._tokens is None:
+            return None
+        return self.member.instance, self._tokens.get(job_id)
+
+    # -- sharing the work ------------------------------------------------------
+
+    async def claim_work(self) -> frozenset[str] | None:
+        """Heartbeat, renew and claim job leases (see `leases`); the jobs this daemon polls."""
+        self._tokens = await self._ctl(leases.claim, self.member)
+        return frozenset(self._tokens)
+
+    async def try_lease(self, name: str, seconds: float) -> bool:
+        """Take the named lease (e.g. the round's list request) unless another daemon has it."""
+        return await self._ctl(leases.try_lease, name, self.member.instance, seconds)
+
+    async def live_daemons(self) -> list[tuple[str, str, int]]:
+        """(instance, host, pid) of every daemon whose heartbeat is current."""
+        return await self._main.run(leases.live_daemons)
+
+    async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
+        """Store API events not seen before (by created_at, type, message); return how many."""
+        return await self._write(writer.record_events, job_id, events, now)
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's stored API events, in the order first seen."""
+        return await self._read(readers.events, job_id)
+
+    # -- daemon state --------------------------------------------------------
+
+    async def set_state(self, key: str, value: str | None) -> None:
+        """Set (or with None, delete) one daemon-state value."""
+        await self._write(writer.set_state, key, value)
+
+    async def get_state(self, key: str) -> str | None:
+        """One daemon-state value, or None."""
+        return await self._read(readers.get_state, key)
+
+    async def set_host_pause(self, host: str, until: float | None) -> None:
+        """Pause every request to `host` until `until` (epoch seconds); None lifts it."""
+        value = None if until is None else repr(until)
+        await self._ctl(writer.set_state, HOST_PAUSE_PREFIX + host, value)
+
+    async def host_pauses(self) -> dict[str, float]:
+        """Every stored host pause (expired ones included: compare with the clock)."""
+        channel = self._control if self.writer else self._main
+        return _pauses(await channel.run(readers.state_prefixed, HOST_PAUSE_PREFIX))
+
+    async def clear_host_pauses(self) -> dict[str, float]:
+        """Lift every stored host pause (`watcherd resume`); returns the ones lifted."""
+        return _pauses(await self._ctl(writer.delete_state_prefixed, HOST_PAUSE_PREFIX))
+
+    async def last_successful_poll(self) -> float | None:
+        """When a poll was last recorded successfully."""
+        value = await self.get_state(LAST_POLL_KEY)
+        return None if value is None else float(value)
+
+    # -- the outbox ----------------------------------------------------------
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Pending or failed deliveries due at `now`, oldest first.
+
+        A daemon sharing the work (once it claimed some) first turns running deliveries
+        whose holder's lease ran out (a daemon that died) into failed, due now: another
+        daemon picks them up within a lease period.
+        """
+        if self.writer and self._tokens is not None:
+            recovered = await self._write(leases.recover_expired, now)
+            if recovered:
+                log.warning("hook.recovered", deliveries=recovered, reason="lease expired")
+        return await self._read(outbox.due, now, limit)
+
+    async def start_attempt(self, delivery_id: str, now: float) -> int:
+        """Take the delivery for this daemon (a lease), count the attempt; its number.
+
+        LeaseLostError if another daemon took it first.
+        """
+        attempt = await self._write(
+            outbox.start_attempt, delivery_id, now, self.member.instance, self.member.lease
+        )
+        self._attempts[delivery_id] = attempt
+        return attempt
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        now: float,
+        *,
+        outcome: str,
+        error: str | None,
+        output_tail: str | None,
+        next_attempt_at: float | None,
+    ) -> None:
+        """Record an attempt's outcome: delivered, failed (retry at next_attempt_at), dead.
+
+        Fenced: LeaseLostError if the attempt started here was taken over meanwhile.
+        """
+        attempt = self._attempts.pop(delivery_id, None)
+        await self._write(
+            outbox.finish_attempt,
+            delivery_id,
+            now,
+            fence=None if attempt is None else (self.member.instance, attempt),
+            outcome=outcome,
+            error=error,
+            output_tail=output_tail,
+            next_attempt_at=next_attempt_at,
+        )
+
+    async def recover_interrupted(self, now: float) -> list[str]:
+        """Running deliveries whose lease ran out become failed, due now; their ids.
+
+        On a shared database a running delivery may be another live daemon's: only
+        those whose holder stopped renewing are taken back.
+        """
+        return await self._write(leases.recover_expired, now)
+
+    async def requeue(self, delivery_id: str, now: float) -> bool:
+        """Same id back to pending, due now, attempts reset; False if unknown or running."""
+        return await self._write(outbox.requeue, delivery_id, now)
+
+    async def next_delivery_due(self) -> float | None:
+        """When the next pending or failed delivery falls due."""
+        return await self._read(outbox.next_due)
+
+    async def delivery_context(
+        self, delivery_id: str
+    ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
+        """A delivery, its job's last job object and metrics summary: the payload's parts."""
+        return await self._read(_delivery_context, delivery_id)
+
+    async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
+        """Every delivery, or one job's, in creation order."""
+        return await self._read(outbox.listing, job_id)
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """Deliveries per state (`pending`, `dead`, ...), one cheap query."""
+        return await self._read(readers.delivery_counts)
+
+    # -- readers ----------------------------------------------------------------
+
+    async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
+        """One row per job for `watcherd list`."""
+        return await self._read(readers.overview, include_unwatched=include_unwatched)
+
+    async def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
+        """One job's overview and last job object, or None if never seen."""
+        return await self._read(readers.job, job_id)
+
+    async def transitions(self, job_id: str) -> list[Transition]:
+        """A job's status changes, oldest first."""
+        return await self._read(readers.transitions, job_id)
+
+    async def metrics_json(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[str]:
+        """Stored JSON texts under `list_metrics` semantics, in API order."""
+        return await self._read(readers.metrics_json, job_id, flt)
+
+    async def metrics(self, job_id: str, flt: MetricFilter = EVERYTHING) -> list[MetricRow]:
+        """Rows under `list_metrics` semantics, parsed exactly, in API order."""
+        return [loads_exact(text) for text in await self.metrics_json(job_id, flt)]
+
+    async def all_metrics(self, job_id: str) -> list[MetricRow]:
+        """Every stored row of a job, in API order."""
+        return await self.metrics(job_id)
+
+    async def metrics_summary(self, job_id: str) -> MetricsSummary:
+        """Last step, last and best train/eval loss."""
+        return await self._read(readers.summary, job_id)
+
+    async def copy_from_sqlite(self, path: Path) -> dict[str, tuple[int, int]]:
+        """Copy a SQLite history in (resumable, see `copy`); per table: (read, now here)."""
+        source = copy.open_source(path)
+        found: dict[str, tuple[int, int]] = {}
+        try:
+            for table in copy.TABLES:
+                read = 0
+                for rows in copy.batches(source, table):
+                    await self._write(copy.copy_batch, table, rows)
+                    read += len(rows)
+                await self._write(copy.reset_identity, table)
+                found[table.name] = (read, await self._read(copy.count, table))
+                log.info("migrate.table", table=table.name, rows=read)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: {exc}") from exc
+        finally:
+            source.close()
+        return found
+
+    async def integrity_check(self) -> str:
+        """ "ok" when the database answers and holds this watcherd's schema version."""
+        found = await self._read(schema.version)
+        return "ok" if found == schema.SCHEMA_VERSION else f"schema version {found}"
+
+
+async def _prepare(conn: Conn, where: str, *, writer: bool) -> None:
+    """Migrate (writer) or check the schema version (reader)."""
+    try:
+        if writer:
+            await schema.migrate(conn, where)
+        else:
+            schema.check_version(await schema.version(conn), where, writer=False)
+    except psycopg.Error as exc:
+        raise StoreError(f"{where}: {_first_line(exc)}") from exc
+
+
+def _pauses(found: dict[str, str]) -> dict[str, float]:
+    """host -> epoch seconds from stored text; a value that is not a number is skipped."""
+    pauses = {}
+    for host, text in found.items():
+        with contextlib.suppress(ValueError):
+            pauses[host] = float(text)
+    return pauses
+
+
+async def _fenced(
+    conn: Conn,
+    fence: tuple[str, int | None] | None,
+    job_id: str,
+    op: Callable[..., Awaitable[T]],
+    *args: Any,
+) -> T:
+    """`op` after locking the job row and, in a cluster, checking this daemon's lease."""
+    if fence is not None:
+        await conn.execute(writer.ENSURE_JOB, (job_id, time.time()))
+        await conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+        await leases.fence_job(conn, job_id, *fence)
+    return await op(conn, *args)
+
+
+async def _delivery_context(
+    conn: Conn, delivery_id: str
+) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
+    found = await outbox.one_delivery(conn, delivery_id)
+    if found is None:
+        raise StoreError(f"no hook delivery {delivery_id!r}")
+    job = await readers.job(conn, found.job_id)
+    summary = await readers.summary(conn, found.job_id)
+    return found, (job[1] if job else None), summary

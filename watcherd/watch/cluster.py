@@ -1,0 +1,120 @@
+"""Daemons sharing a PostgreSQL store: one list request per round, one pause, one budget.
+
+- The round's list request: the daemon holding the `list` lease (it keeps it while it
+  lives) makes it each round and stores the answer (`state`, key LIST_KEY); the others
+  use that answer while it is fresh.
+- The Retry-After pause: each gate stores its pause before its requests go on, and
+  every daemon applies the stored pause every PAUSE_SYNC seconds.
+- The request budget: each daemon keeps to 1/N of `max_rate` and `max_concurrency`,
+  N being the daemons whose heartbeat is current.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import structlog
+
+from watcherd.api.client import ApiClient, Job
+from watcherd.api.shapes import parse_job
+from watcherd.config import Config
+from watcherd.errors import ApiError, StoreError
+from watcherd.model import dumps_exact, loads_exact
+from watcherd.store.interface import StoreApi
+
+log = structlog.get_logger("watcherd.watch.cluster")
+
+LIST_KEY: Final = "shared_list"
+#: Seconds between looks at the stored pause (another daemon's pause applies within about
+#: this long; each gate stores its own pause before its requests go on).
+PAUSE_SYNC: Final = 0.06
+#: While another daemon makes the list request: look for its answer this often, this many times.
+LIST_WAIT: Final = 0.2
+LIST_WAITS: Final = 10
+#: A follower uses a stored list up to this many intervals old (the leader's rounds are
+#: not in step with its own).
+STALE_ROUNDS: Final = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list answer and when it was fetched (wall clock)."""
+
+    at: float
+    jobs: dict[str, Job]
+
+
+class Cluster:
+    """What daemons on one database share, seen from one of them."""
+
+    def __init__(
+        self, store: StoreApi, config: Config, wall: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.wall = wall
+        self.daemons = 1
+
+    async def listing(self, api: ApiClient) -> Listing | None:
+        """The round's list answer. The daemon holding the `list` lease (kept while it
+        lives, like a job lease) fetches it once per round and stores it; the others
+        read it, waiting a little for a fresh one; None if there is none at all.
+        """
+        interval = self.config.poll.interval
+        stored = await self._stored()
+        age = math.inf if stored is None else self.wall() - stored.at
+        if await self.store.try_lease("list", self.config.store.lease):
+            if stored is not None and age < interval / 2:
+                return stored
+            now = self.wall()
+            jobs = await api.list_jobs()
+            text = dumps_exact({"at": now, "jobs": [job.raw for job in jobs]})
+            await self.store.set_state(LIST_KEY, text)
+            return Listing(now, {job.id: job for job in jobs})
+        for _ in range(LIST_WAITS):
+            if stored is not None and self.wall() - stored.at < STALE_ROUNDS * interval:
+                return stored
+            await anyio.sleep(LIST_WAIT)
+            stored = await self._stored()
+        return stored
+
+    async def _stored(self) -> Listing | None:
+        text = await self.store.get_state(LIST_KEY)
+        if text is None:
+            return None
+        data = loads_exact(text)
+        jobs = [parse_job(raw) for raw in data["jobs"]]
+        return Listing(float(data["at"]), {job.id: job for job in jobs})
+
+    async def apply_pause(self, api: ApiClient, host: str) -> None:
+        """Apply the stored pause (another daemon's 429 or 503) to our gate."""
+        stored = (await self.store.host_pauses()).get(host, 0.0)
+        if stored > api.gate.paused_until and await api.gate.extend(stored):
+            log.info("api.pause_shared", until=stored)
+
+    async def sync_budget(self, api: ApiClient) -> None:
+        """Split the request budget among the live daemons."""
+        daemons = max(1, len(await self.store.live_daemons()))
+        if daemons != self.daemons:
+            log.info("api.budget_shared", daemons=daemons)
+            self.daemons = daemons
+        api.share(daemons)
+
+    async def run(self, api: Callable[[], ApiClient], host: Callable[[], str]) -> None:
+        """Keep the pause and the budget in step with the other daemons, forever."""
+        every_budget = max(1, round(self.config.store.lease / 3 / PAUSE_SYNC))
+        ticks = 0
+        while True:
+            try:
+                await self.apply_pause(api(), host())
+                if ticks % every_budget == 0:
+                    await self.sync_budget(api())
+            except (StoreError, ApiError, ValueError, KeyError) as exc:
+                log.warning("cluster.sync_failed", error=str(exc))
+            ticks += 1
+            await anyio.sleep(PAUSE_SYNC)
