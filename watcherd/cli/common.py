@@ -6,13 +6,15 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
-from watcherd.store.interface import StoreReader
 from watcherd.store.snapshot import read_store
 from watcherd.views import terminal_text
+
+if TYPE_CHECKING:
+    from watcherd.store.interface import StoreReader
 
 T = TypeVar("T")
 

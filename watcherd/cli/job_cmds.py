@@ -7,15 +7,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
-from watcherd.config import Config
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.model import Delivery, JobOverview, validate_job_id
-from watcherd.store.interface import StoreReader
 from watcherd.store.opening import store_exists
 from watcherd.store.snapshot import Snapshot
 from watcherd.views import safe
+
+if TYPE_CHECKING:
+    from watcherd.config import Config
+    from watcherd.store.interface import StoreReader
 
 # `list` and `hooks` read through `read` (plain sqlite3 on SQLite); the commands that
 # write or poll import anyio, the Store and the logging setup themselves, when they run.

@@ -15,9 +15,9 @@ from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
-from watcherd.store.interface import StoreReader
 
 if TYPE_CHECKING:
+    from watcherd.store.interface import StoreReader
     from watcherd.views.report import ReportJob
 
 # Each command imports the view it renders (charts, the report) when it runs, and

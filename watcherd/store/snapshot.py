@@ -22,7 +22,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from watcherd.config.schema import StoreConfig
 from watcherd.errors import StoreError
 from watcherd.model import (
     Delivery,
@@ -33,12 +32,14 @@ from watcherd.model import (
     loads_exact,
 )
 from watcherd.store import connection, outbox, readers
-from watcherd.store.interface import StoreReader
 from watcherd.store.records import JobState
 from watcherd.store.schema import check_version, user_version
 
 if TYPE_CHECKING:
     import aiosqlite
+
+    from watcherd.config.schema import StoreConfig
+    from watcherd.store.interface import StoreReader
 
 T = TypeVar("T")
 EVERYTHING: Final = MetricFilter()
