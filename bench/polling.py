@@ -121,15 +121,11 @@ def figure(sizes: list[int], rounds: int, repeats: int) -> list[Row]:
     rows: list[Row] = []
     for jobs in sizes:
         times = repeats if jobs <= 1_000 else 1  # at 10,000 jobs: one run, median of rounds
-        runs = {
-            system: [
-                run_worker(
-                    "poll", {"system": system, "jobs": jobs, "rounds": rounds}, timeout=3600.0
-                )
-                for _ in range(times)
-            ]
-            for system in ("watcherd", "baseline")
-        }
+        runs: dict[str, list[dict[str, Any]]] = {"watcherd": [], "baseline": []}
+        for _ in range(times):  # interleaved: a load that comes and goes hits both sides
+            for system, done in runs.items():
+                params = {"system": system, "jobs": jobs, "rounds": rounds}
+                done.append(run_worker("poll", params, timeout=3600.0))
         ours = median([c / jobs * 1e3 for r in runs["watcherd"] for c in r["cpu_per_round"]])
         base = median([c / jobs * 1e3 for r in runs["baseline"] for c in r["cpu_per_round"]])
         rows.append(
