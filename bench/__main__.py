@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import cliquery, economy, incremental, ingest, polling, startup
+from bench import alerts, cliquery, economy, incremental, ingest, polling, startup
 from bench.table import Row, render, write_json
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -29,10 +29,12 @@ class Sizes:
     incremental_steps: int
     list_jobs: int
     history_steps: int  # per job, 5 jobs, for the start-up figure
+    alert_jobs: int = 30
+    alert_day: float = 12 * 3600.0
 
 
 FULL = Sizes((1_000, 10_000), 2, 3, 200_000, 100, 86_400.0, 10_000, 1_000, 200_000)
-QUICK = Sizes((200,), 1, 1, 20_000, 10, 3 * 3600.0, 500, 100, 20_000)
+QUICK = Sizes((200,), 1, 1, 20_000, 10, 3 * 3600.0, 500, 100, 20_000, 12, 4 * 3600.0)
 
 
 def figures(s: Sizes) -> dict[str, Callable[[], list[Row]]]:
@@ -41,6 +43,7 @@ def figures(s: Sizes) -> dict[str, Callable[[], list[Row]]]:
         "poll": lambda: polling.figure(list(s.poll_jobs), s.poll_rounds, s.repeats),
         "ingest": lambda: ingest.figure(s.ingest_steps, s.repeats),
         "economy": lambda: economy.figure(s.day_jobs, s.day_seconds),
+        "alerts": lambda: alerts.figure(s.alert_jobs, s.alert_day),
         "incremental": lambda: incremental.figure(s.incremental_steps),
         "cli": lambda: cliquery.figure(s.ingest_steps, s.list_jobs, max(3, s.repeats + 2)),
         "startup": lambda: startup.figure(s.history_steps, s.repeats),

@@ -13,13 +13,14 @@ from typing import Any
 
 
 def _kinds() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    from bench import cliquery, economy, incremental, ingest, polling
+    from bench import alerts, cliquery, economy, incremental, ingest, polling
 
     return {
         "poll": polling.worker,
         "ingest": ingest.worker,
         "incremental": incremental.worker,
         "economy": economy.worker,
+        "alerts": alerts.worker,
         "cli_setup": cliquery.setup,
         "cli_inproc": cliquery.inproc,
     }

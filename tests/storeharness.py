@@ -60,3 +60,15 @@ def query(target: str | Path, sql: str, params: tuple[Any, ...] = ()) -> list[tu
 
     with psycopg.connect(target) as conn:
         return conn.execute(sql.replace("?", "%s"), params).fetchall()
+
+
+def execute(target: str | Path, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Run one statement straight on the database and commit (`?` placeholders)."""
+    if isinstance(target, Path):
+        with contextlib.closing(sqlite3.connect(target)) as lite, lite:
+            lite.execute(sql, params)
+        return
+    import psycopg
+
+    with psycopg.connect(target) as conn:
+        conn.execute(sql.replace("?", "%s"), params)

@@ -56,6 +56,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["metrics", JOB],
         ["metrics", JOB, "--json", "--resolution", "5"],
         ["hooks"],
+        ["alerts"],
         ["health"],
     ],
 )

@@ -21,6 +21,13 @@ from watcherd.config import (
     WebhookHook,
     load_config,
 )
+from watcherd.config.alerting import (
+    DivergingRule,
+    NonfiniteRule,
+    OverrunRule,
+    QueuedLongRule,
+    StalledRule,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -81,6 +88,11 @@ def test_the_example_config_loads() -> None:
         ("hooks", HookConfig),
         ("hooks", CommandHook),
         ("hooks", WebhookHook),
+        ("alerts", NonfiniteRule),
+        ("alerts", DivergingRule),
+        ("alerts", StalledRule),
+        ("alerts", QueuedLongRule),
+        ("alerts", OverrunRule),
     ],
 )
 def test_every_config_key_is_in_the_example_and_readme(section: str, cls: type) -> None:

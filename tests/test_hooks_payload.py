@@ -96,6 +96,7 @@ def test_template_fields_are_formatted() -> None:
         "step": "120",
         "delivery_id": "ft-abc:completed:deploy",
         "type": "job.completed",
+        **dict.fromkeys(("rule", "message", "value", "threshold", "eta", "eta_source"), "-"),
     }
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.faultserver import FaultServer, Reply, json_reply
+from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient
 from watcherd.api.metricrows import BATCH_BYTES
 from watcherd.config import ApiConfig, CommandHook, Config, HookConfig, PollConfig
@@ -70,6 +71,25 @@ async def state(store: Store) -> tuple[int, str | None, int, int]:
     )
 
 
+async def memory(store: Store) -> AlertState:
+    """The alert rules' memory of the job, as stored."""
+    return AlertState.from_json((await store.job_states())[JOB_ID].alert_state)
+
+
+async def test_the_alert_rules_see_every_batch_of_a_big_page(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """Every row of a page stored in batches reaches the rules, the first batch's too."""
+    config = Config(api=ApiConfig(base_url=server.url, timeout=30.0, max_rate=0))
+    async with Store.open(tmp_path / "w.db", writer=True) as store:
+        await store.sync_watched([(JOB_ID, None)], 1.0)
+        await poll(store, server, config, json_reply(job("running")), Reply(body=body()))
+        state = await memory(store)
+    assert state.seen == {"train": STEPS}
+    assert state.run_start == (T0 + 1) / 1e9  # the page's first row, in its first batch
+    assert state.last_train == (STEPS, T0 + STEPS)
+
+
 async def test_a_cut_body_keeps_whole_batches_and_the_next_poll_finishes(
     server: FaultServer, tmp_path: Path
 ) -> None:
@@ -91,6 +111,7 @@ async def test_a_cut_body_keeps_whole_batches_and_the_next_poll_finishes(
         assert 0 < rows < STEPS  # whole batches stored, not the whole body
         assert (status, transitions, deliveries) == ("completed", 1, 1)
         assert (await store.job_states())[JOB_ID].metrics_pending
+        assert (await memory(store)).seen == {"train": rows}  # the stored rows, evaluated
         kept = await store.metrics_json(JOB_ID)
         assert [json.loads(t)["train/global_step"] for t in kept] == list(range(1, rows + 1))
         await poll(store, server, config, Reply(body=data))  # the catch-up: metrics only

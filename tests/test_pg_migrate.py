@@ -12,6 +12,9 @@ import psycopg
 
 from tests.cliharness import recorded
 from tests.daemonharness import daemon_env
+from watcherd.alerts.episodes import AlertChange, Evaluation
+from watcherd.alerts.state import AlertState
+from watcherd.store import PollRecord
 from watcherd.store.opening import open_store
 
 
@@ -31,9 +34,25 @@ def _everything(target: str | Path) -> dict[str, Any]:
                 "events": repr([await store.events(j) for j in ids]),
                 "summary": repr([await store.metrics_summary(j) for j in ids]),
                 "last_poll": await store.last_successful_poll(),
+                "alerts": repr(await store.alerts()),
+                "cancels": repr(await store.cancels()),
+                "job_states": repr(await store.job_states(ids)),
             }
 
     return anyio.run(go, backend="asyncio")
+
+
+def _alert_and_cancel(db: Path, job_id: str, status: str | None) -> None:
+    """An alert episode on `job_id` and a person's cancel, as a daemon and the CLI write them."""
+    change = AlertChange("stalled", 1, True, 7.0, {"message": "no new step for 1h"})
+    verdict = Evaluation(AlertState(open={"stalled": 1}, episodes={"stalled": 1}), (change,))
+
+    async def go() -> None:
+        async with open_store(db, writer=True, lock=False) as store:
+            await store.record_poll(PollRecord(job_id, 7.0, None, status, evaluation=verdict))
+            await store.user_cancel(job_id, 8.0, "by hand")
+
+    anyio.run(go, backend="asyncio")
 
 
 def _migrate(config: Path, url: str) -> subprocess.CompletedProcess[str]:
@@ -46,14 +65,17 @@ def _migrate(config: Path, url: str) -> subprocess.CompletedProcess[str]:
 def test_migrate_copies_exactly_and_resumes(tmp_path: Path, pg_url: str) -> None:
     """Every reader sees the same history on PostgreSQL; cut rows come back on a re-run."""
     with recorded(tmp_path) as rec:
+        _alert_and_cancel(rec.db, rec.ids["nan"], rec.world.status_at(rec.ids["nan"]))
         done = _migrate(rec.config, pg_url)
         assert done.returncode == 0, done.stderr
         assert "metrics:" in done.stdout
         before = _everything(rec.db)
+        assert "stalled" in before["alerts"] and "by hand" in before["cancels"]
         assert _everything(pg_url) == before
         with psycopg.connect(pg_url) as conn:  # an interrupted copy: the later rows missing
             conn.execute("DELETE FROM metrics WHERE id > (SELECT MAX(id) / 2 FROM metrics)")
             conn.execute("DELETE FROM transitions WHERE id > 3")
+            conn.execute("DELETE FROM cancels")
         again = _migrate(rec.config, pg_url)
         assert again.returncode == 0, again.stderr
         assert _everything(pg_url) == before

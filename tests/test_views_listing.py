@@ -116,7 +116,7 @@ def test_list_json_is_strict_json() -> None:
     assert set(data[0]) == {
         "job_id", "note", "watched", "status", "status_since", "step", "train_loss",
         "eval_loss", "seconds_remaining", "last_poll_at", "last_error", "model",
-        "model_output_name", "hooks",
+        "model_output_name", "hooks", "alerts", "eta", "cancel",
     }  # fmt: skip
     assert data[3]["train_loss"] is None and data[3]["eval_loss"] is None
     assert data[2]["status"] is None and data[2]["last_poll_at"] is None

@@ -38,6 +38,8 @@ KNOWN_STATUSES: Final = frozenset(
 )
 #: watcherd's own status for a job the service stopped knowing (three 404s in a row).
 MISSING: Final = "missing"
+#: Statuses in which a cancel is refused (the together CLI's NON_CANCELLABLE_STATES).
+NON_CANCELLABLE_STATUSES: Final = frozenset({"cancel_requested", *TERMINAL_STATUSES})
 #: The statuses hooks fire on when a hook names no `on:` list.
 DEFAULT_HOOK_EVENTS: Final = ("completed", "error", "cancelled", "user_error")
 
@@ -275,6 +277,40 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert episode of a job: what tripped it and, once resolved, when."""
+
+    job_id: str
+    rule: str
+    episode: int
+    action: str  # alert | cancel
+    opened_at: float
+    resolved_at: float | None
+    details: dict[str, Any]  # message, step, key, value, best, threshold, ...
+
+    @property
+    def id(self) -> str:
+        """The stable alert id `{job}:alert.{rule}:{episode}`."""
+        return f"{self.job_id}:alert.{self.rule}:{self.episode}"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRecord:
+    """Who asked the service to cancel a job, why, and what came of it."""
+
+    job_id: str
+    requested_by: str  # "watcherd" (a rule) or "user" (`watcherd cancel`)
+    rule: str | None
+    reason: str
+    decided_at: float
+    state: str  # intent (decided, not yet accepted) | requested | skipped
+    attempts: int
+    called_at: float | None
+    finished_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobOverview:
     """One row of `watcherd list`: what we know about a job locally."""
 
@@ -293,6 +329,10 @@ class JobOverview:
     model_output_name: str | None
     hooks: dict[str, int]  # delivery count by state
     metrics_complete: bool = True  # False: finished, its last metrics fetch still failing
+    alerts: tuple[str, ...] = ()  # rules with an open alert episode
+    eta_at: float | None = None  # expected end (epoch seconds)
+    eta_source: str | None = None  # service | first_epoch | step_rate
+    cancel: CancelRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("view_cmds", "cmd_show"),
     "metrics": ("view_cmds", "cmd_metrics"),
     "report": ("view_cmds", "cmd_report"),
+    "alerts": ("view_cmds", "cmd_alerts"),
+    "cancel": ("cancel_cmd", "cmd_cancel"),
     "migrate": ("migrate_cmd", "cmd_migrate"),
 }
 

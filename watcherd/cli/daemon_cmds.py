@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +31,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """`watcherd check-config`: validate, then print the effective config."""
     from watcherd.config import render_effective
+    from watcherd.config.render import cancel_notice
 
     config = load(args)
     print(render_effective(config), end="")
+    for line in cancel_notice(config):  # loud on stderr too, where a person looks
+        print(f"watcherd check-config: {line}", file=sys.stderr)
     return 0
 
 

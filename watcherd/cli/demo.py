@@ -1,9 +1,11 @@
 """`watcherd demo`: a newcomer's first minute.
 
 In a temporary folder it starts the simulator with five jobs (an SFT LoRA job and a
-DPO job that complete, one that errors, one cancelled, one still queued at the end),
-runs the real daemon against it with a command hook, shows a live status view that
-refreshes in place, then the hook's output and the finished jobs' loss charts.
+DPO job that complete, one whose loss turns NaN, one cancelled, one still queued at
+the end), runs the real daemon against it with a command hook and cancel armed for
+NaN and diverging losses, shows a live status view that refreshes in place, then the
+alert and the early stop it caused, the hook's output and the finished jobs' loss
+charts.
 Nothing is left running: the simulator and the daemon live in this process.
 """
 
@@ -33,6 +35,8 @@ from watcherd.views.listing import render_list
 
 #: The demo gives up waiting after this many seconds, whatever the jobs do.
 DEMO_LIMIT = 50.0
+#: The step at which the demo's diverging job would fail if nothing stopped it.
+ERRORS_AT = 80
 API_KEY_ENV = "WATCHERD_DEMO_API_KEY"
 
 HOOK_SCRIPT = '''\
@@ -40,9 +44,14 @@ HOOK_SCRIPT = '''\
 import json, os, sys
 event = json.load(sys.stdin)
 m = event["metrics"]
-line = (f"{os.environ['WATCHERD_DELIVERY_ID']}: {event['job_id']} is {event['status']} "
-        f"(was {event['previous_status']}), last step {m['last_step']}, "
-        f"best train loss {m['best_train_loss']}, best eval loss {m['best_eval_loss']}")
+if event["alert"]:
+    a = event["alert"]
+    line = (f"{os.environ['WATCHERD_DELIVERY_ID']}: {a['rule']} {a['state']} "
+            f"({a['action']}): {a['message']}")
+else:
+    line = (f"{os.environ['WATCHERD_DELIVERY_ID']}: {event['job_id']} is {event['status']} "
+            f"(was {event['previous_status']}), last step {m['last_step']}, "
+            f"best train loss {m['best_train_loss']}, best eval loss {m['best_eval_loss']}")
 with open("hooks.log", "a") as out:
     out.write(line + "\\n")
 print(line)
@@ -64,15 +73,20 @@ def write_files(folder: Path, base_url: str) -> Path:
         jobs:
           file: jobs.txt
         poll:
-          interval: 2s
+          interval: 1s
           min_interval: 0.5s
-          metrics_interval: 2s
+          metrics_interval: 1s
           max_backoff: 10s
         hooks:
           - name: announce
+            on: [completed, error, cancelled, user_error, alert.*]
             command: ["{sys.executable}", "announce.py"]
             cwd: .
             timeout: 10s
+        allow_cancel: true
+        alerts:
+          nonfinite: {{action: cancel}}
+          diverging: {{action: cancel}}
         log:
           format: json
           level: info
@@ -146,7 +160,7 @@ def _finished(jobs: list[JobOverview]) -> bool:
 
 def _expected(jobs: list[JobOverview]) -> bool:
     statuses = sorted(j.status or "-" for j in jobs)
-    return statuses == ["cancelled", "completed", "completed", "error", "queued"]
+    return statuses == ["cancelled", "cancelled", "completed", "completed", "queued"]
 
 
 class LiveView:
@@ -178,8 +192,12 @@ class LiveView:
 
 
 async def _epilogue(folder: Path, config: Config, jobs: list[JobOverview], out: TextIO) -> None:
+    await _early_stop(config, jobs, out)
     hooks_log = folder / "hooks.log"
-    print("\nThe `announce` hook fired once per finished job (payload on stdin):", file=out)
+    print(
+        "\nThe `announce` hook fired once per finished job and per alert (payload on stdin):",
+        file=out,
+    )
     for line in hooks_log.read_text().splitlines() if hooks_log.exists() else ["(none)"]:
         print(f"  {line}", file=out)
     await _charts(config, jobs, out)
@@ -193,6 +211,29 @@ async def _epilogue(folder: Path, config: Config, jobs: list[JobOverview], out: 
         """),
         file=out,
     )
+
+
+async def _early_stop(config: Config, jobs: list[JobOverview], out: TextIO) -> None:
+    """The alerts, and what the armed cancel saved on the job whose loss turned NaN."""
+    async with Store.open(config.store.path, writer=False) as store:
+        alerts = await store.alerts()
+        cancels = await store.cancels()
+    print("\nAlerts (watcherd alerts):", file=out)
+    for alert in alerts or []:
+        note = next((j.note for j in jobs if j.job_id == alert.job_id), "")
+        print(f"  {alert.job_id} ({note}): {alert.rule}: {alert.details.get('message')}", file=out)
+    if not alerts:
+        print("  (none)", file=out)
+    for job_id, record in cancels.items():
+        job = next((j for j in jobs if j.job_id == job_id), None)
+        if job is None or record.requested_by != "watcherd":
+            continue
+        print(
+            f"\nCancel armed: watcherd cancelled {job_id} ({job.note}) at step {job.step},"
+            f" because {record.reason}. Left alone it would have trained to step"
+            f" {ERRORS_AT} and then failed: {ERRORS_AT - (job.step or 0)} GPU steps saved.",
+            file=out,
+        )
 
 
 async def _charts(config: Config, jobs: list[JobOverview], out: TextIO) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
 from watcherd.errors import ConfigError, UsageError, WatcherdError
@@ -19,6 +19,8 @@ from watcherd.views import safe
 if TYPE_CHECKING:
     from watcherd.config import Config
     from watcherd.store.interface import StoreReader
+    from watcherd.views.progress import JobView
+    from watcherd.watch.waiting import Seen  # the poller stack loads only when `wait` runs
 
 # `list` and `hooks` read through `read` (plain sqlite3 on SQLite); the commands that
 # write or poll import anyio, the Store and the logging setup themselves, when they run.
@@ -114,7 +116,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     config = load(args)
     jobs = _overview(config, args.all)
     if args.json:
-        print(json.dumps(list_json(jobs), indent=2))
+        print(json.dumps(list_json(jobs, now=time.time()), indent=2))
     elif not jobs:
         print(_no_jobs_hint(config))
     else:
@@ -200,6 +202,43 @@ async def _retry(config: Config, delivery_id: str) -> int:
     return 0
 
 
+class WaitView:
+    """`wait`'s progress: live lines redrawn in place on a terminal; off one, a plain line
+    on `log` (stderr) when a job changes, so stdout keeps only the final statuses."""
+
+    def __init__(self, out: TextIO, log: TextIO) -> None:
+        self.out = out
+        self.log = log
+        self.tty = out.isatty()
+        self.lines = 0
+        self.last: dict[str, str] = {}
+
+    def draw(self, seen: list[Seen]) -> None:
+        """Show the jobs as last read (called by `wait_for` after every look)."""
+        from watcherd.views.progress import JobView, plain_line
+
+        views = [JobView(job, raw, epoch) for job, raw, epoch in seen]
+        if self.tty:
+            self._redraw(views)
+            return
+        for view in views:
+            line = plain_line(view)
+            if self.last.get(view.job.job_id) != line:
+                self.last[view.job.job_id] = line
+                print(line, file=self.log, flush=True)
+
+    def _redraw(self, views: list[JobView]) -> None:
+        from watcherd.views.progress import live_line
+
+        now, width, color = time.time(), terminal_width(), color_enabled(self.out)
+        text = "\n".join(live_line(v, now=now, color=color, width=width) for v in views)
+        if self.lines:
+            self.out.write(f"\x1b[{self.lines}F\x1b[J")
+        self.out.write(text + "\n")
+        self.out.flush()
+        self.lines = len(views)
+
+
 def cmd_wait(args: argparse.Namespace) -> int:
     """`watcherd wait JOB_ID... [--timeout DURATION]`: 0 if all completed, 1 otherwise."""
     import dataclasses
@@ -217,7 +256,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         configure_logging(dataclasses.replace(config.log, level="warning"))
     else:
         configure_logging(config.log)
-    statuses = anyio.run(wait_for, config, ids, args.timeout, backend="asyncio")
+    show = WaitView(sys.stdout, sys.stderr)
+    statuses = anyio.run(wait_for, config, ids, args.timeout, show.draw, backend="asyncio")
     for job_id in ids:
         emit(f"{job_id}: {safe(statuses[job_id] or 'unknown')}")
     waiting = [j for j in ids if not is_settled(statuses[j])]

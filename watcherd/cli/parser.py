@@ -198,6 +198,15 @@ def _add_job_commands(
         help="hook deliveries; `hooks retry DELIVERY_ID` re-queues one",
     )
     hooks.add_argument("args", nargs="*", metavar="JOB_ID | retry DELIVERY_ID")
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a job on the service (refused once it is finished or being cancelled)",
+    )
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (needed off a terminal)"
+    )
 
 
 def _add_view_commands(
@@ -239,6 +248,11 @@ def _add_view_commands(
         metavar="N",
         help="uniform sample of N train rows; eval rows always in full",
     )
+    alerts = sub.add_parser(
+        "alerts", parents=[common, listing], help="alert episodes of the jobs, oldest first"
+    )
+    alerts.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    alerts.add_argument("--open", action="store_true", help="only the alerts still open")
     report = sub.add_parser(
         "report", parents=[common], help="a self-contained HTML page of the jobs"
     )

@@ -15,8 +15,10 @@ from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
+from watcherd.store.opening import store_exists
 
 if TYPE_CHECKING:
+    from watcherd.model import Alert
     from watcherd.store.interface import StoreReader
     from watcherd.views.report import ReportJob
 
@@ -99,10 +101,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
     if args.json:
-        print(json.dumps(show_json(*parts, now=now), indent=2))
+        print(json.dumps(show_json(*parts, now=now, alerts=job.alerts), indent=2))
     else:
         color = color_enabled()
-        emit(render_show(*parts, now=now, color=color, width=terminal_width()), color=color)
+        text = render_show(*parts, now=now, color=color, width=terminal_width(), alerts=job.alerts)
+        emit(text, color=color)
     return 0
 
 
@@ -123,7 +126,38 @@ async def _load_report_job(store: StoreReader, job_id: str) -> ReportJob:
         transitions=await store.transitions(job_id),
         metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
         deliveries=await store.deliveries(job_id),
+        alerts=await store.alerts(job_id),
     )
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """`watcherd alerts [JOB_ID...] [--open] [--json]`."""
+    from watcherd.views.alerts import alerts_json, render_alerts
+
+    config = load(args)
+    ids = [_job_id(j) for j in args.job_ids]
+    alerts = _alerts(config, ids, args.open)
+    if args.json:
+        print(json.dumps(alerts_json(alerts), indent=2))
+    elif not alerts:
+        print("no open alerts" if args.open else "no alerts yet")
+    else:
+        now, width = time.time(), terminal_width()
+        print(render_alerts(alerts, now=now, color=color_enabled(), width=width))
+    return 0
+
+
+def _alerts(config: Config, ids: list[str], open_only: bool) -> list[Alert]:
+    if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
+        return []
+
+    async def alerts(store: StoreReader) -> list[Alert]:
+        if not ids:
+            return await store.alerts(open_only=open_only)
+        found = [await store.alerts(job_id, open_only=open_only) for job_id in ids]
+        return sorted((a for group in found for a in group), key=lambda a: a.opened_at)
+
+    return read(config, alerts)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
+from watcherd.config.alerting import RULES, parse_alerts
 from watcherd.config.document import Section, Where, YamlMap, kind_of, load_document
 from watcherd.config.schema import (
     SYSTEM_CONFIG_PATH,
@@ -51,7 +52,10 @@ STORE_KEYS: Final = (
 )
 #: How long a lease may be: long enough to outlast a poll, short enough to fail over.
 LEASE_RANGE: Final = (2.0, 600.0)
-TOP_KEYS: Final = ("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen")
+TOP_KEYS: Final = (
+    *("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen"),
+    *("alerts", "allow_cancel"),
+)
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
 API_KEYS_ALL: Final = (
     *API_KEYS,
@@ -71,6 +75,8 @@ HOOK_EVENTS: Final = (
     *DEFAULT_HOOK_EVENTS,
     *sorted(KNOWN_STATUSES - {*DEFAULT_HOOK_EVENTS}),
     MISSING,
+    "alert.*",
+    *(f"alert.{rule}" for rule in RULES),
 )
 LOG_FORMATS: Final = ("auto", "console", "json")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
@@ -94,6 +100,7 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
         )
     root = Section(data, Where(str(path), 1), TOP_KEYS)
     base = path.absolute().parent
+    alerts, allow_cancel = parse_alerts(root)
     return Config(
         api=_api(root.section("api", API_KEYS_ALL), base, environ),
         store=_store(root.section("store", STORE_KEYS), base, environ),
@@ -102,6 +109,8 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
         hooks=_hooks(root, base, environ),
         log=_log(root.section("log", ("format", "level"))),
         metrics_listen=_listen(root),
+        alerts=alerts,
+        allow_cancel=allow_cancel,
         source=path,
     )
 

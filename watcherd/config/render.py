@@ -8,12 +8,14 @@ comment header says which are present.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from watcherd.config.alerting import RULES, AlertsConfig
 from watcherd.config.schema import CommandHook, Config, HookConfig, NotifyHook, WebhookHook
 from watcherd.config.secrets import MASK, SecretRef, redact_url
 from watcherd.durations import format_duration
@@ -30,6 +32,7 @@ def render(config: Config, environ: Mapping[str, str]) -> str:
     if masked:
         places = ", ".join(masked)
         header.append(f"# credentials in URLs, shown as {MASK}, sit in the config file: {places}")
+    header.extend(f"# {line}" for line in cancel_notice(config))
     body = yaml.safe_dump(_document(config), sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(line.replace("\n", " ") for line in header) + "\n" + body
 
@@ -86,7 +89,37 @@ def _document(config: Config) -> dict[str, Any]:
     }
     if config.metrics_listen is not None:
         doc["metrics_listen"] = str(config.metrics_listen)
+    doc["allow_cancel"] = config.allow_cancel
+    doc["alerts"] = _alerts(config.alerts)
     return doc
+
+
+def _alerts(alerts: AlertsConfig) -> dict[str, Any]:
+    """Every rule with every setting, durations written back as text."""
+    out: dict[str, Any] = {}
+    for name in RULES:
+        rule = alerts.rule(name)
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(rule):
+            key, value = item.name, getattr(rule, item.name)
+            if key in ("stall_after", "floor", "queue_after", "grace"):
+                value = "auto" if value is None else format_duration(value)
+            values[key] = list(value) if isinstance(value, tuple) else value
+        out[name] = values
+    return out
+
+
+def cancel_notice(config: Config) -> list[str]:
+    """What check-config says about cancelling: nothing when no rule may cancel."""
+    armed = config.alerts.armed()
+    if config.allow_cancel and armed:
+        return [
+            f"CANCEL ARMED: watcherd cancels a job on the service when {', '.join(armed)}"
+            " fires (once per job; see `watcherd alerts`)."
+        ]
+    if config.allow_cancel:
+        return ["allow_cancel is true, but no rule has action: cancel: nothing is cancelled."]
+    return []
 
 
 def _backend(config: Config) -> str:

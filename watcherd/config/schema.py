@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from watcherd.config.alerting import AlertsConfig
 from watcherd.config.secrets import SecretRef
 from watcherd.model import DEFAULT_HOOK_EVENTS
 from watcherd.retry import DEFAULT_MAX_RETRY_AFTER
@@ -32,6 +33,12 @@ TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
     "step": int,
     "delivery_id": str,
     "type": str,
+    "rule": str,
+    "message": str,
+    "value": float,
+    "threshold": float,
+    "eta": str,
+    "eta_source": str,
 }
 #: The largest width or precision a template's format spec may ask for.
 TEMPLATE_MAX_WIDTH: Final = 1000
@@ -182,4 +189,6 @@ class Config:
     hooks: tuple[HookConfig, ...] = ()
     log: LogConfig = field(default_factory=LogConfig)
     metrics_listen: Listen | None = None  # the Prometheus endpoint, off by default
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    allow_cancel: bool = False  # the second key that arms `action: cancel`
     source: Path | None = None

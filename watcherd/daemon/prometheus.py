@@ -36,6 +36,7 @@ import structlog
 from watcherd import __version__
 from watcherd.api.latency import LatencySnapshot
 from watcherd.config import Listen
+from watcherd.config.alerting import RULES
 from watcherd.daemon.status import Snapshot
 from watcherd.errors import WatcherdError
 from watcherd.model import DeliveryState
@@ -79,6 +80,10 @@ def render(snap: Snapshot, *, started_at: float) -> str:
     _gauge(out, "watcherd_api_paused_until_seconds", "Host paused until (epoch; 0: not).", paused)
     hooks = [({"state": s}, float(snap.deliveries.get(s, 0))) for s in _states(snap.deliveries)]
     _family(out, "watcherd_hook_deliveries", "gauge", "Hook deliveries by state.", hooks)
+    rules = [*RULES, *sorted(set(snap.alerts) - set(RULES))]
+    alerts = [({"rule": r}, float(snap.alerts.get(r, 0))) for r in rules]
+    help_alerts = "Open alert episodes of watched jobs, by rule."
+    _family(out, "watcherd_alerts_open", "gauge", help_alerts, alerts)
     last = snap.last_success_at or 0.0
     help_last = "When a poll last succeeded (epoch seconds; 0: never)."
     _gauge(out, "watcherd_last_successful_poll_timestamp_seconds", help_last, last)

@@ -37,6 +37,7 @@ class Snapshot:
     auth_error: str | None = None  # e.g. "API key refused (401)"
     paused_until: float | None = None  # every request to the API host held back until
     deliveries: Mapping[str, int] = field(default_factory=dict)  # by state, from the store
+    alerts: Mapping[str, int] = field(default_factory=dict)  # open episodes by rule, stored
     polls: int = 0
     poll_errors: int = 0
     last_success_at: float | None = None
@@ -58,7 +59,8 @@ def count_jobs(statuses: Mapping[str, str | None]) -> dict[str, int]:
 def status_line(snap: Snapshot) -> str:
     """One line for systemd's STATUS=: jobs by state, then trouble.
 
-    e.g. `5 jobs, 2 done, 1 queued, 2 running; rate limited; 1 backing off; 1 dead hooks`.
+    e.g. `5 jobs, 2 done, 1 queued, 2 running; rate limited; 1 backing off; 1 dead hooks;
+    1 alerts open (1 stalled)`.
     """
     grouped: Counter[str] = Counter()
     for status, n in snap.jobs.items():
@@ -76,6 +78,10 @@ def status_line(snap: Snapshot) -> str:
         trouble.append(f"{snap.backing_off} backing off")
     if snap.dead_hooks:
         trouble.append(f"{snap.dead_hooks} dead hooks")
+    open_alerts = sum(snap.alerts.values())
+    if open_alerts:
+        rules = ", ".join(f"{n} {rule}" for rule, n in sorted(snap.alerts.items()) if n)
+        trouble.append(f"{open_alerts} alerts open ({rules})")
     return "; ".join([", ".join(parts), *trouble])
 
 
@@ -101,6 +107,7 @@ class StatusReporter:
         self.wall = wall
         self.monotonic = monotonic
         self._deliveries: dict[str, int] = {}
+        self._alerts: dict[str, int] = {}
         self.persisting = False  # a `persist()` is under way
 
     @property
@@ -111,6 +118,7 @@ class StatusReporter:
     async def refresh(self) -> Snapshot:
         """A snapshot with delivery counts read from the store now."""
         self._deliveries = await self.store.delivery_counts()
+        self._alerts = await self.store.open_alert_counts()
         return self.snapshot()
 
     def snapshot(self) -> Snapshot:
@@ -125,6 +133,7 @@ class StatusReporter:
             auth_error=stats.auth_error,
             paused_until=until if until and until > now else None,
             deliveries=dict(self._deliveries),
+            alerts=dict(self._alerts),
             polls=stats.polls,
             poll_errors=stats.errors,
             last_success_at=stats.last_success_at,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from watcherd.config.schema import spec_too_wide
-from watcherd.model import Delivery, MetricsSummary
+from watcherd.model import Alert, CancelRecord, Delivery, MetricsSummary
 
 #: The names a notification template may use; any other `{name}` is left as written.
 TEMPLATE_FIELDS: Final = (
@@ -32,22 +32,41 @@ TEMPLATE_FIELDS: Final = (
     "step",
     "delivery_id",
     "type",
+    "rule",
+    "message",
+    "value",
+    "threshold",
+    "eta",
+    "eta_source",
 )
 _MISSING: Final = "-"
 
 
 def build_payload(
-    delivery: Delivery, job: Mapping[str, Any] | None, summary: MetricsSummary
+    delivery: Delivery,
+    job: Mapping[str, Any] | None,
+    summary: MetricsSummary,
+    extras: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON object for one delivery; `job` is the last job object as received."""
+    """The JSON object for one delivery; `job` is the last job object as received.
+
+    `extras` (from the store) may hold the delivery's `alert` (an Alert), the job's
+    `eta` ((epoch seconds, source)) and its `cancel` (a CancelRecord).
+    """
+    extras = extras or {}
     job_object = None if job is None else {k: v for k, v in job.items() if k != "events"}
+    alerting = delivery.event.startswith("alert.")
+    status = job.get("status") if alerting and job else delivery.event
     payload = {
-        "type": f"job.{delivery.event}",
+        "type": delivery.event if alerting else f"job.{delivery.event}",
         "delivery_id": delivery.id,
         "occurred_at": _iso_utc(delivery.occurred_at),
         "job_id": delivery.job_id,
-        "status": delivery.event,
+        "status": status,
         "previous_status": delivery.previous_status,
+        "alert": _alert(extras.get("alert"), delivery),
+        "eta": _eta(extras.get("eta"), delivery.occurred_at),
+        "cancel": _cancel(extras.get("cancel")),
         "job": job_object,
         "metrics": {
             "last_step": summary.last_step,
@@ -60,6 +79,44 @@ def build_payload(
     }
     result: dict[str, Any] = strict_json(payload)
     return result
+
+
+def _alert(alert: Alert | None, delivery: Delivery) -> dict[str, Any] | None:
+    """The alert part: its id, rule, episode, state and the values that tripped it."""
+    if alert is None:
+        return None
+    details = {k: v for k, v in alert.details.items() if k != "resolution"}
+    return {
+        "id": alert.id,
+        "rule": alert.rule,
+        "episode": alert.episode,
+        "state": "resolved" if delivery.event.endswith(".resolved") else "open",
+        "action": alert.action,
+        "opened_at": _iso_utc(alert.opened_at),
+        "resolved_at": None if alert.resolved_at is None else _iso_utc(alert.resolved_at),
+        **details,
+    }
+
+
+def _eta(eta: tuple[float, str] | None, now: float) -> dict[str, Any] | None:
+    """`{at, seconds_remaining, source}` as of the event."""
+    if eta is None:
+        return None
+    at, source = eta
+    return {"at": _iso_utc(at), "seconds_remaining": max(0.0, at - now), "source": source}
+
+
+def _cancel(record: CancelRecord | None) -> dict[str, Any] | None:
+    """Who asked the service to cancel the job, why, and the outcome."""
+    if record is None:
+        return None
+    return {
+        "requested_by": record.requested_by,
+        "rule": record.rule,
+        "reason": record.reason,
+        "state": record.state,
+        "decided_at": _iso_utc(record.decided_at),
+    }
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
@@ -103,6 +160,8 @@ def template_fields(payload: Mapping[str, Any]) -> dict[str, str]:
     """Preformatted strings for notification templates; anything unknown shows as `-`."""
     job = payload.get("job") or {}
     metrics = payload.get("metrics") or {}
+    alert = payload.get("alert") or {}
+    eta = payload.get("eta") or {}
     raw = {
         "job_id": payload.get("job_id"),
         "status": payload.get("status"),
@@ -116,6 +175,12 @@ def template_fields(payload: Mapping[str, Any]) -> dict[str, str]:
         "step": metrics.get("last_step"),
         "delivery_id": payload.get("delivery_id"),
         "type": payload.get("type"),
+        "rule": alert.get("rule"),
+        "message": alert.get("message"),
+        "value": alert.get("value"),
+        "threshold": alert.get("threshold"),
+        "eta": eta.get("at"),
+        "eta_source": eta.get("source"),
     }
     return {name: _text(value) for name, value in raw.items()}
 

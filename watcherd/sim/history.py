@@ -36,6 +36,8 @@ class RowPlan:
     step_ns: int
     eval_steps: int
     total_rows: int  # rows through the job's planned last step
+    stall_at: int | None = None  # rows after this step are logged `stall_ns` late
+    stall_ns: int = 0
 
     def rows_through(self, step: int) -> int:
         """How many rows have a step at most `step`."""
@@ -58,6 +60,8 @@ class RowPlan:
         step, is_eval = self.locate(index)
         jitter = int((noise(self.curves.seed, step, 99) + 1) * 0.1 * self.step_ns)
         stamp = self.run_start_ns + step * self.step_ns + jitter
+        if self.stall_at is not None and step > self.stall_at:
+            stamp += self.stall_ns
         return stamp + min(_NS, self.step_ns // 2) if is_eval else stamp
 
     def row(self, index: int) -> MetricRow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -51,7 +52,10 @@ class SimJob:
     def step_time(self, step: int) -> float | None:
         """Sim time at which `step` is logged, if the job ever trains."""
         start = self.timeline.run_start
-        return None if start is None else start + step * self.spec.seconds_per_step
+        if start is None:
+            return None
+        stalled = self.spec.stall_at is not None and step > self.spec.stall_at
+        return start + step * self.spec.seconds_per_step + (self.spec.stall_for if stalled else 0)
 
 
 def row_plan(spec: JobSpec, seed: int, run_start: float | None) -> RowPlan | None:
@@ -66,6 +70,9 @@ def row_plan(spec: JobSpec, seed: int, run_start: float | None) -> RowPlan | Non
         learning_rate=spec.learning_rate,
         cosine=spec.lr_scheduler == "cosine",
         diverge_at=spec.diverge_at,
+        drift_at=spec.drift_at,
+        drift=spec.drift,
+        plateau_at=spec.plateau_at,
     )
     plan = RowPlan(
         curves,
@@ -73,7 +80,7 @@ def row_plan(spec: JobSpec, seed: int, run_start: float | None) -> RowPlan | Non
         round(spec.seconds_per_step * 1e9),
         spec.eval_steps,
         0,
+        spec.stall_at,
+        round(spec.stall_for * 1e9),
     )
-    return RowPlan(
-        curves, plan.run_start_ns, plan.step_ns, plan.eval_steps, plan.rows_through(spec.steps)
-    )
+    return dataclasses.replace(plan, total_rows=plan.rows_through(spec.steps))

@@ -43,7 +43,7 @@ def iso(seconds: float) -> str:
 
 def _progress(job: SimJob, now: float) -> dict[str, Any]:
     nxt = job.timeline.next_change(now)
-    if nxt is None:
+    if nxt is None or not job.spec.estimate:
         return {"estimate_available": False, "seconds_remaining": 0}
     return {"estimate_available": True, "seconds_remaining": math.ceil(nxt - now)}
 

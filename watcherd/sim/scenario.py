@@ -23,7 +23,13 @@ A scenario is a mapping (or a YAML file holding one)::
         cancel_at: 300         # final: cancelled -> seconds after `created`
         cancel_delay: 5        # cancel_requested -> cancelled
         stay: queued           # never leaves `queued` (overrides final)
-        diverge_at: 80         # train/eval loss is NaN from this step on
+        diverge_at: 80         # train/eval loss is NaN from this step on (a sudden NaN)
+        drift_at: 60           # loss grows by `drift` (3 %) a step from here on (slow divergence)
+        drift: 0.03
+        plateau_at: 40         # the curve stops improving here (noise goes on): a plateau
+        stall_at: 50           # status stays running, no new row after this step ...
+        stall_for: 30m         # ... for this long, then training resumes
+        estimate: true         # false: progress.estimate_available is false
         suffix: demo
         batch_size: 8
         learning_rate: 1.0e-5
@@ -77,6 +83,12 @@ class JobSpec:
     cancel_delay: float = 5.0
     stay: str | None = None
     diverge_at: int | None = None
+    drift_at: int | None = None
+    drift: float = 0.03
+    plateau_at: int | None = None
+    stall_at: int | None = None
+    stall_for: float = 0.0
+    estimate: bool = True
     suffix: str | None = None
     batch_size: int = 8
     learning_rate: float = 1e-5
@@ -97,6 +109,8 @@ class JobSpec:
             "lr_scheduler": self.lr_scheduler in ("cosine", "linear"),
             "count": self.count >= 1,
             "cancel_at": self.final != "cancelled" or self.cancel_at is not None,
+            "stall_for": self.stall_for >= 0,
+            "drift": self.drift >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -121,7 +135,7 @@ class Scenario:
 
 _DURATION_KEYS: Final = frozenset(
     {"seconds_per_step", "created", "pending", "queue", "compress", "upload", "cancel_at"}
-    | {"cancel_delay"}
+    | {"cancel_delay", "stall_for"}
 )
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(JobSpec)}
 

@@ -79,6 +79,8 @@ def _natural(spec: JobSpec, created: float) -> Timeline:
     run_start = t
     last = spec.last_step
     t = run_start + (last + 0.5) * spec.seconds_per_step + _TAIL
+    if spec.stall_at is not None and spec.stall_at < last:
+        t += spec.stall_for
     phases.append((run_start, "running"))
     if spec.final == "error":
         phases.append((t, "error"))

@@ -40,6 +40,9 @@ class Curves:
     learning_rate: float
     cosine: bool
     diverge_at: int | None
+    drift_at: int | None = None
+    drift: float = 0.0
+    plateau_at: int | None = None
 
     def epoch(self, step: int) -> float:
         """train/epoch at `step`."""
@@ -55,13 +58,17 @@ class Curves:
         return _r(self.learning_rate * max(factor, 0.0))
 
     def loss(self, step: int, slot: int, lift: float = 0.0) -> float:
-        """A decaying loss; NaN from `diverge_at` on."""
+        """A decaying loss; NaN from `diverge_at` on, flat after `plateau_at`, growing after
+        `drift_at` (by `drift` a step)."""
         if self.diverge_at is not None and step >= self.diverge_at:
             return math.nan
-        p = step / self.steps
+        curve_step = step if self.plateau_at is None else min(step, self.plateau_at)
+        p = curve_step / self.steps
         start = (0.69 if self.dpo else 2.2) + 0.3 * abs(noise(self.seed, 0, slot))
         floor = start * (0.25 + 0.1 * abs(noise(self.seed, 1, slot)))
         value = floor + (start - floor) * math.exp(-4 * p) + lift
+        if self.drift_at is not None and step > self.drift_at:
+            value *= math.exp(self.drift * (step - self.drift_at))
         return _r(value + 0.02 * start * noise(self.seed, step, slot))
 
     def train(self, step: int) -> MetricRow:

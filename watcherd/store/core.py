@@ -23,6 +23,8 @@ from watcherd.errors import (
     StoreUnusableError,
 )
 from watcherd.model import (
+    Alert,
+    CancelRecord,
     Delivery,
     JobOverview,
     MetricFilter,
@@ -32,7 +34,8 @@ from watcherd.model import (
     Transition,
     loads_exact,
 )
-from watcherd.store import calls, connection, outbox, readers, writer
+from watcherd.store import alerting, calls, connection, outbox, readers, writer
+from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, page_params
@@ -262,7 +265,11 @@ class Store:
                 pending.outcome = exc
 
     async def record_rows(
-        self, job_id: str, records: Sequence[MetricRecord], now: float | None = None
+        self,
+        job_id: str,
+        records: Sequence[MetricRecord],
+        now: float | None = None,
+        alert_state: str | None = None,
     ) -> int:
         """One batch of a big page's rows, in its own transaction; returns how many were new.
 
@@ -271,7 +278,7 @@ class Store:
         """
         params, losses = page_params(job_id, (), records)
         when = time.time() if now is None else now
-        return await self._write(writer.record_rows, job_id, params, losses, when)
+        return await self._write(writer.record_rows, job_id, params, losses, when, alert_state)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
@@ -379,6 +386,44 @@ class Store:
         """Deliveries per state (`pending`, `dead`, ...), one cheap query."""
         return await self._single(readers.delivery_counts)
 
+    # -- alerts and cancels ---------------------------------------------------
+
+    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
+        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
+        return await self._read(_on(alerting.alerts), job_id, open_only=open_only)
+
+    async def open_alert_counts(self) -> dict[str, int]:
+        """Open alert episodes of watched jobs, by rule."""
+        return await self._single(_on(alerting.open_counts))
+
+    async def cancels(self, job_id: str | None = None) -> dict[str, CancelRecord]:
+        """Cancel records by job."""
+        return await self._single(_on(alerting.cancels), job_id)
+
+    async def start_cancel(self, job_id: str, now: float) -> int:
+        """Record a cancel call about to be made; returns the attempt number."""
+        return await self._write(_on(alerting.start_cancel), job_id, now)
+
+    async def finish_cancel(
+        self,
+        job_id: str,
+        now: float,
+        state: str,
+        error: str | None = None,
+        poll: PollRecord | None = None,
+    ) -> PollResult | None:
+        """A cancel's outcome, with the job as the service answered (`poll`), in one transaction."""
+        return await self._write(_finish_cancel, job_id, now, state, error, poll)
+
+    async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
+        """Record that a person cancelled the job (`watcherd cancel`)."""
+        await self._write(writer.ensure_jobs, [job_id], now)
+        await self._write(_on(alerting.user_cancel), job_id, now, reason)
+
+    async def delivery_extras(self, delivery: Delivery) -> dict[str, Any]:
+        """The payload's `alert`, `eta` and `cancel` parts for one delivery."""
+        return await self._read(_on(alerting.delivery_extras), delivery)
+
     # -- readers ----------------------------------------------------------------
 
     async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
@@ -444,6 +489,22 @@ class _PendingPoll:
 async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
     """Every page of `batch` in the caller's transaction, in order."""
     return await writer.record_polls(conn, [p.args() for p in batch])
+
+
+async def _finish_cancel(
+    conn: aiosqlite.Connection,
+    job_id: str,
+    now: float,
+    state: str,
+    error: str | None,
+    poll: PollRecord | None,
+) -> PollResult | None:
+    result = None
+    if poll is not None:
+        params, losses = page_params(poll.job_id, poll.metrics, poll.records)
+        result = await writer.record_poll(conn, poll, params, losses)
+    await alerting.finish_cancel(alerting.SqliteDb(conn), job_id, now, state, error)
+    return result
 
 
 async def _close(conn: aiosqlite.Connection, path: Path) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from watcherd.model import (
+    Alert,
+    CancelRecord,
     Delivery,
     JobOverview,
     MetricFilter,
@@ -23,7 +25,7 @@ from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 
 
 class StoreReader(Protocol):
-    """What the read commands (`list`, `show`, `metrics`, `hooks`, `report`, `health`)
+    """What the read commands (`list`, `show`, `metrics`, `hooks`, `alerts`, `report`, `health`)
     ask of a store: either backend's store, or SQLite's `Snapshot` (the same queries
     driven without an event loop, see `watcherd.store.snapshot`)."""
 
@@ -61,6 +63,10 @@ class StoreReader(Protocol):
 
     async def metrics(self, job_id: str, flt: MetricFilter = ...) -> list[MetricRow]:
         """Rows under `list_metrics` semantics, parsed exactly, in API order."""
+        ...
+
+    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
+        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
         ...
 
 
@@ -172,6 +178,36 @@ class StoreApi(StoreReader, Protocol):
         """Deliveries per state."""
         ...
 
+    async def open_alert_counts(self) -> dict[str, int]:
+        """Open alert episodes of watched jobs, by rule."""
+        ...
+
+    async def cancels(self, job_id: str | None = None) -> dict[str, CancelRecord]:
+        """Cancel records by job (one job's, or all)."""
+        ...
+
+    async def start_cancel(self, job_id: str, now: float) -> int:
+        """Count a cancel call about to be made, in its own transaction; the attempt number."""
+        ...
+
+    async def finish_cancel(
+        self,
+        job_id: str,
+        now: float,
+        state: str,
+        error: str | None = None,
+        poll: PollRecord | None = None,
+    ) -> PollResult | None:
+        """A cancel's outcome, with the job as the service answered (`poll`), in one transaction."""
+        ...
+
+    async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
+        """Record that a person cancelled the job (`watcherd cancel`)."""
+
+    async def delivery_extras(self, delivery: Delivery) -> dict[str, Any]:
+        """The payload's `alert`, `eta` and `cancel` parts for one delivery."""
+        ...
+
     async def all_metrics(self, job_id: str) -> list[MetricRow]:
         """Every stored row of a job, in API order."""
         ...
@@ -204,7 +240,12 @@ class RowBatches(Protocol):
     (SQLite's `Store`); PostgreSQL writes a page in one transaction and has no such call."""
 
     async def record_rows(
-        self, job_id: str, records: Sequence[MetricRecord], now: float | None = None
+        self,
+        job_id: str,
+        records: Sequence[MetricRecord],
+        now: float | None = None,
+        alert_state: str | None = None,
     ) -> int:
-        """One batch of a page's rows and the job fields they move; returns how many were new."""
+        """One batch of a page's rows and the job fields they move (and the alert rules'
+        memory with the batch folded in); returns how many rows were new."""
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from watcherd.alerts.events import subscribes
 from watcherd.errors import StoreError
 from watcherd.model import INTERRUPTED, WAITING_DELIVERIES, Delivery, DeliveryState
 from watcherd.store.records import HookLike
@@ -46,15 +47,19 @@ async def enqueue(
     previous: str | None,
     occurred_at: float,
     hooks: Sequence[HookLike],
+    *,
+    name: str | None = None,
 ) -> list[str]:
     """Write a pending delivery for every hook on `status`; return the ids newly created.
 
-    One statement for all hooks; RETURNING names the rows it inserted.
+    `status` is the event (a status, or an alert event such as `alert.stalled`); `name`
+    replaces it in the delivery id (an alert's `alert.stalled:2`). One statement for
+    all hooks; RETURNING names the rows it inserted.
     """
     at = occurred_at
     rows = [
         (
-            delivery_id(job_id, status, hook.name),
+            delivery_id(job_id, name or status, hook.name),
             job_id,
             hook.name,
             status,
@@ -66,7 +71,7 @@ async def enqueue(
             at,
         )
         for hook in hooks
-        if status in hook.on
+        if subscribes(hook.on, status)
     ]
     if not rows:
         return []

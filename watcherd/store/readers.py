@@ -7,9 +7,11 @@ Each function issues a fixed, small number of queries (no per-job loops), so
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.model import (
+    CancelRecord,
     JobOverview,
     MetricFilter,
     MetricsSummary,
@@ -17,6 +19,7 @@ from watcherd.model import (
     loads_exact,
     sample_indices,
 )
+from watcherd.store import alerting
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
     " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
-    " metrics_pending FROM jobs"
+    " metrics_pending, eta_at, eta_source FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
 
@@ -39,8 +42,8 @@ async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = (
 #: What the poller needs of each job: its row only (the cursor is stored, see `cursor`).
 JOB_STATES_SQL: Final = (
     "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-    " last_error, status_since, cursor_step, metrics_pending = 1"
-    " FROM jobs WHERE {where} ORDER BY added_at, job_id"
+    " last_error, status_since, cursor_step, metrics_pending = 1, alert_state,"
+    f" {alerting.CANCEL_STATE_SQL} FROM jobs WHERE {{where}} ORDER BY added_at, job_id"
 )
 
 
@@ -58,10 +61,17 @@ async def job_states(
 
 
 def _job_state(r: Any) -> JobState:
-    return JobState(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]))
+    return JobState(
+        str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11]
+    )
 
 
-def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
+def _overview(
+    row: Any,
+    hooks: dict[str, int],
+    open_alerts: tuple[str, ...] = (),
+    cancel: CancelRecord | None = None,
+) -> JobOverview:
     return JobOverview(
         job_id=row[0],
         note=row[1],
@@ -78,6 +88,10 @@ def _overview(row: Any, hooks: dict[str, int]) -> JobOverview:
         model_output_name=row[12],
         hooks=hooks,
         metrics_complete=not row[14],
+        alerts=open_alerts,
+        eta_at=row[15],
+        eta_source=row[16],
+        cancel=cancel,
     )
 
 
@@ -98,8 +112,23 @@ async def overview(conn: aiosqlite.Connection, *, include_unwatched: bool) -> li
     """One row per job (watched only unless asked), in the order they were added."""
     where = "" if include_unwatched else "WHERE watched = 1"
     rows = await _all(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
-    counts = await _hook_counts(conn, None)
-    return [_overview(r, counts.get(r[0], {})) for r in rows]
+    return await overviews(alerting.SqliteDb(conn), rows, await _hook_counts(conn, None))
+
+
+async def overviews(
+    db: alerting.Db, rows: Sequence[Any], counts: dict[str, dict[str, int]]
+) -> list[JobOverview]:
+    """`_OVERVIEW` rows as overviews with their hook counts, open alerts and cancels."""
+    opened, cancels = await alerting.open_by_job(db), await alerting.cancels(db)
+    return [
+        _overview(r, counts.get(r[0], {}), opened.get(r[0], ()), cancels.get(r[0])) for r in rows
+    ]
+
+
+async def one_overview(db: alerting.Db, row: Any, counts: dict[str, dict[str, int]]) -> JobOverview:
+    """One `_OVERVIEW` row as an overview with its hook counts, open alerts and cancel."""
+    opened, cancel = await alerting.job_extras(db, row[0])
+    return _overview(row, counts.get(row[0], {}), opened, cancel)
 
 
 async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any] | None:
@@ -107,9 +136,9 @@ async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any
     rows = await _all(conn, f"{_OVERVIEW} WHERE job_id = ?", (job_id,))
     if not rows:
         return None
-    counts = await _hook_counts(conn, job_id)
+    found = await one_overview(alerting.SqliteDb(conn), rows[0], await _hook_counts(conn, job_id))
     raw = rows[0][13]
-    return _overview(rows[0], counts.get(job_id, {})), (None if raw is None else loads_exact(raw))
+    return found, (None if raw is None else loads_exact(raw))
 
 
 async def transitions(conn: aiosqlite.Connection, job_id: str) -> list[Transition]:

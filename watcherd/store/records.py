@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watcherd.model import MetricRecord, MetricRow
+
+if TYPE_CHECKING:  # the rules load only where they run (the poller)
+    from watcherd.alerts.episodes import Evaluation
 
 
 class HookLike(Protocol):
@@ -44,6 +47,8 @@ class JobState:
     cursor_step: int | None = None
     #: Finished, but its last metrics fetch failed: the rows are still to come.
     metrics_pending: bool = False
+    alert_state: str | None = None  # the rules' memory (alerts.AlertState as JSON)
+    cancel_state: str | None = None  # intent | requested | skipped, if a cancel was decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,8 @@ class PollRecord:
     seconds_remaining: float | None = None
     records: Sequence[MetricRecord] = ()
     metrics_error: str | None = None
+    #: The alert rules' verdict on this page, written in its transaction (None: no rules).
+    evaluation: Evaluation | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,47 @@ _METRICS_PENDING = Migration(
     ("ALTER TABLE jobs ADD COLUMN metrics_pending INTEGER NOT NULL DEFAULT 0",),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _STORED_CURSOR, _METRICS_PENDING)
+_ALERTS = Migration(
+    "alerts16: alert episodes, cancels, rule memory and ETA per job",
+    (
+        # The rules' memory (alerts.AlertState as JSON) and the ETA with its source.
+        "ALTER TABLE jobs ADD COLUMN alert_state TEXT",
+        "ALTER TABLE jobs ADD COLUMN eta_at REAL",
+        "ALTER TABLE jobs ADD COLUMN eta_source TEXT",
+        # One row per (job, rule, episode); details are the values that tripped it.
+        """CREATE TABLE alerts (
+            job_id TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            episode INTEGER NOT NULL,
+            action TEXT NOT NULL DEFAULT 'alert',
+            opened_at REAL NOT NULL,
+            resolved_at REAL,
+            details_json TEXT NOT NULL,
+            resolution_json TEXT,
+            PRIMARY KEY (job_id, rule, episode))""",
+        "CREATE INDEX alerts_open ON alerts (job_id) WHERE resolved_at IS NULL",
+        # At most one cancel per job: the intent is written before the call is made.
+        """CREATE TABLE cancels (
+            job_id TEXT PRIMARY KEY,
+            requested_by TEXT NOT NULL,
+            rule TEXT,
+            reason TEXT NOT NULL,
+            decided_at REAL NOT NULL,
+            cancel_state TEXT NOT NULL
+                CHECK (cancel_state IN ('intent', 'requested', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            called_at REAL,
+            finished_at REAL,
+            last_error TEXT)""",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    _INITIAL,
+    _STORED_CURSOR,
+    _METRICS_PENDING,
+    _ALERTS,
+)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

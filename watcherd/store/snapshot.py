@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from watcherd.errors import StoreError
 from watcherd.model import (
+    Alert,
     Delivery,
     JobOverview,
     MetricFilter,
@@ -31,7 +32,7 @@ from watcherd.model import (
     Transition,
     loads_exact,
 )
-from watcherd.store import connection, outbox, readers
+from watcherd.store import alerting, connection, outbox, readers
 from watcherd.store.records import JobState
 from watcherd.store.schema import check_version, user_version
 
@@ -130,6 +131,10 @@ class Snapshot:
     async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
         """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
         return await readers.job_states(self._async, None if only is None else frozenset(only))
+
+    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
+        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
+        return await alerting.alerts(alerting.SqliteDb(self._async), job_id, open_only=open_only)
 
     async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""

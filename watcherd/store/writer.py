@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.model import MISSING, dumps_exact, is_terminal
-from watcherd.store import cursor, outbox, pages
+from watcherd.store import alerting, cursor, outbox, pages
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -119,6 +119,10 @@ async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> l
         fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
         fields.update(last_poll_at=rec.observed_at, not_found_count=0)
         transition, ids = await _status_change(conn, rec, stored.status, fields)
+        if rec.evaluation is not None:
+            ids += await alerting.write_evaluation(
+                alerting.SqliteDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
+            )
         rows = bool(plan.inserts)
         if stored.exists:
             sql, args = _update_job(rec.job_id, fields, rows=rows)
@@ -137,15 +141,20 @@ async def record_rows(
     params: Sequence[MetricParams],
     losses: Sequence[Any],
     now: float,
+    alert_state: str | None = None,
 ) -> int:
     """One batch of a big page's rows and the job fields they change; returns new rows.
 
-    The status, the transition and the hook outbox wait for the page's last batch
-    (`record_poll`), so they are written once every row before them is stored.
+    The status, the transition, the alert episodes and the hook outbox wait for the
+    page's last batch (`record_poll`), so they are written once every row before them
+    is stored; `alert_state` (the rules' memory with this batch's rows folded in) is
+    written with the rows, so a kill between batches loses none of them to the rules.
     """
     stored, plan = await _insert_rows(conn, job_id, params, losses)
-    if plan.fields:
-        await _write_job(conn, job_id, now, plan.fields, exists=stored.exists, rows=True)
+    fields = plan.fields if alert_state is None else plan.fields | {"alert_state": alert_state}
+    if fields:
+        rows = bool(plan.inserts)
+        await _write_job(conn, job_id, now, fields, exists=stored.exists, rows=rows)
     return len(plan.inserts)
 
 

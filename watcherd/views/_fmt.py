@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 from watcherd.model import is_settled
@@ -248,3 +249,21 @@ def _join(cells: Sequence[Cell], widths: list[int], right: list[bool], color: bo
         else:
             parts.append(shown.rjust(cell_width) if align_right else shown.ljust(cell_width))
     return "  ".join(parts).rstrip()
+
+
+def finite(value: float | None) -> float | None:
+    """The number, or None for a missing, NaN or infinite one (JSON has no NaN)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:  # an int too large for a float is still exact JSON
+        return value
+
+
+def iso(when: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC text with microseconds, None stays None."""
+    if when is None or not math.isfinite(when):
+        return None
+    stamp = datetime.fromtimestamp(when, tz=UTC)
+    return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")

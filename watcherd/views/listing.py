@@ -2,15 +2,15 @@
 
 JSON keys (stable): job_id, note, watched, status, status_since, step, train_loss,
 eval_loss, seconds_remaining, last_poll_at, last_error, model, model_output_name,
-hooks. Times are ISO-8601 UTC strings, counts are ints, and NaN or infinite numbers
-become null so that every JSON parser accepts the output.
+hooks, alerts (rules with an open episode), eta ({at, seconds_remaining, source} or
+null), cancel (who asked the service to cancel the job, why, and the outcome).
+Times are ISO-8601 UTC strings, counts are ints, and NaN or infinite numbers become
+null so that every JSON parser accepts the output.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from watcherd.model import DeliveryState, JobOverview, is_settled
@@ -20,12 +20,17 @@ from watcherd.views._fmt import (
     ago,
     clip,
     duration,
+    finite,
+    iso,
     number,
     paint,
     real,
     status_style,
     table,
 )
+from watcherd.views.alerts import alerts_cell, cancel_json, cancel_text, eta_json, eta_text
+
+__all__ = ["finite", "iso", "job_json", "list_json", "render_list"]
 
 #: Hook states in the order `list` and `show` summarise them (worst first).
 HOOK_STATES: Final = (
@@ -48,6 +53,8 @@ COLUMNS: Final = (
     Column("POLLED", drop=1),
     Column("HOOKS", drop=5),
 )
+#: Shown only when some job has an open alert, and then never dropped.
+ALERTS_COLUMN: Final = Column("ALERTS")
 
 
 def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: int) -> str:
@@ -55,12 +62,19 @@ def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: 
     if not jobs:
         return "No jobs. Add one with `watcherd add JOB_ID`."
     rows = [_cells(job, now) for job in jobs]
-    lines = table(COLUMNS, rows, color=color, width=width)
+    columns: tuple[Column, ...] = COLUMNS
+    if any(job.alerts for job in jobs):
+        columns = (*COLUMNS, ALERTS_COLUMN)
+        rows = [[*row, alerts_cell(job)] for row, job in zip(rows, jobs, strict=True)]
+    lines = table(columns, rows, color=color, width=width)
     out = lines[:1]
     for job, line in zip(jobs, lines[1:], strict=True):
         out.append(line)
         if job.last_error:
             out.append(paint("  ! " + clip(job.last_error, width - 4), "red", color))
+        cancel = cancel_text(job.cancel)
+        if cancel:
+            out.append(paint("  x " + clip(cancel, width - 4), "yellow", color))
     return "\n".join(out)
 
 
@@ -84,9 +98,15 @@ def _cells(job: JobOverview, now: float) -> list[Cell]:
 
 
 def eta(job: JobOverview, now: float) -> str:
-    """Time left to the next state: the last estimate less the time since that poll."""
+    """Time left: watcherd's ETA with its source, else the service's last estimate less
+    the time since that poll."""
+    if is_settled(job.status):
+        return "-"
+    ours = eta_text(job, now)
+    if ours is not None and job.eta_source != "service":
+        return ours
     remaining = real(job.seconds_remaining)
-    if is_settled(job.status) or remaining is None or job.last_poll_at is None:
+    if remaining is None or job.last_poll_at is None:
         return "-"
     left = remaining - max(0.0, now - job.last_poll_at)
     return duration(left) if left >= 1 else "soon"
@@ -104,13 +124,13 @@ def hook_summary(hooks: dict[str, int]) -> Cell:
     return (", ".join(parts), style)
 
 
-def list_json(jobs: Sequence[JobOverview]) -> list[dict[str, Any]]:
+def list_json(jobs: Sequence[JobOverview], now: float | None = None) -> list[dict[str, Any]]:
     """The jobs as JSON-ready dicts (see the module docstring for the keys)."""
-    return [job_json(job) for job in jobs]
+    return [job_json(job, now) for job in jobs]
 
 
-def job_json(job: JobOverview) -> dict[str, Any]:
-    """One job's overview as a JSON-ready dict."""
+def job_json(job: JobOverview, now: float | None = None) -> dict[str, Any]:
+    """One job's overview as a JSON-ready dict (`now` for the ETA's seconds remaining)."""
     return {
         "job_id": job.job_id,
         "note": job.note,
@@ -126,22 +146,7 @@ def job_json(job: JobOverview) -> dict[str, Any]:
         "model": job.model,
         "model_output_name": job.model_output_name,
         "hooks": {state: int(count) for state, count in sorted(job.hooks.items())},
+        "alerts": list(job.alerts),
+        "eta": None if is_settled(job.status) else eta_json(job, now),
+        "cancel": cancel_json(job.cancel),
     }
-
-
-def finite(value: float | None) -> float | None:
-    """The number, or None for a missing, NaN or infinite one (JSON has no NaN)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return value if math.isfinite(value) else None
-    except OverflowError:  # an int too large for a float is still exact JSON
-        return value
-
-
-def iso(when: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC text with microseconds, None stays None."""
-    if when is None or not math.isfinite(when):
-        return None
-    stamp = datetime.fromtimestamp(when, tz=UTC)
-    return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")

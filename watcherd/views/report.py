@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Final
 
-from watcherd.model import Delivery, JobOverview, MetricRow, Transition, is_settled
+from watcherd.model import Alert, Delivery, JobOverview, MetricRow, Transition, is_settled
 from watcherd.views import _svg
 from watcherd.views._fields import job_fields
 from watcherd.views._fmt import duration, number, terminal_text
 from watcherd.views._series import Series, collect_series
+from watcherd.views.alerts import cancel_text, eta_text
 from watcherd.views.listing import iso
 from watcherd.views.show import PHASES, phases, spans
 
@@ -48,6 +49,7 @@ class ReportJob:
     transitions: Sequence[Transition] = field(default_factory=tuple)
     metrics: Sequence[MetricRow] = field(default_factory=tuple)
     deliveries: Sequence[Delivery] = field(default_factory=tuple)
+    alerts: Sequence[Alert] = field(default_factory=tuple)
 
 
 def render_report(jobs: Sequence[ReportJob], *, generated_at: float) -> str:
@@ -81,12 +83,13 @@ def _status(status: str | None) -> str:
 
 def _summary(jobs: Sequence[ReportJob]) -> str:
     """The overview table: one row per job."""
-    head = _head("Job", "Note", "Status", "Step", "Train loss", "Eval loss")
+    head = _head("Job", "Note", "Status", "Step", "Train loss", "Eval loss", "Open alerts")
     rows = [
         f'<tr><td><a href="#{_anchor(j.overview.job_id)}">{_e(j.overview.job_id)}</a></td>'
         f"<td>{_e(j.overview.note or '')}</td><td>{_status(j.overview.status)}</td>"
         f"<td>{_e(j.overview.step if j.overview.step is not None else '-')}</td>"
-        f"<td>{_e(number(j.overview.train_loss))}</td><td>{_e(number(j.overview.eval_loss))}</td></tr>"
+        f"<td>{_e(number(j.overview.train_loss))}</td><td>{_e(number(j.overview.eval_loss))}</td>"
+        f"<td>{_e(', '.join(j.overview.alerts) or '-')}</td></tr>"
         for j in jobs
     ]
     return "<table>\n" + "\n".join([head, *rows]) + "\n</table>"
@@ -105,7 +108,8 @@ def _anchor(job_id: str) -> str:
 def _job_section(job: ReportJob, now: float) -> str:
     """One job: heading, fields, timeline, charts and hook deliveries."""
     ov = job.overview
-    fields = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in job_fields(job.raw_job, ov))
+    pairs = [*job_fields(job.raw_job, ov), *_progress(ov, now)]
+    fields = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs)
     parts = [
         f'<section id="{_anchor(ov.job_id)}">',
         f"<h2>{_e(ov.job_id)} — {_status(ov.status)}</h2>",
@@ -113,6 +117,7 @@ def _job_section(job: ReportJob, now: float) -> str:
         f"<dl>{fields}</dl>" if fields else "",
         _timeline(job, now),
         *_charts(collect_series(job.metrics)),
+        _alerts(job.alerts),
         _deliveries(job.deliveries),
         "</section>",
     ]
@@ -161,6 +166,32 @@ def _charts(series: Sequence[Series]) -> list[str]:
         if svg:
             out.append(svg)
     return out
+
+
+def _progress(ov: JobOverview, now: float) -> list[tuple[str, str]]:
+    """The ETA (with its source) of a live job, and who cancelled it, if anyone."""
+    pairs = []
+    eta = None if ov.status is None or is_settled(ov.status) else eta_text(ov, now)
+    if eta:
+        pairs.append(("eta", eta))
+    cancel = cancel_text(ov.cancel)
+    if cancel:
+        pairs.append(("cancel", cancel))
+    return pairs
+
+
+def _alerts(alerts: Sequence[Alert]) -> str:
+    """The job's alert history as a table, or nothing."""
+    if not alerts:
+        return ""
+    head = _head("Opened (UTC)", "Rule", "Episode", "State", "Message")
+    rows = [
+        f"<tr><td>{_e(iso(a.opened_at))}</td><td>{_e(a.rule)}</td><td>{a.episode:d}</td>"
+        f"<td>{'open' if a.resolved_at is None else 'resolved ' + _e(iso(a.resolved_at))}</td>"
+        f"<td>{_e(a.details.get('message') or '')}</td></tr>"
+        for a in alerts
+    ]
+    return "<h3>Alerts</h3>\n<table>\n" + "\n".join([head, *rows]) + "\n</table>"
 
 
 def _deliveries(deliveries: Sequence[Delivery]) -> str:

@@ -5,7 +5,8 @@ finished job's last metrics fetch keeps failing), fields (label to text, only th
 the job object holds), transitions (from, to, at, seconds: time in `to` until the next
 change, or until `now` for the current one), phases (queue_wait, training, upload,
 total: seconds or null), metrics (per key: count, first_step, last_step, first, last,
-min, max; NaN and infinities null), deliveries (as in `hooks --json`).
+min, max; NaN and infinities null), deliveries (as in `hooks --json`), alerts (as in
+`alerts --json`, oldest first).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from watcherd.model import Delivery, JobOverview, MetricRow, Transition, is_settled
+from watcherd.model import Alert, Delivery, JobOverview, MetricRow, Transition, is_settled
 from watcherd.views import _fields
 from watcherd.views._fmt import ago, duration, paint, real, safe, status_style
 from watcherd.views._series import Series, collect_series
+from watcherd.views.alerts import alert_lines, alerts_json, cancel_text, eta_text
 from watcherd.views.charts import sparkline
 from watcherd.views.hooks import deliveries_json, delivery_lines
 from watcherd.views.listing import finite, iso, job_json
@@ -41,12 +43,14 @@ def render_show(
     now: float,
     color: bool,
     width: int,
+    alerts: Sequence[Alert] = (),
 ) -> str:
     """The whole `show` page as text, sections separated by blank lines."""
     sections = [
         _title(job, now, color) + "\n" + _field_lines(job, raw_job, now),
         _timeline(transitions, job.status, now, color),
         _sparklines(collect_series(metrics), width),
+        _alerts(alerts, now, color, width),
         _hooks(deliveries, now, color, width),
     ]
     return "\n\n".join(s for s in sections if s)
@@ -73,6 +77,12 @@ def _field_lines(job: JobOverview, raw_job: dict[str, Any] | None, now: float) -
         pairs.append(("step", str(job.step)))
     if not job.metrics_complete:
         pairs.append(("metrics", "incomplete: the last fetch failed; retrying"))
+    eta = None if is_settled(job.status) else eta_text(job, now)
+    if eta:
+        pairs.append(("eta", eta))
+    cancel = cancel_text(job.cancel)
+    if cancel:
+        pairs.append(("cancel", cancel))
     if job.last_error:
         pairs.append(("last error", job.last_error))
     label_width = max(len(label) for label, _ in pairs)
@@ -151,6 +161,14 @@ def _sparklines(series: list[Series], width: int) -> str:
     return "\n".join(lines)
 
 
+def _alerts(alerts: Sequence[Alert], now: float, color: bool, width: int) -> str:
+    """`Alerts`: the job's alert history, or nothing when it has none."""
+    if not alerts:
+        return ""
+    lines = alert_lines(alerts, now=now, color=color, width=width - 2, job=False)
+    return "\n".join(["Alerts", *("  " + line for line in lines)])
+
+
 def _hooks(deliveries: Sequence[Delivery], now: float, color: bool, width: int) -> str:
     """`Hooks` and the job's deliveries, or nothing when there are none."""
     if not deliveries:
@@ -167,11 +185,12 @@ def show_json(
     deliveries: Sequence[Delivery],
     *,
     now: float,
+    alerts: Sequence[Alert] = (),
 ) -> dict[str, Any]:
     """The `show` page as a JSON-ready dict (keys in the module docstring)."""
     ordered = sorted(transitions, key=lambda t: t.observed_at)
     return {
-        "job": job_json(job),
+        "job": job_json(job, now),
         "metrics_complete": job.metrics_complete,
         "fields": dict(_fields.job_fields(raw_job, job)),
         "transitions": [
@@ -181,6 +200,7 @@ def show_json(
         "phases": phases(ordered, job.status, now),
         "metrics": {s.key: _summary(s) for s in collect_series(metrics)},
         "deliveries": deliveries_json(deliveries),
+        "alerts": alerts_json(alerts),
     }
 
 

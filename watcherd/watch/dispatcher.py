@@ -157,7 +157,7 @@ class Dispatcher:
     async def _run(self, hook: HookConfig, delivery_id: str, attempt: int) -> Outcome:
         """Build the payload from the store and run the hook once."""
         current, job, summary = await self.store.delivery_context(delivery_id)
-        payload = build_payload(current, job, summary)
+        payload = build_payload(current, job, summary, await self.store.delivery_extras(current))
         log.info("hook.started", delivery_id=delivery_id, hook=hook.name, attempt=attempt)
         return await run_hook(
             hook, payload, delivery_id=delivery_id, attempt=attempt, http=self.http

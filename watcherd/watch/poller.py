@@ -24,6 +24,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient, ApiStats, Job
 from watcherd.config import Config
 from watcherd.errors import (
@@ -44,6 +45,7 @@ from watcherd.model import (
 )
 from watcherd.store import PollRecord, PollResult
 from watcherd.store.interface import RowBatches, StoreApi
+from watcherd.watch.alerting import AlertWatch
 from watcherd.watch.cluster import Cluster
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
@@ -95,6 +97,7 @@ class Poller:
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        self.alerting = AlertWatch(store, config, wall)
         #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
         self.mine: frozenset[str] | None = None
         self.cluster = Cluster(store, config, wall) if config.store.url is not None else None
@@ -117,6 +120,7 @@ class Poller:
     def reconfigure(self, config: Config, api: ApiClient | None = None) -> None:
         """Take a reloaded config (and a new client if the API settings changed)."""
         self.config = config
+        self.alerting.config = config
         self._limiter.total_tokens = self._poll_slots(config)
         if api is not None:
             self.api = api
@@ -149,6 +153,7 @@ class Poller:
     async def load_jobs(self, only: set[str] | None = None) -> None:
         """Refresh the in-memory schedule from the store's watched set (or just `only`)."""
         states = await self.store.job_states(only=only)
+        ended: list[JobSchedule] = []
         for job_id in list(self.jobs):
             if job_id not in states:
                 del self.jobs[job_id]
@@ -162,6 +167,12 @@ class Poller:
             seen = state.last_poll_at or 0.0
             self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
             sched.metrics_pending = state.metrics_pending
+            sched.alerts = AlertState.from_json(state.alert_state)
+            sched.cancel_pending = state.cancel_state == "intent"
+            if sched.cancel_pending and is_settled(sched.status):
+                ended.append(sched)
+        for sched in ended:  # no poll will come for these: settle their cancel now
+            await self.alerting.settle_cancel(self.api, sched, sched.status or "")
 
     # -- the loop --------------------------------------------------------
 
@@ -460,14 +471,16 @@ class Poller:
         if status in QUIET_STATUSES and sched.max_step is None:
             return []
         now = self.monotonic()
-        if not changed and now < sched.metrics_at:
+        if not changed and now < sched.metrics_at and not self.alerting.look_now(sched, status):
             return []
         flt = MetricFilter(global_step_from=sched.cursor)
         batches = self._batches
 
         async def store_batch(batch: list[MetricRecord]) -> None:
             assert batches is not None
-            await batches.record_rows(sched.job_id, batch, self.wall())
+            memory = self.alerting.absorb(sched, status, batch)
+            await batches.record_rows(sched.job_id, batch, self.wall(), memory.to_json())
+            sched.alerts = memory
             self._took_rows(sched, batch)
 
         on_batch = None if batches is None else store_batch
@@ -480,6 +493,7 @@ class Poller:
             rows = []
         sched.metrics_at = now + self.config.poll.metrics_interval
         sched.metrics_failures = 0
+        sched.fetched = True
         return rows
 
     async def _catch_up(self, sched: JobSchedule) -> None:
@@ -524,6 +538,7 @@ class Poller:
             seconds_remaining=job.seconds_remaining,
             records=metrics,
             metrics_error=None if error is None else str(error),
+            evaluation=self.alerting.evaluate(sched, job, metrics),
         )
         result = await self.store.record_poll(record)
         self._seen[sched.job_id] = observed
@@ -531,6 +546,22 @@ class Poller:
         if error is not None:
             self._metrics_failed(sched, job.status, error)
         self._after_record(sched, job, metrics, result)
+        await self._after_alerts(sched, record)
+
+    async def _after_alerts(self, sched: JobSchedule, record: PollRecord) -> None:
+        """Keep the rules' new memory; make a cancel that was just decided or is pending
+        (only where cancelling is allowed: never from `wait`)."""
+        evaluation = record.evaluation
+        if evaluation is not None:
+            sched.alerts = evaluation.state
+            sched.cancel_pending = sched.cancel_pending or evaluation.cancel is not None
+        if sched.cancel_pending and record.status is not None and self.config.allow_cancel:
+            result = await self.alerting.settle_cancel(self.api, sched, record.status)
+            if result is not None and result.transition is not None:
+                sched.status = result.transition[1]
+                sched.next_at = self.monotonic() + self.config.poll.min_interval
+            if result is not None and result.deliveries:
+                self.on_deliveries()
 
     def _after_record(
         self, sched: JobSchedule, job: Job, metrics: list[MetricRecord], result: PollResult

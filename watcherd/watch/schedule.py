@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from watcherd.alerts.state import AlertState
 from watcherd.api.client import Job
 from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
@@ -35,6 +36,9 @@ class JobSchedule:
     metrics_failures: int = 0  # metrics fetches failed in a row
     metrics_pending: bool = False  # finished, but its last metrics fetch failed
     rate_limited: bool = False  # its last failure was the host's Retry-After pause
+    alerts: AlertState = field(default_factory=AlertState)  # the rules' memory, as stored
+    fetched: bool = False  # metrics were fetched in the poll under way
+    cancel_pending: bool = False  # a cancel was decided and not yet settled
 
 
 @dataclass(slots=True)

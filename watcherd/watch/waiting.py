@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import anyio
 import httpx
@@ -30,7 +31,7 @@ import httpx
 from watcherd.api.client import ApiClient
 from watcherd.config import Config, JobsSource
 from watcherd.errors import AuthError
-from watcherd.model import is_settled
+from watcherd.model import EPOCH_KEY, JobOverview, MetricFilter, is_settled
 from watcherd.store import Store
 from watcherd.store.interface import StoreApi
 from watcherd.store.opening import open_configured
@@ -42,33 +43,46 @@ READ_INTERVAL = 1.0
 #: Seconds between rounds when `wait` polls jobs itself (each job keeps its own schedule).
 POLL_TICK = 0.2
 
+#: What `wait` shows after each look: per job, its overview, last job object and newest
+#: `train/epoch` (any may be missing for a job not fetched yet).
+Seen = tuple[JobOverview, dict[str, Any] | None, float | None]
+Report = Callable[[list[Seen]], None]
+
 
 async def wait_for(
-    config: Config, job_ids: list[str], limit: float | None
+    config: Config, job_ids: list[str], limit: float | None, report: Report | None = None
 ) -> dict[str, str | None]:
-    """Each job's last known status, once all are settled or `limit` seconds have passed."""
+    """Each job's last known status, once all are settled or `limit` seconds have passed.
+
+    `report`, if given, is called after every look at the database with what it holds.
+    """
     statuses: dict[str, str | None] = dict.fromkeys(job_ids)
     with anyio.move_on_after(math.inf if limit is None else limit):
         async with ApiClient.http_client(config.api) as http:
             if config.store.url is not None:
-                await _wait_shared(config, job_ids, statuses, http)
+                await _wait_shared(config, job_ids, statuses, http, report)
                 return statuses
             # With no daemon, every job is ours to poll: a missing key fails before any file.
             api = None if Store.daemon_running(config.store.path) else build_api(http, config)
             async with Store.open(config.store.path, writer=True, lock=False) as store:
-                waiter = _Waiter(config, store, http, api)
+                waiter = _Waiter(config, store, http, api, report)
                 await waiter.prepare(job_ids)
                 await waiter.run(statuses)
     return statuses
 
 
 async def _wait_shared(
-    config: Config, job_ids: list[str], statuses: dict[str, str | None], http: httpx.AsyncClient
+    config: Config,
+    job_ids: list[str],
+    statuses: dict[str, str | None],
+    http: httpx.AsyncClient,
+    report: Report | None,
 ) -> None:
     """`wait` on a shared database: with a live daemon, read; with none, poll as alone."""
     async with open_configured(config.store, writer=True) as store:
         running = bool(await store.live_daemons())
-        waiter = _Waiter(config, store, http, None if running else build_api(http, config))
+        api = None if running else build_api(http, config)
+        waiter = _Waiter(config, store, http, api, report)
         waiter.shared_daemons = running
         await waiter.prepare(job_ids)
         await waiter.run(statuses)
@@ -78,9 +92,15 @@ class _Waiter:
     """Polls the jobs no running daemon watches; reads every status from the database."""
 
     def __init__(
-        self, config: Config, store: StoreApi, http: httpx.AsyncClient, api: ApiClient | None
+        self,
+        config: Config,
+        store: StoreApi,
+        http: httpx.AsyncClient,
+        api: ApiClient | None,
+        report: Report | None = None,
     ) -> None:
         self.config = config
+        self.report = report
         self.store = store
         self.http = http
         self.api = api
@@ -114,9 +134,22 @@ class _Waiter:
             await anyio.sleep(POLL_TICK if own else READ_INTERVAL)
 
     async def _read(self, statuses: dict[str, str | None]) -> None:
+        seen: list[Seen] = []
         for job_id in statuses:
             found = await self.store.job(job_id)
             statuses[job_id] = found[0].status if found else None
+            if found is not None and self.report is not None:
+                seen.append((found[0], found[1], await self._epoch(found[0])))
+        if self.report is not None:
+            self.report(seen)
+
+    async def _epoch(self, job: JobOverview) -> float | None:
+        """`train/epoch` of the job's newest row (for the live line's total steps)."""
+        if job.step is None:
+            return None
+        rows = await self.store.metrics(job.job_id, MetricFilter(global_step_from=job.step))
+        epochs = [r[EPOCH_KEY] for r in rows if isinstance(r.get(EPOCH_KEY), int | float)]
+        return float(epochs[-1]) if epochs else None
 
     async def _delegated(self) -> set[str]:
         """The jobs a running daemon watches (none when no daemon holds the lock)."""
@@ -142,6 +175,7 @@ class _Waiter:
         """Built on first use, so that a wait served by the daemon needs no API key."""
         if self.pollers is None:
             api = self.api or build_api(self.http, self.config)
-            quiet = dataclasses.replace(self.config, hooks=())
+            # Waiting is not subscribing: no hooks, and never a cancel.
+            quiet = dataclasses.replace(self.config, hooks=(), allow_cancel=False)
             self.pollers = (Poller(self.store, api, self.config), Poller(self.store, api, quiet))
         return self.pollers

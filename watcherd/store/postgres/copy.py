@@ -41,6 +41,7 @@ TABLES: Final = (
             "train_loss", "eval_loss", "best_train_loss", "best_eval_loss",
             "seconds_remaining", "last_poll_at", "last_error", "last_error_at",
             "not_found_count", "model", "model_output_name", "job_json", "metrics_pending",
+            "alert_state", "eta_at", "eta_source",
         ),
         "job_id",
         "(job_id)",
@@ -74,6 +75,24 @@ TABLES: Final = (
         identity=True,
     ),
     Table("state", ("key", "value"), "key", "(key)"),
+    Table(
+        "alerts",
+        (
+            "job_id", "rule", "episode", "action", "opened_at", "resolved_at", "details_json",
+            "resolution_json",
+        ),
+        "job_id, rule, episode",
+        "(job_id, rule, episode)",
+    ),
+    Table(
+        "cancels",
+        (
+            "job_id", "requested_by", "rule", "reason", "decided_at", "cancel_state", "attempts",
+            "called_at", "finished_at", "last_error",
+        ),
+        "job_id",
+        "(job_id)",
+    ),
 )  # fmt: skip
 
 

@@ -37,6 +37,7 @@ from watcherd.model import (
     loads_exact,
 )
 from watcherd.store.postgres import copy, leases, outbox, readers, schema, writer
+from watcherd.store.postgres.alertstore import AlertMethods
 from watcherd.store.postgres.sql import Conn
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import page_params
@@ -112,7 +113,7 @@ class _Channel:
         return result
 
 
-class PgStore:
+class PgStore(AlertMethods):
     """watcherd's history in PostgreSQL. Open with `PgStore.open(url, writer=...)`."""
 
     backend: Final = "postgresql"
@@ -226,7 +227,7 @@ class PgStore:
         params, losses = page_params(rec.job_id, rec.metrics, rec.records)
         fence = self._fence(rec.job_id)
         return await self._write(
-            _fenced, fence, rec.job_id, writer.record_poll, rec, params, losses
+            leases.fenced, fence, rec.job_id, writer.record_poll, rec, params, losses
         )
 
     async def record_failure(
@@ -235,7 +236,7 @@ class PgStore:
         """Note a failed poll; returns the count of 404s in a row."""
         fence = self._fence(job_id)
         op = functools.partial(writer.record_failure, not_found=not_found)
-        return await self._write(_fenced, fence, job_id, op, job_id, observed_at, error)
+        return await self._write(leases.fenced, fence, job_id, op, job_id, observed_at, error)
 
     async def mark_missing(
         self, job_id: str, observed_at: float, hooks: Sequence[HookLike]
@@ -243,7 +244,7 @@ class PgStore:
         """Transition the job to `missing` and queue the hooks that subscribe to it."""
         fence = self._fence(job_id)
         return await self._write(
-            _fenced, fence, job_id, writer.mark_missing, job_id, observed_at, hooks
+            leases.fenced, fence, job_id, writer.mark_missing, job_id, observed_at, hooks
         )
 
     def _fence(self, job_id: str) -> tuple[str, int | None] | None:
@@ -459,21 +460,6 @@ def _pauses(found: dict[str, str]) -> dict[str, float]:
         with contextlib.suppress(ValueError):
             pauses[host] = float(text)
     return pauses
-
-
-async def _fenced(
-    conn: Conn,
-    fence: tuple[str, int | None] | None,
-    job_id: str,
-    op: Callable[..., Awaitable[T]],
-    *args: Any,
-) -> T:
-    """`op` after locking the job row and, in a cluster, checking this daemon's lease."""
-    if fence is not None:
-        await conn.execute(writer.ENSURE_JOB, (job_id, time.time()))
-        await conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
-        await leases.fence_job(conn, job_id, *fence)
-    return await op(conn, *args)
 
 
 async def _delivery_context(

@@ -15,12 +15,17 @@ advisory locks: everything is rows.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from watcherd.errors import LeaseLostError
 from watcherd.model import INTERRUPTED, TERMINAL_STATUSES
 from watcherd.store.postgres.sql import Conn, fetch, one
+from watcherd.store.postgres.writer import ENSURE_JOB
+
+T = TypeVar("T")
 
 NOW: Final = "extract(epoch from clock_timestamp())::float8"
 _LIVE: Final = (
@@ -124,6 +129,26 @@ async def _take(conn: Conn, args: dict[str, object], wanted: int) -> dict[str, i
         args | {"ids": [r[0] for r in rows]},
     )
     return {str(name)[4:]: int(token) for name, token in taken}
+
+
+async def fenced(
+    conn: Conn,
+    fence: tuple[str, int | None] | None,
+    job_id: str,
+    op: Callable[..., Awaitable[T]],
+    *args: Any,
+) -> T:
+    """`op` after locking the job row and, in a cluster, checking this daemon's lease."""
+    if fence is not None:
+        await lock_job(conn, job_id)
+        await fence_job(conn, job_id, *fence)
+    return await op(conn, *args)
+
+
+async def lock_job(conn: Conn, job_id: str) -> None:
+    """Create the job row if missing and lock it to the commit (`claim` skips it then)."""
+    await conn.execute(ENSURE_JOB, (job_id, time.time()))
+    await conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
 
 
 async def fence_job(conn: Conn, job_id: str, holder: str, token: int | None) -> None:

@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
+from watcherd.alerts.events import subscribes
 from watcherd.errors import LeaseLostError, StoreError
 from watcherd.model import INTERRUPTED, Delivery
-from watcherd.store.outbox import COLUMNS, OUTCOMES, to_delivery
+from watcherd.store.outbox import COLUMNS, OUTCOMES, delivery_id, to_delivery
 from watcherd.store.postgres.sql import Conn, fetch, one
+from watcherd.store.records import HookLike
 
 _SELECT: Final = f"SELECT {COLUMNS} FROM deliveries"
+
+
+async def enqueue(
+    conn: Conn,
+    job_id: str,
+    status: str,
+    previous: str | None,
+    at: float,
+    hooks: Sequence[HookLike],
+    *,
+    name: str | None = None,
+) -> list[str]:
+    """A pending delivery for every hook on `status` (a status or an alert event; `name`
+    replaces it in the id, as on SQLite); the ids newly created, in hook order."""
+    taking = [h.name for h in hooks if subscribes(h.on, status)]
+    ids = list(dict.fromkeys(delivery_id(job_id, name or status, hook) for hook in taking))
+    if not ids:
+        return []
+    found = await fetch(
+        conn,
+        "INSERT INTO deliveries (id, job_id, hook, event, previous_status, occurred_at,"
+        " state, next_attempt_at, created_at, updated_at)"
+        " SELECT i, %s, h, %s, %s, %s, 'pending', %s, %s, %s"
+        " FROM unnest(%s::text[], %s::text[]) AS u(i, h)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id",
+        (job_id, status, previous, at, at, at, at, ids, list(dict.fromkeys(taking))),
+    )
+    created = {str(r[0]) for r in found}
+    return [i for i in ids if i in created]
 
 
 async def start_attempt(conn: Conn, ident: str, now: float, holder: str, lease: float) -> int:

@@ -13,16 +13,13 @@ from watcherd.model import (
     loads_exact,
     sample_indices,
 )
+from watcherd.store.alerting import CANCEL_STATE_SQL
+from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
-from watcherd.store.readers import _overview
+from watcherd.store.readers import _OVERVIEW, one_overview, overviews
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 
-_OVERVIEW: Final = (
-    "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
-    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
-    " metrics_pending FROM jobs"
-)
 _ORDER: Final = 'ORDER BY "timestamp", step, id'
 _CURSOR: Final = (
     'SELECT min(m.step) FROM metrics m WHERE m.job_id = jobs.job_id AND m."timestamp" >'
@@ -36,7 +33,8 @@ async def job_states(conn: Conn, only: frozenset[str] | None = None) -> dict[str
     rows = await fetch(
         conn,
         "SELECT job_id, status, max_step, not_found_count, last_poll_at, seconds_remaining,"
-        f" last_error, status_since, ({_CURSOR}), metrics_pending = 1 FROM jobs WHERE {where}"
+        f" last_error, status_since, ({_CURSOR}), metrics_pending = 1, alert_state,"
+        f" {CANCEL_STATE_SQL} FROM jobs WHERE {where}"
         " ORDER BY added_at, job_id",
         (SETTLE_NS, *params),
     )
@@ -60,8 +58,7 @@ async def overview(conn: Conn, *, include_unwatched: bool) -> list[JobOverview]:
     """One row per job (watched only unless asked), in the order they were added."""
     where = "" if include_unwatched else "WHERE watched = 1"
     rows = await fetch(conn, f"{_OVERVIEW} {where} ORDER BY added_at, job_id")
-    counts = await _hook_counts(conn, None)
-    return [_overview(r, counts.get(r[0], {})) for r in rows]
+    return await overviews(PgDb(conn), rows, await _hook_counts(conn, None))
 
 
 async def job(conn: Conn, job_id: str) -> tuple[JobOverview, Any] | None:
@@ -69,9 +66,9 @@ async def job(conn: Conn, job_id: str) -> tuple[JobOverview, Any] | None:
     found = await one(conn, f"{_OVERVIEW} WHERE job_id = %s", (job_id,))
     if found is None:
         return None
-    counts = await _hook_counts(conn, job_id)
+    overview = await one_overview(PgDb(conn), found, await _hook_counts(conn, job_id))
     raw = found[13]
-    return _overview(found, counts.get(job_id, {})), (None if raw is None else loads_exact(raw))
+    return overview, (None if raw is None else loads_exact(raw))
 
 
 async def transitions(conn: Conn, job_id: str) -> list[Transition]:

@@ -118,7 +118,40 @@ _METRICS_PENDING = Migration(
     ("ALTER TABLE jobs ADD COLUMN metrics_pending INTEGER NOT NULL DEFAULT 0",),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _LEASES, _METRICS_PENDING)
+#: Issue 16: the rules' memory and the ETA per job, alert episodes, cancels (as on SQLite).
+_ALERTS = Migration(
+    "alerts16: alert episodes, cancels, rule memory and ETA per job",
+    (
+        "ALTER TABLE jobs ADD COLUMN alert_state TEXT",
+        "ALTER TABLE jobs ADD COLUMN eta_at DOUBLE PRECISION",
+        "ALTER TABLE jobs ADD COLUMN eta_source TEXT",
+        """CREATE TABLE alerts (
+            job_id TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            episode INTEGER NOT NULL,
+            action TEXT NOT NULL DEFAULT 'alert',
+            opened_at DOUBLE PRECISION NOT NULL,
+            resolved_at DOUBLE PRECISION,
+            details_json TEXT NOT NULL,
+            resolution_json TEXT,
+            PRIMARY KEY (job_id, rule, episode))""",
+        "CREATE INDEX alerts_open ON alerts (job_id) WHERE resolved_at IS NULL",
+        """CREATE TABLE cancels (
+            job_id TEXT PRIMARY KEY,
+            requested_by TEXT NOT NULL,
+            rule TEXT,
+            reason TEXT NOT NULL,
+            decided_at DOUBLE PRECISION NOT NULL,
+            cancel_state TEXT NOT NULL
+                CHECK (cancel_state IN ('intent', 'requested', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            called_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            last_error TEXT)""",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _LEASES, _METRICS_PENDING, _ALERTS)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 #: A transaction-level advisory lock key (released at commit, so poolers are no trouble).

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from watcherd.model import MISSING, dumps_exact
-from watcherd.store import pages
-from watcherd.store.outbox import delivery_id
+from watcherd.store import alerting, pages
+from watcherd.store.postgres import outbox
+from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams
@@ -102,6 +103,10 @@ async def record_poll(
             conn, rec.job_id, stored.status, rec.status, rec.observed_at, rec.hooks
         )
         transition = (stored.status, rec.status)
+    if rec.evaluation is not None:
+        ids += await alerting.write_evaluation(
+            PgDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
+        )
     await _update_job(conn, rec.job_id, fields)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
     return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)
@@ -130,33 +135,7 @@ async def record_transition(
         " VALUES (%s, %s, %s, %s)",
         (job_id, previous, status, observed_at),
     )
-    return await enqueue(conn, job_id, status, previous, observed_at, hooks)
-
-
-async def enqueue(
-    conn: Conn,
-    job_id: str,
-    status: str,
-    previous: str | None,
-    at: float,
-    hooks: Sequence[HookLike],
-) -> list[str]:
-    """A pending delivery for every hook on `status`; the ids newly created, in hook order."""
-    ids = list(dict.fromkeys(delivery_id(job_id, status, h.name) for h in hooks if status in h.on))
-    names = [h.name for h in hooks if status in h.on]
-    if not ids:
-        return []
-    found = await fetch(
-        conn,
-        "INSERT INTO deliveries (id, job_id, hook, event, previous_status, occurred_at,"
-        " state, next_attempt_at, created_at, updated_at)"
-        " SELECT i, %s, h, %s, %s, %s, 'pending', %s, %s, %s"
-        " FROM unnest(%s::text[], %s::text[]) AS u(i, h)"
-        " ON CONFLICT (id) DO NOTHING RETURNING id",
-        (job_id, status, previous, at, at, at, at, ids, list(dict.fromkeys(names))),
-    )
-    created = {str(r[0]) for r in found}
-    return [i for i in ids if i in created]
+    return await outbox.enqueue(conn, job_id, status, previous, observed_at, hooks)
 
 
 async def record_failure(
