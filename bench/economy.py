@@ -106,11 +106,13 @@ async def _watcherd(sim: SimProcess, db: Path) -> dict[str, Any]:
 
 
 def _kinds(log: list[list[Any]]) -> dict[str, int]:
-    """Requests by endpoint: list, retrieve, metrics."""
+    """Requests by endpoint: list, retrieve, metrics, events."""
     paths = [str(r[2]).rstrip("/") for r in log]
     metrics = sum(p.endswith("/metrics") for p in paths)
+    events = sum(p.endswith("/events") for p in paths)
     listing = sum(p == "/v1/fine-tunes" for p in paths)
-    return {"list": listing, "metrics": metrics, "retrieve": len(paths) - metrics - listing}
+    retrieve = len(paths) - metrics - events - listing
+    return {"list": listing, "metrics": metrics, "events": events, "retrieve": retrieve}
 
 
 async def _started(store: Store, now: float) -> None:

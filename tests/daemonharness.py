@@ -126,6 +126,7 @@ def stored(db: Path) -> dict[str, Any]:
             return {
                 "metrics": {j.job_id: await store.all_metrics(j.job_id) for j in jobs},
                 "transitions": {j.job_id: await store.transitions(j.job_id) for j in jobs},
+                "events": {j.job_id: await store.events(j.job_id) for j in jobs},
                 "status": {j.job_id: j.status for j in jobs},
                 "deliveries": await store.deliveries(),
                 "integrity": await store.integrity_check(),

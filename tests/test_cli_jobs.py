@@ -21,7 +21,7 @@ HOOKS = (
 LIST_KEYS = {
     "job_id", "note", "watched", "status", "status_since", "step", "train_loss", "eval_loss",
     "seconds_remaining", "last_poll_at", "last_error", "model", "model_output_name", "hooks",
-    "alerts", "eta", "cancel",
+    "reason", "price", "token_count", "alerts", "eta", "cancel",
 }  # fmt: skip
 DELIVERY_KEYS = {
     "id", "job_id", "hook", "event", "previous_status", "state", "attempts", "occurred_at",
@@ -72,7 +72,7 @@ def test_show_json_and_text(rec: Recorded) -> None:
     page = _json(rec, "show", job_id)
     assert set(page) == {
         *("job", "metrics_complete", "fields", "transitions", "phases", "metrics", "deliveries"),
-        "alerts",
+        *("reason", "price", "events", "restart_of", "restarted_as", "alerts"),
     }
     assert page["metrics_complete"] is True
     assert [t["to"] for t in page["transitions"]] == ["completed"]

@@ -57,6 +57,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["metrics", JOB, "--json", "--resolution", "5"],
         ["hooks"],
         ["alerts"],
+        ["events", JOB],
+        ["cost"],
         ["health"],
     ],
 )

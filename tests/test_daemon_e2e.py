@@ -35,6 +35,7 @@ def _scenario(jobs: int, steps: int, seed: int) -> dict[str, object]:
     scenario = big_scenario(jobs, steps, seed=seed)
     for phase in ("pending", "queue", "compress", "upload"):
         scenario["jobs"][0][phase] = 3 * 200
+    scenario["jobs"][0] |= {"n_epochs": 4, "n_checkpoints": 5}  # events while training
     return scenario
 
 
@@ -51,6 +52,7 @@ def test_until_done_stores_the_exact_history(tmp_path: Path) -> None:
     for job_id in world.job_ids():
         seen = [t.to_status for t in data["transitions"][job_id]]
         assert seen == [status for _, status in world.transitions(job_id)], job_id
+        assert data["events"][job_id] == world.events(job_id), job_id
     assert data["integrity"] == "ok"
 
 
@@ -79,7 +81,7 @@ def _same_rows(a: dict[str, object], b: dict[str, object]) -> bool:
 
 @pytest.mark.timeout(240)
 def test_sigkill_loop_keeps_the_history_exact(tmp_path: Path) -> None:
-    """SIGKILL at random moments, restart until done: exact rows, one delivery per job."""
+    """SIGKILL at random moments, restart until done: exact rows and events, one delivery."""
     seed = random.randrange(1 << 30)
     print(f"kill loop seed {seed}")
     rng = random.Random(seed)
@@ -101,6 +103,8 @@ def test_sigkill_loop_keeps_the_history_exact(tmp_path: Path) -> None:
     assert kills > 0
     assert data["integrity"] == "ok"
     assert_exact(world, data["metrics"])
+    for job_id in world.job_ids():  # an events fetch cut by a kill stored nothing twice
+        assert data["events"][job_id] == world.events(job_id), job_id
     ids = sorted(d.id for d in data["deliveries"])
     assert ids == sorted(f"{j}:completed:sink" for j in world.job_ids())
     assert all(d.state == "delivered" for d in data["deliveries"])

@@ -12,6 +12,7 @@ import pytest
 from watcherd.cli.parser import build_parser
 from watcherd.config import (
     ApiConfig,
+    BudgetConfig,
     CommandHook,
     HookConfig,
     JobsConfig,
@@ -88,6 +89,7 @@ def test_the_example_config_loads() -> None:
         ("hooks", HookConfig),
         ("hooks", CommandHook),
         ("hooks", WebhookHook),
+        ("budget", BudgetConfig),
         ("alerts", NonfiniteRule),
         ("alerts", DivergingRule),
         ("alerts", StalledRule),

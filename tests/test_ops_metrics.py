@@ -76,8 +76,11 @@ def test_render_covers_the_snapshot() -> None:
         poll_errors=3,
         last_success_at=1699999999.25,
         api=ApiStats(12, 4, {"200": 9, "503": 2, "UnavailableError": 1}, _latency()),
+        spend={"day": 1.5, "month": 12.25, "all": 40.0},
     )
     series = parse(render(snap, started_at=1690000000.0))
+    assert series['watcherd_spend_dollars{period="day"}'] == 1.5
+    assert series['watcherd_spend_dollars{period="month"}'] == 12.25
     assert series['watcherd_jobs{status="running"}'] == 2
     assert series['watcherd_jobs{status="we\\"ird\\\\"}'] == 1
     assert series["watcherd_jobs_backing_off"] == 1
@@ -199,7 +202,7 @@ def scrape(port: int) -> Series:
 
 
 def test_scrapes_of_a_running_daemon_move(tmp_path: Path) -> None:
-    """While jobs run, polls, API 200s and job states move; a finished job's hook shows."""
+    """While jobs run, polls, API 200s and job states move; hooks and spend show."""
     port = free_port()
     world = World(big_scenario(2, 300, speed=100))
     with run_in_thread(world, api_key=API_KEY) as sim:
@@ -222,6 +225,12 @@ def test_scrapes_of_a_running_daemon_move(tmp_path: Path) -> None:
     assert count > first["watcherd_api_request_duration_seconds_count"]
     assert last['watcherd_api_request_duration_seconds_bucket{le="+Inf"}'] == count
     assert last["watcherd_jobs_backing_off"] == 0 and last["watcherd_api_auth_failing"] == 0
+    prices = sum(world.job(j).price for j in world.job_ids()) / 1e9
+    assert last['watcherd_spend_dollars{period="all"}'] == pytest.approx(prices)
+    assert {
+        'watcherd_spend_dollars{period="day"}',
+        'watcherd_spend_dollars{period="month"}',
+    } <= set(last)
 
 
 def _delivered(series: Series) -> float:

@@ -12,6 +12,7 @@ from tests.daemonharness import API_KEY, daemon_env, start_daemon, write_config
 from tests.simharness import NOW
 from watcherd.model import MetricFilter
 from watcherd.sim import ManualClock, World, run_in_thread
+from watcherd.spend import NANO
 
 
 def _watcherd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,8 +25,8 @@ def _watcherd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_daemon_records_into_postgresql_and_every_reader_sees_it(
     tmp_path: Path, pg_url: str
 ) -> None:
-    """`run --until-done` on store.url fills PostgreSQL; list, show, metrics, hooks, wait
-    and health read it."""
+    """`run --until-done` on store.url fills PostgreSQL; list, show, metrics, events, cost,
+    hooks, wait and health read it."""
     world = World(dict(FINISHED), clock=ManualClock(NOW))
     with run_in_thread(world, api_key=API_KEY) as sim:
         config = write_config(tmp_path, sim.base_url, world.job_ids())
@@ -45,7 +46,24 @@ def test_the_daemon_records_into_postgresql_and_every_reader_sees_it(
     for command in (["show", sft], ["hooks"], ["wait", sft, "--timeout", "20s"]):
         done = _watcherd(config, *command)
         assert done.returncode == 0, done.stderr
+    _events_cost_and_show(config, world, sft)
     checked = _watcherd(config, "check-config")
     assert "# store backend: postgresql" in checked.stdout
     health = _watcherd(config, "health")  # the daemon stopped cleanly: its heartbeat is gone
     assert health.returncode == 1 and "no daemon has a current heartbeat" in health.stdout
+
+
+def _events_cost_and_show(config: Path, world: World, job_id: str) -> None:
+    """`events`, `cost` and `show` read the shared store as they read a SQLite file."""
+    events = _watcherd(config, "events", job_id, "--json")
+    assert events.returncode == 0, events.stderr
+    assert json.loads(events.stdout) == world.events(job_id)
+    cost = _watcherd(config, "cost", "--by", "job", "--json")
+    assert cost.returncode == 0, cost.stderr
+    priced = {g["key"]: g["dollars"] for g in json.loads(cost.stdout)["groups"]}
+    assert priced == {j: world.job(j).price_at(NOW) / NANO for j in world.job_ids()}
+    shown = _watcherd(config, "show", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    page = json.loads(shown.stdout)
+    assert page["events"] == world.events(job_id)[-len(page["events"]) :] and page["events"]
+    assert page["price"] == world.job(job_id).price / NANO

@@ -296,3 +296,49 @@ async def test_concurrent_polls_share_a_commit_and_a_bad_page_fails_alone(store:
             f"{job_id}:completed:deploy",
             f"{job_id}:completed:team",
         ]
+
+
+def _log(*messages: str, status_word: str = "job_start") -> list[dict[str, Any]]:
+    """Events at one-second steps, the last of type `status_word`."""
+    kinds = ["job_pending"] * (len(messages) - 1) + [status_word]
+    return [
+        {"created_at": f"2026-05-19T13:00:0{i}Z", "type": k, "message": m, "level": "info"}
+        for i, (k, m) in enumerate(zip(kinds, messages, strict=True))
+    ]
+
+
+async def test_polled_events_are_stored_once_as_the_log_grows(store: StoreApi) -> None:
+    """Each poll hands in the whole log; only events not stored before are added."""
+    first = _log("created", "started")
+    grown = [*first, *_log("a", "b", "c", status_word="epoch_complete")[2:]]
+    one = await store.record_poll(PollRecord("ft-a", 10.0, None, "running", events=first))
+    again = await store.record_poll(PollRecord("ft-a", 11.0, None, "running", events=first))
+    two = await store.record_poll(PollRecord("ft-a", 12.0, None, "running", events=grown))
+    assert (one.new_events, again.new_events, two.new_events) == (2, 0, 1)
+    assert await store.events("ft-a") == grown
+
+
+async def test_terminal_job_gets_its_reason_and_price(store: StoreApi) -> None:
+    """Turning terminal with an error event sets the reason; price and tokens are kept."""
+    log = [
+        *_log("created", "started"),
+        *_log("x", "Out of GPU memory", status_word="JOB_ERROR")[1:],
+    ]
+    running = PollRecord(
+        "ft-a", 10.0, None, "running", events=log[:2], total_price=5, token_count=9
+    )
+    await store.record_poll(running)
+    (before,) = await store.overview()
+    assert (before.reason, before.total_price, before.token_count) == (None, 5, 9)
+    done = PollRecord("ft-a", 20.0, {"id": "ft-a"}, "error", events=log, total_price=7)
+    await store.record_poll(done)
+    (after,) = await store.overview()
+    assert (after.reason, after.total_price, after.token_count) == ("Out of GPU memory", 7, 9)
+
+
+async def test_restart_events_name_the_new_job_once(store: StoreApi) -> None:
+    """A new `job_restarted` event reports the job it names; seen again, it reports nothing."""
+    log = _log("created", "Job restarted as ft-b from step 5", status_word="job_restarted")
+    first = await store.record_poll(PollRecord("ft-a", 10.0, None, "error", events=log))
+    again = await store.record_poll(PollRecord("ft-a", 11.0, None, "error", events=log))
+    assert (first.restarts, again.restarts) == (("ft-b",), ())

@@ -17,10 +17,10 @@ from tests.test_views_data import (
     overview,
     transitions,
 )
-from watcherd.model import JobOverview
+from watcherd.model import JobOverview, phases
 from watcherd.views.hooks import deliveries_json, render_deliveries
 from watcherd.views.listing import eta, list_json, render_list
-from watcherd.views.show import phases, render_show, show_json
+from watcherd.views.show import render_show, show_json
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -116,7 +116,8 @@ def test_list_json_is_strict_json() -> None:
     assert set(data[0]) == {
         "job_id", "note", "watched", "status", "status_since", "step", "train_loss",
         "eval_loss", "seconds_remaining", "last_poll_at", "last_error", "model",
-        "model_output_name", "hooks", "alerts", "eta", "cancel",
+        "model_output_name", "hooks", "reason", "price", "token_count", "alerts", "eta",
+        "cancel",
     }  # fmt: skip
     assert data[3]["train_loss"] is None and data[3]["eval_loss"] is None
     assert data[2]["status"] is None and data[2]["last_poll_at"] is None

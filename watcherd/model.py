@@ -328,11 +328,70 @@ class JobOverview:
     model: str | None
     model_output_name: str | None
     hooks: dict[str, int]  # delivery count by state
+    reason: str | None = None  # why a terminal job ended (see watcherd.eventlog.reason)
+    total_price: int | None = None  # nano-dollars at the last poll (grows while running)
+    token_count: int | None = None
+    restart_of: str | None = None  # the job the service restarted as this one
+    restarted_as: str | None = None  # the job the service restarted this one as
     metrics_complete: bool = True  # False: finished, its last metrics fetch still failing
     alerts: tuple[str, ...] = ()  # rules with an open alert episode
     eta_at: float | None = None  # expected end (epoch seconds)
     eta_source: str | None = None  # service | first_epoch | step_rate
     cancel: CancelRecord | None = None
+
+
+#: Named phases of a job's life and the statuses whose time they add up.
+PHASES: Final = (
+    ("queue wait", ("pending", "queued")),
+    ("training", ("running",)),
+    ("upload", ("compressing", "uploading")),
+)
+
+
+def spans(transitions: Sequence[Transition], status: str | None, now: float) -> list[float | None]:
+    """Seconds spent in each transition's `to` status (the current one up to `now`)."""
+    ordered = sorted(transitions, key=lambda t: t.observed_at)
+    result: list[float | None] = []
+    for i, tr in enumerate(ordered):
+        if i + 1 < len(ordered):
+            result.append(ordered[i + 1].observed_at - tr.observed_at)
+        elif is_settled(tr.to_status):
+            result.append(None)
+        else:
+            result.append(max(0.0, now - tr.observed_at))
+    return result
+
+
+def phases(transitions: Sequence[Transition], status: str | None, now: float) -> dict[str, Any]:
+    """Seconds per named phase (`queue_wait`, `training`, `upload`) and the `total`.
+
+    The total runs from the first sighting to the end (or `now`); a phase never
+    seen is None.
+    """
+    ordered = sorted(transitions, key=lambda t: t.observed_at)
+    lasted = spans(ordered, status, now)
+    out: dict[str, float | None] = {}
+    for name, statuses in PHASES:
+        times = [s for t, s in zip(ordered, lasted, strict=True) if t.to_status in statuses]
+        out[name.replace(" ", "_")] = sum(s for s in times if s is not None) if times else None
+    if ordered:
+        end = ordered[-1].observed_at if is_settled(ordered[-1].to_status) else now
+        out["total"] = max(0.0, end - ordered[0].observed_at)
+    else:
+        out["total"] = None
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadFacts:
+    """What a hook payload tells about a job beyond its object, as the store knows it."""
+
+    reason: str | None = None
+    total_price: int | None = None  # nano-dollars
+    token_count: int | None = None
+    transitions: tuple[Transition, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()  # the event log as received, in API order
+    losses: tuple[float, ...] = ()  # train/loss at a sample of steps, in order (NaN kept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ def pg_config(folder: Path, url: str, base_url: str, world: World, hooks: str) -
 
 
 def read(url: str) -> dict[str, Any]:
-    """Rows, statuses and deliveries as stored in PostgreSQL."""
+    """Rows, statuses, event logs and deliveries as stored in PostgreSQL."""
 
     async def go() -> dict[str, Any]:
         async with open_store(url, writer=False) as store:
@@ -61,6 +61,7 @@ def read(url: str) -> dict[str, Any]:
             return {
                 "metrics": {j.job_id: await store.all_metrics(j.job_id) for j in jobs},
                 "status": {j.job_id: j.status for j in jobs},
+                "events": {j.job_id: await store.events(j.job_id) for j in jobs},
                 "deliveries": await store.deliveries(),
             }
 
@@ -76,8 +77,8 @@ def done(url: str, world: World) -> bool:
 
 @pytest.mark.timeout(sized(240, 3600))
 def test_two_daemons_one_killed_in_a_loop(tmp_path: Path, pg_url: str) -> None:
-    """Exact rows, one delivery per id (repeats within the kill bound), and every
-    Retry-After pause obeyed by both daemons once shared (SHARE_WINDOW)."""
+    """Exact rows and event logs, one delivery per id (repeats within the kill bound),
+    and every Retry-After pause obeyed by both daemons once shared (SHARE_WINDOW)."""
     seed = draw_seed("pg cluster")
     rng = random.Random(seed)
     world = World(scenario(seed))
@@ -126,6 +127,8 @@ def test_two_daemons_one_killed_in_a_loop(tmp_path: Path, pg_url: str) -> None:
     )
     assert codes == [0, 0], (tmp_path / "a.log").read_text()[-3000:]
     assert_exact(world, data["metrics"])
+    for job_id in world.job_ids():  # whichever daemon fetched a log, each event once
+        assert data["events"][job_id] == world.events(job_id), job_id
     assert sorted(d.id for d in data["deliveries"]) == expected
     assert all(d.state == "delivered" for d in data["deliveries"])
     assert sorted(runs) == expected

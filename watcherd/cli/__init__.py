@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hooks": ("job_cmds", "cmd_hooks"),
     "show": ("view_cmds", "cmd_show"),
     "metrics": ("view_cmds", "cmd_metrics"),
+    "events": ("view_cmds", "cmd_events"),
+    "cost": ("view_cmds", "cmd_cost"),
     "report": ("view_cmds", "cmd_report"),
     "alerts": ("view_cmds", "cmd_alerts"),
     "cancel": ("cancel_cmd", "cmd_cancel"),

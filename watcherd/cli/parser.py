@@ -253,6 +253,34 @@ def _add_view_commands(
     )
     alerts.add_argument("job_ids", nargs="*", metavar="JOB_ID")
     alerts.add_argument("--open", action="store_true", help="only the alerts still open")
+    _add_spend_commands(sub, common, listing)
+
+
+def _add_spend_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    listing: argparse.ArgumentParser,
+) -> None:
+    """`events`, `cost` and `report`: why jobs ended and what they cost."""
+    events = sub.add_parser(
+        "events",
+        parents=[common, listing],
+        help="a job's event log from the local database (why it ended, checkpoints)",
+    )
+    events.add_argument("job_id", metavar="JOB_ID")
+    cost = sub.add_parser(
+        "cost",
+        parents=[common, listing],
+        help="what the jobs cost, from stored prices (running jobs at their last price)",
+    )
+    cost.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only jobs created at or after DATE (2026-05-01, or a time; UTC if no offset)",
+    )
+    cost.add_argument(
+        "--by", choices=("day", "model", "job"), default="day", help="group by (default: day)"
+    )
     report = sub.add_parser(
         "report", parents=[common], help="a self-contained HTML page of the jobs"
     )

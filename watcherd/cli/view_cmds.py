@@ -19,6 +19,7 @@ from watcherd.store.opening import store_exists
 
 if TYPE_CHECKING:
     from watcherd.model import Alert
+    from watcherd.spend import SpendRow
     from watcherd.store.interface import StoreReader
     from watcherd.views.report import ReportJob
 
@@ -92,6 +93,61 @@ def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, A
     return read(config, rows)
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    """`watcherd events JOB_ID [--json]`: the job's event log from the database."""
+    from watcherd.views.events import events_json, render_events
+
+    config = load(args)
+    job_id = _job_id(args.job_id)
+    events = _events(config, job_id)
+    if args.json:
+        print(events_json(events))
+    else:
+        print(render_events(job_id, events, color=color_enabled(), width=terminal_width()))
+    return 0
+
+
+def _events(config: Config, job_id: str) -> list[dict[str, Any]]:
+    async def events(store: StoreReader) -> list[dict[str, Any]]:
+        await _known(store, job_id)
+        return await store.events(job_id)
+
+    return read(config, events)
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """`watcherd cost [--since DATE] [--by day|model|job] [--json]`."""
+    from watcherd.views.cost import cost_json, render_cost
+
+    config = load(args)
+    since = _since(args.since)
+    rows = _spend(config)
+    if since is not None:
+        rows = [r for r in rows if r.created_at >= since]
+    if args.json:
+        print(json.dumps(cost_json(rows, by=args.by, since=args.since), indent=2))
+    else:
+        print(render_cost(rows, by=args.by, color=color_enabled(), width=terminal_width()))
+    return 0
+
+
+def _since(text: str | None) -> float | None:
+    """Epoch seconds of `--since` (a date or date-time; no offset means UTC)."""
+    if text is None:
+        return None
+    try:
+        return parse_iso_ns(text) / 1e9
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from exc
+
+
+def _spend(config: Config) -> list[SpendRow]:
+    async def spend(store: StoreReader) -> list[SpendRow]:
+        return await store.spend()
+
+    return read(config, spend)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """`watcherd show JOB_ID [--json]`."""
     from watcherd.views.show import render_show, show_json
@@ -101,10 +157,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
     if args.json:
-        print(json.dumps(show_json(*parts, now=now, alerts=job.alerts), indent=2))
+        print(
+            json.dumps(show_json(*parts, now=now, events=job.events, alerts=job.alerts), indent=2)
+        )
     else:
         color = color_enabled()
-        text = render_show(*parts, now=now, color=color, width=terminal_width(), alerts=job.alerts)
+        width = terminal_width()
+        text = render_show(
+            *parts, now=now, color=color, width=width, events=job.events, alerts=job.alerts
+        )
         emit(text, color=color)
     return 0
 
@@ -126,6 +187,7 @@ async def _load_report_job(store: StoreReader, job_id: str) -> ReportJob:
         transitions=await store.transitions(job_id),
         metrics=await store.metrics(job_id, MetricFilter(resolution=1000)),
         deliveries=await store.deliveries(job_id),
+        events=await store.events(job_id),
         alerts=await store.alerts(job_id),
     )
 

@@ -19,6 +19,7 @@ from watcherd.config.load import (
 )
 from watcherd.config.schema import (
     ApiConfig,
+    BudgetConfig,
     CommandHook,
     Config,
     HookAction,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiConfig",
+    "BudgetConfig",
     "CommandHook",
     "Config",
     "HookAction",

@@ -23,6 +23,7 @@ from watcherd.config.schema import (
     TEMPLATE_FIELDS,
     TEMPLATE_MAX_WIDTH,
     ApiConfig,
+    BudgetConfig,
     CommandHook,
     Config,
     HookAction,
@@ -39,6 +40,7 @@ from watcherd.config.schema import (
 from watcherd.config.secrets import SecretRef, present, redact_url
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
+from watcherd.spend import BUDGET_EXCEEDED
 from watcherd.textfile import read_regular
 
 STORE_KEYS: Final = (
@@ -54,7 +56,7 @@ STORE_KEYS: Final = (
 LEASE_RANGE: Final = (2.0, 600.0)
 TOP_KEYS: Final = (
     *("api", "store", "jobs", "poll", "hooks", "log", "metrics_listen"),
-    *("alerts", "allow_cancel"),
+    *("alerts", "allow_cancel", "budget"),
 )
 API_KEYS: Final = ("base_url", "api_key_env", "api_key_file", "api_key_credential", "api_key")
 API_KEYS_ALL: Final = (
@@ -65,7 +67,13 @@ API_KEYS_ALL: Final = (
     "max_body_bytes",
     "max_retry_after",
 )
-POLL_KEYS: Final = ("interval", "min_interval", "metrics_interval", "max_backoff")
+POLL_KEYS: Final = (
+    "interval",
+    "min_interval",
+    "metrics_interval",
+    "events_interval",
+    "max_backoff",
+)
 HOOK_KEYS: Final = ("name", "on", "timeout", "max_attempts", "output_cap_bytes")
 HOOK_KEYS_ALL: Final = (*HOOK_KEYS, "command", "webhook", "notify", "env", "cwd")
 WEBHOOK_KEYS: Final = ("url", "secret_file", "secret_credential", "secret_env", "secret")
@@ -75,6 +83,7 @@ HOOK_EVENTS: Final = (
     *DEFAULT_HOOK_EVENTS,
     *sorted(KNOWN_STATUSES - {*DEFAULT_HOOK_EVENTS}),
     MISSING,
+    BUDGET_EXCEEDED,
     "alert.*",
     *(f"alert.{rule}" for rule in RULES),
 )
@@ -111,6 +120,7 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
         metrics_listen=_listen(root),
         alerts=alerts,
         allow_cancel=allow_cancel,
+        budget=_budget(root.section("budget", ("daily", "monthly"))),
         source=path,
     )
 
@@ -267,13 +277,25 @@ def _poll(sec: Section) -> PollConfig:
         interval=sec.duration("interval", d.interval),
         min_interval=sec.duration("min_interval", d.min_interval),
         metrics_interval=sec.duration("metrics_interval", d.metrics_interval),
+        events_interval=sec.duration("events_interval", d.events_interval),
         max_backoff=sec.duration("max_backoff", d.max_backoff),
     )
     if poll.interval < poll.min_interval:
         raise sec.where("interval").error("must not be shorter than poll.min_interval")
     if poll.metrics_interval < poll.min_interval:
         raise sec.where("metrics_interval").error("must not be shorter than poll.min_interval")
+    if poll.events_interval < poll.metrics_interval:
+        raise sec.where("events_interval").error("must not be shorter than poll.metrics_interval")
     return poll
+
+
+def _budget(sec: Section) -> BudgetConfig:
+    """The `budget:` section: dollars per day and month, each optional."""
+    limits = {
+        name: sec.number(name, 1.0) if sec.get(name) is not None else None
+        for name in ("daily", "monthly")
+    }
+    return BudgetConfig(**limits)
 
 
 def _log(sec: Section) -> LogConfig:

@@ -82,6 +82,7 @@ def _document(config: Config) -> dict[str, Any]:
             "interval": format_duration(config.poll.interval),
             "min_interval": format_duration(config.poll.min_interval),
             "metrics_interval": format_duration(config.poll.metrics_interval),
+            "events_interval": format_duration(config.poll.events_interval),
             "max_backoff": format_duration(config.poll.max_backoff),
         },
         "hooks": [_hook(hook) for hook in config.hooks],
@@ -91,6 +92,8 @@ def _document(config: Config) -> dict[str, Any]:
         doc["metrics_listen"] = str(config.metrics_listen)
     doc["allow_cancel"] = config.allow_cancel
     doc["alerts"] = _alerts(config.alerts)
+    if config.budget.limits():
+        doc["budget"] = config.budget.limits()
     return doc
 
 

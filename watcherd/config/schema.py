@@ -33,6 +33,20 @@ TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
     "step": int,
     "delivery_id": str,
     "type": str,
+    "reason": str,
+    "price": str,
+    "token_count": int,
+    "queue_time": str,
+    "training_time": str,
+    "upload_time": str,
+    "total_time": str,
+    "model_object_id": str,
+    "adapter_output_name": str,
+    "adapter_object_id": str,
+    "wandb_url": str,
+    "checkpoint_path": str,
+    "model_path": str,
+    "loss_sparkline": str,
     "rule": str,
     "message": str,
     "value": float,
@@ -103,6 +117,7 @@ class PollConfig:
     interval: float = 60.0  # status of live jobs
     min_interval: float = 10.0  # never sooner, whatever the ETA says
     metrics_interval: float = 300.0  # new metric rows of running jobs
+    events_interval: float = 3600.0  # the event log of a training job (not below metrics_)
     max_backoff: float = 600.0  # cap of a failing job's backoff
 
 
@@ -168,6 +183,23 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """`budget:`: spend limits in dollars per UTC day and month (None: no limit).
+
+    A period whose spend passes its limit fires `budget.exceeded` once (see
+    `watcherd.spend` for how spend is counted).
+    """
+
+    daily: float | None = None
+    monthly: float | None = None
+
+    def limits(self) -> dict[str, float]:
+        """The limits set, by period name (`daily`, `monthly`)."""
+        given = {"daily": self.daily, "monthly": self.monthly}
+        return {name: value for name, value in given.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     """`metrics_listen:`, parsed once: a loopback host and a port to serve Prometheus on."""
 
@@ -191,4 +223,5 @@ class Config:
     metrics_listen: Listen | None = None  # the Prometheus endpoint, off by default
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     allow_cancel: bool = False  # the second key that arms `action: cancel`
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     source: Path | None = None

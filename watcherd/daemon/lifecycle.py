@@ -19,6 +19,7 @@ the daemon with one `daemon.store_failed` line and StoreUnusableError (exit 74).
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +52,7 @@ from watcherd.model import SETTLED_DELIVERIES, DeliveryState
 from watcherd.store.interface import StoreApi
 from watcherd.store.opening import describe, open_configured
 from watcherd.systemd import Notifier
+from watcherd.watch.budget import CHECK_EVERY, BudgetWatch, spend_now
 from watcherd.watch.dispatcher import Dispatcher
 from watcherd.watch.poller import Poller
 from watcherd.watch.wiring import api_host, build_api, restore_pause, saved_gate
@@ -87,6 +89,7 @@ class Runtime:
     poller: Poller
     dispatcher: Dispatcher
     reporter: StatusReporter
+    budget: BudgetWatch
 
 
 @asynccontextmanager
@@ -103,7 +106,8 @@ async def open_runtime(
         dispatcher = Dispatcher(store, hooks_http, config, wall=wall)
         poller = Poller(store, api, config, on_deliveries=dispatcher.wake, wall=wall)
         reporter = StatusReporter(store, poller, notifier, wall=wall)
-        yield Runtime(store, api_http, poller, dispatcher, reporter)
+        budget = BudgetWatch(store, on_deliveries=dispatcher.wake, wall=wall)
+        yield Runtime(store, api_http, poller, dispatcher, reporter, budget)
 
 
 async def run_daemon(
@@ -163,6 +167,7 @@ class Daemon:
     async def _run_once(self) -> int:
         self.notifier.ready()
         await self.rt.poller.poll_once()
+        await self._check_budget()
         await self.rt.dispatcher.drain()
         await self.rt.reporter.publish()
         self._notify_stopping()
@@ -216,6 +221,7 @@ class Daemon:
         tg.start_soon(self._status_loop)
         tg.start_soon(self.rt.poller.run)
         tg.start_soon(self.rt.dispatcher.run)
+        tg.start_soon(self._budget_loop)
         if mode is Mode.UNTIL_DONE:
             tg.start_soon(self._until_done, tg)
 
@@ -390,15 +396,32 @@ class Daemon:
                 await anyio.sleep(reporter.every)
 
     async def metrics_text(self) -> str:
-        """The Prometheus text for a scrape, with fresh delivery counts.
+        """The Prometheus text for a scrape, with fresh delivery counts and spend.
 
-        While another process holds the database's lock, the last counts: a scrape
-        has a deadline, the lock may not.
+        While another process holds the database's lock, the last counts and no
+        spend: a scrape has a deadline, the lock may not.
         """
         reporter = self.rt.reporter
         locked = self.rt.store.lock_wait_since is not None
         snap = reporter.snapshot() if locked else await reporter.refresh()
+        if not locked:
+            spend = await spend_now(self.rt.store, snap.taken_at)
+            snap = dataclasses.replace(snap, spend=spend)
         return render(snap, started_at=self.started_at)
+
+    # -- the budget ---------------------------------------------------------
+
+    async def _budget_loop(self) -> None:
+        """Check the budget every minute (a period fires once: see `watch.budget`)."""
+        while True:
+            await self._check_budget()
+            await anyio.sleep(CHECK_EVERY)
+
+    async def _check_budget(self) -> None:
+        try:
+            await self.rt.budget.check(self.config)
+        except WatcherdError as exc:
+            log.error("budget.check_failed", error=str(exc))
 
 
 async def _set_when_cancelled(event: anyio.Event) -> None:

@@ -88,6 +88,12 @@ def render(snap: Snapshot, *, started_at: float) -> str:
     help_last = "When a poll last succeeded (epoch seconds; 0: never)."
     _gauge(out, "watcherd_last_successful_poll_timestamp_seconds", help_last, last)
     _gauge(out, "watcherd_start_time_seconds", "When the daemon started (epoch).", started_at)
+    if snap.spend:
+        spend = [({"period": p}, dollars) for p, dollars in snap.spend.items()]
+        help_spend = (
+            "Dollars the jobs cost: created this UTC day, month, or ever (running ones so far)."
+        )
+        _family(out, "watcherd_spend_dollars", "gauge", help_spend, spend)
     info = [({"version": __version__}, 1.0)]
     _family(out, "watcherd_build_info", "gauge", "The running version.", info)
     return "".join(out)

@@ -44,6 +44,7 @@ class Snapshot:
     api: ApiStats = field(default_factory=lambda: ApiStats(0, 0, {}))
     taken_at: float = field(default_factory=time.time)
     store_locked_since: float | None = None  # waiting for another process's write lock
+    spend: Mapping[str, float] = field(default_factory=dict)  # dollars by period (day, ...)
 
     @property
     def dead_hooks(self) -> int:

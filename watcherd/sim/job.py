@@ -25,23 +25,44 @@ class SimJob:
     user_id: str
     timeline: Timeline
     history: History
+    restarted_as: str | None = None  # the job the service restarted this one as
+    from_checkpoint: str | None = None  # `ft-OLD:STEP` for a job that continues another
 
     @classmethod
     def make(
-        cls, job_id: str, seed: int, spec: JobSpec, created: float, cancel_at: float | None = None
+        cls,
+        job_id: str,
+        seed: int,
+        spec: JobSpec,
+        created: float,
+        cancel_at: float | None = None,
+        *,
+        restarted_as: str | None = None,
+        from_checkpoint: str | None = None,
     ) -> SimJob:
         """Plan a job created at `created` (sim epoch seconds)."""
         timeline = build_timeline(spec, created, cancel_at)
         plan = row_plan(spec, seed, timeline.run_start)
         cutoff = None if timeline.cutoff is None else math.floor(timeline.cutoff * 1e9)
         history = History.build(plan, timeline.last_step, cutoff)
-        return cls(job_id, seed, spec, "sim-user", timeline, history)
+        user = "sim-user"
+        return cls(job_id, seed, spec, user, timeline, history, restarted_as, from_checkpoint)
+
+    @property
+    def step_price(self) -> int:
+        """Nano-dollars one training step costs."""
+        factor = (1 if self.spec.lora else 3) * (2 if self.spec.method == "dpo" else 1)
+        return _STEP_PRICE * factor
 
     @property
     def price(self) -> int:
-        """total_price in nano-dollars."""
-        factor = (1 if self.spec.lora else 3) * (2 if self.spec.method == "dpo" else 1)
-        return self.spec.steps * _STEP_PRICE * factor
+        """total_price in nano-dollars once every planned step is trained."""
+        return self.spec.steps * self.step_price
+
+    def price_at(self, now: float) -> int:
+        """total_price at `now`: it grows with every step trained, and stays after."""
+        trained = self.last_visible_step(math.floor(now * 1e9))
+        return trained * self.step_price
 
     def last_visible_step(self, now_ns: int) -> int:
         """The highest step among rows visible at `now_ns` (0 if none)."""

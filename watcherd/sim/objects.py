@@ -5,40 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from watcherd.model import format_ns
+from watcherd.sim.events import events, intermediate_steps, iso, wandb_url
 from watcherd.sim.job import SimJob
 
 _HIDDEN_IN_LIST: Final = frozenset({"events", "job_id", "eval_steps", "total_steps"})
-#: Events logged when a job enters a status: (type, message, level).
-_ON_ENTER: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
-    "pending": (("job_pending", "Fine tune request created", "info"),),
-    "running": (
-        ("job_start", "Job started", "info"),
-        ("model_downloading", "Downloading the base model", "info"),
-        ("model_download_complete", "Base model downloaded", "info"),
-        ("training_data_downloading", "Downloading the training data", "info"),
-        ("training_data_download_complete", "Training data downloaded", "info"),
-        ("training_start", "Training started", "info"),
-    ),
-    "compressing": (
-        ("training_complete", "Training completed", "info"),
-        ("model_compressing", "Compressing the model weights", "info"),
-    ),
-    "uploading": (("model_uploading", "Uploading the model", "info"),),
-    "completed": (
-        ("model_upload_complete", "Model uploaded", "info"),
-        ("job_complete", "Fine-tuning job completed", "info"),
-    ),
-    "error": (("job_error", "Training failed: the worker exited with an error", "error"),),
-    "user_error": (("job_error", "Invalid training file: missing field 'messages'", "error"),),
-    "cancel_requested": (("cancel_requested", "Cancel requested by the user", "info"),),
-    "cancelled": (("job_stopped", "Job cancelled", "info"),),
-}
-
-
-def iso(seconds: float) -> str:
-    """ISO-8601 UTC text for sim epoch seconds."""
-    return format_ns(round(seconds * 1e6) * 1000)
 
 
 def _progress(job: SimJob, now: float) -> dict[str, Any]:
@@ -109,10 +79,10 @@ def _config(job: SimJob) -> dict[str, Any]:
         "weight_decay": 0.0,
         "training_method": _method(job),
         "training_type": _training_type(job),
-        "total_price": job.price,
         "token_count": spec.steps * spec.batch_size * 2048,
         "param_count": 8_030_261_248,
-        "wandb_url": None,
+        "wandb_url": wandb_url(job) if spec.wandb else None,
+        "from_checkpoint": job.from_checkpoint,
     }
 
 
@@ -131,6 +101,7 @@ def job_object(job: SimJob, now: float, *, truncated: bool = False) -> dict[str,
         "updated_at": iso(tl.changed_at(now)),
         "started_at": iso(tl.run_start) if started and tl.run_start is not None else None,
         **_config(job),
+        "total_price": job.price_at(now),
         "progress": _progress(job, now),
         "steps_completed": step,
         "epochs_completed": int(step * job.spec.n_epochs // job.spec.steps),
@@ -145,57 +116,15 @@ def job_object(job: SimJob, now: float, *, truncated: bool = False) -> dict[str,
     return obj
 
 
-def _step_events(job: SimJob) -> list[tuple[float, dict[str, Any]]]:
-    """Epoch and checkpoint events at the steps the job reaches."""
-    spec = job.spec
-    out: list[tuple[int, dict[str, Any]]] = []
-    for k in range(1, spec.n_epochs + 1):
-        step = round(k * spec.steps / spec.n_epochs)
-        extra: dict[str, Any] = {"step": step, "total_steps": spec.steps}
-        out.append((step, _event("epoch_complete", f"Epoch {k} completed", "info", extra)))
-    for step in intermediate_steps(job):
-        path = f"s3://together-sim/{job.id}/checkpoint-{step}"
-        extra = {"step": step, "checkpoint_path": path}
-        out.append(
-            (step, _event("checkpoint_save", f"Checkpoint saved at step {step}", "info", extra))
-        )
-    last = job.timeline.last_step
-    timed = [(job.step_time(s), e) for s, e in out if s <= last]
-    cutoff = job.timeline.cutoff
-    return [(t, e) for t, e in timed if t is not None and (cutoff is None or t <= cutoff)]
-
-
-def _event(
-    kind: str, message: str, level: str, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    return {"object": "fine-tune-event", "type": kind, "message": message, "level": level} | (
-        extra or {}
-    )
-
-
-def events(job: SimJob, now: float) -> list[dict[str, Any]]:
-    """Every event logged by `now`, oldest first."""
-    timed = list(_step_events(job))
-    for at, status in job.timeline.transitions():
-        timed += [(at, _event(*spec)) for spec in _ON_ENTER.get(status, ())]
-    timed.sort(key=lambda pair: pair[0])
-    return [{"created_at": iso(at), **event} for at, event in timed if at <= now]
-
-
-def intermediate_steps(job: SimJob) -> list[int]:
-    """Steps at which intermediate checkpoints are saved."""
-    n, steps = job.spec.n_checkpoints, job.spec.steps
-    return [round(k * steps / n) for k in range(1, n)] if n > 1 else []
-
-
 def checkpoints(job: SimJob, now: float) -> list[dict[str, Any]]:
     """Checkpoints saved by `now`, newest first."""
     kind = "adapter" if job.spec.lora else "model"
+    cutoff, last = job.timeline.cutoff, job.timeline.last_step
+    timed = [(job.step_time(step), step) for step in intermediate_steps(job) if step <= last]
     found = [
         (at, _checkpoint(job, "Intermediate", step, at, kind))
-        for at, event in _step_events(job)
-        if event["type"] == "checkpoint_save" and at <= now
-        for step in [int(event["step"])]
+        for at, step in timed
+        if at is not None and at <= now and (cutoff is None or at <= cutoff)
     ]
     final = job.timeline.final
     if final is not None and final[1] == "completed" and final[0] <= now:

@@ -20,6 +20,8 @@ A scenario is a mapping (or a YAML file holding one)::
         upload: 20             # seconds in `uploading`
         final: completed       # completed | error | user_error | cancelled
         error_at_step: 50      # final: error -> the last step it logs
+        billing_limit: true    # final: error -> stopped by the account's spending limit
+        restart_at_step: 60    # fails at this step; the service restarts it as a new job
         cancel_at: 300         # final: cancelled -> seconds after `created`
         cancel_delay: 5        # cancel_requested -> cancelled
         stay: queued           # never leaves `queued` (overrides final)
@@ -31,6 +33,7 @@ A scenario is a mapping (or a YAML file holding one)::
         stall_for: 30m         # ... for this long, then training resumes
         estimate: true         # false: progress.estimate_available is false
         suffix: demo
+        wandb: true            # logs to Weights & Biases (wandb_url, a wandb_init event)
         batch_size: 8
         learning_rate: 1.0e-5
         lr_scheduler: cosine   # cosine | linear
@@ -79,6 +82,8 @@ class JobSpec:
     upload: float = 20.0
     final: str = "completed"
     error_at_step: int | None = None
+    billing_limit: bool = False
+    restart_at_step: int | None = None
     cancel_at: float | None = None
     cancel_delay: float = 5.0
     stay: str | None = None
@@ -90,6 +95,7 @@ class JobSpec:
     stall_for: float = 0.0
     estimate: bool = True
     suffix: str | None = None
+    wandb: bool = False
     batch_size: int = 8
     learning_rate: float = 1e-5
     lr_scheduler: str = "cosine"
@@ -109,6 +115,9 @@ class JobSpec:
             "lr_scheduler": self.lr_scheduler in ("cosine", "linear"),
             "count": self.count >= 1,
             "cancel_at": self.final != "cancelled" or self.cancel_at is not None,
+            "billing_limit": not self.billing_limit or self.final == "error",
+            "restart_at_step": self.restart_at_step is None
+            or (self.final == "completed" and 1 <= self.restart_at_step < self.steps),
             "stall_for": self.stall_for >= 0,
             "drift": self.drift >= 0,
         }
@@ -117,8 +126,15 @@ class JobSpec:
                 raise ScenarioError(f"{key}: invalid value {getattr(self, key)!r}")
 
     @property
+    def fails(self) -> bool:
+        """True if training ends in `error` (a restart ends its first job so too)."""
+        return self.final == "error" or self.restart_at_step is not None
+
+    @property
     def last_step(self) -> int:
         """The last step the job logs if nothing cancels it."""
+        if self.restart_at_step is not None:
+            return self.restart_at_step
         if self.final == "error":
             return min(self.steps, self.error_at_step or max(1, self.steps // 2))
         return self.steps

@@ -82,7 +82,7 @@ def _natural(spec: JobSpec, created: float) -> Timeline:
     if spec.stall_at is not None and spec.stall_at < last:
         t += spec.stall_for
     phases.append((run_start, "running"))
-    if spec.final == "error":
+    if spec.fails:
         phases.append((t, "error"))
         return Timeline(tuple(phases), run_start, last)
     if spec.compress > 0:

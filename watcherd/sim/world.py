@@ -10,6 +10,7 @@ Thread-safe: the server runs in one thread while a test reads the truth in anoth
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import threading
@@ -19,11 +20,28 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.model import MetricFilter, MetricRow
+from watcherd.sim import events as event_log
 from watcherd.sim import objects
 from watcherd.sim.clock import Clock, SpeedClock
 from watcherd.sim.create import spec_from_request
 from watcherd.sim.job import SimJob
 from watcherd.sim.scenario import DEFAULT_SCENARIO, JobSpec, Scenario, load_scenario
+
+
+def continuation(spec: JobSpec) -> JobSpec:
+    """The job a restart starts: the steps left, from the checkpoint, soon queued."""
+    left = spec.steps - (spec.restart_at_step or 0)
+    return dataclasses.replace(
+        spec,
+        restart_at_step=None,
+        steps=left,
+        n_epochs=1,
+        n_checkpoints=1,
+        eval_steps=min(spec.eval_steps, left),
+        pending=2.0,
+        queue=10.0,
+        count=1,
+    )
 
 
 class UnknownJobError(KeyError):
@@ -70,13 +88,32 @@ class World:
         return self.clock() if now is None else now
 
     def add(self, spec: JobSpec, created: float | None = None) -> str:
-        """Add a job (ID and seed drawn from the world's RNG) and return its ID."""
+        """Add a job (ID and seed drawn from the world's RNG) and return its ID.
+
+        A job with `restart_at_step` fails there and is restarted as a second job,
+        added too (created when the first one fails), which trains the other steps.
+        """
         with self._lock:
-            job_id = "ft-" + str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            seed = self._rng.getrandbits(63)
+            job_id, seed = self._draw()
             start = self._when(None) if created is None else created
-            self._jobs[job_id] = SimJob.make(job_id, seed, spec, start)
+            if spec.restart_at_step is None:
+                self._jobs[job_id] = SimJob.make(job_id, seed, spec, start)
+                return job_id
+            new_id, new_seed = self._draw()
+            job = SimJob.make(job_id, seed, spec, start, restarted_as=new_id)
+            self._jobs[job_id] = job
+            failed_at = job.timeline.phases[-1][0]
+            rest = continuation(spec)
+            checkpoint = f"{job_id}:{spec.restart_at_step}"
+            self._jobs[new_id] = SimJob.make(
+                new_id, new_seed, rest, failed_at + 1.0, from_checkpoint=checkpoint
+            )
             return job_id
+
+    def _draw(self) -> tuple[str, int]:
+        """A new job ID and seed from the world's RNG."""
+        job_id = "ft-" + str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        return job_id, self._rng.getrandbits(63)
 
     def job(self, job_id: str) -> SimJob:
         """The job with this ID; UnknownJobError if there is none."""
@@ -139,7 +176,7 @@ class World:
 
     def events(self, job_id: str, now: float | None = None) -> list[dict[str, Any]]:
         """GET /v1/fine-tunes/{id}/events at `now`."""
-        return objects.events(self.job(job_id), self._when(now))
+        return event_log.events(self.job(job_id), self._when(now))
 
     def checkpoints(self, job_id: str, now: float | None = None) -> list[dict[str, Any]]:
         """GET /v1/fine-tunes/{id}/checkpoints at `now`."""
@@ -152,7 +189,15 @@ class World:
             job = self.job(job_id)
             if not job.timeline.cancellable(at):
                 raise CancelRefusedError(f"job {job_id} is {job.timeline.status_at(at)}")
-            new = SimJob.make(job.id, job.seed, job.spec, job.timeline.created, cancel_at=at)
+            new = SimJob.make(
+                job.id,
+                job.seed,
+                job.spec,
+                job.timeline.created,
+                cancel_at=at,
+                restarted_as=job.restarted_as,
+                from_checkpoint=job.from_checkpoint,
+            )
             self._jobs[job_id] = new
         return objects.job_object(new, at, truncated=True)
 

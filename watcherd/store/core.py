@@ -31,9 +31,11 @@ from watcherd.model import (
     MetricRecord,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
     loads_exact,
 )
+from watcherd.spend import Period, SpendRow
 from watcherd.store import alerting, calls, connection, outbox, readers, writer
 from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
@@ -377,6 +379,20 @@ class Store:
     ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
         """A delivery, its job's last job object and metrics summary: the payload's parts."""
         return await self._read(_delivery_context, delivery_id)
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`)."""
+        return await self._read(readers.spend)
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` deliveries for the periods over their limit (once each)."""
+        return await self._write(writer.fire_budget, limits, hooks, now)
+
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """What a hook payload tells about a job beyond its object (one snapshot)."""
+        return await self._read(readers.payload_facts, job_id)
 
     async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         """Every delivery, or one job's, in creation order."""

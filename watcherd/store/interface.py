@@ -19,15 +19,18 @@ from watcherd.model import (
     MetricRecord,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
 )
+from watcherd.spend import Period, SpendRow
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 
 
 class StoreReader(Protocol):
-    """What the read commands (`list`, `show`, `metrics`, `hooks`, `alerts`, `report`, `health`)
-    ask of a store: either backend's store, or SQLite's `Snapshot` (the same queries
-    driven without an event loop, see `watcherd.store.snapshot`)."""
+    """What the read commands (`list`, `show`, `metrics`, `hooks`, `alerts`, `events`,
+    `cost`, `report`, `health`) ask of a store: either backend's store, or SQLite's
+    `Snapshot` (the same queries driven without an event loop, see
+    `watcherd.store.snapshot`)."""
 
     async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
         """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
@@ -67,6 +70,14 @@ class StoreReader(Protocol):
 
     async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
         """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
+        ...
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's stored API events, in the order first seen."""
+        ...
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`), in the order added."""
         ...
 
 
@@ -116,10 +127,6 @@ class StoreApi(StoreReader, Protocol):
 
     async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
         """Store API events not seen before; return how many."""
-        ...
-
-    async def events(self, job_id: str) -> list[dict[str, Any]]:
-        """A job's stored API events, in the order first seen."""
         ...
 
     async def set_state(self, key: str, value: str | None) -> None:
@@ -172,6 +179,17 @@ class StoreApi(StoreReader, Protocol):
         self, delivery_id: str
     ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
         """A delivery, its job's last job object and metrics summary."""
+        ...
+
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """Reason, price, tokens, transitions, events and a loss sample of a job."""
+        ...
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` for the periods over their limit, once per period; the
+        delivery ids new now."""
         ...
 
     async def delivery_counts(self) -> dict[str, int]:

@@ -15,11 +15,13 @@ from watcherd.model import (
     JobOverview,
     MetricFilter,
     MetricsSummary,
+    PayloadFacts,
     Transition,
     loads_exact,
     sample_indices,
 )
-from watcherd.store import alerting
+from watcherd.spend import SpendRow
+from watcherd.store import alerting, facts
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
     " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
-    " metrics_pending, eta_at, eta_source FROM jobs"
+    " metrics_pending, eta_at, eta_source, reason, total_price, token_count, restart_of,"
+    " (SELECT min(r.job_id) FROM jobs AS r WHERE r.restart_of = jobs.job_id) FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
 
@@ -92,6 +95,11 @@ def _overview(
         eta_at=row[15],
         eta_source=row[16],
         cancel=cancel,
+        reason=row[17],
+        total_price=row[18],
+        token_count=row[19],
+        restart_of=row[20],
+        restarted_as=row[21],
     )
 
 
@@ -218,3 +226,25 @@ async def delivery_counts(conn: aiosqlite.Connection) -> dict[str, int]:
     """How many hook deliveries are in each state (states with none are left out)."""
     rows = await _all(conn, "SELECT state, COUNT(*) FROM deliveries GROUP BY state")
     return {str(state): int(count) for state, count in rows}
+
+
+async def payload_facts(conn: aiosqlite.Connection, job_id: str) -> PayloadFacts:
+    """Reason, price, tokens, transitions, events and a sample of the train loss of a job."""
+    rows = await _all(
+        conn, "SELECT reason, total_price, token_count FROM jobs WHERE job_id = ?", (job_id,)
+    )
+    reason, price, tokens = rows[0] if rows else (None, None, None)
+    texts = await metrics_json(conn, job_id, MetricFilter(resolution=facts.LOSS_POINTS))
+    return PayloadFacts(
+        reason=reason,
+        total_price=price,
+        token_count=tokens,
+        transitions=tuple(await transitions(conn, job_id)),
+        events=tuple(await events(conn, job_id)),
+        losses=facts.train_losses(texts),
+    )
+
+
+async def spend(conn: aiosqlite.Connection) -> list[SpendRow]:
+    """Every priced job's spend (see `watcherd.spend`), in the order they were added."""
+    return facts.spend_rows(await _all(conn, facts.SPEND_SQL))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,6 +60,8 @@ class PollRecord:
     when the job says an estimate is available; otherwise there is no estimate.
     Rows come as `metrics` (decoded rows, stored as `dumps_exact` text) or as `records`
     (the API client's, each with its exact text), or both (`metrics` first).
+    `events` is the job's whole event log as just fetched (None: not fetched this
+    time); `total_price` (nano-dollars) and `token_count` as the job object said.
     `metrics_error` says the metrics fetch failed (so there are no rows): the status is
     recorded all the same, and a finished job is marked as still owing its metrics.
     """
@@ -72,6 +74,9 @@ class PollRecord:
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
     records: Sequence[MetricRecord] = ()
+    events: Sequence[Mapping[str, Any]] | None = None
+    total_price: int | None = None
+    token_count: int | None = None
     metrics_error: str | None = None
     #: The alert rules' verdict on this page, written in its transaction (None: no rules).
     evaluation: Evaluation | None = None
@@ -79,8 +84,14 @@ class PollRecord:
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    """What a recorded poll changed: the transition, new metric rows, new deliveries."""
+    """What a recorded poll changed: the transition, new metric rows, new deliveries.
+
+    `new_events` counts the events stored for the first time; `restarts` names the
+    jobs that new `job_restarted` events say continue this one.
+    """
 
     transition: tuple[str | None, str] | None = None
     new_rows: int = 0
     deliveries: list[str] = field(default_factory=list)
+    new_events: int = 0
+    restarts: tuple[str, ...] = ()

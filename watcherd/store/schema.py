@@ -163,11 +163,37 @@ _ALERTS = Migration(
     ),
 )
 
+# Why a job ended (see `watcherd.eventlog.reason`), and its price (nano-dollars, as the
+# service reports it: it grows while the job runs) and token count at the last poll;
+# `job_created_at` (epoch seconds of the job object's `created_at`) dates its spend.
+_REASON_AND_PRICE = Migration(
+    "job_reason_and_price",
+    (
+        "ALTER TABLE jobs ADD COLUMN reason TEXT",
+        "ALTER TABLE jobs ADD COLUMN total_price INTEGER",
+        "ALTER TABLE jobs ADD COLUMN token_count INTEGER",
+        "ALTER TABLE jobs ADD COLUMN price_seen_at REAL",
+        "ALTER TABLE jobs ADD COLUMN job_created_at REAL",
+    ),
+)
+
+# A job the service restarted as a new one (a `job_restarted` event naming it):
+# the new job's `restart_of` names the old one, and it is watched while that is.
+_RESTARTS = Migration(
+    "job_restarts",
+    (
+        "ALTER TABLE jobs ADD COLUMN restart_of TEXT",
+        "CREATE INDEX jobs_restart_of ON jobs (restart_of) WHERE restart_of IS NOT NULL",
+    ),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _INITIAL,
     _STORED_CURSOR,
     _METRICS_PENDING,
     _ALERTS,
+    _REASON_AND_PRICE,
+    _RESTARTS,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

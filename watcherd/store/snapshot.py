@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from watcherd.config.schema import StoreConfig
+    from watcherd.spend import SpendRow
     from watcherd.store.interface import StoreReader
 
 T = TypeVar("T")
@@ -135,6 +136,14 @@ class Snapshot:
     async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
         """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
         return await alerting.alerts(alerting.SqliteDb(self._async), job_id, open_only=open_only)
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's stored API events, in the order first seen."""
+        return await readers.events(self._async, job_id)
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`), in the order added."""
+        return await readers.spend(self._async)
 
     async def last_successful_poll(self) -> float | None:
         """When a poll was last recorded successfully."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from watcherd.model import MISSING, dumps_exact, is_terminal
-from watcherd.store import alerting, cursor, outbox, pages
+from watcherd.eventlog import reason
+from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
+from watcherd.spend import BUDGET_EXCEEDED, Period
+from watcherd.store import alerting, cursor, facts, outbox, pages, readers
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
@@ -39,6 +40,14 @@ async def ensure_jobs(conn: aiosqlite.Connection, job_ids: Sequence[str], now: f
     await conn.executemany(_ENSURE_JOB, [(job_id, now) for job_id in job_ids])
 
 
+#: Jobs that continue a watched job (restarts of restarts too) stay watched.
+WATCH_RESTARTS: Final = (
+    "WITH RECURSIVE chain(job_id) AS (SELECT job_id FROM jobs WHERE watched = 1"
+    " UNION SELECT j.job_id FROM jobs AS j JOIN chain AS c ON j.restart_of = c.job_id)"
+    " UPDATE jobs SET watched = 1 WHERE watched = 0 AND job_id IN (SELECT job_id FROM chain)"
+)
+
+
 async def sync_watched(
     conn: aiosqlite.Connection, entries: Sequence[tuple[str, str | None]], now: float
 ) -> None:
@@ -49,6 +58,7 @@ async def sync_watched(
         " ON CONFLICT(job_id) DO UPDATE SET note = excluded.note, watched = 1",
         [(job_id, note, now) for job_id, note in entries],
     )
+    await conn.execute(WATCH_RESTARTS)
 
 
 #: One page to record: the poll, its rows' insert parameters and their decoded losses.
@@ -61,14 +71,14 @@ async def record_poll(
     params: Sequence[MetricParams],
     losses: Sequence[Any] | None = None,
 ) -> PollResult:
-    """Rows, job fields, transition and outbox for one fetched page.
+    """Rows, job fields, transition, events and outbox for one fetched page.
 
     `losses` holds each row's decoded `{kind}/loss`; by default they are taken from
     `rec.metrics`, which `params` then describe.
 
-    Four trips to the database thread when the status holds: read what is stored,
-    insert the new rows (ranked), update the job (and its stored cursor, when rows
-    came), note the poll time.
+    Four trips to the database thread when the status holds and no events came: read
+    what is stored, insert the new rows (ranked), update the job (and its stored
+    cursor, when rows came), note the poll time.
     """
     if losses is None:
         losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rec.metrics, strict=True)]
@@ -110,7 +120,8 @@ async def _plan_all(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[P
 
 
 async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> list[PollResult]:
-    """Renumbering, transitions and outbox rows, then every job row (grouped updates)."""
+    """Renumbering, transitions, alerts, events and outbox rows, then every job row
+    (grouped updates), then the restarts the new events announce."""
     updates: dict[str, list[tuple[Any, ...]]] = {}
     results = []
     for rec, stored, plan in planned:
@@ -123,13 +134,13 @@ async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> l
             ids += await alerting.write_evaluation(
                 alerting.SqliteDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
             )
-        rows = bool(plan.inserts)
-        if stored.exists:
-            sql, args = _update_job(rec.job_id, fields, rows=rows)
-            updates.setdefault(sql, []).append(args)
-        else:
-            await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=False, rows=rows)
-        results.append(PollResult(transition, len(plan.inserts), ids))
+        new = await _poll_events(conn, rec, stored, transition, fields)  # the job row exists now
+        sql, args = _update_job(rec.job_id, fields, rows=bool(plan.inserts))
+        updates.setdefault(sql, []).append(args)
+        restarts = facts.restart_targets(new, rec.job_id)
+        for target in restarts:
+            await follow_restart(conn, rec.job_id, target, rec.observed_at)
+        results.append(PollResult(transition, len(plan.inserts), ids, len(new), restarts))
     for sql, args_list in updates.items():
         await conn.executemany(sql, args_list)
     return results
@@ -172,6 +183,48 @@ async def _insert_rows(
     return stored, plan
 
 
+async def _poll_events(
+    conn: aiosqlite.Connection,
+    rec: PollRecord,
+    stored: pages.Stored,
+    transition: object,
+    fields: dict[str, Any],
+) -> list[Mapping[str, Any]]:
+    """A poll's new events stored (the job row made first), and its job's `reason` added
+    to `fields` when it may change."""
+    if not stored.exists:
+        await conn.execute(_ENSURE_JOB, (rec.job_id, rec.observed_at))
+    new = await insert_events(conn, rec.job_id, rec.events or (), rec.observed_at)
+    status = rec.status or stored.status
+    if facts.wants_reason(status, new, transition, rec.job):
+        fields["reason"] = await _reason(conn, rec, status)
+    return new
+
+
+async def follow_restart(conn: aiosqlite.Connection, old: str, new: str, now: float) -> None:
+    """Record that `new` continues `old`: watched as `old` is, with a note pointing back."""
+    await conn.execute(
+        "INSERT INTO jobs (job_id, note, watched, added_at, restart_of)"
+        " SELECT ?, ?, watched, ?, job_id FROM jobs WHERE job_id = ?"
+        " ON CONFLICT(job_id) DO UPDATE SET"
+        " restart_of = COALESCE(jobs.restart_of, excluded.restart_of),"
+        " watched = MAX(jobs.watched, excluded.watched)",
+        (new, f"restart of {old}", now, old),
+    )
+
+
+async def _reason(conn: aiosqlite.Connection, rec: PollRecord, status: str | None) -> str | None:
+    """Why the job ended, from its job object (this one, or the stored one) and events."""
+    rows = await conn.execute_fetchall(
+        "SELECT event_json FROM events WHERE job_id = ? ORDER BY id", (rec.job_id,)
+    )
+    job = rec.job
+    if job is None:
+        found = await fetch_one(conn, "SELECT job_json FROM jobs WHERE job_id = ?", (rec.job_id,))
+        job = loads_exact(found[0]) if found is not None and found[0] is not None else None
+    return reason(status, job, [loads_exact(r[0]) for r in rows])
+
+
 async def _status_change(
     conn: aiosqlite.Connection, rec: PollRecord, previous: str | None, fields: dict[str, Any]
 ) -> tuple[tuple[str | None, str] | None, list[str]]:
@@ -200,8 +253,9 @@ def _metrics_fields(rec: PollRecord, stored_status: str | None) -> dict[str, Any
 def _job_fields(rec: PollRecord) -> dict[str, Any]:
     """Job columns taken from the job object (when one came) and the progress estimate."""
     remaining = rec.seconds_remaining
+    price = facts.price_fields(rec.total_price, rec.token_count, rec.job, rec.observed_at)
     if rec.job is None:  # a status-only sighting: its estimate (or None) is the latest word
-        return {"seconds_remaining": remaining}
+        return {"seconds_remaining": remaining, **price}
     progress = rec.job.get("progress")
     if remaining is None and isinstance(progress, Mapping) and progress.get("estimate_available"):
         remaining = number(progress.get("seconds_remaining"))
@@ -210,6 +264,7 @@ def _job_fields(rec: PollRecord) -> dict[str, Any]:
         "job_json": dumps_exact(rec.job),
         "model": _text(rec.job.get("model")),
         "model_output_name": _text(rec.job.get("model_output_name")),
+        **price,
     }
 
 
@@ -315,6 +370,25 @@ async def set_state(conn: aiosqlite.Connection, key: str, value: str | None) -> 
     )
 
 
+async def insert_events(
+    conn: aiosqlite.Connection, job_id: str, events: Sequence[Mapping[str, Any]], now: float
+) -> list[Mapping[str, Any]]:
+    """Store the events not stored before (by `eventlog.event_keys`); return those, in order.
+
+    The caller makes sure the job row exists.
+    """
+    if not events:
+        return []
+    rows = await conn.execute_fetchall("SELECT digest FROM events WHERE job_id = ?", (job_id,))
+    fresh = facts.fresh_events(events, (str(r[0]) for r in rows))
+    await conn.executemany(
+        "INSERT INTO events (job_id, digest, event_json, seen_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(job_id, digest) DO NOTHING",
+        [(job_id, key, dumps_exact(event), now) for key, event in fresh],
+    )
+    return [event for _, event in fresh]
+
+
 async def delete_state_prefixed(conn: aiosqlite.Connection, prefix: str) -> dict[str, str]:
     """Delete the daemon-state values whose key starts with `prefix`; return them by the rest."""
     rows = await conn.execute_fetchall(
@@ -323,20 +397,27 @@ async def delete_state_prefixed(conn: aiosqlite.Connection, prefix: str) -> dict
     return {str(k)[len(prefix) :]: str(v) for k, v in rows}
 
 
-def event_digest(event: Mapping[str, Any]) -> str:
-    """The dedupe key of an API event: a hash of (created_at, type, message)."""
-    key = dumps_exact([event.get("created_at"), event.get("type"), event.get("message")])
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 async def record_events(
     conn: aiosqlite.Connection, job_id: str, events: Sequence[Mapping[str, Any]], now: float
 ) -> int:
     """Store events not seen before; return how many were new."""
     await conn.execute(_ENSURE_JOB, (job_id, now))
-    cur = await conn.executemany(
-        "INSERT INTO events (job_id, digest, event_json, seen_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(job_id, digest) DO NOTHING",
-        [(job_id, event_digest(e), dumps_exact(e), now) for e in events],
-    )
-    return max(cur.rowcount, 0)
+    return len(await insert_events(conn, job_id, events, now))
+
+
+async def fire_budget(
+    conn: aiosqlite.Connection,
+    limits: Sequence[tuple[Period, int]],
+    hooks: Sequence[HookLike],
+    now: float,
+) -> list[str]:
+    """Queue `budget.exceeded` for each period whose spend is over its limit (nano-dollars).
+
+    The delivery id names the period (`budget:daily:2026-05-19:budget.exceeded:HOOK`),
+    so each period fires once, whatever restarts come between.
+    """
+    rows = await readers.spend(conn)
+    ids: list[str] = []
+    for period in facts.over_limit(rows, limits):
+        ids += await outbox.enqueue(conn, period.source, BUDGET_EXCEEDED, None, now, hooks)
+    return ids

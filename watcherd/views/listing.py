@@ -3,9 +3,10 @@
 JSON keys (stable): job_id, note, watched, status, status_since, step, train_loss,
 eval_loss, seconds_remaining, last_poll_at, last_error, model, model_output_name,
 hooks, alerts (rules with an open episode), eta ({at, seconds_remaining, source} or
-null), cancel (who asked the service to cancel the job, why, and the outcome).
-Times are ISO-8601 UTC strings, counts are ints, and NaN or infinite numbers become
-null so that every JSON parser accepts the output.
+null), cancel (who asked the service to cancel the job, why, and the outcome), reason
+(why a terminal job ended, in the service's words), price (dollars, the last known; it
+grows while a job runs), token_count. Times are ISO-8601 UTC strings, counts are ints,
+and NaN or infinite numbers become null so that every JSON parser accepts the output.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from watcherd.views._fmt import (
 )
 from watcherd.views.alerts import alerts_cell, cancel_json, cancel_text, eta_json, eta_text
 
-__all__ = ["finite", "iso", "job_json", "list_json", "render_list"]
+__all__ = ["dollars", "finite", "iso", "job_json", "list_json", "render_list"]
 
 #: Hook states in the order `list` and `show` summarise them (worst first).
 HOOK_STATES: Final = (
@@ -58,7 +59,7 @@ ALERTS_COLUMN: Final = Column("ALERTS")
 
 
 def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: int) -> str:
-    """The job table, each job's last error (if any) on the line under it."""
+    """The job table; under a job's row its last error, and why it failed or was cancelled."""
     if not jobs:
         return "No jobs. Add one with `watcherd add JOB_ID`."
     rows = [_cells(job, now) for job in jobs]
@@ -75,6 +76,8 @@ def render_list(jobs: Sequence[JobOverview], *, now: float, color: bool, width: 
         cancel = cancel_text(job.cancel)
         if cancel:
             out.append(paint("  x " + clip(cancel, width - 4), "yellow", color))
+        if job.reason and job.status != "completed":
+            out.append(paint("  = " + clip(job.reason, width - 4), "dim", color))
     return "\n".join(out)
 
 
@@ -149,4 +152,12 @@ def job_json(job: JobOverview, now: float | None = None) -> dict[str, Any]:
         "alerts": list(job.alerts),
         "eta": None if is_settled(job.status) else eta_json(job, now),
         "cancel": cancel_json(job.cancel),
+        "reason": job.reason,
+        "price": dollars(job.total_price),
+        "token_count": job.token_count,
     }
+
+
+def dollars(nano: int | None) -> float | None:
+    """Nano-dollars (the API's total_price) as dollars."""
+    return None if nano is None else nano / 1_000_000_000

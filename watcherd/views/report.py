@@ -12,14 +12,23 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Final
 
-from watcherd.model import Alert, Delivery, JobOverview, MetricRow, Transition, is_settled
+from watcherd.model import (
+    PHASES,
+    Alert,
+    Delivery,
+    JobOverview,
+    MetricRow,
+    Transition,
+    is_settled,
+    phases,
+    spans,
+)
 from watcherd.views import _svg
 from watcherd.views._fields import job_fields
 from watcherd.views._fmt import duration, number, terminal_text
 from watcherd.views._series import Series, collect_series
 from watcherd.views.alerts import cancel_text, eta_text
 from watcherd.views.listing import iso
-from watcherd.views.show import PHASES, phases, spans
 
 _SCHEME: Final = re.compile(r"\b[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _REWARD_PARTS: Final = ("chosen", "rejected", "margins")
@@ -49,6 +58,7 @@ class ReportJob:
     transitions: Sequence[Transition] = field(default_factory=tuple)
     metrics: Sequence[MetricRow] = field(default_factory=tuple)
     deliveries: Sequence[Delivery] = field(default_factory=tuple)
+    events: Sequence[dict[str, Any]] = field(default_factory=tuple)
     alerts: Sequence[Alert] = field(default_factory=tuple)
 
 
@@ -114,6 +124,7 @@ def _job_section(job: ReportJob, now: float) -> str:
         f'<section id="{_anchor(ov.job_id)}">',
         f"<h2>{_e(ov.job_id)} — {_status(ov.status)}</h2>",
         f"<p>{_e(ov.note)}</p>" if ov.note else "",
+        f'<p class="reason">Reason: {_e(ov.reason)}</p>' if ov.reason else "",
         f"<dl>{fields}</dl>" if fields else "",
         _timeline(job, now),
         *_charts(collect_series(job.metrics)),

@@ -6,7 +6,9 @@ the job object holds), transitions (from, to, at, seconds: time in `to` until th
 change, or until `now` for the current one), phases (queue_wait, training, upload,
 total: seconds or null), metrics (per key: count, first_step, last_step, first, last,
 min, max; NaN and infinities null), deliveries (as in `hooks --json`), alerts (as in
-`alerts --json`, oldest first).
+`alerts --json`, oldest first), reason (why a terminal job ended), price (dollars),
+events (the last few, as the service sent them), restart_of and restarted_as (the jobs
+a service restart links this one to).
 """
 
 from __future__ import annotations
@@ -15,22 +17,29 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from watcherd.model import Alert, Delivery, JobOverview, MetricRow, Transition, is_settled
+from watcherd.model import (
+    PHASES,
+    Alert,
+    Delivery,
+    JobOverview,
+    MetricRow,
+    Transition,
+    is_settled,
+    phases,
+    spans,
+)
 from watcherd.views import _fields
 from watcherd.views._fmt import ago, duration, paint, real, safe, status_style
 from watcherd.views._series import Series, collect_series
 from watcherd.views.alerts import alert_lines, alerts_json, cancel_text, eta_text
 from watcherd.views.charts import sparkline
+from watcherd.views.events import event_lines, recent
 from watcherd.views.hooks import deliveries_json, delivery_lines
-from watcherd.views.listing import finite, iso, job_json
+from watcherd.views.listing import dollars, finite, iso, job_json
 
-#: Named phases and the statuses whose time they add up.
-PHASES: Final = (
-    ("queue wait", ("pending", "queued")),
-    ("training", ("running",)),
-    ("upload", ("compressing", "uploading")),
-)
 SPARK_MIN, SPARK_MAX = 20, 60
+#: How many of the newest events `show` prints.
+RECENT_EVENTS: Final = 5
 
 
 def render_show(
@@ -43,6 +52,7 @@ def render_show(
     now: float,
     color: bool,
     width: int,
+    events: Sequence[dict[str, Any]] = (),
     alerts: Sequence[Alert] = (),
 ) -> str:
     """The whole `show` page as text, sections separated by blank lines."""
@@ -50,6 +60,7 @@ def render_show(
         _title(job, now, color) + "\n" + _field_lines(job, raw_job, now),
         _timeline(transitions, job.status, now, color),
         _sparklines(collect_series(metrics), width),
+        _events(events, color, width),
         _alerts(alerts, now, color, width),
         _hooks(deliveries, now, color, width),
     ]
@@ -75,6 +86,16 @@ def _field_lines(job: JobOverview, raw_job: dict[str, Any] | None, now: float) -
     pairs.append(("last poll", ago(job.last_poll_at, now)))
     if job.step is not None:
         pairs.append(("step", str(job.step)))
+    if job.reason:
+        pairs.append(("reason", safe(job.reason)))
+    if job.restarted_as:
+        pairs.append(("restarted as", f"{job.restarted_as} (`watcherd show {job.restarted_as}`)"))
+    if job.restart_of:
+        pairs.append(("restart of", f"{job.restart_of} (`watcherd show {job.restart_of}`)"))
+    if job.total_price is not None:  # the last poll's price is newer than the object's
+        pairs = [pair for pair in pairs if pair[0] != "price"]
+        so_far = "" if is_settled(job.status) else " so far"
+        pairs.append(("price", f"${job.total_price / 1_000_000_000:,.2f}{so_far}"))
     if not job.metrics_complete:
         pairs.append(("metrics", "incomplete: the last fetch failed; retrying"))
     eta = None if is_settled(job.status) else eta_text(job, now)
@@ -87,36 +108,6 @@ def _field_lines(job: JobOverview, raw_job: dict[str, Any] | None, now: float) -
         pairs.append(("last error", job.last_error))
     label_width = max(len(label) for label, _ in pairs)
     return "\n".join(f"  {label.ljust(label_width)}  {safe(value)}" for label, value in pairs)
-
-
-def spans(transitions: Sequence[Transition], status: str | None, now: float) -> list[float | None]:
-    """Seconds spent in each transition's `to` status (the current one up to `now`)."""
-    ordered = sorted(transitions, key=lambda t: t.observed_at)
-    result: list[float | None] = []
-    for i, tr in enumerate(ordered):
-        if i + 1 < len(ordered):
-            result.append(ordered[i + 1].observed_at - tr.observed_at)
-        elif is_settled(tr.to_status):
-            result.append(None)
-        else:
-            result.append(max(0.0, now - tr.observed_at))
-    return result
-
-
-def phases(transitions: Sequence[Transition], status: str | None, now: float) -> dict[str, Any]:
-    """Seconds per named phase, and the total from first sighting to the end (or now)."""
-    ordered = sorted(transitions, key=lambda t: t.observed_at)
-    lasted = spans(ordered, status, now)
-    out: dict[str, float | None] = {}
-    for name, statuses in PHASES:
-        times = [s for t, s in zip(ordered, lasted, strict=True) if t.to_status in statuses]
-        out[name.replace(" ", "_")] = sum(s for s in times if s is not None) if times else None
-    if ordered:
-        end = ordered[-1].observed_at if is_settled(ordered[-1].to_status) else now
-        out["total"] = max(0.0, end - ordered[0].observed_at)
-    else:
-        out["total"] = None
-    return out
 
 
 def _timeline(
@@ -161,6 +152,16 @@ def _sparklines(series: list[Series], width: int) -> str:
     return "\n".join(lines)
 
 
+def _events(events: Sequence[dict[str, Any]], color: bool, width: int) -> str:
+    """`Events`: the last few lines of `watcherd events`, or nothing when there are none."""
+    if not events:
+        return ""
+    shown = recent(events, RECENT_EVENTS)
+    lines = event_lines(shown, color=color, width=width - 2)
+    title = f"Events (last {len(shown)} of {len(events)}; `watcherd events` lists them all)"
+    return "\n".join([title, *("  " + line for line in lines)])
+
+
 def _alerts(alerts: Sequence[Alert], now: float, color: bool, width: int) -> str:
     """`Alerts`: the job's alert history, or nothing when it has none."""
     if not alerts:
@@ -185,6 +186,7 @@ def show_json(
     deliveries: Sequence[Delivery],
     *,
     now: float,
+    events: Sequence[dict[str, Any]] = (),
     alerts: Sequence[Alert] = (),
 ) -> dict[str, Any]:
     """The `show` page as a JSON-ready dict (keys in the module docstring)."""
@@ -201,6 +203,11 @@ def show_json(
         "metrics": {s.key: _summary(s) for s in collect_series(metrics)},
         "deliveries": deliveries_json(deliveries),
         "alerts": alerts_json(alerts),
+        "reason": job.reason,
+        "restart_of": job.restart_of,
+        "restarted_as": job.restarted_as,
+        "price": dollars(job.total_price),
+        "events": recent(events, RECENT_EVENTS),
     }
 
 

@@ -14,15 +14,15 @@ only the daemon polling the job calls (see `watcherd.store.postgres.alertstore`)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 import structlog
 
 from watcherd.alerts.episodes import Evaluation, Observation, absorb, evaluate
 from watcherd.alerts.rules import stall_check_due
 from watcherd.alerts.state import AlertState
-from watcherd.api.client import ApiClient, Job
+from watcherd.api.client import ApiClient
 from watcherd.config import Config
 from watcherd.errors import ApiError, ClientRequestError
 from watcherd.model import (
@@ -50,10 +50,17 @@ class AlertWatch:
         self.config = config
         self.wall = wall
 
-    def evaluate(self, sched: JobSchedule, job: Job, records: Sequence[MetricRecord]) -> Evaluation:
-        """The rules' verdict on one poll of `sched`'s job (its rows, if fetched)."""
+    def evaluate(
+        self,
+        sched: JobSchedule,
+        status: str,
+        raw: Mapping[str, Any] | None,
+        records: Sequence[MetricRecord],
+    ) -> Evaluation:
+        """The rules' verdict on one poll of `sched`'s job: its status, its object as
+        received (`raw`), the rows fetched (if any)."""
         fetched, sched.fetched = sched.fetched, False
-        obs = Observation(self.wall(), job.status, job.raw, _new_rows(sched, records), fetched)
+        obs = Observation(self.wall(), status, raw, _new_rows(sched, records), fetched)
         return evaluate(
             self.config.alerts, sched.alerts, obs, allow_cancel=self.config.allow_cancel
         )

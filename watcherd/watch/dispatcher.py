@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx
@@ -23,8 +24,11 @@ import structlog
 from watcherd.config import Config, HookConfig
 from watcherd.errors import LeaseLostError, StoreError
 from watcherd.hooks import Outcome, build_payload, next_attempt_delay, run_hook
+from watcherd.hooks.payload import build_budget_payload
 from watcherd.model import INTERRUPTED, Delivery, DeliveryState
+from watcherd.spend import BUDGET_EXCEEDED
 from watcherd.store.interface import StoreApi
+from watcherd.watch.budget import spend_now
 
 log = structlog.get_logger("watcherd.watch.dispatcher")
 
@@ -154,10 +158,22 @@ class Dispatcher:
             outcome = Outcome.retry(f"the attempt raised {type(exc).__name__}: {exc}"[:500])
         await self._record(delivery.id, hook, attempt, outcome)
 
+    async def _payload(self, delivery_id: str) -> dict[str, Any]:
+        """The payload of a delivery: a job's, or a budget period's."""
+        current, job, summary = await self.store.delivery_context(delivery_id)
+        if current.event == BUDGET_EXCEEDED:
+            name = current.job_id.split(":")[1] if current.job_id.count(":") >= 2 else ""
+            limit = self.config.budget.limits().get(name, 0.0)
+            spend = await spend_now(self.store, current.occurred_at)
+            used = spend["day" if name == "daily" else "month"]
+            return build_budget_payload(current, limit=limit, spent=used)
+        extras = await self.store.delivery_extras(current)
+        facts = await self.store.payload_facts(current.job_id)
+        return build_payload(current, job, summary, extras, facts=facts)
+
     async def _run(self, hook: HookConfig, delivery_id: str, attempt: int) -> Outcome:
         """Build the payload from the store and run the hook once."""
-        current, job, summary = await self.store.delivery_context(delivery_id)
-        payload = build_payload(current, job, summary, await self.store.delivery_extras(current))
+        payload = await self._payload(delivery_id)
         log.info("hook.started", delivery_id=delivery_id, hook=hook.name, attempt=attempt)
         return await run_hook(
             hook, payload, delivery_id=delivery_id, attempt=attempt, http=self.http

@@ -11,7 +11,9 @@ recorded in the same transaction as its transition and its hook deliveries. A
 status is never held back by its metrics: when the metrics fetch fails, the status
 (and a transition with its deliveries) is recorded alone, and the metrics are
 fetched again on a backoff of their own; a finished job stays in the rounds for that
-(`metrics_pending`) until its rows are in.
+(`metrics_pending`) until its rows are in. Event logs come through one hook point,
+`watch.events.EventFeed` (a failed log fetch holds no status back either); a job the
+service restarts as a new one (a `job_restarted` event) has the new one watched.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -35,6 +38,7 @@ from watcherd.errors import (
     RateLimitedError,
     StoreError,
 )
+from watcherd.eventlog import price_facts
 from watcherd.model import (
     KNOWN_STATUSES,
     MISSING,
@@ -47,6 +51,7 @@ from watcherd.store import PollRecord, PollResult
 from watcherd.store.interface import RowBatches, StoreApi
 from watcherd.watch.alerting import AlertWatch
 from watcherd.watch.cluster import Cluster
+from watcherd.watch.events import EventFeed
 from watcherd.watch.schedule import (
     QUIET_STATUSES,
     JobSchedule,
@@ -81,8 +86,10 @@ class Poller:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        follow_restarts: bool = True,
     ) -> None:
         self.store = store
+        self.follow_restarts = follow_restarts
         self.api = api
         self.config = config
         self.on_deliveries = on_deliveries
@@ -97,6 +104,7 @@ class Poller:
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
         self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        self.events = EventFeed(monotonic)
         self.alerting = AlertWatch(store, config, wall)
         #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
         self.mine: frozenset[str] | None = None
@@ -218,12 +226,6 @@ class Poller:
             except StoreError as exc:
                 log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
             await anyio.sleep(every)
-        """Watched jobs that may still change, and finished ones still owed their metrics."""
-        return [
-            j
-            for j in self.jobs.values()
-            if j.metrics_pending or j.status is None or not is_terminal(j.status)
-        ]
 
     def settled(self) -> bool:
         """True when every watched job is terminal or missing and its metrics are in.
@@ -425,7 +427,8 @@ class Poller:
             return
         changed = job.status != sched.status
         metrics, error = await self._try_metrics(sched, job.status, changed=changed)
-        await self._record(sched, job, metrics, error, full=changed or job is not listed)
+        events = await self._try_events(job, changed=changed, retrieved=job is not listed)
+        await self._record(sched, job, metrics, error, events, full=changed or job is not listed)
 
     def _store_failed(self, sched: JobSchedule, exc: StoreError) -> None:
         """On a shared database: a lost lease drops the job; an outage backs it off."""
@@ -456,6 +459,24 @@ class Poller:
             return [], exc
         except ApiError as exc:
             return [], exc
+
+    async def _try_events(
+        self, job: Job, *, changed: bool, retrieved: bool
+    ) -> list[dict[str, Any]] | None:
+        """The job's event log when due (None: not this poll); a failure holds no status back.
+
+        A failed fetch leaves the log due, so the job's next poll fetches it again.
+        """
+        try:
+            return await self.events.fetch(
+                self.api, self.config.poll, job, changed=changed, retrieved=retrieved
+            )
+        except AuthError as exc:
+            self._auth_failed(exc)
+        except ApiError as exc:
+            self.stats.errors += 1
+            log.warning("poll.events_failed", job_id=job.id, error=str(exc))
+        return None
 
     async def _fetch_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
@@ -525,20 +546,26 @@ class Poller:
         job: Job,
         metrics: list[MetricRecord],
         error: ApiError | None,
+        events: list[dict[str, Any]] | None,
         *,
         full: bool,
     ) -> None:
         observed = self.wall()
+        raw = job.raw  # decoded once (a listed job is kept as its text) for all three uses
+        total_price, token_count = price_facts(raw)
         record = PollRecord(
             job_id=sched.job_id,
             observed_at=observed,
-            job=job.raw if full else None,
+            job=raw if full else None,
             status=job.status,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
             records=metrics,
             metrics_error=None if error is None else str(error),
-            evaluation=self.alerting.evaluate(sched, job, metrics),
+            events=events,
+            total_price=total_price,
+            token_count=token_count,
+            evaluation=self.alerting.evaluate(sched, job.status, raw, metrics),
         )
         result = await self.store.record_poll(record)
         self._seen[sched.job_id] = observed
@@ -547,6 +574,8 @@ class Poller:
             self._metrics_failed(sched, job.status, error)
         self._after_record(sched, job, metrics, result)
         await self._after_alerts(sched, record)
+        if result.restarts and self.follow_restarts:
+            await self._follow(sched.job_id, result.restarts)
 
     async def _after_alerts(self, sched: JobSchedule, record: PollRecord) -> None:
         """Keep the rules' new memory; make a cancel that was just decided or is pending
@@ -562,6 +591,14 @@ class Poller:
                 sched.next_at = self.monotonic() + self.config.poll.min_interval
             if result is not None and result.deliveries:
                 self.on_deliveries()
+
+    async def _follow(self, job_id: str, restarts: Sequence[str]) -> None:
+        """Watch the jobs the service restarted `job_id` as (the store already does)."""
+        for new_id, state in (await self.store.job_states(only=restarts)).items():
+            if new_id not in self.jobs:
+                self.jobs[new_id] = JobSchedule(new_id, state.status, state.max_step)
+            log.info("job.restarted", job_id=job_id, new_job_id=new_id)
+        self.wake()
 
     def _after_record(
         self, sched: JobSchedule, job: Job, metrics: list[MetricRecord], result: PollResult

@@ -175,7 +175,10 @@ class _Waiter:
         """Built on first use, so that a wait served by the daemon needs no API key."""
         if self.pollers is None:
             api = self.api or build_api(self.http, self.config)
-            # Waiting is not subscribing: no hooks, and never a cancel.
+            # Waiting is not subscribing: no hooks, never a cancel, and a restart's new
+            # job is recorded, not waited on.
             quiet = dataclasses.replace(self.config, hooks=(), allow_cancel=False)
-            self.pollers = (Poller(self.store, api, self.config), Poller(self.store, api, quiet))
+            hooked = Poller(self.store, api, self.config, follow_restarts=False)
+            plain = Poller(self.store, api, quiet, follow_restarts=False)
+            self.pollers = (hooked, plain)
         return self.pollers

@@ -42,6 +42,8 @@ TABLES: Final = (
             "seconds_remaining", "last_poll_at", "last_error", "last_error_at",
             "not_found_count", "model", "model_output_name", "job_json", "metrics_pending",
             "alert_state", "eta_at", "eta_source",
+            "reason", "total_price", "token_count", "price_seen_at", "job_created_at",
+            "restart_of",
         ),
         "job_id",
         "(job_id)",

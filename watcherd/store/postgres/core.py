@@ -33,10 +33,12 @@ from watcherd.model import (
     MetricFilter,
     MetricRow,
     MetricsSummary,
+    PayloadFacts,
     Transition,
     loads_exact,
 )
-from watcherd.store.postgres import copy, leases, outbox, readers, schema, writer
+from watcherd.spend import Period, SpendRow
+from watcherd.store.postgres import copy, eventlog, leases, outbox, readers, schema, writer
 from watcherd.store.postgres.alertstore import AlertMethods
 from watcherd.store.postgres.sql import Conn
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
@@ -269,8 +271,13 @@ class PgStore(AlertMethods):
         return await self._main.run(leases.live_daemons)
 
     async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
-        """Store API events not seen before (by created_at, type, message); return how many."""
-        return await self._write(writer.record_events, job_id, events, now)
+        """Store API events not seen before (`eventlog.event_keys`); return how many.
+
+        Fenced like a poll once this store claims work.
+        """
+        fence = self._fence(job_id)
+        op = eventlog.record_events
+        return await self._write(leases.fenced, fence, job_id, op, job_id, events, now)
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         """A job's stored API events, in the order first seen."""
@@ -378,6 +385,21 @@ class PgStore(AlertMethods):
     ) -> tuple[Delivery, dict[str, Any] | None, MetricsSummary]:
         """A delivery, its job's last job object and metrics summary: the payload's parts."""
         return await self._read(_delivery_context, delivery_id)
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`)."""
+        return await self._read(eventlog.spend)
+
+    async def fire_budget(
+        self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
+    ) -> list[str]:
+        """Queue `budget.exceeded` deliveries for the periods over their limit (once each,
+        whichever daemon checks)."""
+        return await self._write(eventlog.fire_budget, limits, hooks, now)
+
+    async def payload_facts(self, job_id: str) -> PayloadFacts:
+        """What a hook payload tells about a job beyond its object (one snapshot)."""
+        return await self._read(eventlog.payload_facts, job_id)
 
     async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         """Every delivery, or one job's, in creation order."""

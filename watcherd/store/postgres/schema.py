@@ -151,7 +151,36 @@ _ALERTS = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _LEASES, _METRICS_PENDING, _ALERTS)
+#: Why a job ended, its price (nano-dollars) and tokens at the last poll, when it was
+#: created (epoch seconds): as SQLite's step of the same name.
+_REASON_AND_PRICE = Migration(
+    "job_reason_and_price",
+    (
+        "ALTER TABLE jobs ADD COLUMN reason TEXT",
+        "ALTER TABLE jobs ADD COLUMN total_price BIGINT",
+        "ALTER TABLE jobs ADD COLUMN token_count BIGINT",
+        "ALTER TABLE jobs ADD COLUMN price_seen_at DOUBLE PRECISION",
+        "ALTER TABLE jobs ADD COLUMN job_created_at DOUBLE PRECISION",
+    ),
+)
+
+#: A job the service restarted as a new one: the new job's `restart_of` names the old.
+_RESTARTS = Migration(
+    "job_restarts",
+    (
+        "ALTER TABLE jobs ADD COLUMN restart_of TEXT",
+        "CREATE INDEX jobs_restart_of ON jobs (restart_of) WHERE restart_of IS NOT NULL",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    _INITIAL,
+    _LEASES,
+    _METRICS_PENDING,
+    _ALERTS,
+    _REASON_AND_PRICE,
+    _RESTARTS,
+)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 #: A transaction-level advisory lock key (released at commit, so poolers are no trouble).

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from watcherd.model import MISSING, dumps_exact
+from watcherd.model import MISSING
 from watcherd.store import alerting, pages
-from watcherd.store.postgres import outbox
+from watcherd.store.postgres import eventlog, outbox
 from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams
-from watcherd.store.writer import LAST_POLL_KEY, _job_fields, _metrics_fields, event_digest
+from watcherd.store.writer import LAST_POLL_KEY, WATCH_RESTARTS, _job_fields, _metrics_fields
 
 INSERT_METRIC: Final = (
     'INSERT INTO metrics (job_id, kind, step, "timestamp", loss, row_json, seq)'
@@ -62,6 +62,7 @@ async def sync_watched(conn: Conn, entries: Sequence[tuple[str, str | None]], no
             " ON CONFLICT (job_id) DO UPDATE SET note = excluded.note, watched = 1",
             [(job_id, note, now) for job_id, note in entries],
         )
+    await conn.execute(WATCH_RESTARTS)
 
 
 async def _lock_job(conn: Conn, job_id: str, now: float) -> None:
@@ -107,9 +108,17 @@ async def record_poll(
         ids += await alerting.write_evaluation(
             PgDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
         )
+    new = await eventlog.poll_events(conn, rec, rec.status or stored.status, transition, fields)
     await _update_job(conn, rec.job_id, fields)
     await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
-    return PollResult(transition=transition, new_rows=len(plan.inserts), deliveries=ids)
+    restarts = await eventlog.follow_restarts(conn, rec, new)
+    return PollResult(
+        transition=transition,
+        new_rows=len(plan.inserts),
+        deliveries=ids,
+        new_events=len(new),
+        restarts=restarts,
+    )
 
 
 async def _update_job(conn: Conn, job_id: str, fields: Mapping[str, Any]) -> None:
@@ -188,20 +197,3 @@ async def delete_state_prefixed(conn: Conn, prefix: str) -> dict[str, str]:
         (len(prefix), prefix),
     )
     return {str(k)[len(prefix) :]: str(v) for k, v in rows}
-
-
-async def record_events(
-    conn: Conn, job_id: str, events: Sequence[Mapping[str, Any]], now: float
-) -> int:
-    """Store events not seen before; return how many were new."""
-    await conn.execute(ENSURE_JOB, (job_id, now))
-    if not events:
-        return 0
-    found = await fetch(
-        conn,
-        "INSERT INTO events (job_id, digest, event_json, seen_at)"
-        " SELECT %s, d, e, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(d, e, n)"
-        " ORDER BY n ON CONFLICT (job_id, digest) DO NOTHING RETURNING id",
-        (job_id, now, [event_digest(e) for e in events], [dumps_exact(e) for e in events]),
-    )
-    return len(found)
