@@ -17,6 +17,7 @@ from tests.storeharness import query
 from watcherd.api.metricrows import (
     MetricsFramer,
     decode_body,
+    decode_rows,
     exact_body,
     exact_records,
     fast_records,
@@ -246,3 +247,14 @@ def test_the_framer_holds_about_one_batch_never_the_body() -> None:
     count += len(framer.finish())
     assert count == 30_000
     assert most < 256 * 1024 + 65536
+
+
+def test_rows_for_the_rules_decode_as_the_exact_decoder_does() -> None:
+    """`decode_rows` gives `loads_exact`'s values, in one call or (NaN, 1e400) row by row."""
+    plain = [*map(dumps_exact, BODY_ROWS[:299]), '{"train/global_step":7,"x":1e-7}']
+    assert decode_rows(plain) == [json.loads(t) for t in plain]
+    nan, huge = '{"train/global_step":3,"eval/loss":NaN}', '{"train/global_step":4,"a":1e400}'
+    odd = [*plain[:2], nan, huge]
+    got = decode_rows(odd)
+    assert repr(got) == repr([json.loads(t) for t in odd])  # repr: NaN equals NaN
+    assert decode_rows([]) == []

@@ -22,13 +22,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final
 
 import msgspec
 
 from watcherd.api.shapes import INT64_MAX, INT64_MIN, ShapeError, parse_metric_row
-from watcherd.model import STEP_KEY, TIMESTAMP_KEY, MetricRecord, dumps_exact, row_kind
+from watcherd.model import (
+    STEP_KEY,
+    TIMESTAMP_KEY,
+    MetricRecord,
+    MetricRow,
+    dumps_exact,
+    loads_exact,
+    row_kind,
+)
 
 #: A batch is cut once this many bytes of rows are buffered (small pages are one batch).
 BATCH_BYTES: Final = 1 << 20
@@ -58,6 +66,25 @@ _OBJECT: Final = re.compile(r"\{[^{}]*\}")
 _TRAIN_KEY: Final = re.compile(r'"train/(?!global_step"|epoch")')
 _SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _WS: Final = re.compile(r"[ \t\n\r]*")
+
+
+_ANY: Final = msgspec.json.Decoder()
+
+
+def decode_rows(texts: Sequence[str]) -> list[MetricRow]:
+    """Rows' stored JSON texts (as records keep them) decoded, for the alert rules.
+
+    One msgspec call for them all (about 4x `json.loads` row by row); when msgspec
+    refuses the lot (a bare `NaN` or `Infinity`, a number beyond a float), each row
+    goes through `loads_exact`. Either way the values are `loads_exact`'s.
+    """
+    if not texts:
+        return []
+    try:
+        rows: list[MetricRow] = _ANY.decode(("[" + ",".join(texts) + "]").encode())
+    except msgspec.MsgspecError:
+        return [loads_exact(text) for text in texts]
+    return rows
 
 
 def decode_batch(region: bytes) -> list[MetricRecord]:

@@ -23,6 +23,7 @@ from watcherd.alerts.episodes import Evaluation, Observation, absorb, evaluate
 from watcherd.alerts.rules import stall_check_due
 from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient
+from watcherd.api.metricrows import decode_rows
 from watcherd.config import Config
 from watcherd.errors import ApiError, ClientRequestError
 from watcherd.model import (
@@ -30,7 +31,6 @@ from watcherd.model import (
     MetricRecord,
     MetricRow,
     is_settled,
-    loads_exact,
 )
 from watcherd.store import PollRecord, PollResult
 from watcherd.store.interface import StoreApi
@@ -121,4 +121,4 @@ def _new_rows(sched: JobSchedule, records: Sequence[MetricRecord]) -> list[Metri
     """The rows the rules have not seen yet, decoded: a page's others are skipped by
     the rules anyway (their step is at or below `seen[kind]`), so they stay text."""
     seen = sched.alerts.seen
-    return [loads_exact(r[4]) for r in records if r[1] > seen.get(r[0], -1)]
+    return decode_rows([r[4] for r in records if r[1] > seen.get(r[0], -1)])
