@@ -29,11 +29,11 @@ class Sizes:
     incremental_steps: int
     list_jobs: int
     history_steps: int  # per job, 5 jobs, for the start-up figure
-    alert_jobs: int = 30
-    alert_day: float = 12 * 3600.0
+    alert_jobs: int
+    alert_day: float
 
 
-FULL = Sizes((1_000, 10_000), 2, 3, 200_000, 100, 86_400.0, 10_000, 1_000, 200_000)
+FULL = Sizes((1_000, 10_000), 2, 3, 200_000, 100, 86_400.0, 10_000, 1_000, 200_000, 100, 86_400.0)
 QUICK = Sizes((200,), 1, 1, 20_000, 10, 3 * 3600.0, 500, 100, 20_000, 12, 4 * 3600.0)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import pytest
@@ -11,6 +12,10 @@ import pytest
 from tests.faultserver import FaultServer, json_reply
 from tests.pgharness import PgServer, Unavailable
 from tests.storeharness import BACKENDS, Backend
+
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler.protocol import Scheduling
 
 #: What the API tests' fault server answers unless a test queues something else.
 PLAIN_JOB = {"id": "ft-abc", "status": "running"}
@@ -71,14 +76,51 @@ def store_target(backend: Backend) -> Iterator[str | Path]:
         yield target
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The reliability battery's figures as one table at the end of the run."""
+#: Battery figures as the run's reports carried them (from xdist workers too), in order.
+FIGURES: list[tuple[str, dict[str, object]]] = []
+FIGURES_KEY = "battery figures"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """`--dist loadfile` (as `make test` runs it) with the plan in tests/xdistplan.py."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.xdistplan import PlannedFileScheduling
+
+    return PlannedFileScheduling(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Battery figures ride on the test's report, so that an xdist worker's reach the end."""
     from tests.battery.sizes import REPORTS
 
-    if not REPORTS:
+    report: pytest.TestReport = yield
+    report.user_properties += [
+        (FIGURES_KEY, [test, {key: f"{value}" for key, value in figures.items()}])
+        for test, figures in REPORTS  # as printed: an xdist worker sends only plain types
+    ]
+    REPORTS.clear()
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep the figures a report carries (in the controller under xdist)."""
+    for key, value in report.user_properties:
+        if key == FIGURES_KEY:
+            test, figures = cast(tuple[str, dict[str, object]], value)
+            FIGURES.append((test, figures))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability battery's figures as one table at the end of the run."""
+    if not FIGURES:
         return
     terminalreporter.section("reliability battery figures")
-    for test, figures in REPORTS:
+    for test, figures in FIGURES:
         terminalreporter.write_line(f"{test}")
         for key, value in figures.items():
             terminalreporter.write_line(f"    {key:<28} {value}")

@@ -2,8 +2,11 @@
 
 `initdb` refuses to run as root, so under root the server runs as `nobody` (via
 `runuser`), in a data directory it owns under a fresh temporary folder; it listens on a
-unix socket in that folder only (no TCP port). Where the binaries or psycopg are
-missing, `PgServer.start` raises `Unavailable` and the fixtures skip with that reason.
+unix socket in that folder only (no TCP port), so each pytest-xdist worker runs a server
+of its own. A watchdog process stops the server and removes the folder once the test
+process lets go of it, at the end of the session or when the process dies (a crashed
+or killed xdist worker leaves no server behind). Where the binaries or psycopg are
+missing, `PgServer.running` raises `Unavailable` and the fixtures skip with that reason.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +34,15 @@ SUPERUSER: Final = "watcherd"
 #: Durability off: a test server loses nothing it needs on a crash of the machine.
 FAST: Final = (
     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c listen_addresses=''"
+)
+
+
+#: Waits for EOF on stdin (the test process closed the pipe or died), then runs the stop
+#: command (argv[2:]) and removes the folder (argv[1]).
+WATCHDOG: Final = (
+    "import shutil, subprocess, sys; sys.stdin.buffer.read();"
+    " subprocess.run(sys.argv[2:], capture_output=True, check=False, timeout=60);"
+    " shutil.rmtree(sys.argv[1], ignore_errors=True)"
 )
 
 
@@ -81,15 +94,36 @@ class PgServer:
         bin_dir = find_bin()
         root = Path(tempfile.mkdtemp(prefix="watcherd-pg-"))
         try:
-            prefix = _as_server_user(root)
-            server = cls(root, root, tuple(prefix), bin_dir, itertools.count(1))
-            server._start()
-            try:
-                yield server
-            finally:
-                server._stop()
-        finally:
+            prefix = tuple(_as_server_user(root))
+        except BaseException:
             shutil.rmtree(root, ignore_errors=True)
+            raise
+        server = cls(root, root, prefix, bin_dir, itertools.count(1))
+        with server._watchdog():
+            server._start()
+            yield server
+
+    @contextmanager
+    def _watchdog(self) -> Iterator[None]:
+        """Hold the watchdog's pipe open for the block; on the way out it stops the server
+        and removes the folder, and this waits for it to finish."""
+        keep, give = os.pipe()  # not inheritable: the tests' own subprocesses never hold it
+        stop = self._tool("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+        try:
+            watchdog = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG, str(self.root), *stop],
+                stdin=keep,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C to the test run does not stop the clean-up
+            )
+        finally:
+            os.close(keep)
+        try:
+            yield
+        finally:
+            os.close(give)
+            watchdog.wait(timeout=90)
 
     def _tool(self, name: str, *args: str) -> list[str]:
         return [*self.prefix, str(self.bin / name), *args]
@@ -103,15 +137,6 @@ class PgServer:
         opts = f"{FAST} -k {self.socket_dir}"
         log = str(self.root / "server.log")
         _run(self._tool("pg_ctl", "-D", str(data), "-l", log, "-o", opts, "-w", "start"), "pg_ctl")
-
-    def _stop(self) -> None:
-        data = str(self.root / "data")
-        subprocess.run(
-            self._tool("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"),
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
 
     def url(self, database: str = "postgres") -> str:
         """A `postgresql://` URL for `database` over the unix socket."""

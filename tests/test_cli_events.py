@@ -57,6 +57,9 @@ def answers(rec: Recorded, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         return dict(zip(ids, pool.map(run, ids), strict=True))
 
 
+#: Sets up `rec` and `answers` (a daemon run, then two CLIs per job; the `together` CLI
+#: takes about 1.5 s of CPU to start): a loaded 2-core machine can outlast the default 120 s.
+@pytest.mark.timeout(300)
 def test_json_equals_together_list_events(rec: Recorded, answers: dict[str, Any]) -> None:
     """`events --json` equals `together fine-tuning list-events --json`, job by job."""
     casings = set()

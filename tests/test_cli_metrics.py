@@ -103,6 +103,9 @@ def _numeric(rows: list[dict[str, Any]]) -> list[list[tuple[str, float]]]:
     return [[(key, float(value)) for key, value in row.items()] for row in rows]
 
 
+#: The first of these sets up `answers`: 26 CLI runs (the `together` CLI takes about 1.5 s
+#: of CPU to start), which on a loaded 2-core machine outlast the default 120 s.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(("job", "case"), GRID, ids=[f"{j}-{c}" for j, c in GRID])
 def test_json_equals_together_list_metrics(answers: dict[Any, Any], job: str, case: str) -> None:
     """`metrics --json` equals `together fine-tuning list-metrics --json`: rows, keys, order."""

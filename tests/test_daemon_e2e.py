@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import signal
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.battery.test_stop_loop import started_count, up
 from tests.daemonharness import (
     API_KEY,
     assert_exact,
@@ -22,7 +24,16 @@ from tests.daemonharness import (
     wait_until,
     write_config,
 )
-from watcherd.sim import World, run_in_thread
+from tests.lockstep import lockstep
+from tests.simharness import NOW
+from watcherd.sim import ManualClock, SimServer, World, run_in_thread
+
+#: Sim seconds per step of the lockstep clock: shorter than the shortest phase (600 s).
+STEP = 200.0
+#: The SIGKILL loop's kills; then the last daemon runs to the end.
+KILLS = 8
+#: `watcherd add` promises polling "within about a second"; a loaded machine gets more.
+ADD_TO_POLL = 5.0
 
 HOOK = (
     "hooks:\n  - name: sink\n"
@@ -41,12 +52,15 @@ def _scenario(jobs: int, steps: int, seed: int) -> dict[str, object]:
 
 @pytest.mark.timeout(180)
 def test_until_done_stores_the_exact_history(tmp_path: Path) -> None:
-    """50 jobs x 2,000 steps, `run --until-done`: rows equal the truth, transitions in order."""
-    world = World(_scenario(50, 2000, seed=11))
+    """50 jobs x 2,000 steps, `run --until-done`: rows equal the truth, transitions in order
+    (the sim's clock moves only once the daemon recorded every job's status: `lockstep`)."""
+    clock = ManualClock(NOW)
+    world = World(_scenario(50, 2000, seed=11), clock=clock)
     with run_in_thread(world, api_key=API_KEY) as sim:
         config = write_config(tmp_path, sim.base_url, world.job_ids())
-        proc = start_daemon(config, "--until-done")
-        assert proc.wait(timeout=150) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+        with lockstep(world, clock, tmp_path / "watcherd.db", STEP):
+            proc = start_daemon(config, "--until-done")
+            assert proc.wait(timeout=150) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
     data = stored(tmp_path / "watcherd.db")
     assert_exact(world, data["metrics"])
     for job_id in world.job_ids():
@@ -81,23 +95,27 @@ def _same_rows(a: dict[str, object], b: dict[str, object]) -> bool:
 
 @pytest.mark.timeout(240)
 def test_sigkill_loop_keeps_the_history_exact(tmp_path: Path) -> None:
-    """SIGKILL at random moments, restart until done: exact rows and events, one delivery."""
+    """SIGKILL at random moments after start-up (KILLS times), then run to the end:
+    exact rows and events, one delivery per job."""
     seed = random.randrange(1 << 30)
     print(f"kill loop seed {seed}")
     rng = random.Random(seed)
     world = World(_scenario(20, 1000, seed=seed % 1000))
-    kills = 0
+    log, kills = tmp_path / "daemon.log", 0
     with run_in_thread(world, api_key=API_KEY) as sim:
         config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=HOOK)
         while True:
-            proc = start_daemon(config, "--until-done")
+            before = started_count(log)
+            proc = start_daemon(config, "--until-done", log=log)
             try:
-                code = proc.wait(timeout=rng.uniform(0.5, 3.0))
-            except Exception:
-                stop(proc, signal.SIGKILL)
+                assert wait_until(functools.partial(up, log, before, proc), 30)
+                code = proc.wait(timeout=rng.uniform(0.5, 3.0) if kills < KILLS else 150)
+            except subprocess.TimeoutExpired:
                 kills += 1
                 continue
-            assert code == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+            finally:
+                stop(proc, signal.SIGKILL)
+            assert code == 0, log.read_text()[-3000:]
             break
     data = stored(tmp_path / "watcherd.db")
     assert kills > 0
@@ -124,37 +142,43 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path: Path) -> None:
             config.write_text(good.replace("{interval: 0.3s", "{interval: soon"))
             proc.send_signal(signal.SIGHUP)
             assert wait_until(lambda: "config.reload_failed" in log.read_text(), 10)
-            requests_before = len(sim.stats.snapshot())
-            time.sleep(1.5)
+            requests_before = sim.stats.total
+            assert wait_until(lambda: sim.stats.total >= requests_before + 3, 10)
             assert proc.poll() is None
-            assert len(sim.stats.snapshot()) > requests_before
         finally:
             assert stop(proc) == 0
     line = next(json.loads(x) for x in log.read_text().splitlines() if "reload_failed" in x)
     assert f"{config}:" in line["error"] and "poll.interval" in line["error"]
 
 
+def first_request_for(sim: SimServer, job_id: str) -> float | None:
+    """When the sim first read a request naming `job_id` (wall clock), if it has."""
+    return next((r.time for r in sim.stats.snapshot() if job_id in r.path), None)
+
+
 @pytest.mark.timeout(60)
 def test_add_while_running_is_polled_within_seconds(tmp_path: Path) -> None:
-    """`watcherd add` while the daemon runs: the new job is requested within seconds."""
-    world = World(_scenario(2, 100000, seed=14))
+    """`watcherd add` while the daemon runs: its first sighting of the new job, as the daemon
+    recorded it, comes within ADD_TO_POLL seconds of the jobs file changing; `list` shows it."""
+    world = World(_scenario(2, 100000, seed=14), clock=ManualClock(NOW))  # both stay pending
     first, second = world.job_ids()
     with run_in_thread(world, api_key=API_KEY) as sim:
         config = write_config(tmp_path, sim.base_url, [first])
         proc = start_daemon(config)
         try:
-            assert wait_until(lambda: any(first in r.path for r in sim.stats.snapshot()), 15)
+            assert wait_until(lambda: first_request_for(sim, first) is not None, 15)
             cli(config, "add", second, "--note", "late")
-            added = time.monotonic()
+            added = (tmp_path / "jobs.txt").stat().st_mtime
 
             def polled() -> dict[str, object] | None:
                 listing = json.loads(cli(config, "list", "--json").stdout)
                 return next((j for j in listing if j["job_id"] == second and j["status"]), None)
 
-            assert wait_until(lambda: polled() is not None, 10)
-            assert time.monotonic() - added < 5
+            assert wait_until(lambda: polled() is not None, 30)
             seen = polled()
             assert seen is not None and seen["note"] == "late"
-            assert seen["status"] in ("pending", "queued")
+            assert seen["status"] == "pending"
         finally:
             assert stop(proc) == 0
+    sighted = stored(tmp_path / "watcherd.db")["transitions"][second][0]
+    assert sighted.from_status is None and sighted.observed_at - added < ADD_TO_POLL

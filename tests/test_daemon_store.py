@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -26,6 +27,7 @@ from tests.daemonharness import (
 )
 from tests.test_health import FAST_HEARTBEAT, health
 from tests.test_ops_notify import Systemd, dead_port
+from watcherd.daemon.health import STATUS_KEY
 from watcherd.sim import World, run_in_thread
 
 #: Longer than the 10 s that SQLite's busy timeout used to wait before the daemon died.
@@ -62,6 +64,13 @@ def rows_stored(db: Path) -> int:
         return 0
     finally:
         conn.close()
+
+
+def state_value(db: Path, key: str) -> str | None:
+    """One daemon-state value, read straight from the database."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def events(log: Path, name: str) -> list[dict[str, object]]:
@@ -196,6 +205,9 @@ def test_an_idle_daemon_with_inline_job_ids_writes_only_its_heartbeat(tmp_path: 
     proc = start_daemon(config)
     try:
         assert wait_until(lambda: "daemon.started" in (tmp_path / "daemon.log").read_text(), 20)
+        # The first heartbeat writes its keys one by one (spread out on a loaded machine):
+        # the window starts once its status line is in, the next one is 5 s away.
+        assert wait_until(lambda: state_value(db, STATUS_KEY) is not None, 20)
         reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         versions = set()
         deadline = time.monotonic() + 3.5  # the heartbeat comes every 5 s

@@ -19,6 +19,7 @@ from tests.daemonharness import (
     wait_until,
     write_config,
 )
+from watcherd.errors import StoreError
 from watcherd.sim import World, run_in_thread
 
 #: WatchdogSec=0.4 s makes the daemon publish its heartbeat every 0.2 s, so a stopped
@@ -164,6 +165,10 @@ def test_idle_daemon_with_finished_jobs_is_healthy(
 
 
 def _all_done(db: Path) -> bool:
-    """True once the database holds jobs and every one of them completed."""
-    statuses = stored(db)["status"].values()
+    """True once the database holds jobs and every one of them completed (False while the
+    daemon is still creating it: a reader refuses a schema it has not finished upgrading)."""
+    try:
+        statuses = stored(db)["status"].values()
+    except StoreError:
+        return False
     return bool(statuses) and all(status == "completed" for status in statuses)

@@ -16,13 +16,15 @@ import httpx
 import pytest
 
 from tests.daemonharness import API_KEY, big_scenario, start_daemon, stop, wait_until, write_config
+from tests.lockstep import lockstep
+from tests.simharness import NOW
 from watcherd.api.client import ApiStats
 from watcherd.api.latency import Histogram, LatencySnapshot
 from watcherd.config import Listen, parse_listen
 from watcherd.daemon.prometheus import CONTENT_TYPE, bind, render, serve
 from watcherd.daemon.status import Snapshot
 from watcherd.errors import ConfigError, WatcherdError
-from watcherd.sim import World, run_in_thread
+from watcherd.sim import ManualClock, World, run_in_thread
 
 SAMPLE = re.compile(r'([a-z_]+)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)')
 Series = dict[str, float]
@@ -202,9 +204,13 @@ def scrape(port: int) -> Series:
 
 
 def test_scrapes_of_a_running_daemon_move(tmp_path: Path) -> None:
-    """While jobs run, polls, API 200s and job states move; hooks and spend show."""
+    """While jobs run, polls, API 200s and job states move; hooks and spend show.
+
+    The sim's clock stands still until the first scrape, then moves in step with the
+    daemon (`lockstep`), so the first scrape is taken before any job finished."""
     port = free_port()
-    world = World(big_scenario(2, 300, speed=100))
+    clock = ManualClock(NOW)
+    world = World(big_scenario(2, 300, speed=100), clock=clock)
     with run_in_thread(world, api_key=API_KEY) as sim:
         extra = f"metrics_listen: 127.0.0.1:{port}\n{HOOK}"
         config = write_config(tmp_path, sim.base_url, world.job_ids(), hooks=extra)
@@ -212,7 +218,8 @@ def test_scrapes_of_a_running_daemon_move(tmp_path: Path) -> None:
         try:
             assert wait_until(lambda: _scrape_or_none(port) is not None, 15)
             first = scrape(port)
-            assert wait_until(lambda: _delivered(scrape(port)) == 2, 60)
+            with lockstep(world, clock, tmp_path / "watcherd.db", 50.0):
+                assert wait_until(lambda: _delivered(scrape(port)) == 2, 60)
             last = scrape(port)
         finally:
             assert stop(proc, signal.SIGTERM) == 0

@@ -6,6 +6,7 @@ import functools
 import random
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,9 +16,18 @@ import pytest
 
 from tests.battery.hookprobe import executions, hook_yaml, running_hooks
 from tests.battery.sizes import draw_seed, report, sized
-from tests.daemonharness import API_KEY, start_daemon, stored, wait_until, write_config
+from tests.cliharness import FINISHED
+from tests.daemonharness import (
+    API_KEY,
+    daemon_env,
+    start_daemon,
+    stored,
+    wait_until,
+    write_config,
+)
+from tests.simharness import NOW
 from watcherd.model import INTERRUPTED
-from watcherd.sim import World, run_in_thread
+from watcherd.sim import ManualClock, World, run_in_thread
 
 STOPS = sized(15, 100)
 SPEED = sized(30.0, 3.0)
@@ -150,3 +160,33 @@ def test_a_second_sigterm_during_the_grace_stops_at_once(tmp_path: Path) -> None
     assert took < 5.0  # the hook's group is killed (SIGTERM, then SIGKILL after its grace)
     assert running_hooks(marker) == []
     assert (delivery.state, delivery.attempts) == ("failed", 1)  # retried on the next start
+
+
+#: `watcherd run ...` in-process, then whether SIGTERM, SIGINT and SIGHUP are ignored as it exits.
+AFTER_THE_LOOP = (
+    "import signal, sys; from watcherd.cli import main; code = main(sys.argv[1:]);"
+    " print(*(signal.getsignal(s) == signal.SIG_IGN for s in"
+    " (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))); sys.exit(code)"
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_request_while_the_process_exits_is_ignored(tmp_path: Path) -> None:
+    """Found by the stop loop on a loaded machine: a SIGTERM that came after the daemon's
+    loop had ended (its handlers gone, the process still exiting) killed it (-15), where
+    a stop anywhere else exits 0. Once the loop ends, SIGTERM, SIGINT and SIGHUP are ignored."""
+    world = World(FINISHED, clock=ManualClock(NOW))
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids())
+        done = subprocess.run(
+            [sys.executable, "-c", AFTER_THE_LOOP, "run", "--until-done", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env=daemon_env(),
+            cwd=tmp_path,
+            timeout=50,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"daemon.all_done"' in done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]

@@ -61,6 +61,8 @@ log = structlog.get_logger("watcherd.daemon")
 
 #: Seconds running hooks get to finish on a graceful stop before they are killed.
 STOP_GRACE = 10.0
+#: The signals the running daemon handles (ignored once its loop has ended).
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: How often the jobs file is checked for changes.
 JOBS_FILE_CHECK = 1.0
 #: How often `run --until-done` checks whether everything is settled.
@@ -234,18 +236,27 @@ class Daemon:
     async def _signals(
         self, tg: anyio.abc.TaskGroup, *, task_status: anyio.abc.TaskStatus[None]
     ) -> None:
-        """SIGHUP reloads; SIGTERM/SIGINT stop gracefully, and a second one at once."""
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            task_status.started()
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    tg.start_soon(self.reload)  # never holds up a SIGTERM behind it
-                elif not self._stopping:
-                    log.info("daemon.stopping", signal=signal.Signals(signum).name)
-                    tg.start_soon(self.stop, tg)
-                else:
-                    log.warning("daemon.stop_forced", signal=signal.Signals(signum).name)
-                    tg.cancel_scope.cancel()
+        """SIGHUP reloads; SIGTERM/SIGINT stop gracefully, and a second one at once.
+
+        Once the loop ends, closing the receiver puts the default handlers back, under
+        which a late stop request would kill the exiting process (-15, not 0): the
+        daemon is on its way out already, so from then on the three are ignored.
+        """
+        try:
+            with anyio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+                task_status.started()
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        tg.start_soon(self.reload)  # never holds up a SIGTERM behind it
+                    elif not self._stopping:
+                        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+                        tg.start_soon(self.stop, tg)
+                    else:
+                        log.warning("daemon.stop_forced", signal=signal.Signals(signum).name)
+                        tg.cancel_scope.cancel()
+        finally:
+            for signum in HANDLED_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
 
     async def stop(self, tg: anyio.abc.TaskGroup) -> None:
         """No new API request; running hooks and open requests get a grace; then cancel.
