@@ -8,19 +8,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import anyio
-
 from watcherd.cli.common import emit, load
-from watcherd.config import render_effective
-from watcherd.config.render import cancel_notice
-from watcherd.daemon import Mode, health, run_daemon
-from watcherd.logs import configure_logging
-from watcherd.store import Store
-from watcherd.systemd import Notifier
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`watcherd run [--once | --until-done]`."""
+    import anyio
+
+    from watcherd.daemon import Mode, run_daemon
+    from watcherd.logs import configure_logging
+    from watcherd.systemd import Notifier
+
     config = load(args)
     configure_logging(config.log)
     mode = Mode.ONCE if args.once else Mode.UNTIL_DONE if args.until_done else Mode.FOREVER
@@ -32,6 +30,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """`watcherd check-config`: validate, then print the effective config."""
+    from watcherd.config import render_effective
+    from watcherd.config.render import cancel_notice
+
     config = load(args)
     print(render_effective(config), end="")
     for line in cancel_notice(config):  # loud on stderr too, where a person looks
@@ -41,8 +42,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """`watcherd health`: 0 if the daemon is alive and polling, else 1 with one line why."""
+    from watcherd.daemon import health
+
     config = load(args)
-    reason = anyio.run(health.check, config, time.time(), backend="asyncio")
+    reason = health.check(config, time.time())
     if reason is None:
         print("ok")
         return 0
@@ -59,6 +62,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """`watcherd resume`: lift the stored Retry-After pauses; 0 whether or not there was one."""
+    import anyio
+
+    from watcherd.store.snapshot import Snapshot
+
     config = load(args)
     path = config.store.path
     cleared = anyio.run(_clear_pauses, path, backend="asyncio") if path.exists() else {}
@@ -69,12 +76,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return 0
     for host, until in sorted(active.items()):
         print(f"{host}: cleared a pause until {_when(until)} ({_left(until - now)} left)")
-    if Store.daemon_running(path):
+    if Snapshot.daemon_running(path):
         print("the running daemon keeps its pause until a reload: systemctl reload watcherd")
     return 0
 
 
 async def _clear_pauses(path: Path) -> dict[str, float]:
+    from watcherd.store import Store
+
     async with Store.open(path, writer=True, lock=False) as store:
         return await store.clear_host_pauses()
 
