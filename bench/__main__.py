@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -55,8 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small workloads (about a minute)")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this figure")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument(
+        "--poll-jobs", type=int, action="append", metavar="N", help="poll figure sizes"
+    )
     args = parser.parse_args(argv)
-    table = figures(QUICK if args.quick else FULL)
+    sizes = QUICK if args.quick else FULL
+    if args.poll_jobs:
+        sizes = dataclasses.replace(sizes, poll_jobs=tuple(args.poll_jobs))
+    table = figures(sizes)
     chosen = args.only or list(table)
     unknown = [n for n in chosen if n not in table]
     if unknown:

@@ -2,13 +2,16 @@
 
 Timed as whole subprocesses (wall, median) and in-process (the command's `main` call
 in a fresh process, interpreter start and the `watcherd.cli` import excluded). The
-baseline is a python process reading the same rows with the sqlite3 module.
+baseline is a python process reading the same rows with the sqlite3 module. `list`
+is also measured as whole-process CPU (user + system) against `python -c pass`, the
+floor any Python command stands on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,8 +21,8 @@ from typing import Any
 import anyio
 
 from bench import ingest, polling
-from bench.common import median, run_worker, timed_subprocess
-from bench.simclient import SimProcess
+from bench.common import median, run_worker, subprocess_cpu, timed_subprocess
+from bench.simclient import ROOT, SimProcess
 from bench.table import Row
 
 _SQLITE_METRICS = """
@@ -87,7 +90,12 @@ def _measure(argv: list[str], base: list[str], repeats: int) -> dict[str, float]
 
 
 def figure(steps: int, jobs: int, repeats: int) -> list[Row]:
-    """Both commands against their sqlite3 readers and the absolute targets."""
+    """Both commands against their sqlite3 readers and the absolute targets.
+
+    watcherd's bytecode is compiled first, as `pip install` does: with
+    PYTHONDONTWRITEBYTECODE set, every command would otherwise compile it from source.
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "watcherd")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         job_id = run_worker("cli_setup", {"folder": tmp, "steps": steps, "jobs": jobs})["job_id"]
@@ -100,9 +108,23 @@ def figure(steps: int, jobs: int, repeats: int) -> list[Row]:
         listing = _measure(
             ["list", "--config", str(l_cfg)], [_SQLITE_LIST, str(folder / "l.db")], repeats
         )
+        cpu = _cpu(["list", "--config", str(l_cfg)], max(5, repeats))
     return [
         Row(f"metrics --resolution 500 --json, {steps:,} steps", metrics["subprocess"],
             metrics["sqlite3"], "< 0.3 s", metrics["subprocess"] < 0.3, "s", metrics),
         Row(f"list, {jobs:,} jobs", listing["subprocess"], listing["sqlite3"], "< 0.5 s",
             listing["subprocess"] < 0.5, "s", listing),
+        Row(f"list CPU, {jobs:,} jobs, vs python -c pass", cpu["list"], cpu["pass"], "<= 3x",
+            cpu["list"] <= 3 * cpu["pass"], "s", cpu),
     ]  # fmt: skip
+
+
+def _cpu(argv: list[str], repeats: int) -> dict[str, float]:
+    """Median whole-process CPU of `watcherd ARGV` and of `python -c pass`, interleaved."""
+    py = sys.executable
+    ours: list[float] = []
+    floor: list[float] = []
+    for _ in range(repeats):
+        ours.append(subprocess_cpu([py, "-m", "watcherd", *argv]))
+        floor.append(subprocess_cpu([py, "-c", "pass"]))
+    return {"list": median(ours), "pass": median(floor)}

@@ -30,7 +30,19 @@ def median(values: Sequence[float]) -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    """This process's own peak resident set size so far, in MiB.
+
+    Linux's `ru_maxrss` also counts the parent's peak at the fork that started this
+    worker (the bench parent reads whole bodies), so the high-water mark of this
+    process's own memory, `VmHWM`, is read instead where /proc has it.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -55,6 +67,14 @@ def timed_subprocess(argv: Sequence[str], env: dict[str, str] | None = None) -> 
     start = time.perf_counter()
     subprocess.run(argv, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def subprocess_cpu(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
+    """CPU seconds (user + system) one command takes as a whole process (output discarded)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(argv, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def bench_config(db: Path, *, interval: float = 60.0, hooks: Any = ()) -> Config:

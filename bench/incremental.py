@@ -17,8 +17,8 @@ import anyio
 from bench.common import API_KEY, CONCURRENCY, bench_config, run_worker, watcherd_http
 from bench.simclient import SimProcess
 from bench.table import Row
-from watcherd.api.client import ApiClient
-from watcherd.model import MetricFilter, MetricRow
+from watcherd.api.client import ApiClient, OnBatch
+from watcherd.model import MetricFilter, MetricRecord
 from watcherd.store import Store
 from watcherd.watch.poller import Poller
 
@@ -28,9 +28,17 @@ class CountingApi(ApiClient):
 
     transferred = 0
 
-    async def metrics(self, job_id: str, flt: MetricFilter | None = None) -> list[MetricRow]:
-        """The parent's fetch, counted."""
-        rows = await super().metrics(job_id, flt)
+    async def metric_records(
+        self, job_id: str, flt: MetricFilter | None = None, on_batch: OnBatch | None = None
+    ) -> list[MetricRecord]:
+        """The parent's fetch (the poller's), counted, batches handed on included."""
+
+        async def counted(batch: list[MetricRecord]) -> None:
+            self.transferred += len(batch)
+            assert on_batch is not None
+            await on_batch(batch)
+
+        rows = await super().metric_records(job_id, flt, None if on_batch is None else counted)
         self.transferred += len(rows)
         return rows
 

@@ -73,7 +73,17 @@ async def run_watcherd(base_url: str, job_id: str, db: Path) -> int:
         poller = Poller(store, bench_api(http, base_url), bench_config(db))
         await poller.load_jobs()
         await poller.poll_once()
-        return len(await store.metrics_json(job_id))
+    return stored_rows(db, job_id)
+
+
+def stored_rows(db: Path, job_id: str) -> int:
+    """How many rows the database holds for the job (counted, not read back into memory)."""
+    conn = sqlite3.connect(db)
+    try:
+        found = conn.execute("SELECT COUNT(*) FROM metrics WHERE job_id = ?", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    return int(found[0])
 
 
 def _bare(base_url: str, job_id: str, db: Path) -> int:
@@ -138,11 +148,11 @@ def figure(steps: int, repeats: int) -> list[Row]:
     before = median([r["rss_before_mb"] for r in runs["watcherd"]])
     extra = {"runs": runs, "body_mb": body, "steps": steps}
     return [
-        Row("ingest vs bare", rate["watcherd"], rate["bare"], ">= 0.5x",
-            rate["watcherd"] >= 0.5 * rate["bare"], "rows/s", extra),
+        Row("ingest vs bare", rate["watcherd"], rate["bare"], ">= 1.0x",
+            rate["watcherd"] >= rate["bare"], "rows/s", extra),
         Row("ingest vs SDK", rate["watcherd"], rate["sdk"], ">= 3x",
             rate["watcherd"] >= 3 * rate["sdk"], "rows/s"),
-        Row("ingest peak RSS / body", rss / body, None, "<= 3x", rss <= 3 * body, "x",
+        Row("ingest peak RSS / body", rss / body, None, "<= 2x", rss <= 2 * body, "x",
             {"peak_rss_mb": rss, "rss_before_mb": before, "body_mb": body,
              "growth_over_body": (rss - before) / body}),
     ]  # fmt: skip

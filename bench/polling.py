@@ -121,13 +121,11 @@ def figure(sizes: list[int], rounds: int, repeats: int) -> list[Row]:
     rows: list[Row] = []
     for jobs in sizes:
         times = repeats if jobs <= 1_000 else 1  # at 10,000 jobs: one run, median of rounds
-        runs = {
-            system: [
-                run_worker("poll", {"system": system, "jobs": jobs, "rounds": rounds})
-                for _ in range(times)
-            ]
-            for system in ("watcherd", "baseline")
-        }
+        runs: dict[str, list[dict[str, Any]]] = {"watcherd": [], "baseline": []}
+        for _ in range(times):  # interleaved: a load that comes and goes hits both sides
+            for system, done in runs.items():
+                params = {"system": system, "jobs": jobs, "rounds": rounds}
+                done.append(run_worker("poll", params, timeout=3600.0))
         ours = median([c / jobs * 1e3 for r in runs["watcherd"] for c in r["cpu_per_round"]])
         base = median([c / jobs * 1e3 for r in runs["baseline"] for c in r["cpu_per_round"]])
         rows.append(
@@ -135,8 +133,8 @@ def figure(sizes: list[int], rounds: int, repeats: int) -> list[Row]:
                 f"CPU per poll, {jobs:,} jobs",
                 ours,
                 base,
-                "<= 1.5x",
-                ours <= 1.5 * base,
+                "<= 1.2x",
+                ours <= 1.2 * base,
                 "ms",
                 {"runs": runs, "rounds": rounds, "repeats": times},
             )
@@ -144,6 +142,6 @@ def figure(sizes: list[int], rounds: int, repeats: int) -> list[Row]:
     rss = median([r["peak_rss_mb"] for r in runs["watcherd"]])
     base_rss = median([r["peak_rss_mb"] for r in runs["baseline"]])
     rows.append(
-        Row(f"peak RSS, {sizes[-1]:,} jobs", rss, base_rss, "<= 150 MB", rss <= 150.0, "MB")
+        Row(f"peak RSS, {sizes[-1]:,} jobs", rss, base_rss, "<= 1.0x", rss <= base_rss, "MB")
     )
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -113,6 +114,16 @@ def test_the_state_survives_its_json() -> None:
     state = seen.last.state
     assert AlertState.from_json(state.to_json()).to_json() == state.to_json()
     assert AlertState.from_json("not json") == AlertState()
+
+
+def test_the_state_json_is_what_asdict_writes() -> None:
+    """The stored rule memory is byte for byte `json.dumps(asdict(state))`, NaN included."""
+    world, clock = world_of(SUDDEN_NAN)
+    seen = replay(world, clock, world.job_ids()[0], until=START + 1500)
+    assert seen.last is not None
+    for state in (seen.last.state, AlertState()):
+        as_dict = json.dumps(dataclasses.asdict(state), separators=(",", ":"), allow_nan=True)
+        assert state.to_json() == as_dict
 
 
 def test_a_disabled_rule_stays_silent() -> None:

@@ -6,14 +6,20 @@ import random
 
 from watcherd.api.client import Job
 from watcherd.config import PollConfig
+from watcherd.model import MetricRecord
 from watcherd.watch.schedule import JobSchedule, backoff, next_look, settled_cursor, status_interval
 
 POLL = PollConfig(interval=60.0, min_interval=10.0, metrics_interval=300.0, max_backoff=600.0)
 
 
+def record(step: int, stamp: int | None) -> MetricRecord:
+    """A train row as the API client hands it over."""
+    return ("train", step, stamp, 1.0, "{}")
+
+
 def job(status: str, remaining: float | None = None) -> Job:
     """A job as the list endpoint gives it."""
-    return Job(id="ft-a", status=status, raw={}, seconds_remaining=remaining)
+    return Job(id="ft-a", status=status, text=b"{}", seconds_remaining=remaining)
 
 
 def test_a_near_change_brings_the_next_look_forward_but_not_below_min_interval() -> None:
@@ -45,11 +51,11 @@ def test_backoff_is_full_jitter_within_its_ceiling() -> None:
 def test_the_cursor_stays_behind_rows_that_may_still_be_joined() -> None:
     """The next `global_step_from` is the lowest step logged within SETTLE_NS of the newest."""
     second = 1_000_000_000
-    fast = [{"timestamp": step * second, "train/global_step": step} for step in range(1, 12)]
+    fast = [record(step, step * second) for step in range(1, 12)]
     assert settled_cursor(fast, None) == 7  # step 11 is newest; 7 is the first within 5 s
     assert settled_cursor(fast, 9) == 9  # never backwards
-    slow = [{"timestamp": step * 10 * second, "train/global_step": step} for step in range(1, 5)]
+    slow = [record(step, step * 10 * second) for step in range(1, 5)]
     assert settled_cursor(slow, None) == 4  # slow steps: the newest step itself
     assert settled_cursor([], 4) == 4
-    unstamped = [{"train/global_step": 7}, {"train/global_step": 9}]
+    unstamped = [record(7, None), record(9, None)]
     assert settled_cursor(unstamped, 3) == 9

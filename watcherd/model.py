@@ -19,6 +19,10 @@ from watcherd.errors import InvalidJobIdError
 
 #: A metric row as the API returns it: a flat mapping of key to number.
 MetricRow = dict[str, Any]
+#: A metric row as watcherd keeps it, without a dict: (kind, step, timestamp, loss, text).
+#: `kind` is `row_kind`'s, `timestamp` None when the row has none, `loss` the row's
+#: `{kind}/loss` as decoded (None when absent), `text` its exact JSON text.
+MetricRecord = tuple[str, int, int | None, int | float | None, str]
 
 TERMINAL_STATUSES: Final = frozenset({"completed", "error", "cancelled", "user_error"})
 KNOWN_STATUSES: Final = frozenset(

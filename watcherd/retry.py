@@ -18,7 +18,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 #: The longest wait honoured unless configured otherwise (`api.max_retry_after`).
@@ -77,6 +76,10 @@ def _number(text: str | None) -> float | None:
 
 def _http_date(text: str, now: float) -> float | None:
     """Seconds from `now` until an HTTP date; None if `text` is not one."""
+    # Imported here: `email` costs a read command (which imports the config, and with
+    # it DEFAULT_MAX_RETRY_AFTER) about as much as the rest of its start-up.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(text.strip())
         if when.tzinfo is None:  # "-0000": UTC, with no promise about the source's zone

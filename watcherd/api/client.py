@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -29,18 +29,18 @@ import structlog
 from watcherd import __version__
 from watcherd.api.latency import Histogram, LatencySnapshot
 from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep
+from watcherd.api.metricrows import MetricsFramer
 from watcherd.api.shapes import (
     Job,
     ShapeError,
     error_message,
+    job_from_body,
+    jobs_from_body,
     metric_params,
     parse_events,
-    parse_job,
-    parse_job_list,
-    parse_metrics,
     snippet,
 )
-from watcherd.api.transport import Exchange, RawResponse, fetch
+from watcherd.api.transport import Exchange, RawResponse, fetch, is_json
 from watcherd.backoff import full_jitter
 from watcherd.config import ApiConfig
 from watcherd.errors import (
@@ -52,12 +52,14 @@ from watcherd.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from watcherd.model import MetricFilter, MetricRow, loads_exact, validate_job_id
+from watcherd.model import MetricFilter, MetricRecord, MetricRow, loads_exact, validate_job_id
 from watcherd.retry import DEFAULT_MAX_RETRY_AFTER, RetryAfter, parse_retry_after
 
-__all__ = ["ApiClient", "ApiStats", "Job"]
+__all__ = ["ApiClient", "ApiStats", "Job", "OnBatch"]
 
 T = TypeVar("T")
+#: Where `metric_records` hands each batch of rows cut from a big body, as it arrives.
+OnBatch = Callable[[list[MetricRecord]], Awaitable[None]]
 MiB = 1024 * 1024
 USER_AGENT: Final = f"watcherd/{__version__}"
 
@@ -105,6 +107,10 @@ class ApiClient:
         self._http = http
         self._base = _api_root(base_url)
         self._key = api_key
+        self._headers = httpx.Headers(  # built once: httpx re-normalises a dict per request
+            {"authorization": f"Bearer {api_key}", "accept": "application/json",
+             "user-agent": USER_AGENT}
+        )  # fmt: skip
         self._timeout = timeout
         self._max_body = max_body_bytes
         self._max_attempts = max(1, max_attempts)
@@ -172,7 +178,7 @@ class ApiClient:
 
     async def list_jobs(self) -> list[Job]:
         """Every job of the account (`GET /v1/fine-tunes`, unpaginated)."""
-        return await self._call("GET", "", None, parse_job_list)
+        return await self._call("GET", "", None, jobs_from_body)
 
     async def retrieve(self, job_id: str) -> Job:
         """One job (`GET /v1/fine-tunes/{id}`)."""
@@ -181,13 +187,34 @@ class ApiClient:
 
     async def metrics(self, job_id: str, flt: MetricFilter | None = None) -> list[MetricRow]:
         """Metric rows in API order (`GET /v1/fine-tunes/{id}/metrics`), values exact."""
+        return [loads_exact(r[4]) for r in await self.metric_records(job_id, flt)]
+
+    async def metric_records(
+        self, job_id: str, flt: MetricFilter | None = None, on_batch: OnBatch | None = None
+    ) -> list[MetricRecord]:
+        """Metric rows in API order as records, streamed: never a dict per row.
+
+        A big body is cut into batches of rows as it arrives; with `on_batch` each
+        batch but the last goes there at once (and the body is never held whole), the
+        last is returned. A request that fails after a batch was handed over is not
+        retried: those rows are the caller's, and its next fetch goes on from them.
+        """
         validate_job_id(job_id)
-        return await self._call("GET", f"/{job_id}/metrics", metric_params(flt), parse_metrics)
+        url = f"{self._base}/fine-tunes/{job_id}/metrics"
+        sink = _MetricsSink(on_batch)
+        raw = await self._request("GET", url, metric_params(flt), sink)
+        self._check_json(raw)  # a body that is not JSON was not streamed: refused here
+        try:
+            return sink.kept + sink.framer.finish()
+        except ShapeError as exc:
+            raise self._malformed(raw, f"unexpected shape: {exc}") from None
+        except (ArithmeticError, RecursionError) as exc:  # as in `_call`: refused, no crash
+            raise self._malformed(raw, f"unexpected shape: {type(exc).__name__}") from None
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         """The job's events (`GET /v1/fine-tunes/{id}/events`)."""
         validate_job_id(job_id)
-        return await self._call("GET", f"/{job_id}/events", None, parse_events)
+        return await self._call("GET", f"/{job_id}/events", None, _decoded(parse_events))
 
     async def cancel(self, job_id: str) -> Job:
         """Ask the service to cancel a job (`POST /v1/fine-tunes/{id}/cancel`)."""
@@ -195,26 +222,31 @@ class ApiClient:
         return await self._call("POST", f"/{job_id}/cancel", None, _job_parser(job_id))
 
     async def _call(
-        self, method: str, path: str, params: Mapping[str, str] | None, parse: Callable[[Any], T]
+        self, method: str, path: str, params: Mapping[str, str] | None, parse: Callable[[bytes], T]
     ) -> T:
+        """One request; `parse` reads the body bytes (ShapeError, or ValueError for bad JSON)."""
         raw = await self._request(method, f"{self._base}/fine-tunes{path}", params or {})
-        body = self._decode(raw)
+        self._check_json(raw)
         try:
-            return parse(body)
+            return parse(raw.body)
         except ShapeError as exc:
             raise self._malformed(raw, f"unexpected shape: {exc}") from None
-        except (ArithmeticError, RecursionError, ValueError) as exc:
+        except ValueError as exc:  # loads_exact's: not JSON (UnicodeDecodeError included)
+            raise self._malformed(raw, f"invalid JSON: {str(exc)[:80]}") from None
+        except (ArithmeticError, RecursionError) as exc:
             # A shape no parser rule foresaw must still be a refused body, not a crash.
             why = f"{type(exc).__name__}: {str(exc)[:80]}"
             raise self._malformed(raw, f"unexpected shape: {why}") from None
 
-    async def _request(self, method: str, url: str, params: Mapping[str, str]) -> RawResponse:
+    async def _request(
+        self, method: str, url: str, params: Mapping[str, str], sink: _MetricsSink | None = None
+    ) -> RawResponse:
         attempt = 0
         while True:
             attempt += 1
             hint: float | None = None
             try:
-                raw, hint = await self._attempt(method, url, params)
+                raw, hint = await self._attempt(method, url, params, sink)
             except UnavailableError as exc:
                 error: ApiError = exc
             else:
@@ -222,8 +254,10 @@ class ApiClient:
                     return raw
                 error = self._classify(raw, hint)
             delay = self._retry_delay(error, attempt, hint)
-            if delay is None:
+            if delay is None or (sink is not None and sink.handed_over):
                 raise error
+            if sink is not None:
+                sink.restart()
             self._retries += 1
             await self._sleep(delay)
 
@@ -239,18 +273,14 @@ class ApiClient:
         return delay if delay <= self._max_wait else None
 
     async def _attempt(
-        self, method: str, url: str, params: Mapping[str, str]
+        self, method: str, url: str, params: Mapping[str, str], sink: _MetricsSink | None
     ) -> tuple[RawResponse, float | None]:
         """One request once the gate, the in-flight cap and the rate cap allow it."""
         exchange = Exchange(
             method=method,
             url=url,
             params=params,
-            headers={
-                "authorization": f"Bearer {self._key}",
-                "accept": "application/json",
-                "user-agent": USER_AGENT,
-            },
+            headers=self._headers,
             timeout=self._timeout,
             max_body=self._max_body,
             secret=self._key,
@@ -263,13 +293,16 @@ class ApiClient:
             if read_at is not None:  # when it last read the pause other daemons stored
                 log.debug("api.request_sent", url=url, read_at=read_at)
             async with self.gate.exchange():
-                return await self._exchange(exchange)
+                return await self._exchange(exchange, sink)
 
-    async def _exchange(self, exchange: Exchange) -> tuple[RawResponse, float | None]:
-        """Send and read; a pause the answer asks for is saved before this returns."""
+    async def _exchange(
+        self, exchange: Exchange, sink: _MetricsSink | None
+    ) -> tuple[RawResponse, float | None]:
+        """Send and read (a metrics body into `sink`); a pause the answer asks for is
+        saved before this returns."""
         started = time.monotonic()
         try:
-            raw = await fetch(self._http, exchange)
+            raw = await fetch(self._http, exchange, None if sink is None else sink.consume)
         except ApiError as exc:
             self._outcomes[type(exc).__name__] += 1
             raise
@@ -324,16 +357,12 @@ class ApiClient:
         text = message if message is not None else snippet(raw.body, self._key)
         return snippet(text.encode(), self._key) or "(empty body)"
 
-    def _decode(self, raw: RawResponse) -> Any:
-        media = raw.content_type.split(";", 1)[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
+    def _check_json(self, raw: RawResponse) -> None:
+        """MalformedResponseError unless the response is labelled JSON and has a body."""
+        if not is_json(raw.content_type):
             raise self._malformed(raw, "the response is not JSON")
-        if not raw.body.strip():
+        if not raw.streamed and not raw.body.strip():
             raise self._malformed(raw, "the response body is empty")
-        try:
-            return loads_exact(raw.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise self._malformed(raw, f"invalid JSON: {str(exc)[:80]}") from None
 
     def _malformed(self, raw: RawResponse, message: str) -> MalformedResponseError:
         return MalformedResponseError(
@@ -362,8 +391,36 @@ def _retryable(error: ApiError) -> bool:
     return isinstance(error, ClientRequestError) and error.status in (408, 409)
 
 
-def _job_parser(job_id: str) -> Callable[[Any], Job]:
-    return lambda body: parse_job(body, expect_id=job_id)
+def _job_parser(job_id: str) -> Callable[[bytes], Job]:
+    return lambda body: job_from_body(body, expect_id=job_id)
+
+
+def _decoded(parse: Callable[[Any], T]) -> Callable[[bytes], T]:
+    """A body parser from a parser of the decoded JSON."""
+    return lambda body: parse(loads_exact(body))
+
+
+class _MetricsSink:
+    """A metrics body as it streams in: framed into batches, each handed on or kept."""
+
+    def __init__(self, on_batch: OnBatch | None) -> None:
+        self._on_batch = on_batch
+        self.handed_over = False
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget a failed attempt's partial body (nothing of it was handed over)."""
+        self.framer = MetricsFramer()
+        self.kept: list[MetricRecord] = []
+
+    async def consume(self, chunk: bytes) -> None:
+        """One chunk of the body."""
+        for batch in self.framer.feed(chunk):
+            if self._on_batch is None:
+                self.kept.extend(batch)
+            else:
+                self.handed_over = True
+                await self._on_batch(batch)
 
 
 def _api_root(base_url: str) -> str:

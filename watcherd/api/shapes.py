@@ -2,7 +2,11 @@
 
 Parsers here take already-decoded JSON (from `loads_exact`, so integers stay exact and
 NaN/±Infinity survive) and either return typed values or raise `ShapeError`; the client
-turns that into a `MalformedResponseError` carrying the HTTP details.
+turns that into a `MalformedResponseError` carrying the HTTP details. Job bodies are
+read first by msgspec into small structs holding only the fields the poller reads
+(`job_from_body`, `jobs_from_body`); a body it refuses (NaN, an unexpected type) goes
+through `loads_exact` and the parsers below, with the same result. Metric bodies are
+streamed: see `metricrows`.
 
 Leniency rules, chosen so that nothing partial or wrong is ever written:
 
@@ -31,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgspec
+
 from watcherd.errors import InvalidJobIdError
 from watcherd.model import (
     MISSING,
@@ -38,6 +44,8 @@ from watcherd.model import (
     TIMESTAMP_KEY,
     MetricFilter,
     MetricRow,
+    dumps_exact,
+    loads_exact,
     validate_job_id,
 )
 
@@ -55,19 +63,29 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A fine-tuning job as the service reported it; `raw` is the object as received."""
+    """A fine-tuning job as the service reported it; `text` is the object's JSON text.
+
+    From a list body, `text` is a `msgspec.Raw` view into that body (no copy per job).
+    """
 
     id: str
     status: str
-    raw: dict[str, Any] = field(repr=False)
+    text: bytes | msgspec.Raw = field(repr=False)
     seconds_remaining: float | None = None
     updated_at: str | None = None
     model: str | None = None
     model_output_name: str | None = None
 
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The object as received, decoded exactly (on demand: few polls need it)."""
+        text = self.text
+        obj: dict[str, Any] = loads_exact(text if isinstance(text, bytes) else bytes(text))
+        return obj
 
-def parse_job(obj: Any, *, expect_id: str | None = None) -> Job:
-    """A `Job` from one decoded job object."""
+
+def parse_job(obj: Any, *, expect_id: str | None = None, text: bytes | None = None) -> Job:
+    """A `Job` from one decoded job object (`text`: its JSON text, if at hand)."""
     if not isinstance(obj, dict):
         raise ShapeError("a job is not a JSON object")
     job_id, status = obj.get("id"), obj.get("status")
@@ -85,7 +103,7 @@ def parse_job(obj: Any, *, expect_id: str | None = None) -> Job:
     return Job(
         id=job_id,
         status=status,
-        raw=obj,
+        text=dumps_exact(obj).encode() if text is None else text,
         seconds_remaining=_seconds_remaining(obj.get("progress")),
         updated_at=_opt_str(obj.get("updated_at")),
         model=_opt_str(obj.get("model")),
@@ -179,6 +197,11 @@ def _data_list(body: Any, key: str) -> list[Any]:
     return items
 
 
+def parse_metric_row(row: Any, index: int) -> MetricRow:
+    """One decoded metric row, checked; a row holding nulls comes back without them."""
+    return _metric_row(row, index)
+
+
 def _metric_row(row: Any, index: int) -> MetricRow:
     if not isinstance(row, dict):
         raise ShapeError(f"metrics[{index}] is not a JSON object")
@@ -259,3 +282,93 @@ def _has_foreign_id(entry: Any) -> bool:
     except InvalidJobIdError:
         return True
     return False
+
+
+class _Progress(msgspec.Struct, gc=False):
+    estimate_available: bool | None = None
+    seconds_remaining: int | float | None = None
+
+
+class _JobHead(msgspec.Struct, gc=False):
+    """The fields of a job the poller reads; the rest stays in the job's text."""
+
+    id: str
+    status: str
+    progress: _Progress | None = None
+    updated_at: str | None = None
+    model: str | None = None
+    model_output_name: str | None = None
+
+
+class _Listing(msgspec.Struct, gc=False):
+    data: list[_JobHead] | None = None
+
+
+class _ListingTexts(msgspec.Struct, gc=False):
+    data: list[msgspec.Raw] | None = None
+
+
+_JOB = msgspec.json.Decoder(_JobHead)
+_LISTING = msgspec.json.Decoder(_Listing)
+_LISTING_TEXTS = msgspec.json.Decoder(_ListingTexts)
+
+
+def job_from_body(body: bytes, *, expect_id: str | None = None) -> Job:
+    """A `Job` from a retrieve (or cancel) body; ShapeError, or ValueError for bad JSON."""
+    try:
+        head = _JOB.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return parse_job(loads_exact(body), expect_id=expect_id, text=body)
+    return _job(head, body, expect_id)
+
+
+def jobs_from_body(body: bytes) -> list[Job]:
+    """Jobs from a list body (`{"data": [...]}`), as `parse_job_list` would give them."""
+    try:
+        listing, texts = _LISTING.decode(body), _LISTING_TEXTS.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return parse_job_list(loads_exact(body))
+    jobs = []
+    for head, raw in zip(listing.data or (), texts.data or (), strict=True):
+        try:
+            validate_job_id(head.id)
+        except InvalidJobIdError:
+            continue  # a foreign ID: never watched
+        jobs.append(_job(head, raw, None))
+    return jobs
+
+
+def _job(head: _JobHead, text: bytes | msgspec.Raw, expect_id: str | None) -> Job:
+    """The `Job` of a decoded head, with `parse_job`'s checks (depth included)."""
+    if not head.status:
+        raise ShapeError("a job lacks a string 'id' or a non-empty string 'status'")
+    if head.status == MISSING:
+        raise ShapeError(f"status {MISSING!r} is watcherd's own (three 404s), not the service's")
+    _check_text_depth(text)
+    try:
+        validate_job_id(head.id)
+    except InvalidJobIdError as exc:
+        raise ShapeError(str(exc)) from None
+    if expect_id is not None and head.id != expect_id:
+        raise ShapeError(f"asked for job {expect_id!r}, got {head.id!r}")
+    progress = head.progress
+    remaining = None
+    if progress is not None and progress.estimate_available is True:
+        value = progress.seconds_remaining
+        remaining = None if value is None else _finite_float(value)
+    return Job(head.id, head.status, text, remaining, head.updated_at, head.model,
+               head.model_output_name)  # fmt: skip
+
+
+def _finite_float(value: int | float) -> float | None:
+    if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        raise ShapeError("progress.seconds_remaining is too large for a float")
+    return float(value) if math.isfinite(value) else None
+
+
+def _check_text_depth(text: bytes | msgspec.Raw) -> None:
+    """`check_depth` on a job's text: only a text with more brackets than the limit can
+    nest that deep, so most are never decoded here."""
+    data = text if isinstance(text, bytes) else bytes(text)
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:
+        check_depth(loads_exact(data), "a job object")

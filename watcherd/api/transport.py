@@ -6,11 +6,15 @@ one `anyio.fail_after`. The body cap applies to the decoded bytes (`aiter_bytes`
 decompresses), so a gzip bomb stops at the cap, and a declared `Content-Length` above
 the cap is refused before reading. Error bodies (status >= 400) are only read up to a
 small cap and truncated, since all we need from them is a message.
+
+A caller that passes `consume` gets the body of a 2xx JSON response chunk by chunk
+instead (the cap still counts every byte), so a big body is never held whole;
+`RawResponse.body` then holds only its first bytes, for error snippets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -20,6 +24,10 @@ from watcherd.api.shapes import snippet
 from watcherd.errors import MalformedResponseError, UnavailableError
 
 ERROR_BODY_CAP = 64 * 1024
+#: The first bytes of a consumed body kept for error snippets.
+HEAD_BYTES = 1024
+
+Consume = Callable[[bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,7 @@ class RawResponse:
     status: int
     headers: httpx.Headers
     body: bytes
+    streamed: bool = False  # the body went to `consume`; `body` is its head
 
     @property
     def content_type(self) -> str:
@@ -50,11 +59,23 @@ class Exchange:
     secret: str
 
 
-async def fetch(http: httpx.AsyncClient, ex: Exchange) -> RawResponse:
-    """Make one request; raise UnavailableError or MalformedResponseError when it fails."""
+def is_json(content_type: str) -> bool:
+    """True for `application/json` and `+json` media types, parameters ignored."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def fetch(
+    http: httpx.AsyncClient, ex: Exchange, consume: Consume | None = None
+) -> RawResponse:
+    """Make one request; raise UnavailableError or MalformedResponseError when it fails.
+
+    With `consume`, a 2xx JSON body is handed over chunk by chunk under the same
+    deadline and cap (its exceptions propagate as they are).
+    """
     try:
         with anyio.fail_after(ex.timeout):
-            return await _stream(http, ex)
+            return await _stream(http, ex, consume)
     except TimeoutError:
         raise UnavailableError(f"no complete response within {ex.timeout:g}s", url=ex.url) from None
     except httpx.TimeoutException as exc:
@@ -65,13 +86,22 @@ async def fetch(http: httpx.AsyncClient, ex: Exchange) -> RawResponse:
         ) from exc
 
 
-async def _stream(http: httpx.AsyncClient, ex: Exchange) -> RawResponse:
+async def _stream(http: httpx.AsyncClient, ex: Exchange, consume: Consume | None) -> RawResponse:
     request = http.build_request(
         ex.method, ex.url, params=ex.params, headers=ex.headers, timeout=ex.timeout
     )
     response = await http.send(request, stream=True, follow_redirects=False)
+    streamed = (
+        consume is not None
+        and 200 <= response.status_code < 300
+        and is_json(response.headers.get("content-type", ""))
+    )
     try:
-        body = await _read_capped(response, ex)
+        if streamed:
+            assert consume is not None
+            body = await _consume_capped(response, ex, consume)
+        else:
+            body = await _read_capped(response, ex)
     except httpx.DecodingError as exc:
         raise MalformedResponseError(
             f"the body could not be decoded: {exc}",
@@ -82,7 +112,30 @@ async def _stream(http: httpx.AsyncClient, ex: Exchange) -> RawResponse:
         ) from exc
     finally:
         await response.aclose()
-    return RawResponse(url=ex.url, status=response.status_code, headers=response.headers, body=body)
+    return RawResponse(
+        url=ex.url,
+        status=response.status_code,
+        headers=response.headers,
+        body=body,
+        streamed=streamed,
+    )
+
+
+async def _consume_capped(response: httpx.Response, ex: Exchange, consume: Consume) -> bytes:
+    """Hand the body to `consume` chunk by chunk; return its head. Oversized: refused."""
+    declared = _content_length(response.headers)
+    if declared is not None and declared > ex.max_body:
+        raise _oversized(response, ex, b"", f"declares {declared} bytes")
+    head = b""
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if len(head) < HEAD_BYTES:
+            head += chunk[: HEAD_BYTES - len(head)]
+        if size > ex.max_body:
+            raise _oversized(response, ex, head, f"exceeds {ex.max_body} bytes")
+        await consume(chunk)
+    return head
 
 
 async def _read_capped(response: httpx.Response, ex: Exchange) -> bytes:

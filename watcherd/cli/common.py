@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TextIO
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from watcherd.config import Config, default_config, default_config_path, load_config
 from watcherd.errors import StoreError
-from watcherd.store.interface import StoreApi
-from watcherd.store.opening import open_configured
+from watcherd.store.snapshot import read_store
 from watcherd.views import terminal_text
+
+if TYPE_CHECKING:
+    from watcherd.store.interface import StoreReader
+
+T = TypeVar("T")
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -31,16 +33,18 @@ def load(args: argparse.Namespace) -> Config:
     return default_config(path)
 
 
-@asynccontextmanager
-async def reader(config: Config) -> AsyncIterator[StoreApi]:
-    """The database opened for reading, with a hint when there is none yet."""
+def read(config: Config, reading: Callable[[StoreReader], Coroutine[Any, Any, T]]) -> T:
+    """`reading` run over the database opened for reading, with a hint when there is none yet.
+
+    SQLite is read with plain sqlite3 (no event loop: the command starts fast); a
+    `postgresql://` store through its async StoreApi.
+    """
     if config.store.url is None and not config.store.path.exists():
         raise StoreError(
             f"{config.store.path}: no database yet; start the daemon with `watcherd run` "
             "(or `watcherd run --once`) to create it"
         )
-    async with open_configured(config.store, writer=False) as store:
-        yield store
+    return read_store(config.store, reading)
 
 
 def color_enabled(stream: TextIO = sys.stdout) -> bool:
@@ -50,7 +54,9 @@ def color_enabled(stream: TextIO = sys.stdout) -> bool:
 
 def terminal_width() -> int:
     """The terminal's width (COLUMNS wins), 100 when not on a terminal."""
-    return shutil.get_terminal_size((100, 24)).columns
+    from watcherd.cli.parser import terminal_columns
+
+    return terminal_columns(100)
 
 
 def emit(text: str, *, color: bool = False, file: TextIO | None = None) -> None:

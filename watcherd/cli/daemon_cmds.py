@@ -6,22 +6,22 @@ import argparse
 import sys
 import time
 from datetime import UTC, datetime
-
-import anyio
+from typing import TYPE_CHECKING
 
 from watcherd.cli.common import emit, load
-from watcherd.config import render_effective
-from watcherd.config.render import cancel_notice
-from watcherd.config.schema import StoreConfig
-from watcherd.daemon import Mode, health, run_daemon
-from watcherd.logs import configure_logging
-from watcherd.store import Store
-from watcherd.store.opening import open_configured, store_exists
-from watcherd.systemd import Notifier
+
+if TYPE_CHECKING:
+    from watcherd.config.schema import StoreConfig
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`watcherd run [--once | --until-done]`."""
+    import anyio
+
+    from watcherd.daemon import Mode, run_daemon
+    from watcherd.logs import configure_logging
+    from watcherd.systemd import Notifier
+
     config = load(args)
     configure_logging(config.log)
     mode = Mode.ONCE if args.once else Mode.UNTIL_DONE if args.until_done else Mode.FOREVER
@@ -33,6 +33,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """`watcherd check-config`: validate, then print the effective config."""
+    from watcherd.config import render_effective
+    from watcherd.config.render import cancel_notice
+
     config = load(args)
     print(render_effective(config), end="")
     for line in cancel_notice(config):  # loud on stderr too, where a person looks
@@ -42,8 +45,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """`watcherd health`: 0 if the daemon is alive and polling, else 1 with one line why."""
+    from watcherd.daemon import health
+
     config = load(args)
-    reason = anyio.run(health.check, config, time.time(), backend="asyncio")
+    reason = health.check(config, time.time())
     if reason is None:
         print("ok")
         return 0
@@ -60,6 +65,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """`watcherd resume`: lift the stored Retry-After pauses; 0 whether or not there was one."""
+    import anyio
+
     config = load(args)
     found = anyio.run(_clear_pauses, config.store, backend="asyncio")
     cleared, running = found if found is not None else ({}, False)
@@ -77,13 +84,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 async def _clear_pauses(config: StoreConfig) -> tuple[dict[str, float], bool] | None:
     """The pauses lifted, and whether a daemon runs on the store; None: no store yet."""
+    from watcherd.store.opening import open_configured, store_exists
+    from watcherd.store.snapshot import Snapshot
+
     if not store_exists(config):
         return None
     async with open_configured(config, writer=True, lock=False) as store:
         cleared = await store.clear_host_pauses()
         if config.url is not None:
             return cleared, bool(await store.live_daemons())
-    return cleared, Store.daemon_running(config.path)
+    return cleared, Snapshot.daemon_running(config.path)
 
 
 def _when(epoch: float) -> str:

@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import anyio
-
-from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
-from watcherd.config import Config, JobsSource
-from watcherd.durations import format_duration
+from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
 from watcherd.errors import ConfigError, UsageError, WatcherdError
-from watcherd.jobsfile import add_jobs, remove_jobs
-from watcherd.logs import configure_logging
-from watcherd.model import Delivery, JobOverview, is_settled, validate_job_id
-from watcherd.store import Store
-from watcherd.store.opening import open_configured, store_exists
+from watcherd.model import Delivery, JobOverview, validate_job_id
+from watcherd.store.opening import store_exists
+from watcherd.store.snapshot import Snapshot
 from watcherd.views import safe
-from watcherd.views.hooks import deliveries_json, render_deliveries
-from watcherd.views.listing import list_json, render_list
-from watcherd.views.progress import JobView, live_line, plain_line
 
-if TYPE_CHECKING:  # the poller stack loads only when `wait` runs
-    from watcherd.watch.waiting import Seen
+if TYPE_CHECKING:
+    from watcherd.config import Config
+    from watcherd.store.interface import StoreReader
+    from watcherd.views.progress import JobView
+    from watcherd.watch.waiting import Seen  # the poller stack loads only when `wait` runs
+
+# `list` and `hooks` read through `read` (plain sqlite3 on SQLite); the commands that
+# write or poll import anyio, the Store and the logging setup themselves, when they run.
 
 
 def _jobs_path(config: Config) -> Path:
@@ -57,19 +53,23 @@ def _valid_ids(job_ids: list[str]) -> list[str]:
 def _daemon_note(config: Config, path: Path) -> str:
     """Where the change went and who acts on it; syncs the database if no daemon will."""
     if config.store.url is not None:  # `_share` put it in the shared list already
+        from watcherd.durations import format_duration
+
         within = format_duration(config.store.lease / 4)
-        return (
-            f"(saved in {path} and in the shared database; every daemon follows it within {within})"
-        )
-    if config.store.path.exists() and Store.daemon_running(config.store.path):
+        return f"(saved in {path} and in the shared database; the daemons follow within {within})"
+    if config.store.path.exists() and Snapshot.daemon_running(config.store.path):
         return f"(saved in {path}; the running daemon picks this up within seconds)"
     if config.store.path.exists():
+        import anyio
+
         anyio.run(_sync_watched, config, backend="asyncio")
     return f"(saved in {path}; no daemon is running: start one with `watcherd run`)"
 
 
 async def _sync_watched(config: Config) -> None:
     """What the daemon does when the jobs file changes: the watched set follows it."""
+    from watcherd.config import JobsSource
+    from watcherd.store import Store
 
     async with Store.open(config.store.path, writer=True, lock=False) as store:
         await store.sync_watched(JobsSource(config).entries(), time.time())
@@ -79,6 +79,11 @@ def _share(config: Config, add: list[str], remove: list[str]) -> set[str]:
     """On a shared database: this host's jobs synced into the shared list (as its daemon
     would), then `add` watched and `remove` unwatched for every daemon, whichever host's
     jobs file named them. Returns the jobs that were in the shared list before."""
+
+    import anyio
+
+    from watcherd.config import JobsSource
+    from watcherd.store.opening import open_configured
 
     async def go() -> set[str]:
         source = JobsSource(config)
@@ -96,6 +101,8 @@ def _share(config: Config, add: list[str], remove: list[str]) -> set[str]:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """`watcherd add JOB_ID... [--note TEXT]`."""
+    from watcherd.jobsfile import add_jobs
+
     config = load(args)
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
@@ -110,6 +117,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """`watcherd remove JOB_ID...`: stop watching; history stays in the database."""
+    from watcherd.jobsfile import remove_jobs
+
     config = load(args)
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
@@ -133,8 +142,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """`watcherd list [--all] [--json]`."""
+    from watcherd.views.listing import list_json, render_list
+
     config = load(args)
-    jobs = anyio.run(_overview, config, args.all, backend="asyncio")
+    jobs = _overview(config, args.all)
     if args.json:
         print(json.dumps(list_json(jobs, now=time.time()), indent=2))
     elif not jobs:
@@ -148,30 +159,39 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _no_jobs_hint(config: Config) -> str:
     """What a newcomer does next when `list` has nothing to show."""
 
+    from watcherd.config import JobsSource
+
     configured = len(JobsSource(config).entries())
     if not configured:
         return "No jobs yet: add one with `watcherd add ft-...`, then run `watcherd run`."
     return f"{configured} job(s) configured, none polled yet: start the daemon with `watcherd run`."
 
 
-async def _overview(config: Config, everything: bool) -> list[JobOverview]:
+def _overview(config: Config, everything: bool) -> list[JobOverview]:
     if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
-    async with reader(config) as store:
+
+    async def overview(store: StoreReader) -> list[JobOverview]:
         return await store.overview(include_unwatched=everything)
+
+    return read(config, overview)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
     """`watcherd hooks [JOB_ID]` and `watcherd hooks retry DELIVERY_ID`."""
+    from watcherd.views.hooks import deliveries_json, render_deliveries
+
     config = load(args)
     if args.args[:1] == ["retry"]:
         if len(args.args) != 2:
             raise UsageError("usage: watcherd hooks retry DELIVERY_ID")
+        import anyio
+
         return anyio.run(_retry, config, args.args[1], backend="asyncio")
     if len(args.args) > 1:
         raise UsageError("give at most one JOB_ID (or `retry DELIVERY_ID`)")
     job_id = _valid_ids(args.args)[0] if args.args else None
-    deliveries = anyio.run(_deliveries, config, job_id, backend="asyncio")
+    deliveries = _deliveries(config, job_id)
     if args.json:
         print(json.dumps(deliveries_json(deliveries), indent=2))
     elif not deliveries:
@@ -183,14 +203,19 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
+def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
     if not store_exists(config.store):
         return []
-    async with reader(config) as store:
+
+    async def deliveries(store: StoreReader) -> list[Delivery]:
         return await store.deliveries(job_id)
+
+    return read(config, deliveries)
 
 
 async def _retry(config: Config, delivery_id: str) -> int:
+    from watcherd.store.opening import open_configured
+
     path = config.store.path
     if not store_exists(config.store):
         raise UsageError(f"no hook delivery with id {delivery_id!r}: {path} does not exist yet")
@@ -202,7 +227,7 @@ async def _retry(config: Config, delivery_id: str) -> int:
     if not ok:
         raise WatcherdError(f"{delivery_id} is being delivered right now; retry once it ends")
     who = "the daemon delivers it within seconds"
-    if config.store.url is None and not Store.daemon_running(path):
+    if config.store.url is None and not Snapshot.daemon_running(path):
         who = "no daemon is running: `watcherd run` delivers it"
     print(f"{delivery_id}: queued again ({who})")
     return 0
@@ -221,6 +246,8 @@ class WaitView:
 
     def draw(self, seen: list[Seen]) -> None:
         """Show the jobs as last read (called by `wait_for` after every look)."""
+        from watcherd.views.progress import JobView, plain_line
+
         views = [JobView(job, raw, epoch) for job, raw, epoch in seen]
         if self.tty:
             self._redraw(views)
@@ -232,6 +259,8 @@ class WaitView:
                 print(line, file=self.log, flush=True)
 
     def _redraw(self, views: list[JobView]) -> None:
+        from watcherd.views.progress import live_line
+
         now, width, color = time.time(), terminal_width(), color_enabled(self.out)
         text = "\n".join(live_line(v, now=now, color=color, width=width) for v in views)
         if self.lines:
@@ -243,6 +272,13 @@ class WaitView:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """`watcherd wait JOB_ID... [--timeout DURATION]`: 0 if all completed, 1 otherwise."""
+    import dataclasses
+
+    import anyio
+
+    from watcherd.durations import format_duration
+    from watcherd.logs import configure_logging
+    from watcherd.model import is_settled
     from watcherd.watch.waiting import wait_for
 
     config = load(args)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
+from typing import Any, cast
 
 from watcherd import __version__
 
@@ -18,14 +21,50 @@ else ./watcherd.yaml (defaults when that file does not exist).
 """
 
 
+def terminal_columns(fallback: int) -> int:
+    """`shutil.get_terminal_size().columns`, without importing shutil (and lzma, bz2...).
+
+    COLUMNS wins, then the terminal on stdout, then `fallback`.
+    """
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        width = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+    except (AttributeError, ValueError, OSError):
+        width = 0
+    return width or fallback
+
+
+class _Width(argparse.HelpFormatter):
+    """argparse's own width rule; argparse would import shutil for it in every parser."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:  # fmt: skip
+        width = terminal_columns(80) - 2 if width is None else width
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _RawDescription(_Width, argparse.RawDescriptionHelpFormatter):
+    """The top-level help: descriptions as written."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help formatter does not import shutil."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Width)
+        super().__init__(*args, **kwargs)
+
+
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", type=Path, metavar="PATH", help="configuration file")
     return common
 
 
 def _listing() -> argparse.ArgumentParser:
-    listing = argparse.ArgumentParser(add_help=False)
+    listing = _Parser(add_help=False)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return listing
 
@@ -58,14 +97,19 @@ def _positive_duration(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `watcherd` parser with all its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="watcherd",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawDescription,
     )
     parser.add_argument("--version", action="version", version=f"watcherd {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(
+            dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+        ),
+    )
     common, listing = _common(), _listing()
     _add_daemon_commands(sub, common)
     _add_job_commands(sub, common, listing)

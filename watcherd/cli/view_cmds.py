@@ -9,23 +9,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from watcherd.cli.common import color_enabled, emit, load, reader, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
 from watcherd.config import Config
 from watcherd.errors import UsageError, WatcherdError
-from watcherd.model import Alert, MetricFilter, parse_iso_ns, validate_job_id
-from watcherd.spend import SpendRow
-from watcherd.store.interface import StoreApi
+from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
 from watcherd.store.opening import store_exists
-from watcherd.views.alerts import alerts_json, render_alerts
-from watcherd.views.charts import render_charts
-from watcherd.views.cost import cost_json, render_cost
-from watcherd.views.events import events_json, render_events
-from watcherd.views.report import ReportJob, render_report
-from watcherd.views.show import render_show, show_json
+
+if TYPE_CHECKING:
+    from watcherd.model import Alert
+    from watcherd.spend import SpendRow
+    from watcherd.store.interface import StoreReader
+    from watcherd.views.report import ReportJob
+
+# Each command imports the view it renders (charts, the report) when it runs, and
+# reads through `read` (plain sqlite3 on SQLite, no event loop).
 
 
 def _job_id(text: str) -> str:
@@ -59,40 +58,48 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     job_id = _job_id(args.job_id)
     flt = metric_filter(args)
     if args.json:
-        texts = anyio.run(_metrics_json, config, job_id, flt, backend="asyncio")
+        texts = _metrics_json(config, job_id, flt)
         sys.stdout.write("[\n" + ",\n".join(texts) + "\n]\n" if texts else "[]\n")
         return 0
-    rows = anyio.run(_metrics, config, job_id, flt, backend="asyncio")
+    rows = _metrics(config, job_id, flt)
     if not rows:
         print(f"No metrics found for job {job_id}")
         return 0
+    from watcherd.views.charts import render_charts
+
     color = color_enabled()
     emit(render_charts(rows, width=terminal_width(), color=color), color=color)
     return 0
 
 
-async def _known(store: StoreApi, job_id: str) -> None:
+async def _known(store: StoreReader, job_id: str) -> None:
     if await store.job(job_id) is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
 
 
-async def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
-    async with reader(config) as store:
+def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
+    async def texts(store: StoreReader) -> list[str]:
         await _known(store, job_id)
         return await store.metrics_json(job_id, flt)
 
+    return read(config, texts)
 
-async def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
-    async with reader(config) as store:
+
+def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
+    async def rows(store: StoreReader) -> list[dict[str, Any]]:
         await _known(store, job_id)
         return await store.metrics(job_id, flt)
+
+    return read(config, rows)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
     """`watcherd events JOB_ID [--json]`: the job's event log from the database."""
+    from watcherd.views.events import events_json, render_events
+
     config = load(args)
     job_id = _job_id(args.job_id)
-    events = anyio.run(_events, config, job_id, backend="asyncio")
+    events = _events(config, job_id)
     if args.json:
         print(events_json(events))
     else:
@@ -100,17 +107,21 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _events(config: Config, job_id: str) -> list[dict[str, Any]]:
-    async with reader(config) as store:
+def _events(config: Config, job_id: str) -> list[dict[str, Any]]:
+    async def events(store: StoreReader) -> list[dict[str, Any]]:
         await _known(store, job_id)
         return await store.events(job_id)
+
+    return read(config, events)
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
     """`watcherd cost [--since DATE] [--by day|model|job] [--json]`."""
+    from watcherd.views.cost import cost_json, render_cost
+
     config = load(args)
     since = _since(args.since)
-    rows = anyio.run(_spend, config, backend="asyncio")
+    rows = _spend(config)
     if since is not None:
         rows = [r for r in rows if r.created_at >= since]
     if args.json:
@@ -130,15 +141,19 @@ def _since(text: str | None) -> float | None:
         raise UsageError(f"--since: {exc}") from exc
 
 
-async def _spend(config: Config) -> list[SpendRow]:
-    async with reader(config) as store:
+def _spend(config: Config) -> list[SpendRow]:
+    async def spend(store: StoreReader) -> list[SpendRow]:
         return await store.spend()
+
+    return read(config, spend)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """`watcherd show JOB_ID [--json]`."""
+    from watcherd.views.show import render_show, show_json
+
     config = load(args)
-    job = anyio.run(_report_job, config, _job_id(args.job_id), backend="asyncio")
+    job = _report_job(config, _job_id(args.job_id))
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
     if args.json:
@@ -155,12 +170,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _report_job(config: Config, job_id: str) -> ReportJob:
-    async with reader(config) as store:
-        return await _load_report_job(store, job_id)
+def _report_job(config: Config, job_id: str) -> ReportJob:
+    return read(config, lambda store: _load_report_job(store, job_id))
 
 
-async def _load_report_job(store: StoreApi, job_id: str) -> ReportJob:
+async def _load_report_job(store: StoreReader, job_id: str) -> ReportJob:
+    from watcherd.views.report import ReportJob
+
     found = await store.job(job_id)
     if found is None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
@@ -178,9 +194,11 @@ async def _load_report_job(store: StoreApi, job_id: str) -> ReportJob:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     """`watcherd alerts [JOB_ID...] [--open] [--json]`."""
+    from watcherd.views.alerts import alerts_json, render_alerts
+
     config = load(args)
     ids = [_job_id(j) for j in args.job_ids]
-    alerts = anyio.run(_alerts, config, ids, args.open, backend="asyncio")
+    alerts = _alerts(config, ids, args.open)
     if args.json:
         print(json.dumps(alerts_json(alerts), indent=2))
     elif not alerts:
@@ -191,21 +209,26 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _alerts(config: Config, ids: list[str], open_only: bool) -> list[Alert]:
+def _alerts(config: Config, ids: list[str], open_only: bool) -> list[Alert]:
     if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
-    async with reader(config) as store:
+
+    async def alerts(store: StoreReader) -> list[Alert]:
         if not ids:
             return await store.alerts(open_only=open_only)
         found = [await store.alerts(job_id, open_only=open_only) for job_id in ids]
         return sorted((a for group in found for a in group), key=lambda a: a.opened_at)
 
+    return read(config, alerts)
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`watcherd report [JOB_ID...] -o report.html`."""
+    from watcherd.views.report import render_report
+
     config = load(args)
     ids = [_job_id(j) for j in args.job_ids]
-    jobs = anyio.run(_report_jobs, config, ids, backend="asyncio")
+    jobs = _report_jobs(config, ids)
     write_atomically(args.output, render_report(jobs, generated_at=time.time()))
     print(f"wrote {args.output} ({len(jobs)} jobs)")
     return 0
@@ -228,8 +251,9 @@ def write_atomically(path: Path, text: str) -> None:
         raise WatcherdError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-async def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
-    async with reader(config) as store:
-        if not ids:
-            ids = [j.job_id for j in await store.overview()]
-        return [await _load_report_job(store, job_id) for job_id in ids]
+def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
+    async def jobs(store: StoreReader) -> list[ReportJob]:
+        wanted = ids or [j.job_id for j in await store.overview()]
+        return [await _load_report_job(store, job_id) for job_id in wanted]
+
+    return read(config, jobs)

@@ -8,6 +8,8 @@
 - `watched`: the job IDs a config names (jobs file and inline).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from watcherd.config.load import (
     default_config,
     default_config_path,
@@ -15,7 +17,6 @@ from watcherd.config.load import (
     parse_config,
     parse_listen,
 )
-from watcherd.config.render import render_effective
 from watcherd.config.schema import (
     ApiConfig,
     BudgetConfig,
@@ -32,7 +33,10 @@ from watcherd.config.schema import (
     WebhookHook,
 )
 from watcherd.config.secrets import SecretRef
-from watcherd.config.watched import JobsSource
+
+if TYPE_CHECKING:
+    from watcherd.config.render import render_effective
+    from watcherd.config.watched import JobsSource
 
 __all__ = [
     "ApiConfig",
@@ -57,3 +61,17 @@ __all__ = [
     "parse_listen",
     "render_effective",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `render` (check-config) and `watched` (the jobs file) load on first use: a read
+    # command needs neither.
+    if name == "render_effective":
+        from watcherd.config.render import render_effective
+
+        return render_effective
+    if name == "JobsSource":
+        from watcherd.config.watched import JobsSource
+
+        return JobsSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,6 @@ point at `file:line: key.path`. Any failure becomes a located ConfigError.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -267,6 +266,8 @@ def _show(value: object) -> str:
 
 def _unknown(key: str, allowed: Sequence[str]) -> str:
     """`unknown key` with a did-you-mean hint."""
+    import difflib  # only for a mistyped key's suggestion
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(allowed)})"
     return f"unknown key{hint}"

@@ -8,7 +8,6 @@ name is looked up in PATH when the hook runs).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import string
@@ -341,6 +340,8 @@ def is_loopback_host(host: str) -> bool:
     if host.lower() == "localhost":
         return True
     try:
+        import ipaddress  # only for metrics_listen
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

@@ -10,14 +10,16 @@ and their meaning cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from watcherd.config import Config
 from watcherd.errors import ConfigError, StoreError
 from watcherd.model import is_settled
-from watcherd.store import Store
-from watcherd.store.interface import StoreApi
-from watcherd.store.opening import describe, open_configured
+from watcherd.store.opening import describe
+from watcherd.store.snapshot import Snapshot, read_store
+
+if TYPE_CHECKING:
+    from watcherd.store.interface import StoreApi, StoreReader
 
 HEARTBEAT_KEY: Final = "heartbeat_at"
 HEARTBEAT_EVERY_KEY: Final = "heartbeat_every"
@@ -39,43 +41,52 @@ async def publish(
     await store.set_state(AUTH_KEY, auth_error)
 
 
-async def check(config: Config, now: float) -> str | None:
-    """Why the daemon of `config` is not healthy, as one line; None if it is."""
+def check(config: Config, now: float) -> str | None:
+    """Why the daemon of `config` is not healthy, as one line; None if it is.
+
+    On SQLite a plain sqlite3 read (`Snapshot`): no event loop, so the check starts fast.
+    """
     if config.store.url is not None:
-        return await _check_shared(config, now)
+        return _check_shared(config, now)
     path = config.store.path
     if not path.exists():
         return f"no database at {path} (has the daemon ever run?)"
-    if not Store.daemon_running(path):
+    if not Snapshot.daemon_running(path):
         return f"no daemon holds the lock on {path}"
-    locked_since = Store.locked_since(path)
+    locked_since = Snapshot.locked_since(path)
     if locked_since is not None:
         return (
             "the database is locked by another process; the daemon has waited"
             f" {max(0.0, now - locked_since):.0f}s to write and retries until the lock is released"
         )
     try:
-        async with Store.open(path, writer=False) as store:
-            health = await _read(store)
+        health = read_store(config.store, _read)
     except StoreError as exc:
         return f"cannot read the database: {exc}"
     return health.problem(config, now)
 
 
-async def _check_shared(config: Config, now: float) -> str | None:
+def _check_shared(config: Config, now: float) -> str | None:
     """On a shared database: some daemon's heartbeat is current, and what the daemons
     last published (the newest heartbeat of any of them) is healthy."""
-    try:
+    import anyio
+
+    from watcherd.store.opening import open_configured
+
+    async def shared() -> Health | None:
         async with open_configured(config.store, writer=False) as store:
-            if not await store.live_daemons():
-                return f"no daemon has a current heartbeat in {describe(config.store)}"
-            health = await _read(store)
+            return await _read(store) if await store.live_daemons() else None
+
+    try:
+        health = anyio.run(shared, backend="asyncio")
     except (StoreError, ConfigError) as exc:
         return f"cannot read the database: {exc}"
+    if health is None:
+        return f"no daemon has a current heartbeat in {describe(config.store)}"
     return health.problem(config, now)
 
 
-async def _read(store: StoreApi) -> Health:
+async def _read(store: StoreReader) -> Health:
     """What the daemon last published, and whether any watched job can still change."""
     heartbeat = await store.get_state(HEARTBEAT_KEY)
     every = await store.get_state(HEARTBEAT_EVERY_KEY)

@@ -3,12 +3,29 @@
     Store.open(path, writer=True)    the daemon: takes `<path>.lock`, creates and migrates
     Store.open(path, writer=False)   the CLI: read-only, works while the daemon writes
 
+    Snapshot.open(path)              the read commands: plain sqlite3, the same queries
+
 Modules: `schema` (migrations), `connection` (lock, file modes, pragmas), `rows`
 (metric columns), `writer` and `outbox` (transaction bodies), `readers` (queries),
-`core` (the Store that serializes and shields them).
+`core` (the Store that serializes and shields them), `snapshot` (the readers run
+synchronously, without aiosqlite, anyio or asyncio: a read command starts fast).
+`Store` is imported on first use, for the same reason.
 """
 
-from watcherd.store.core import Store
+from typing import TYPE_CHECKING, Any
+
 from watcherd.store.records import HookLike, HookSub, JobState, PollRecord, PollResult
+
+if TYPE_CHECKING:
+    from watcherd.store.core import Store
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Store":
+        from watcherd.store.core import Store
+
+        return Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["HookLike", "HookSub", "JobState", "PollRecord", "PollResult", "Store"]

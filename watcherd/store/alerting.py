@@ -23,14 +23,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
-import aiosqlite
-
 from watcherd.alerts.events import alert_event, parse_delivery
 from watcherd.model import Alert, CancelRecord, Delivery, dumps_exact
 from watcherd.store import outbox
 from watcherd.store.records import HookLike
 
 if TYPE_CHECKING:
+    import aiosqlite  # the type only: `list` reads through this module on plain sqlite3
+
     from watcherd.alerts.episodes import AlertChange, Evaluation
     from watcherd.alerts.rules import Finding
 

@@ -84,15 +84,6 @@ def note_text(locked_since: float | None) -> str:
     return "" if locked_since is None else json.dumps({"store_locked_since": locked_since})
 
 
-def locked_since(path: Path) -> float | None:
-    """Since when the daemon of `path` waits for another process's lock (None: it does not)."""
-    try:
-        found = json.loads(connection.read_lock_note(path) or "{}")
-        return float(found["store_locked_since"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 class CallGuard:
     """Runs the database calls of one connection: see the module docstring."""
 

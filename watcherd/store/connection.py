@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import aiosqlite
-
 from watcherd.errors import DatabaseLockedError, StoreError
 from watcherd.store.schema import check_version, migrate, user_version
 
 if TYPE_CHECKING:
+    import aiosqlite
+
     from watcherd.store.calls import CallGuard
 
 #: How long one attempt waits for another connection's write lock, in milliseconds.
@@ -86,6 +87,15 @@ def read_lock_note(path: Path) -> str:
         return ""
 
 
+def locked_since(path: Path) -> float | None:
+    """Since when the daemon of `path` waits for another process's lock (None: it does not)."""
+    try:
+        found = json.loads(read_lock_note(path) or "{}")
+        return float(found["store_locked_since"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def file_identity(path: Path) -> Identity:
     """Which files `path` and its -wal and -shm names point at now."""
     found: list[tuple[int, int] | None] = []
@@ -108,7 +118,7 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def _target(path: Path, *, writer: bool) -> tuple[str, bool]:
+def target(path: Path, *, writer: bool) -> tuple[str, bool]:
     """What to hand sqlite3.connect, and whether it is a URI; readers never create."""
     if writer:
         _create_private(path)
@@ -123,9 +133,11 @@ async def connect(path: Path, *, writer: bool, guard: CallGuard) -> aiosqlite.Co
 
     Another process's lock on the database is waited out as `guard` says.
     """
-    target, uri = _target(path, writer=writer)
+    import aiosqlite  # the daemon's: the read commands open the file with plain sqlite3
+
+    target_name, uri = target(path, writer=writer)
     try:
-        conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+        conn = await aiosqlite.connect(target_name, uri=uri, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the database: {exc}") from exc
     try:

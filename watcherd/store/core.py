@@ -28,6 +28,7 @@ from watcherd.model import (
     Delivery,
     JobOverview,
     MetricFilter,
+    MetricRecord,
     MetricRow,
     MetricsSummary,
     PayloadFacts,
@@ -39,7 +40,7 @@ from watcherd.store import alerting, calls, connection, outbox, readers, writer
 from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
-from watcherd.store.rows import MetricParams, metric_params
+from watcherd.store.rows import MetricParams, page_params
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -114,7 +115,7 @@ class Store:
     @staticmethod
     def locked_since(path: Path) -> float | None:
         """Since when the daemon of `path` waits for another process's write lock, if it does."""
-        return calls.locked_since(path)
+        return connection.locked_since(path)
 
     @property
     def busy_for(self) -> float | None:
@@ -234,7 +235,8 @@ class Store:
         """
         if not self.writer:
             raise StoreError(f"{self.path}: opened read-only")
-        pending = _PendingPoll(rec, metric_params(rec.job_id, rec.metrics))
+        params, losses = page_params(rec.job_id, rec.metrics, rec.records)
+        pending = _PendingPoll(rec, params, losses)
         self._pending.append(pending)
         with anyio.CancelScope(shield=True):
             async with self._lock:
@@ -268,16 +270,28 @@ class Store:
                 return
         for pending in batch:
             call = functools.partial(
-                self._transaction,
-                "BEGIN IMMEDIATE",
-                writer.record_poll,
-                pending.rec,
-                pending.params,
+                self._transaction, "BEGIN IMMEDIATE", writer.record_poll, *pending.args()
             )
             try:
                 pending.outcome = await self._guard.run(call, "record_poll")
             except Exception as exc:  # handed to the caller of this page's record_poll
                 pending.outcome = exc
+
+    async def record_rows(
+        self,
+        job_id: str,
+        records: Sequence[MetricRecord],
+        now: float | None = None,
+        alert_state: str | None = None,
+    ) -> int:
+        """One batch of a big page's rows, in its own transaction; returns how many were new.
+
+        The job's rows, max step and losses move on; its status, transition and hooks
+        wait for the page's last batch, given to `record_poll`.
+        """
+        params, losses = page_params(job_id, (), records)
+        when = time.time() if now is None else now
+        return await self._write(writer.record_rows, job_id, params, losses, when, alert_state)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
@@ -496,12 +510,17 @@ class _PendingPoll:
 
     rec: PollRecord
     params: Sequence[MetricParams]
+    losses: Sequence[Any]
     outcome: PollResult | Exception | None = None
+
+    def args(self) -> tuple[PollRecord, Sequence[MetricParams], Sequence[Any]]:
+        """`writer.record_poll`'s arguments after the connection."""
+        return self.rec, self.params, self.losses
 
 
 async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
     """Every page of `batch` in the caller's transaction, in order."""
-    return [await writer.record_poll(conn, p.rec, p.params) for p in batch]
+    return await writer.record_polls(conn, [p.args() for p in batch])
 
 
 async def _finish_cancel(
@@ -514,7 +533,8 @@ async def _finish_cancel(
 ) -> PollResult | None:
     result = None
     if poll is not None:
-        result = await writer.record_poll(conn, poll, metric_params(poll.job_id, poll.metrics))
+        params, losses = page_params(poll.job_id, poll.metrics, poll.records)
+        result = await writer.record_poll(conn, poll, params, losses)
     await alerting.finish_cancel(alerting.SqliteDb(conn), job_id, now, state, error)
     return result
 

@@ -1,4 +1,5 @@
-"""StoreApi: what the daemon, the poller and the CLI may ask of a store, either backend.
+"""StoreApi: what the daemon, the poller and the CLI may ask of a store, either backend;
+StoreReader: its part the read commands use.
 
 `watcherd.store.Store` (SQLite) and `watcherd.store.postgres.core.PgStore` both satisfy
 it; `watcherd.store.opening.open_store` hands out one or the other by target.
@@ -7,7 +8,7 @@ it; `watcherd.store.opening.open_store` hands out one or the other by target.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from watcherd.model import (
     Alert,
@@ -15,6 +16,7 @@ from watcherd.model import (
     Delivery,
     JobOverview,
     MetricFilter,
+    MetricRecord,
     MetricRow,
     MetricsSummary,
     PayloadFacts,
@@ -24,7 +26,62 @@ from watcherd.spend import Period, SpendRow
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 
 
-class StoreApi(Protocol):
+class StoreReader(Protocol):
+    """What the read commands (`list`, `show`, `metrics`, `hooks`, `alerts`, `events`,
+    `cost`, `report`, `health`) ask of a store: either backend's store, or SQLite's
+    `Snapshot` (the same queries driven without an event loop, see
+    `watcherd.store.snapshot`)."""
+
+    async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
+        """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
+        ...
+
+    async def get_state(self, key: str) -> str | None:
+        """One daemon-state value, or None."""
+        ...
+
+    async def last_successful_poll(self) -> float | None:
+        """When a poll was last recorded successfully."""
+        ...
+
+    async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
+        """Every delivery, or one job's, in creation order."""
+        ...
+
+    async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
+        """One row per job for `watcherd list`."""
+        ...
+
+    async def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
+        """One job's overview and last job object, or None if never seen."""
+        ...
+
+    async def transitions(self, job_id: str) -> list[Transition]:
+        """A job's status changes, oldest first."""
+        ...
+
+    async def metrics_json(self, job_id: str, flt: MetricFilter = ...) -> list[str]:
+        """Stored JSON texts under `list_metrics` semantics, in API order."""
+        ...
+
+    async def metrics(self, job_id: str, flt: MetricFilter = ...) -> list[MetricRow]:
+        """Rows under `list_metrics` semantics, parsed exactly, in API order."""
+        ...
+
+    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
+        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
+        ...
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's stored API events, in the order first seen."""
+        ...
+
+    async def spend(self) -> list[SpendRow]:
+        """Every priced job's spend (see `watcherd.spend`), in the order added."""
+        ...
+
+
+class StoreApi(StoreReader, Protocol):
     """The store's public methods; every write is one transaction, shielded."""
 
     @property
@@ -63,10 +120,6 @@ class StoreApi(Protocol):
     async def ensure_jobs(self, job_ids: Sequence[str], now: float | None = None) -> None:
         """Create unwatched rows for jobs never seen."""
 
-    async def job_states(self, only: Iterable[str] | None = None) -> dict[str, JobState]:
-        """Scheduling state of the watched jobs, or of the stored jobs among `only`."""
-        ...
-
     async def record_poll(self, rec: PollRecord) -> PollResult:
         """Rows, job fields, transition and outbox rows of one page, in one transaction."""
         ...
@@ -87,16 +140,8 @@ class StoreApi(Protocol):
         """Store API events not seen before; return how many."""
         ...
 
-    async def events(self, job_id: str) -> list[dict[str, Any]]:
-        """A job's stored API events, in the order first seen."""
-        ...
-
     async def set_state(self, key: str, value: str | None) -> None:
         """Set (or with None, delete) one daemon-state value."""
-
-    async def get_state(self, key: str) -> str | None:
-        """One daemon-state value, or None."""
-        ...
 
     async def set_host_pause(self, host: str, until: float | None) -> None:
         """Pause every request to `host` until `until` (epoch seconds); None lifts it."""
@@ -107,10 +152,6 @@ class StoreApi(Protocol):
 
     async def clear_host_pauses(self) -> dict[str, float]:
         """Lift every stored host pause; returns the ones lifted."""
-        ...
-
-    async def last_successful_poll(self) -> float | None:
-        """When a poll was last recorded successfully."""
         ...
 
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
@@ -155,10 +196,6 @@ class StoreApi(Protocol):
         """Reason, price, tokens, transitions, events and a loss sample of a job."""
         ...
 
-    async def spend(self) -> list[SpendRow]:
-        """Every priced job's spend (see `watcherd.spend`), in the order added."""
-        ...
-
     async def fire_budget(
         self, limits: Sequence[tuple[Period, int]], hooks: Sequence[HookLike], now: float
     ) -> list[str]:
@@ -166,16 +203,8 @@ class StoreApi(Protocol):
         delivery ids new now."""
         ...
 
-    async def deliveries(self, job_id: str | None = None) -> list[Delivery]:
-        """Every delivery, or one job's, in creation order."""
-        ...
-
     async def delivery_counts(self) -> dict[str, int]:
         """Deliveries per state."""
-        ...
-
-    async def alerts(self, job_id: str | None = None, *, open_only: bool = False) -> list[Alert]:
-        """Alert episodes, oldest first (one job's, or every job's); only open ones if asked."""
         ...
 
     async def open_alert_counts(self) -> dict[str, int]:
@@ -208,26 +237,6 @@ class StoreApi(Protocol):
         """The payload's `alert`, `eta` and `cancel` parts for one delivery."""
         ...
 
-    async def overview(self, *, include_unwatched: bool = False) -> list[JobOverview]:
-        """One row per job for `watcherd list`."""
-        ...
-
-    async def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
-        """One job's overview and last job object, or None if never seen."""
-        ...
-
-    async def transitions(self, job_id: str) -> list[Transition]:
-        """A job's status changes, oldest first."""
-        ...
-
-    async def metrics_json(self, job_id: str, flt: MetricFilter = ...) -> list[str]:
-        """Stored JSON texts under `list_metrics` semantics, in API order."""
-        ...
-
-    async def metrics(self, job_id: str, flt: MetricFilter = ...) -> list[MetricRow]:
-        """Rows under `list_metrics` semantics, parsed exactly, in API order."""
-        ...
-
     async def all_metrics(self, job_id: str) -> list[MetricRow]:
         """Every stored row of a job, in API order."""
         ...
@@ -256,4 +265,21 @@ class StoreApi(Protocol):
 
     async def integrity_check(self) -> str:
         """ "ok" for a sound database."""
+        ...
+
+
+@runtime_checkable
+class RowBatches(Protocol):
+    """A store that takes a big page's rows batch by batch, each in its own transaction
+    (SQLite's `Store`); PostgreSQL writes a page in one transaction and has no such call."""
+
+    async def record_rows(
+        self,
+        job_id: str,
+        records: Sequence[MetricRecord],
+        now: float | None = None,
+        alert_state: str | None = None,
+    ) -> int:
+        """One batch of a page's rows and the job fields they move (and the alert rules'
+        memory with the batch folded in); returns how many rows were new."""
         ...

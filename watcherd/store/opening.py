@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from watcherd.config.schema import StoreConfig
-from watcherd.config.secrets import redact_url
 from watcherd.errors import StoreError
-from watcherd.store.core import Store
-from watcherd.store.interface import StoreApi
+
+if TYPE_CHECKING:
+    from watcherd.config.schema import StoreConfig
+    from watcherd.store.interface import StoreApi
 
 PG_SCHEMES = ("postgresql://", "postgres://")
 
@@ -34,6 +35,8 @@ async def open_store(
     PostgreSQL takes no file lock: several daemons share it through leases.
     """
     if not is_postgres(target):
+        from watcherd.store.core import Store  # here: `store_exists` and `describe` stay light
+
         async with Store.open(Path(target), writer=writer, lock=lock) as store:
             yield store
         return
@@ -63,6 +66,8 @@ async def open_configured(
 
 def describe(config: StoreConfig) -> str:
     """Where the store is, for logs and messages: the path, or the URL masked."""
+    from watcherd.config.secrets import redact_url
+
     return str(config.path) if config.url is None else redact_url(config.url)
 
 

@@ -7,14 +7,15 @@ A `running` row found at start-up was cut by a crash and becomes `failed`, due n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.alerts.events import subscribes
 from watcherd.errors import StoreError
 from watcherd.model import INTERRUPTED, WAITING_DELIVERIES, Delivery, DeliveryState
 from watcherd.store.records import HookLike
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 OUTCOMES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DEAD})
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Final
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.model import (
     CancelRecord,
@@ -27,6 +25,9 @@ from watcherd.store import alerting, facts
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 _OVERVIEW: Final = (
     "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from watcherd.model import MetricRow
+from watcherd.model import MetricRecord, MetricRow
 
 if TYPE_CHECKING:  # the rules load only where they run (the poller)
     from watcherd.alerts.episodes import Evaluation
@@ -58,9 +58,11 @@ class PollRecord:
     `job` is the raw job object as received (None for a status-only sighting, e.g. from
     the list endpoint). `seconds_remaining` defaults to `job["progress"]["seconds_remaining"]`
     when the job says an estimate is available; otherwise there is no estimate.
+    Rows come as `metrics` (decoded rows, stored as `dumps_exact` text) or as `records`
+    (the API client's, each with its exact text), or both (`metrics` first).
     `events` is the job's whole event log as just fetched (None: not fetched this
     time); `total_price` (nano-dollars) and `token_count` as the job object said.
-    `metrics_error` says the metrics fetch failed (so `metrics` is empty): the status is
+    `metrics_error` says the metrics fetch failed (so there are no rows): the status is
     recorded all the same, and a finished job is marked as still owing its metrics.
     """
 
@@ -71,6 +73,7 @@ class PollRecord:
     metrics: Sequence[MetricRow] = ()
     hooks: Sequence[HookLike] = ()
     seconds_remaining: float | None = None
+    records: Sequence[MetricRecord] = ()
     events: Sequence[Mapping[str, Any]] | None = None
     total_price: int | None = None
     token_count: int | None = None

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from watcherd.errors import StoreError
-from watcherd.model import TIMESTAMP_KEY, MetricRow, dumps_exact, loads_exact, row_kind, row_step
+from watcherd.model import (
+    TIMESTAMP_KEY,
+    MetricRecord,
+    MetricRow,
+    dumps_exact,
+    loads_exact,
+    row_kind,
+    row_step,
+)
 
 #: (job_id, kind, step, timestamp, loss, row_json): one `metrics` insert.
 MetricParams = tuple[str, str, int, int, float | None, str]
@@ -51,6 +59,37 @@ def _timestamp(row: MetricRow) -> int:
     return stamp
 
 
+def loss_value(loss: Any) -> float | None:
+    """The REAL `loss` column of a record's loss: NULL when absent or NaN (text keeps NaN)."""
+    if loss.__class__ is float:
+        return None if loss != loss else loss
+    value = number(loss)
+    return None if value is None or math.isnan(value) else value
+
+
+def record_params(job_id: str, records: Sequence[MetricRecord]) -> list[MetricParams]:
+    """Insert parameters for records (checked by the API layer as they were decoded)."""
+    return [
+        (job_id, kind, step, 0 if stamp is None else stamp, loss_value(loss), text)
+        for kind, step, stamp, loss, text in records
+    ]
+
+
+def page_params(
+    job_id: str, rows: Sequence[MetricRow], records: Sequence[MetricRecord]
+) -> tuple[list[MetricParams], list[Any]]:
+    """A page's insert parameters and each row's decoded loss: decoded rows, then records.
+
+    Both backends store a page from these, so its rows are stored alike in either.
+    """
+    params = metric_params(job_id, rows) if rows else []
+    losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rows, strict=True)]
+    if records:
+        params += record_params(job_id, records)
+        losses += [r[3] for r in records]
+    return params, losses
+
+
 def metric_params(job_id: str, rows: Sequence[MetricRow]) -> list[MetricParams]:
     """Insert parameters for `rows`; StoreError names the first row that cannot be stored."""
     params: list[MetricParams] = []
@@ -69,7 +108,11 @@ def metric_params(job_id: str, rows: Sequence[MetricRow]) -> list[MetricParams]:
 
 def row_loss_text(row: MetricRow, kind: str) -> str | None:
     """The `{kind}/loss` of a row as JSON number text (keeps NaN), else None."""
-    value = row.get(f"{kind}/loss")
+    return loss_text(row.get(f"{kind}/loss"))
+
+
+def loss_text(value: Any) -> str | None:
+    """A loss as JSON number text (keeps NaN), None when it is not a number."""
     return None if number(value) is None else dumps_exact(value)
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import aiosqlite
+if TYPE_CHECKING:
+    import aiosqlite
+
 
 _NUMBER: Final = (
     "UPDATE metrics SET seq = ranked.rn FROM"

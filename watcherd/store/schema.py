@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Final
-
-import aiosqlite
+from typing import TYPE_CHECKING, Final
 
 from watcherd.errors import StoreError
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 
 @dataclass(frozen=True, slots=True)

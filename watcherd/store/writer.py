@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, Final
 
 from watcherd.eventlog import reason
 from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
@@ -14,6 +12,9 @@ from watcherd.store import alerting, cursor, facts, outbox, pages, readers
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, number
 from watcherd.store.sampling import renumber_train_rows
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 LAST_POLL_KEY: Final = "last_poll_ok_at"
 
@@ -77,43 +78,126 @@ async def change_watched(
     await conn.execute(WATCH_RESTARTS)
 
 
+#: One page to record: the poll, its rows' insert parameters and their decoded losses.
+Page = tuple[PollRecord, Sequence[MetricParams], Sequence[Any]]
+
+
 async def record_poll(
-    conn: aiosqlite.Connection, rec: PollRecord, params: Sequence[MetricParams]
+    conn: aiosqlite.Connection,
+    rec: PollRecord,
+    params: Sequence[MetricParams],
+    losses: Sequence[Any] | None = None,
 ) -> PollResult:
     """Rows, job fields, transition, events and outbox for one fetched page.
+
+    `losses` holds each row's decoded `{kind}/loss`; by default they are taken from
+    `rec.metrics`, which `params` then describe.
 
     Four trips to the database thread when the status holds and no events came: read
     what is stored, insert the new rows (ranked), update the job (and its stored
     cursor, when rows came), note the poll time.
     """
-    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(rec.job_id, params))
+    if losses is None:
+        losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rec.metrics, strict=True)]
+    (result,) = await record_polls(conn, [(rec, params, losses)])
+    return result
+
+
+async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[PollResult]:
+    """Pages of distinct jobs in the caller's transaction, each whole, in few trips.
+
+    Each page's stored state is read alone (one trip each); then the new rows of all
+    of them go in one `executemany`, the job rows in one per set of columns, and the
+    poll time once. Two pages of one job are recorded one after the other instead.
+    """
+    if len({rec.job_id for rec, _, _ in batch}) < len(batch):
+        return [await record_poll(conn, *page) for page in batch]
+    planned = await _plan_all(conn, batch)
+    inserts = [row for _, _, plan in planned for row in plan.inserts]
+    if inserts:
+        await conn.executemany(INSERT_METRIC, inserts)
+    results = await _job_rows(conn, planned)
+    if batch:
+        await set_state(conn, LAST_POLL_KEY, repr(max(rec.observed_at for rec, _, _ in batch)))
+    return results
+
+
+Planned = tuple[PollRecord, pages.Stored, pages.PagePlan]
+
+
+async def _plan_all(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[Planned]:
+    """Each page's plan, from one read of what is stored for all of them."""
+    args = [arg for rec, params, _ in batch for arg in pages.stored_params(rec.job_id, params)]
+    found = sorted(await conn.execute_fetchall(pages.stored_sql(len(batch)), args))
+    planned = []
+    for (rec, params, losses), row in zip(batch, found, strict=True):
+        stored = pages.parse_stored(row[1:])
+        planned.append((rec, stored, pages.plan_page(stored, params, losses)))
+    return planned
+
+
+async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> list[PollResult]:
+    """Renumbering, transitions, alerts, events and outbox rows, then every job row
+    (grouped updates), then the restarts the new events announce."""
+    updates: dict[str, list[tuple[Any, ...]]] = {}
+    results = []
+    for rec, stored, plan in planned:
+        if plan.renumber:
+            await renumber_train_rows(conn, rec.job_id)
+        fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
+        fields.update(last_poll_at=rec.observed_at, not_found_count=0)
+        transition, ids = await _status_change(conn, rec, stored.status, fields)
+        if rec.evaluation is not None:
+            ids += await alerting.write_evaluation(
+                alerting.SqliteDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
+            )
+        new = await _poll_events(conn, rec, stored, transition, fields)  # the job row exists now
+        sql, args = _update_job(rec.job_id, fields, rows=bool(plan.inserts))
+        updates.setdefault(sql, []).append(args)
+        restarts = facts.restart_targets(new, rec.job_id)
+        for target in restarts:
+            await follow_restart(conn, rec.job_id, target, rec.observed_at)
+        results.append(PollResult(transition, len(plan.inserts), ids, len(new), restarts))
+    for sql, args_list in updates.items():
+        await conn.executemany(sql, args_list)
+    return results
+
+
+async def record_rows(
+    conn: aiosqlite.Connection,
+    job_id: str,
+    params: Sequence[MetricParams],
+    losses: Sequence[Any],
+    now: float,
+    alert_state: str | None = None,
+) -> int:
+    """One batch of a big page's rows and the job fields they change; returns new rows.
+
+    The status, the transition, the alert episodes and the hook outbox wait for the
+    page's last batch (`record_poll`), so they are written once every row before them
+    is stored; `alert_state` (the rules' memory with this batch's rows folded in) is
+    written with the rows, so a kill between batches loses none of them to the rules.
+    """
+    stored, plan = await _insert_rows(conn, job_id, params, losses)
+    fields = plan.fields if alert_state is None else plan.fields | {"alert_state": alert_state}
+    if fields:
+        rows = bool(plan.inserts)
+        await _write_job(conn, job_id, now, fields, exists=stored.exists, rows=rows)
+    return len(plan.inserts)
+
+
+async def _insert_rows(
+    conn: aiosqlite.Connection, job_id: str, params: Sequence[MetricParams], losses: Sequence[Any]
+) -> tuple[pages.Stored, pages.PagePlan]:
+    """Read what is stored, insert the rows not stored yet (ranked); the plan's fields."""
+    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(job_id, params))
     stored = pages.parse_stored(found)
-    plan = pages.plan_page(stored, params, rec.metrics)
+    plan = pages.plan_page(stored, params, losses)
     if plan.inserts:
         await conn.executemany(INSERT_METRIC, plan.inserts)
     if plan.renumber:
-        await renumber_train_rows(conn, rec.job_id)
-    fields = plan.fields | _job_fields(rec) | _metrics_fields(rec, stored.status)
-    fields.update(last_poll_at=rec.observed_at, not_found_count=0)
-    transition, ids = await _status_change(conn, rec, stored.status, fields)
-    if rec.evaluation is not None:
-        ids += await alerting.write_evaluation(
-            alerting.SqliteDb(conn), rec.job_id, rec.evaluation, rec.hooks, fields
-        )
-    new = await _poll_events(conn, rec, stored, transition, fields)
-    rows = bool(plan.inserts)
-    await _write_job(conn, rec.job_id, rec.observed_at, fields, exists=True, rows=rows)
-    await set_state(conn, LAST_POLL_KEY, repr(rec.observed_at))
-    restarts = facts.restart_targets(new, rec.job_id)
-    for target in restarts:
-        await follow_restart(conn, rec.job_id, target, rec.observed_at)
-    return PollResult(
-        transition=transition,
-        new_rows=len(plan.inserts),
-        deliveries=ids,
-        new_events=len(new),
-        restarts=restarts,
-    )
+        await renumber_train_rows(conn, job_id)
+    return stored, plan
 
 
 async def _poll_events(
@@ -220,11 +304,7 @@ async def _write_job(
     """
     # Column names come from this module only, never from input.
     if exists:
-        assignments = [f"{name} = ?" for name in fields]
-        if rows:
-            assignments.append(f"cursor_step = {cursor.SETTLED}")
-        sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?"
-        await conn.execute(sql, (*fields.values(), job_id))
+        await conn.execute(*_update_job(job_id, fields, rows=rows))
         return
     names = ", ".join(fields)
     marks = ", ?" * len(fields)
@@ -232,6 +312,18 @@ async def _write_job(
     await conn.execute(sql, (job_id, now, *fields.values()))
     if rows:
         await conn.execute(cursor.UPDATE, (job_id,))
+
+
+def _update_job(
+    job_id: str, fields: Mapping[str, Any], *, rows: bool
+) -> tuple[str, tuple[Any, ...]]:
+    """The UPDATE that sets `fields` on the job row (and its settled cursor after new
+    rows), and its parameters."""
+    assignments = [f"{name} = ?" for name in fields]
+    if rows:
+        assignments.append(f"cursor_step = {cursor.SETTLED}")
+    sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?"
+    return sql, (*fields.values(), job_id)
 
 
 async def record_transition(

@@ -14,17 +14,24 @@ only the daemon polling the job calls (see `watcherd.store.postgres.alertstore`)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 import structlog
 
-from watcherd.alerts.episodes import Evaluation, Observation, evaluate
+from watcherd.alerts.episodes import Evaluation, Observation, absorb, evaluate
 from watcherd.alerts.rules import stall_check_due
-from watcherd.api.client import ApiClient, Job
+from watcherd.alerts.state import AlertState
+from watcherd.api.client import ApiClient
+from watcherd.api.metricrows import decode_rows
 from watcherd.config import Config
 from watcherd.errors import ApiError, ClientRequestError
-from watcherd.model import NON_CANCELLABLE_STATUSES, MetricRow, is_settled
+from watcherd.model import (
+    NON_CANCELLABLE_STATUSES,
+    MetricRecord,
+    MetricRow,
+    is_settled,
+)
 from watcherd.store import PollRecord, PollResult
 from watcherd.store.interface import StoreApi
 from watcherd.watch.schedule import JobSchedule
@@ -43,13 +50,28 @@ class AlertWatch:
         self.config = config
         self.wall = wall
 
-    def evaluate(self, sched: JobSchedule, job: Job, rows: Sequence[MetricRow]) -> Evaluation:
-        """The rules' verdict on one poll of `sched`'s job (its rows, if fetched)."""
+    def evaluate(
+        self,
+        sched: JobSchedule,
+        status: str,
+        raw: Mapping[str, Any] | None,
+        records: Sequence[MetricRecord],
+    ) -> Evaluation:
+        """The rules' verdict on one poll of `sched`'s job: its status, its object as
+        received (`raw`), the rows fetched (if any)."""
         fetched, sched.fetched = sched.fetched, False
-        obs = Observation(self.wall(), job.status, job.raw, rows, fetched)
+        obs = Observation(self.wall(), status, raw, _new_rows(sched, records), fetched)
         return evaluate(
             self.config.alerts, sched.alerts, obs, allow_cancel=self.config.allow_cancel
         )
+
+    def absorb(
+        self, sched: JobSchedule, status: str, records: Sequence[MetricRecord]
+    ) -> AlertState:
+        """The rules' memory with one batch of a big page folded in (no verdict: that
+        comes with the page's last batch), to be stored with the batch."""
+        obs = Observation(self.wall(), status, None, _new_rows(sched, records))
+        return absorb(self.config.alerts, sched.alerts, obs)
 
     def look_now(self, sched: JobSchedule, status: str) -> bool:
         """True when the job looks stalled and its metrics should be fetched before saying so."""
@@ -93,3 +115,10 @@ class AlertWatch:
         await self.store.finish_cancel(sched.job_id, self.wall(), state, str(exc))
         sched.cancel_pending = not give_up
         log.error("job.cancel_failed", job_id=sched.job_id, attempt=attempt, error=str(exc))
+
+
+def _new_rows(sched: JobSchedule, records: Sequence[MetricRecord]) -> list[MetricRow]:
+    """The rows the rules have not seen yet, decoded: a page's others are skipped by
+    the rules anyway (their step is at or below `seen[kind]`), so they stay text."""
+    seen = sched.alerts.seen
+    return decode_rows([r[4] for r in records if r[1] > seen.get(r[0], -1)])

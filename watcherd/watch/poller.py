@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -39,9 +39,16 @@ from watcherd.errors import (
     StoreError,
 )
 from watcherd.eventlog import price_facts
-from watcherd.model import KNOWN_STATUSES, MISSING, MetricFilter, MetricRow, is_settled, is_terminal
+from watcherd.model import (
+    KNOWN_STATUSES,
+    MISSING,
+    MetricFilter,
+    MetricRecord,
+    is_settled,
+    is_terminal,
+)
 from watcherd.store import PollRecord, PollResult
-from watcherd.store.interface import StoreApi
+from watcherd.store.interface import RowBatches, StoreApi
 from watcherd.watch.alerting import AlertWatch
 from watcherd.watch.cluster import Cluster
 from watcherd.watch.events import EventFeed
@@ -102,6 +109,8 @@ class Poller:
         self.mine: frozenset[str] | None = None
         self.cluster = Cluster(store, config, wall) if config.store.url is not None else None
         self._seen: dict[str, float] = {}  # job id -> wall time of the newest state we know
+        #: Where a big metrics body goes batch by batch as it arrives (SQLite); None: whole.
+        self._batches = store if isinstance(store, RowBatches) else None
 
     # -- configuration -------------------------------------------------
 
@@ -249,7 +258,7 @@ class Poller:
         return [j.job_id for j in self.jobs.values() if j.metrics_pending]
 
     async def run(self) -> None:
-        """Poll forever, each job in its own task: a slow or stalled job holds no other."""
+        """Poll forever, rounds overlapping: a slow or stalled job holds no other."""
         async with anyio.create_task_group() as tg:
             if self.cluster is not None:
                 await self.claim()
@@ -281,7 +290,7 @@ class Poller:
         return idle
 
     async def _round(self, tg: anyio.abc.TaskGroup, idle: list[JobSchedule]) -> None:
-        """One list request for the round, then every chosen job's poll as a task in `tg`."""
+        """One list request for the round, then the chosen jobs' polls (see `_start_polls`)."""
         try:
             listed = await self._list_statuses([j for j in idle if not j.metrics_pending])
             chosen = self._choose(idle, listed)
@@ -289,9 +298,28 @@ class Poller:
             self._release(*idle)
             raise
         self._release(*(j for j in idle if j.job_id not in chosen))
-        for sched in idle:
-            if sched.job_id in chosen:
-                tg.start_soon(self._poll_released, sched, listed.get(sched.job_id))
+        polls = [(s, listed.get(s.job_id)) for s in idle if s.job_id in chosen]
+        self._start_polls(tg, polls, self._poll_released)
+
+    def _start_polls(
+        self,
+        tg: anyio.abc.TaskGroup,
+        polls: list[tuple[JobSchedule, Job | None]],
+        poll: Callable[[JobSchedule, Job | None], Awaitable[None]],
+    ) -> None:
+        """Run `polls` on as many workers as there are poll slots, each taking the next.
+
+        Not a task per job: with 10,000 jobs that many waiting tasks cost about 15 MB.
+        A slow or stalled job still holds only its own worker.
+        """
+        pending = iter(polls)
+
+        async def worker() -> None:
+            for sched, listed in pending:
+                await poll(sched, listed)
+
+        for _ in range(min(len(polls), self._poll_slots(self.config))):
+            tg.start_soon(worker)
 
     def _choose(self, idle: Sequence[JobSchedule], listed: dict[str, Job]) -> set[str]:
         """The jobs this round polls: those due (or nearly), and those whose status moved.
@@ -438,7 +466,7 @@ class Poller:
 
     async def _try_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
-    ) -> tuple[list[MetricRow], ApiError | None]:
+    ) -> tuple[list[MetricRecord], ApiError | None]:
         """New rows, or the error that kept them: the status is recorded either way."""
         try:
             return await self._fetch_metrics(sched, status, changed=changed), None
@@ -468,8 +496,13 @@ class Poller:
 
     async def _fetch_metrics(
         self, sched: JobSchedule, status: str, *, changed: bool
-    ) -> list[MetricRow]:
-        """New rows from the cursor on, when due; always on a status change."""
+    ) -> list[MetricRecord]:
+        """New rows from the cursor on, when due; always on a status change.
+
+        On SQLite a big body is stored batch by batch as it arrives (each batch one
+        transaction, the cursor moving on with it) and the last batch is returned, for
+        `_record`; PostgreSQL takes the whole page in one transaction.
+        """
         # A job cancelled mid-run may have rows we never saw: only the statuses before
         # training (QUIET_STATUSES) are sure to have none.
         if status in QUIET_STATUSES and sched.max_step is None:
@@ -478,8 +511,18 @@ class Poller:
         if not changed and now < sched.metrics_at and not self.alerting.look_now(sched, status):
             return []
         flt = MetricFilter(global_step_from=sched.cursor)
+        batches = self._batches
+
+        async def store_batch(batch: list[MetricRecord]) -> None:
+            assert batches is not None
+            memory = self.alerting.absorb(sched, status, batch)
+            await batches.record_rows(sched.job_id, batch, self.wall(), memory.to_json())
+            sched.alerts = memory
+            self._took_rows(sched, batch)
+
+        on_batch = None if batches is None else store_batch
         try:
-            rows = await self.api.metrics(sched.job_id, flt)
+            rows = await self.api.metric_records(sched.job_id, flt, on_batch)
         except NotFoundError as exc:
             # The job was just seen, so this 404 means "no metrics (yet)", not a missing
             # job: record the status anyway; the rows come with a later fetch.
@@ -506,7 +549,7 @@ class Poller:
             error = f"metrics: {exc}"
             await self.store.record_failure(sched.job_id, self.wall(), error, not_found=False)
             return
-        record = PollRecord(sched.job_id, self.wall(), job=None, status=status, metrics=rows)
+        record = PollRecord(sched.job_id, self.wall(), job=None, status=status, records=rows)
         result = await self.store.record_poll(record)
         self._took_rows(sched, rows)
         sched.metrics_pending = sched.rate_limited = False
@@ -517,27 +560,28 @@ class Poller:
         self,
         sched: JobSchedule,
         job: Job,
-        metrics: list[MetricRow],
+        metrics: list[MetricRecord],
         error: ApiError | None,
         events: list[dict[str, Any]] | None,
         *,
         full: bool,
     ) -> None:
         observed = self.wall()
-        total_price, token_count = price_facts(job.raw)
+        raw = job.raw  # decoded once (a listed job is kept as its text) for all three uses
+        total_price, token_count = price_facts(raw)
         record = PollRecord(
             job_id=sched.job_id,
             observed_at=observed,
-            job=job.raw if full else None,
+            job=raw if full else None,
             status=job.status,
-            metrics=metrics,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
+            records=metrics,
             metrics_error=None if error is None else str(error),
             events=events,
             total_price=total_price,
             token_count=token_count,
-            evaluation=self.alerting.evaluate(sched, job, metrics),
+            evaluation=self.alerting.evaluate(sched, job.status, raw, metrics),
         )
         result = await self.store.record_poll(record)
         self._seen[sched.job_id] = observed
@@ -573,7 +617,7 @@ class Poller:
         self.wake()
 
     def _after_record(
-        self, sched: JobSchedule, job: Job, metrics: list[MetricRow], result: PollResult
+        self, sched: JobSchedule, job: Job, metrics: list[MetricRecord], result: PollResult
     ) -> None:
         self.stats.polls += 1
         self.stats.last_success_at = self.wall()
@@ -600,12 +644,12 @@ class Poller:
             self.on_deliveries()
 
     @staticmethod
-    def _took_rows(sched: JobSchedule, metrics: list[MetricRow]) -> None:
-        """Move the job's highest step and metrics cursor past `metrics`, just stored."""
-        if metrics:
-            top = max(int(r["train/global_step"]) for r in metrics)
+    def _took_rows(sched: JobSchedule, rows: list[MetricRecord]) -> None:
+        """Move the job's highest step and metrics cursor past `rows`, just stored."""
+        if rows:
+            top = max(r[1] for r in rows)
             sched.max_step = top if sched.max_step is None else max(sched.max_step, top)
-            sched.cursor = settled_cursor(metrics, sched.cursor)
+            sched.cursor = settled_cursor(rows, sched.cursor)
 
     def _next_look(self, sched: JobSchedule, job: Job, *, changed: bool) -> float:
         return next_look(self.config.poll, sched, job, changed=changed, now=self.monotonic())

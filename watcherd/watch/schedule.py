@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from watcherd.alerts.state import AlertState
 from watcherd.api.client import Job
 from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
-from watcherd.model import SETTLE_NS, TIMESTAMP_KEY, MetricRow, is_terminal, row_step
+from watcherd.model import SETTLE_NS, MetricRecord, is_terminal
 
 #: Statuses before training: no metric rows can appear yet.
 QUIET_STATUSES = frozenset({"pending", "queued"})
@@ -79,7 +80,7 @@ def backoff(poll: PollConfig, failures: int, rng: random.Random) -> float:
     return max(1.0, delay)
 
 
-def settled_cursor(rows: list[MetricRow], cursor: int | None) -> int | None:
+def settled_cursor(rows: Sequence[MetricRecord], cursor: int | None) -> int | None:
     """The next `global_step_from` after fetching `rows` (everything from `cursor` on).
 
     The lowest step among rows logged within `SETTLE_NS` of the newest one: an eval
@@ -89,11 +90,10 @@ def settled_cursor(rows: list[MetricRow], cursor: int | None) -> int | None:
     """
     if not rows:
         return cursor
-    stamped = [(row, row.get(TIMESTAMP_KEY)) for row in rows]
-    stamps = [t for _, t in stamped if isinstance(t, int)]
+    stamps = [r[2] for r in rows if r[2] is not None]
     if len(stamps) < len(rows):
-        top = max(row_step(row) for row in rows)
+        top = max(r[1] for r in rows)
     else:
         limit = max(stamps) - SETTLE_NS
-        top = min(row_step(row) for row, t in stamped if isinstance(t, int) and t > limit)
+        top = min(r[1] for r in rows if r[2] is not None and r[2] > limit)
     return top if cursor is None else max(cursor, top)

@@ -30,7 +30,7 @@ from watcherd.store.postgres import leases, writer
 from watcherd.store.postgres.alerting import PgDb, on_pg
 from watcherd.store.postgres.sql import Conn, one
 from watcherd.store.records import PollRecord, PollResult
-from watcherd.store.rows import MetricParams, metric_params
+from watcherd.store.rows import MetricParams, page_params
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class AlertMethods:
         if poll is None:
             await self._write(_settle, fence, job_id, now, state, error)
             return None
-        params = metric_params(poll.job_id, poll.metrics)
+        params = page_params(poll.job_id, poll.metrics, poll.records)
         return await self._write(
             leases.fenced, fence, job_id, _answered, poll, params, now, state, error
         )
@@ -108,13 +108,13 @@ async def _settle(
 async def _answered(
     conn: Conn,
     poll: PollRecord,
-    params: Sequence[MetricParams],
+    params: tuple[Sequence[MetricParams], Sequence[Any]],
     now: float,
     state: str,
     error: str | None,
 ) -> PollResult:
     """The service's answer to the cancel recorded as a poll, and the cancel's outcome."""
-    result = await writer.record_poll(conn, poll, params)
+    result = await writer.record_poll(conn, poll, *params)
     await alerting.finish_cancel(PgDb(conn), poll.job_id, now, state, error)
     return result
 

@@ -101,11 +101,17 @@ async def read_stored(conn: Conn, job_id: str, params: Sequence[MetricParams]) -
     return pages.parse_stored(found)
 
 
-async def record_poll(conn: Conn, rec: PollRecord, params: Sequence[MetricParams]) -> PollResult:
-    """Rows, job fields, transition and outbox for one fetched page."""
+async def record_poll(
+    conn: Conn, rec: PollRecord, params: Sequence[MetricParams], losses: Sequence[Any]
+) -> PollResult:
+    """Rows, job fields, transition and outbox for one fetched page.
+
+    `params` and `losses` are the page's rows as `rows.page_params` gives them (from
+    decoded rows or the API client's records), planned exactly as on SQLite.
+    """
     await _lock_job(conn, rec.job_id, rec.observed_at)
     stored = await read_stored(conn, rec.job_id, params)
-    plan = pages.plan_page(stored, params, rec.metrics)
+    plan = pages.plan_page(stored, params, losses)
     if plan.inserts:
         async with conn.cursor() as cur:
             await cur.executemany(INSERT_METRIC, plan.inserts)
