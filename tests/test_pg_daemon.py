@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import anyio
 
 from tests.cliharness import FINISHED
 from tests.daemonharness import API_KEY, daemon_env, start_daemon, write_config
@@ -13,6 +16,7 @@ from tests.simharness import NOW
 from watcherd.model import MetricFilter
 from watcherd.sim import ManualClock, World, run_in_thread
 from watcherd.spend import NANO
+from watcherd.store.opening import open_store
 
 
 def _watcherd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -67,3 +71,23 @@ def _events_cost_and_show(config: Path, world: World, job_id: str) -> None:
     page = json.loads(shown.stdout)
     assert page["events"] == world.events(job_id)[-len(page["events"]) :] and page["events"]
     assert page["price"] == world.job(job_id).price / NANO
+
+
+def test_resume_clears_the_pause_stored_in_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """`watcherd resume` on store.url lifts the shared pause (it looked for a SQLite file)."""
+
+    async def store_pause() -> None:
+        async with open_store(pg_url, writer=True) as store:
+            await store.set_host_pause("127.0.0.1", time.time() + 600)
+
+    async def pauses() -> dict[str, float]:
+        async with open_store(pg_url, writer=False) as store:
+            return await store.host_pauses()
+
+    config = write_config(tmp_path, "http://127.0.0.1:9", [])
+    config.write_text(config.read_text().replace("  path: watcherd.db\n", f"  url: '{pg_url}'\n"))
+    anyio.run(store_pause, backend="asyncio")
+    done = _watcherd(config, "resume")
+    assert done.returncode == 0, done.stderr
+    assert "127.0.0.1: cleared a pause until" in done.stdout
+    assert anyio.run(pauses, backend="asyncio") == {}

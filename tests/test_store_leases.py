@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
+import anyio
 import psycopg
 import pytest
 
@@ -90,7 +92,7 @@ async def test_a_delivery_runs_once_and_a_late_finish_is_fenced(
     assert await one.start_attempt(ident, 2.0) == 1
     with pytest.raises(LeaseLostError, match="another daemon took it"):
         await other.start_attempt(ident, 2.0)
-    assert await other.due_deliveries(3.9, limit=10) == []  # held until 4.0: not recovered
+    assert await other.due_deliveries(3.9, limit=10) == []  # its holder's lease runs: kept
     _expire(pg_url, one.member.instance)
     assert [d.id for d in await other.due_deliveries(3.9, limit=10)] == [ident]
     assert await other.start_attempt(ident, 3.0) == 2
@@ -133,3 +135,80 @@ async def test_a_clean_close_hands_over_at_once(pg_url: str) -> None:
     async with PgStore.open(pg_url, writer=True, lease=30.0) as second:
         assert await second.claim_work() == frozenset(JOBS)
         assert len(await second.live_daemons()) == 1
+
+
+def _db(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """Rows of one statement run on the database directly."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+async def test_leases_run_out_within_the_lease_of_the_last_renewal(
+    two: tuple[PgStore, PgStore], pg_url: str
+) -> None:
+    """Held for 3/4 of the lease and renewed every quarter, so a daemon that dies right
+    after a renewal has its jobs taken over within the lease (2 s here)."""
+    one, _ = two
+    await one.claim_work()
+    [(left,)] = _db(
+        pg_url,
+        "SELECT MAX(expires_at) - extract(epoch from clock_timestamp()) FROM leases"
+        " WHERE holder = %s",
+        one.member.instance,
+    )
+    assert 1.4 < float(str(left)) <= 1.5
+    assert one.next_claim_in == pytest.approx(0.5)
+
+
+async def test_a_daemon_claims_again_as_soon_as_another_daemons_lease_runs_out(
+    two: tuple[PgStore, PgStore], pg_url: str
+) -> None:
+    """The other daemon's leases run out in 0.2 s (its last renewal was long ago): the
+    next claim is due then, not at the next renewal; made then, it takes those jobs."""
+    one, other = two
+    await one.claim_work()
+    await other.claim_work()
+    _db(
+        pg_url,
+        "UPDATE leases SET expires_at = extract(epoch from clock_timestamp()) + 0.2"
+        " WHERE holder = %s RETURNING 1",
+        one.member.instance,
+    )
+    _db(
+        pg_url,
+        "UPDATE daemons SET expires_at = 0 WHERE instance = %s RETURNING 1",
+        one.member.instance,
+    )
+    await other.claim_work()
+    assert other.next_claim_in is not None and 0.0 < other.next_claim_in <= 0.26
+    await anyio.sleep(other.next_claim_in)
+    assert await other.claim_work() == frozenset(JOBS)
+
+
+async def test_a_host_whose_clock_runs_ahead_takes_no_live_daemons_delivery(
+    two: tuple[PgStore, PgStore],
+) -> None:
+    """Delivery leases are in the database's clock: a daemon whose clock is an hour ahead
+    does not take a running delivery whose holder renews it."""
+    one, other = two
+    await one.claim_work()
+    await one.record_poll(PollRecord("ft-00", 1.0, None, "completed", (), HOOKS))
+    await one.start_attempt("ft-00:completed:h", time.time())
+    await other.claim_work()  # a daemon sharing the work: it recovers what ran out
+    assert await other.due_deliveries(time.time() + 3600, limit=10) == []
+    assert [d.state for d in await other.deliveries()] == ["running"]
+
+
+async def test_a_shorter_pause_never_shortens_the_one_another_daemon_stored(
+    two: tuple[PgStore, PgStore],
+) -> None:
+    """Two daemons store pauses for one host: the later end stays, whatever the order;
+    lifting (None) still deletes it."""
+    one, other = two
+    await one.set_host_pause("api", 2_000.5)
+    await other.set_host_pause("api", 1_000.0)
+    assert await one.host_pauses() == {"api": 2_000.5}
+    await other.set_host_pause("api", 3_000.0)
+    assert await one.host_pauses() == {"api": 3_000.0}
+    await one.set_host_pause("api", None)
+    assert await other.host_pauses() == {}

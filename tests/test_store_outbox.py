@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.storeharness import execute
 from watcherd.errors import StoreError
 from watcherd.store import HookSub, PollRecord
 from watcherd.store.interface import StoreApi
@@ -68,9 +69,14 @@ async def test_delivered_and_dead_are_final_and_keep_the_error(store: StoreApi) 
     assert (team.state, team.last_error, team.updated_at) == ("dead", "410 Gone", 102.0)
 
 
-async def test_recover_interrupted_turns_running_into_failed_due_now(store: StoreApi) -> None:
-    """A delivery cut by a crash (running, no outcome) is retried with the same id."""
+async def test_recover_interrupted_turns_running_into_failed_due_now(
+    store: StoreApi, store_target: str | Path
+) -> None:
+    """A delivery cut by a crash (running, no outcome; on a shared database, once its
+    lease ran out in the database's clock) is retried with the same id."""
     await store.start_attempt(DEPLOY, 101.0)
+    if not isinstance(store_target, Path):  # its daemon died a lease ago
+        execute(store_target, "UPDATE deliveries SET lease_expires = 0")
     assert await store.recover_interrupted(500.0) == [DEPLOY]
     assert await _state(store, DEPLOY) == ("failed", 1, 500.0)
     assert await store.recover_interrupted(501.0) == []

@@ -47,6 +47,7 @@ SLOW_FIRST: Final = (
     "tests/battery/test_model.py",
     "tests/battery/test_bad_config.py",
     "tests/test_pg_daemon.py",
+    "tests/test_pg_joblist.py",
     "tests/test_config_errors.py",
     "tests/test_daemon_pause.py",
     "tests/test_sim_cli.py",

@@ -2,8 +2,9 @@
 
 The caller creates the `httpx.AsyncClient` and passes it in; the clock, sleep and random
 source are injectable. Every request goes through, in order: the host gate (a
-Retry-After pause holds back every caller), the in-flight cap, the rate cap, then one
-bounded exchange (`api_transport.fetch`). Failures become the typed errors of
+Retry-After pause holds back every caller), the in-flight cap, the rate cap, the pause
+other daemons stored (on a shared database), then one bounded exchange
+(`api_transport.fetch`). Failures become the typed errors of
 `watcherd.errors`; 408, 409, 429, 5xx, timeouts and transport errors are retried with
 full-jitter exponential backoff (or the service's Retry-After, cut to
 `max_retry_after`) up to `max_attempts`; a wait longer than `max_wait` is not made
@@ -287,7 +288,10 @@ class ApiClient:
         await self.gate.wait(self._clock() + self._max_wait)
         async with self._slots:
             await self._limiter.acquire()
-            await self.gate.wait(self._clock() + self._max_wait)
+            deadline = self._clock() + self._max_wait
+            read_at = await self.gate.open_for(deadline, self._max_retry_after)
+            if read_at is not None:  # when it last read the pause other daemons stored
+                log.debug("api.request_sent", url=url, read_at=read_at)
             async with self.gate.exchange():
                 return await self._exchange(exchange, sink)
 

@@ -3,7 +3,8 @@
 - `HostGate`: one per host. A 429 or 503 with `Retry-After` pauses every request to
   that host until the time the service named; every extension is saved (through a
   callback the daemon wires to the store) before more requests go out, so a restart
-  keeps it.
+  keeps it. With daemons sharing a database, each request start first reads the
+  pause the others stored (`refresh`, see `watcherd.api.sharedpause`).
 - `RateLimiter`: spaces requests so that all callers together stay at `rate` per
   second (GCRA, a token bucket without a refill task).
 - How long a server asks us to wait (Retry-After) is read by `watcherd.retry`.
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 import structlog
 
+from watcherd.api.sharedpause import SharedPause
 from watcherd.errors import RateLimitedError, WatcherdError
 
 Clock = Callable[[], float]
@@ -52,6 +54,7 @@ class HostGate:
         "_shut",
         "_sleep",
         "_until",
+        "shared",
     )
 
     def __init__(
@@ -60,10 +63,12 @@ class HostGate:
         clock: Clock = time.time,
         sleep: Sleep = anyio.sleep,
         save: Save | None = None,
+        shared: SharedPause | None = None,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._save = save
+        self.shared = shared
         self._until = 0.0
         self._saved = 0.0
         self._lock = anyio.Lock()
@@ -86,6 +91,34 @@ class HostGate:
         self._until = resume_at
         await self.flush()
         return True
+
+    async def refresh(self, cap: float) -> float | None:
+        """With `shared`: follow the pause stored by any daemon (cut to `cap` s from now),
+        read by a read begun after this call; returns when that read began (wall clock;
+        None without `shared`, or while the database does not answer)."""
+        if self.shared is None:
+            return None
+        stored, read_at = await self.shared.current()
+        if stored is None or not math.isfinite(stored):
+            return read_at
+        until = min(stored, self._clock() + cap)
+        if until > max(self._until, self._clock()):
+            self._until = self._saved = until  # stored already: nothing to save
+            log.info("api.pause_shared", until=until, seconds=round(until - self._clock(), 3))
+        return read_at
+
+    async def open_for(self, deadline: float, cap: float) -> float | None:
+        """`wait`, then, with `shared`, read the stored pause again after every wait, until
+        a read begun after the last wait finds the gate open: a request that waited out
+        one pause never goes out during another a daemon stored meanwhile. Returns when
+        that last read began (None without `shared`)."""
+        while True:
+            read_at = await self.refresh(cap)
+            if self._until <= self._clock() and not self._shut:
+                return read_at
+            await self.wait(deadline)
+            if self.shared is None:
+                return None
 
     async def flush(self) -> None:
         """Save the pause if it changed since the last save (at stop, after a failed save)."""

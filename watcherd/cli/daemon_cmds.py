@@ -6,9 +6,12 @@ import argparse
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watcherd.cli.common import emit, load
+
+if TYPE_CHECKING:
+    from watcherd.config.schema import StoreConfig
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -64,11 +67,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """`watcherd resume`: lift the stored Retry-After pauses; 0 whether or not there was one."""
     import anyio
 
-    from watcherd.store.snapshot import Snapshot
-
     config = load(args)
-    path = config.store.path
-    cleared = anyio.run(_clear_pauses, path, backend="asyncio") if path.exists() else {}
+    found = anyio.run(_clear_pauses, config.store, backend="asyncio")
+    cleared, running = found if found is not None else ({}, False)
     now = time.time()
     active = {host: until for host, until in cleared.items() if until > now}
     if not active:
@@ -76,16 +77,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return 0
     for host, until in sorted(active.items()):
         print(f"{host}: cleared a pause until {_when(until)} ({_left(until - now)} left)")
-    if Snapshot.daemon_running(path):
+    if running:
         print("the running daemon keeps its pause until a reload: systemctl reload watcherd")
     return 0
 
 
-async def _clear_pauses(path: Path) -> dict[str, float]:
-    from watcherd.store import Store
+async def _clear_pauses(config: StoreConfig) -> tuple[dict[str, float], bool] | None:
+    """The pauses lifted, and whether a daemon runs on the store; None: no store yet."""
+    from watcherd.store.opening import open_configured, store_exists
+    from watcherd.store.snapshot import Snapshot
 
-    async with Store.open(path, writer=True, lock=False) as store:
-        return await store.clear_host_pauses()
+    if not store_exists(config):
+        return None
+    async with open_configured(config, writer=True, lock=False) as store:
+        cleared = await store.clear_host_pauses()
+        if config.url is not None:
+            return cleared, bool(await store.live_daemons())
+    return cleared, Snapshot.daemon_running(config.path)
 
 
 def _when(epoch: float) -> str:

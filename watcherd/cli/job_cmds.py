@@ -52,8 +52,11 @@ def _valid_ids(job_ids: list[str]) -> list[str]:
 
 def _daemon_note(config: Config, path: Path) -> str:
     """Where the change went and who acts on it; syncs the database if no daemon will."""
-    if config.store.url is not None:  # daemons on a shared database read the file themselves
-        return f"(saved in {path}; the daemons that read it pick this up within seconds)"
+    if config.store.url is not None:  # `_share` put it in the shared list already
+        from watcherd.durations import format_duration
+
+        within = format_duration(config.store.lease / 4)
+        return f"(saved in {path} and in the shared database; the daemons follow within {within})"
     if config.store.path.exists() and Snapshot.daemon_running(config.store.path):
         return f"(saved in {path}; the running daemon picks this up within seconds)"
     if config.store.path.exists():
@@ -72,6 +75,30 @@ async def _sync_watched(config: Config) -> None:
         await store.sync_watched(JobsSource(config).entries(), time.time())
 
 
+def _share(config: Config, add: list[str], remove: list[str]) -> set[str]:
+    """On a shared database: this host's jobs synced into the shared list (as its daemon
+    would), then `add` watched and `remove` unwatched for every daemon, whichever host's
+    jobs file named them. Returns the jobs that were in the shared list before."""
+
+    import anyio
+
+    from watcherd.config import JobsSource
+    from watcherd.store.opening import open_configured
+
+    async def go() -> set[str]:
+        source = JobsSource(config)
+        entries = source.entries()
+        notes = dict(entries)
+        async with open_configured(config.store, writer=True) as store:
+            before = {job.job_id for job in await store.overview()}
+            now = time.time()
+            await store.sync_watched(entries, now, source=source.name())
+            await store.change_watched([(j, notes.get(j)) for j in add], remove, now)
+        return before
+
+    return anyio.run(go, backend="asyncio")
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     """`watcherd add JOB_ID... [--note TEXT]`."""
     from watcherd.jobsfile import add_jobs
@@ -79,7 +106,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     config = load(args)
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
-    added = add_jobs(path, ids, note=args.note)
+    added = set(add_jobs(path, ids, note=args.note))
+    if config.store.url is not None:
+        added = set(ids) - _share(config, ids, [])
     for job_id in dict.fromkeys(ids):
         print(f"{job_id}: {'now watched' if job_id in added else 'already watched'}")
     print(_daemon_note(config, path))
@@ -93,7 +122,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
     config = load(args)
     ids = _valid_ids(args.job_ids)
     path = _jobs_path(config)
-    removed = remove_jobs(path, ids)
+    removed = set(remove_jobs(path, ids))
+    if config.store.url is not None:
+        removed = set(ids) & _share(config, [], ids)
     for job_id in dict.fromkeys(ids):
         print(f"{job_id}: {'no longer watched' if job_id in removed else 'was not watched'}")
     inline = sorted(set(ids) & set(config.jobs.ids))
@@ -104,7 +135,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(_daemon_note(config, path))
-    if removed and config.store.path.exists():
+    if removed and store_exists(config.store):
         print("history stays in the database: `watcherd list --all` still shows it")
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,3 +31,9 @@ class JobsSource:
         for job_id in self.config.jobs.ids:
             found.setdefault(validate_job_id(job_id), None)
         return list(found.items())
+
+    def name(self) -> str:
+        """This source in a list several hosts share: the host and the config file (or,
+        without one, the jobs file), e.g. `web-1:/etc/watcherd/watcherd.yaml`."""
+        where = self.config.source or self.config.jobs.file
+        return f"{socket.gethostname()}:{os.path.abspath(where) if where else '-'}"

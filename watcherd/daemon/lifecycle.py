@@ -49,6 +49,7 @@ from watcherd.errors import (
 from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
 from watcherd.model import SETTLED_DELIVERIES, DeliveryState
+from watcherd.store import watchlist
 from watcherd.store.interface import StoreApi
 from watcherd.store.opening import describe, open_configured
 from watcherd.systemd import Notifier
@@ -104,7 +105,8 @@ async def open_runtime(
         ApiClient.http_client(config.api) as api_http,
         httpx.AsyncClient(follow_redirects=False) as hooks_http,
     ):
-        api = build_api(api_http, config, gate=saved_gate(store, api_host(config)))
+        shared = config.store.url is not None
+        api = build_api(api_http, config, gate=saved_gate(store, api_host(config), shared=shared))
         dispatcher = Dispatcher(store, hooks_http, config, wall=wall)
         poller = Poller(store, api, config, on_deliveries=dispatcher.wake, wall=wall)
         reporter = StatusReporter(store, poller, notifier, wall=wall)
@@ -342,7 +344,8 @@ class Daemon:
             return None
         gate = self.rt.poller.api.gate
         if api_host(config) != api_host(self.config):
-            gate = saved_gate(self.rt.store, api_host(config))
+            shared = config.store.url is not None
+            gate = saved_gate(self.rt.store, api_host(config), shared=shared)
         return build_api(self.rt.api_http, config, gate=gate)
 
     def _warn_restart_needed(self, config: Config) -> None:
@@ -374,9 +377,10 @@ class Daemon:
         if not self._jobs_file.changed(path):
             return
         from_file = await self._jobs_file.entries(path, self._stored_entries)
-        entries = JobsSource(self.config).merge(from_file)
+        source = JobsSource(self.config)
+        entries = source.merge(from_file)
         poller = self.rt.poller
-        await self.rt.store.sync_watched(entries, self.wall())
+        await self.rt.store.sync_watched(entries, self.wall(), source=source.name())
         self._jobs_file.applied()
         before = set(poller.jobs)
         await poller.load_jobs()
@@ -386,7 +390,12 @@ class Daemon:
         poller.wake()
 
     async def _stored_entries(self) -> list[JobEntry]:
-        """The watched set as stored, for a jobs file already missing at start-up."""
+        """For a jobs file already missing at start-up: the watched set as stored or, on a
+        shared database, what this host's jobs last added to it."""
+        if self.config.store.url is not None:
+            key = watchlist.SOURCE_PREFIX + JobsSource(self.config).name()
+            found = watchlist.decode(await self.rt.store.get_state(key))
+            return [JobEntry(job_id, note) for job_id, note in found]
         return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]
 
     # -- status -------------------------------------------------------------

@@ -200,9 +200,20 @@ class Store:
 
     # -- the watched set ---------------------------------------------------
 
-    async def sync_watched(self, entries: Sequence[tuple[str, str | None]], now: float) -> None:
-        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
+    async def sync_watched(
+        self, entries: Sequence[tuple[str, str | None]], now: float, *, source: str | None = None
+    ) -> None:
+        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept.
+
+        `source` is ignored: one daemon, one host, one list.
+        """
         await self._write(writer.sync_watched, entries, now)
+
+    async def change_watched(
+        self, add: Sequence[tuple[str, str | None]], remove: Sequence[str], now: float
+    ) -> None:
+        """Watch `add` and unwatch `remove`; other jobs stay as they are."""
+        await self._write(writer.change_watched, add, remove, now)
 
     async def ensure_jobs(self, job_ids: Sequence[str], now: float | None = None) -> None:
         """Create unwatched rows for jobs never seen (for `wait` without a daemon)."""
@@ -472,6 +483,11 @@ class Store:
 
     async def claim_work(self) -> frozenset[str] | None:
         """None: one daemon owns a SQLite database (its lock), so every job is its own."""
+        return None
+
+    @property
+    def next_claim_in(self) -> float | None:
+        """None: nothing to claim on SQLite."""
         return None
 
     async def try_lease(self, name: str, seconds: float) -> bool:

@@ -103,8 +103,19 @@ class StoreApi(StoreReader, Protocol):
     async def cut_long_calls(self, grace: float) -> None:
         """The daemon is stopping: cut short any call running longer than `grace`."""
 
-    async def sync_watched(self, entries: Sequence[tuple[str, str | None]], now: float) -> None:
-        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
+    async def sync_watched(
+        self, entries: Sequence[tuple[str, str | None]], now: float, *, source: str | None = None
+    ) -> None:
+        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept.
+
+        With `source` on a shared database, the entries are one host's jobs, which add to
+        the shared list: only what changed in that source since its last sync is applied.
+        """
+
+    async def change_watched(
+        self, add: Sequence[tuple[str, str | None]], remove: Sequence[str], now: float
+    ) -> None:
+        """Watch `add` and unwatch `remove`; other jobs stay as they are."""
 
     async def ensure_jobs(self, job_ids: Sequence[str], now: float | None = None) -> None:
         """Create unwatched rows for jobs never seen."""
@@ -237,6 +248,11 @@ class StoreApi(StoreReader, Protocol):
     async def claim_work(self) -> frozenset[str] | None:
         """Claim this daemon's share of the watched jobs on a shared database (renewing
         what it holds); the job ids it polls, or None when every job is its own."""
+        ...
+
+    @property
+    def next_claim_in(self) -> float | None:
+        """Seconds until `claim_work` is due again (None: no claims, or none made yet)."""
         ...
 
     async def try_lease(self, name: str, seconds: float) -> bool:

@@ -61,6 +61,23 @@ async def sync_watched(
     await conn.execute(WATCH_RESTARTS)
 
 
+async def change_watched(
+    conn: aiosqlite.Connection,
+    add: Sequence[tuple[str, str | None]],
+    remove: Sequence[str],
+    now: float,
+) -> None:
+    """Watch `add` (with their notes) and unwatch `remove`, then the jobs the service
+    restarted a watched job as; other jobs stay as they are."""
+    await conn.executemany("UPDATE jobs SET watched = 0 WHERE job_id = ?", [(j,) for j in remove])
+    await conn.executemany(
+        "INSERT INTO jobs (job_id, note, watched, added_at) VALUES (?, ?, 1, ?)"
+        " ON CONFLICT(job_id) DO UPDATE SET note = excluded.note, watched = 1",
+        [(job_id, note, now) for job_id, note in add],
+    )
+    await conn.execute(WATCH_RESTARTS)
+
+
 #: One page to record: the poll, its rows' insert parameters and their decoded losses.
 Page = tuple[PollRecord, Sequence[MetricParams], Sequence[Any]]
 

@@ -4,9 +4,9 @@
   lives) makes it each round and stores the answer (`state`, key LIST_KEY); the others
   use that answer while it is fresh.
 - The Retry-After pause: each gate stores its pause before its requests go on, and
-  every daemon applies the stored pause every PAUSE_SYNC seconds.
+  reads the stored one before each request starts (`watch.wiring.saved_gate`).
 - The request budget: each daemon keeps to 1/N of `max_rate` and `max_concurrency`,
-  N being the daemons whose heartbeat is current.
+  N being the daemons whose heartbeat is current (checked with every claim).
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ import structlog
 from watcherd.api.client import ApiClient, Job
 from watcherd.api.shapes import parse_job
 from watcherd.config import Config
-from watcherd.errors import ApiError, StoreError
 from watcherd.model import dumps_exact, loads_exact
 from watcherd.store.interface import StoreApi
 
 log = structlog.get_logger("watcherd.watch.cluster")
 
 LIST_KEY: Final = "shared_list"
-#: Seconds between looks at the stored pause (another daemon's pause applies within about
-#: this long; each gate stores its own pause before its requests go on).
-PAUSE_SYNC: Final = 0.06
 #: While another daemon makes the list request: look for its answer this often, this many times.
 LIST_WAIT: Final = 0.2
 LIST_WAITS: Final = 10
@@ -91,12 +87,6 @@ class Cluster:
         jobs = [parse_job(raw) for raw in data["jobs"]]
         return Listing(float(data["at"]), {job.id: job for job in jobs})
 
-    async def apply_pause(self, api: ApiClient, host: str) -> None:
-        """Apply the stored pause (another daemon's 429 or 503) to our gate."""
-        stored = (await self.store.host_pauses()).get(host, 0.0)
-        if stored > api.gate.paused_until and await api.gate.extend(stored):
-            log.info("api.pause_shared", until=stored)
-
     async def sync_budget(self, api: ApiClient) -> None:
         """Split the request budget among the live daemons."""
         daemons = max(1, len(await self.store.live_daemons()))
@@ -104,17 +94,3 @@ class Cluster:
             log.info("api.budget_shared", daemons=daemons)
             self.daemons = daemons
         api.share(daemons)
-
-    async def run(self, api: Callable[[], ApiClient], host: Callable[[], str]) -> None:
-        """Keep the pause and the budget in step with the other daemons, forever."""
-        every_budget = max(1, round(self.config.store.lease / 3 / PAUSE_SYNC))
-        ticks = 0
-        while True:
-            try:
-                await self.apply_pause(api(), host())
-                if ticks % every_budget == 0:
-                    await self.sync_budget(api())
-            except (StoreError, ApiError, ValueError, KeyError) as exc:
-                log.warning("cluster.sync_failed", error=str(exc))
-            ticks += 1
-            await anyio.sleep(PAUSE_SYNC)

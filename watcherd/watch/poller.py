@@ -60,7 +60,6 @@ from watcherd.watch.schedule import (
     next_look,
     settled_cursor,
 )
-from watcherd.watch.wiring import api_host
 
 log = structlog.get_logger("watcherd.watch.poller")
 
@@ -198,10 +197,12 @@ class Poller:
     # -- sharing the work (PostgreSQL) -------------------------------------
 
     async def claim(self) -> None:
-        """Renew and claim this daemon's job leases; reload the state of jobs gained.
+        """Renew and claim this daemon's job leases; follow the shared job list.
 
         A job gained from another daemon continues from what that daemon stored (its
-        status and cursor), so nothing is fetched twice or skipped.
+        status and cursor), so nothing is fetched twice or skipped. When the held set
+        changes, the watched set is read again: a job another host added or removed
+        shows here too.
         """
         mine = await self.store.claim_work()
         if mine is None:
@@ -209,23 +210,37 @@ class Poller:
         gained = mine - (self.mine or frozenset())
         lost = (self.mine or frozenset()) - mine
         self.mine = mine
-        if gained:
-            await self.load_jobs()
-            for job_id in gained & set(self.jobs):
-                self.jobs[job_id].next_at = 0.0  # look now: it may have waited a lease
         if gained or lost:
+            await self.load_jobs()
+            self._continue(gained & frozenset(self.jobs))
             log.info("poll.leases", held=len(mine), gained=len(gained), lost=len(lost))
             self.wake()
 
+    def _continue(self, gained: frozenset[str]) -> None:
+        """Jobs gained keep the schedule their last holder kept: due one interval (and
+        their rows one metrics interval) after it last polled them, or now if that has
+        passed (it died, or never polled them). A rebalance costs no extra requests."""
+        wall, now, poll = self.wall(), self.monotonic(), self.config.poll
+        for job_id in gained:
+            sched, seen = self.jobs[job_id], self._seen.get(job_id, 0.0)
+            sched.next_at = now + max(0.0, seen + poll.interval - wall)
+            sched.metrics_at = now + max(0.0, seen + poll.metrics_interval - wall)
+
     async def claim_forever(self) -> None:
-        """Claim every third of a lease period; a failed claim is retried, not fatal."""
-        every = self.config.store.lease / 3
+        """Claim when due (a renewal, or another daemon's lease running out) and keep the
+        request budget split among the live daemons; a failure is retried, not fatal."""
         while True:
+            every, started = self.config.store.lease / 4, self.monotonic()
             try:
                 await self.claim()
+                if self.cluster is not None:
+                    await self.cluster.sync_budget(self.api)
+                due = self.store.next_claim_in
             except StoreError as exc:
                 log.warning("store.claim_failed", error=str(exc), retry_in=round(every, 1))
-            await anyio.sleep(every)
+                due = None
+            wait = every if due is None else min(due, every)
+            await anyio.sleep(max(0.05, started + wait - self.monotonic()))
 
     def settled(self) -> bool:
         """True when every watched job is terminal or missing and its metrics are in.
@@ -248,7 +263,6 @@ class Poller:
             if self.cluster is not None:
                 await self.claim()
                 tg.start_soon(self.claim_forever)
-                tg.start_soon(self.cluster.run, lambda: self.api, lambda: api_host(self.config))
             while True:
                 idle = self._take_round()
                 if idle:
@@ -399,6 +413,8 @@ class Poller:
 
     async def _poll_job(self, sched: JobSchedule, listed: Job | None) -> None:
         async with self._limiter:
+            if self.mine is not None and sched.job_id not in self.mine:
+                return  # given back or lost while it waited for a slot: its holder polls it
             try:
                 await self._poll_job_now(sched, listed)
             except StoreError as exc:

@@ -112,7 +112,8 @@ class _Waiter:
     async def prepare(self, job_ids: list[str]) -> None:
         """Rows for every job; with no daemon, the watched set synced as the daemon would."""
         if not self._daemon_running():
-            await self.store.sync_watched(self.entries, time.time())
+            source = JobsSource(self.config).name()
+            await self.store.sync_watched(self.entries, time.time(), source=source)
         await self.store.ensure_jobs(job_ids)
 
     def _daemon_running(self) -> bool:

@@ -7,6 +7,7 @@ import structlog
 
 from watcherd.api.client import ApiClient
 from watcherd.api.limits import HostGate
+from watcherd.api.sharedpause import SharedPause
 from watcherd.config import Config
 from watcherd.errors import ConfigError
 from watcherd.store.interface import StoreApi
@@ -37,13 +38,17 @@ def api_host(config: Config) -> str:
     return httpx.URL(config.api.base_url).host
 
 
-def saved_gate(store: StoreApi, host: str) -> HostGate:
-    """A host gate that saves each pause of `host` in `store` before requests go on."""
+def saved_gate(store: StoreApi, host: str, *, shared: bool = False) -> HostGate:
+    """A host gate that saves each pause of `host` in `store` before requests go on;
+    `shared` (daemons on one database): each request first reads the stored pause."""
 
     async def save(until: float) -> None:
         await store.set_host_pause(host, until)
 
-    return HostGate(save=save)
+    async def read() -> float | None:
+        return (await store.host_pauses()).get(host)
+
+    return HostGate(save=save, shared=SharedPause(read) if shared else None)
 
 
 async def restore_pause(gate: HostGate, store: StoreApi, config: Config, now: float) -> None:

@@ -95,6 +95,14 @@ class _Channel:
 
     async def run(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`op` in one transaction, shielded; psycopg errors become StoreError."""
+        return await self._run(True, op, *args, **kwargs)
+
+    async def statement(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`op`, a single statement (atomic alone), without BEGIN and COMMIT: one round
+        trip instead of three."""
+        return await self._run(False, op, *args, **kwargs)
+
+    async def _run(self, tx: bool, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if self._conn is None or self._conn.closed or self._conn.broken:
@@ -102,6 +110,8 @@ class _Channel:
                 conn = self._conn
                 self.busy_since = time.monotonic()
                 try:
+                    if not tx:
+                        return await op(conn, *args, **kwargs)
                     async with conn.transaction():
                         result = await op(conn, *args, **kwargs)
                 except psycopg.Error as exc:
@@ -128,8 +138,10 @@ class PgStore(AlertMethods):
         self.writer = writer
         self._main = _Channel(url, password, conn)
         self._control = _Channel(url, password, None)
+        self._pause = _Channel(url, password, None)
         self.member = leases.Member(uuid.uuid4().hex[:16], socket.gethostname(), os.getpid(), lease)
         self._tokens: dict[str, int] | None = None  # held job leases, once claim_work ran
+        self._next_claim_in: float | None = None
         self._attempts: dict[str, int] = {}  # delivery id -> the attempt started here
 
     @classmethod
@@ -158,8 +170,8 @@ class PgStore(AlertMethods):
             with contextlib.suppress(StoreError):
                 await self._ctl(leases.release_all, self.member.instance)
             self._tokens = None
-        await self._main.close()
-        await self._control.close()
+        for channel in (self._main, self._control, self._pause):
+            await channel.close()
 
     @property
     def busy_for(self) -> float | None:
@@ -181,7 +193,7 @@ class PgStore(AlertMethods):
         Runs until cancelled; a cancelled statement's transaction rolls back whole.
         """
         while True:
-            for channel in (self._main, self._control):
+            for channel in (self._main, self._control, self._pause):
                 since = channel.busy_since
                 if since is not None and time.monotonic() - since > grace:
                     await channel.cancel()
@@ -206,9 +218,30 @@ class PgStore(AlertMethods):
 
     # -- the watched set ---------------------------------------------------
 
-    async def sync_watched(self, entries: Sequence[tuple[str, str | None]], now: float) -> None:
-        """Watch exactly these (job_id, note) pairs; other jobs become unwatched, kept."""
-        await self._write(writer.sync_watched, entries, now)
+    async def sync_watched(
+        self, entries: Sequence[tuple[str, str | None]], now: float, *, source: str | None = None
+    ) -> None:
+        """Without `source`: watch exactly these (job_id, note) pairs, the others become
+        unwatched. With it (a host's jobs file and inline IDs): apply what changed in
+        that source since it last synced, leaving jobs from elsewhere alone (`watchlist`).
+        """
+        if source is None:
+            await self._write(writer.sync_watched, entries, now)
+            return
+        changes = await self._write(writer.sync_source, source, entries, now)
+        if changes.watch or changes.unwatch:
+            log.info(
+                "jobs.shared_list_changed",
+                source=source,
+                watched=[j for j, _ in changes.watch],
+                unwatched=changes.unwatch,
+            )
+
+    async def change_watched(
+        self, add: Sequence[tuple[str, str | None]], remove: Sequence[str], now: float
+    ) -> None:
+        """Watch `add` and unwatch `remove` (`watcherd add` / `remove`); others unchanged."""
+        await self._write(writer.change_watched, add, remove, now)
 
     async def ensure_jobs(self, job_ids: Sequence[str], now: float | None = None) -> None:
         """Create unwatched rows for jobs never seen (for `wait` without a daemon)."""
@@ -259,16 +292,26 @@ class PgStore(AlertMethods):
 
     async def claim_work(self) -> frozenset[str] | None:
         """Heartbeat, renew and claim job leases (see `leases`); the jobs this daemon polls."""
-        self._tokens = await self._ctl(leases.claim, self.member)
-        return frozenset(self._tokens)
+        claimed = await self._ctl(leases.claim, self.member)
+        self._tokens = claimed.held
+        self._next_claim_in = claimed.again_in
+        return frozenset(claimed.held)
+
+    @property
+    def next_claim_in(self) -> float | None:
+        """Seconds until `claim_work` is due again: a renewal, or another daemon's lease
+        running out (it may have died); None before the first claim."""
+        return self._next_claim_in
 
     async def try_lease(self, name: str, seconds: float) -> bool:
         """Take the named lease (e.g. the round's list request) unless another daemon has it."""
         return await self._ctl(leases.try_lease, name, self.member.instance, seconds)
 
     async def live_daemons(self) -> list[tuple[str, str, int]]:
-        """(instance, host, pid) of every daemon whose heartbeat is current."""
-        return await self._main.run(leases.live_daemons)
+        """(instance, host, pid) of every daemon whose heartbeat is current (a daemon asks
+        on its control connection: never queued behind page writes)."""
+        channel = self._control if self.writer else self._main
+        return await channel.run(leases.live_daemons)
 
     async def record_events(self, job_id: str, events: Sequence[dict[str, Any]], now: float) -> int:
         """Store API events not seen before (`eventlog.event_keys`); return how many.
@@ -294,14 +337,28 @@ class PgStore(AlertMethods):
         return await self._read(readers.get_state, key)
 
     async def set_host_pause(self, host: str, until: float | None) -> None:
-        """Pause every request to `host` until `until` (epoch seconds); None lifts it."""
-        value = None if until is None else repr(until)
-        await self._ctl(writer.set_state, HOST_PAUSE_PREFIX + host, value)
+        """Pause every request to `host` until `until` (epoch seconds); None lifts it.
+
+        Shared by every daemon, so never shortened: a later pause another daemon stored
+        stays (`clear_host_pauses`, i.e. `watcherd resume`, lifts it; each daemon cuts
+        what it reads to its own `api.max_retry_after`). On a connection of its own,
+        never queued behind page writes or claims.
+        """
+        if not self.writer:
+            raise StoreError(f"{self.where}: opened read-only")
+        key = HOST_PAUSE_PREFIX + host
+        if until is None:
+            await self._pause.run(writer.set_state, key, None)
+        else:
+            await self._pause.statement(writer.raise_state_number, key, until)
 
     async def host_pauses(self) -> dict[str, float]:
-        """Every stored host pause (expired ones included: compare with the clock)."""
-        channel = self._control if self.writer else self._main
-        return _pauses(await channel.run(readers.state_prefixed, HOST_PAUSE_PREFIX))
+        """Every stored host pause (expired ones included: compare with the clock).
+
+        One statement on the pause connection: cheap enough to run before each request.
+        """
+        channel = self._pause if self.writer else self._main
+        return _pauses(await channel.statement(readers.state_prefixed, HOST_PAUSE_PREFIX))
 
     async def clear_host_pauses(self) -> dict[str, float]:
         """Lift every stored host pause (`watcherd resume`); returns the ones lifted."""
@@ -333,7 +390,7 @@ class PgStore(AlertMethods):
         LeaseLostError if another daemon took it first.
         """
         attempt = await self._write(
-            outbox.start_attempt, delivery_id, now, self.member.instance, self.member.lease
+            outbox.start_attempt, delivery_id, now, self.member.instance, self.member.hold
         )
         self._attempts[delivery_id] = attempt
         return attempt

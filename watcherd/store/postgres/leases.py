@@ -1,15 +1,20 @@
 """Leases: which daemon polls which job, and runs which delivery, on a shared database.
 
-Every daemon calls `claim` every third of a lease period, in one transaction: it
-renews its heartbeat (`daemons`) and its job leases, gives back what exceeds its fair
-share (live jobs / live daemons, rounded up) so a daemon that joins gets work, and
-takes free or expired job leases up to that share with `FOR UPDATE SKIP LOCKED` on
-the job rows. A lease that changes holder gets `token + 1`: the fencing token. A
-write for a job (`fence_job`) locks the job row and checks that this daemon still
-holds its lease with the token it was given, so a paused or partitioned daemon cannot
-write after its lease passed to another. Job leases and heartbeats use the database's
-clock; delivery leases the daemons' wall clock (see `recover_expired`). No session
-advisory locks: everything is rows.
+Every daemon calls `claim` in one transaction: it renews its heartbeat (`daemons`)
+and its job leases, gives back what exceeds its fair share (live jobs / live daemons,
+rounded up) so a daemon that joins gets work, and takes free or expired job leases up
+to that share with `FOR UPDATE SKIP LOCKED` on the job rows. A lease that changes
+holder gets `token + 1`: the fencing token. A write for a job (`fence_job`) locks the
+job row and checks that this daemon still holds its lease with the token it was given,
+so a paused or partitioned daemon cannot write after its lease passed to another.
+
+Timing, for a configured `lease` L: what a daemon holds (heartbeat, job and delivery
+leases) runs out HOLD·L after its last claim, and it claims again every RENEW·L, or
+sooner: as soon as a lease another daemon holds on a live job runs out (`Claimed.again_in`).
+So a daemon that dies has its work taken over at most HOLD·L (plus one claim) after
+its last renewal, within L of its death, and a live daemon may miss renewals for
+(HOLD - RENEW)·L before it loses anything. Every lease is in the database's clock, so
+the hosts' clocks need not agree. No session advisory locks: everything is rows.
 """
 
 from __future__ import annotations
@@ -22,12 +27,11 @@ from typing import Any, Final, TypeVar
 
 from watcherd.errors import LeaseLostError
 from watcherd.model import INTERRUPTED, TERMINAL_STATUSES
-from watcherd.store.postgres.sql import Conn, fetch, one
+from watcherd.store.postgres.sql import NOW, Conn, fetch, one
 from watcherd.store.postgres.writer import ENSURE_JOB
 
 T = TypeVar("T")
 
-NOW: Final = "extract(epoch from clock_timestamp())::float8"
 _LIVE: Final = (
     "j.watched = 1 AND (j.status IS NULL OR NOT (j.status = ANY(%(terminal)s))"
     " OR j.metrics_pending = 1)"
@@ -35,6 +39,12 @@ _LIVE: Final = (
 _TERMINAL: Final = sorted(TERMINAL_STATUSES)
 #: Heartbeats of daemons gone this long are deleted.
 _FORGET_AFTER: Final = 86_400.0
+#: What a claim takes or renews is held for this fraction of the configured lease...
+HOLD: Final = 0.75
+#: ...and renewed this often (as a fraction of it).
+RENEW: Final = 0.25
+#: Claim this long after another daemon's lease ran out (it must have run out by then).
+_AFTER_EXPIRY: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,26 @@ class Member:
     pid: int
     lease: float
 
+    @property
+    def hold(self) -> float:
+        """Seconds a claim holds what it takes (unrenewed)."""
+        return self.lease * HOLD
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between renewals while nothing else is due."""
+        return self.lease * RENEW
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim found: the jobs held (with their fencing tokens), the live daemons,
+    and how soon to claim again (a renewal due, or another daemon's lease running out)."""
+
+    held: dict[str, int]
+    daemons: int
+    again_in: float
+
 
 async def db_now(conn: Conn) -> float:
     """The database's clock, epoch seconds."""
@@ -54,11 +84,11 @@ async def db_now(conn: Conn) -> float:
     return float(found[0])
 
 
-async def claim(conn: Conn, me: Member) -> dict[str, int]:
-    """Heartbeat, renew, rebalance and claim; returns the jobs held, with their tokens."""
+async def claim(conn: Conn, me: Member) -> Claimed:
+    """Heartbeat, renew, rebalance and claim; see the module's docstring."""
     now = await db_now(conn)
     alive = await _heartbeat(conn, me, now)
-    args = {"me": me.instance, "now": now, "until": now + me.lease, "terminal": _TERMINAL}
+    args = {"me": me.instance, "now": now, "until": now + me.hold, "terminal": _TERMINAL}
     held = await _renew(conn, args)
     total = await one(conn, f"SELECT COUNT(*) FROM jobs AS j WHERE {_LIVE}", args)
     share = math.ceil(int(total[0] if total else 0) / max(alive, 1))
@@ -76,16 +106,31 @@ async def claim(conn: Conn, me: Member) -> dict[str, int]:
         " WHERE state = 'running' AND lease_holder = %(me)s",
         args,
     )
-    return held
+    return Claimed(held, max(alive, 1), await _again_in(conn, me, now, args))
+
+
+async def _again_in(conn: Conn, me: Member, now: float, args: dict[str, object]) -> float:
+    """Seconds to the next claim: the renewal, or just after the first lease another
+    daemon holds on a live job runs out (it may have died), whichever comes first."""
+    found = await one(
+        conn,
+        "SELECT MIN(l.expires_at) FROM leases AS l JOIN jobs AS j ON l.name = 'job:' || j.job_id"
+        f" WHERE l.holder <> %(me)s AND l.expires_at > %(now)s AND {_LIVE}",
+        args,
+    )
+    renew = me.renew_every
+    if found is None or found[0] is None:
+        return renew
+    return min(renew, float(found[0]) - now + _AFTER_EXPIRY)
 
 
 async def _heartbeat(conn: Conn, me: Member, now: float) -> int:
-    """Note this daemon alive for one lease period; return how many daemons are alive."""
+    """Note this daemon alive until its leases run out; return how many daemons are alive."""
     await conn.execute(
         "INSERT INTO daemons (instance, host, pid, started_at, seen_at, expires_at)"
         " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (instance) DO UPDATE SET"
         " seen_at = excluded.seen_at, expires_at = excluded.expires_at",
-        (me.instance, me.host, me.pid, now, now, now + me.lease),
+        (me.instance, me.host, me.pid, now, now, now + me.hold),
     )
     await conn.execute("DELETE FROM daemons WHERE expires_at < %s", (now - _FORGET_AFTER,))
     found = await one(conn, "SELECT COUNT(*) FROM daemons WHERE expires_at > %s", (now,))
@@ -174,17 +219,14 @@ async def release_all(conn: Conn, holder: str) -> None:
 
 
 async def recover_expired(conn: Conn, now: float) -> list[str]:
-    """Running deliveries whose holder's lease ran out by `now` become failed, due now.
-
-    Delivery leases are in the daemons' wall clock (the `now` they pass), renewed by
-    `claim` in the database's: hosts' clocks must agree to well within a lease (NTP).
-    """
+    """Running deliveries whose holder's lease ran out (database clock) become failed,
+    due at `now` (the caller's clock, like every outbox time)."""
     rows = await fetch(
         conn,
         "UPDATE deliveries SET state = 'failed', next_attempt_at = %s, last_error = %s,"
         " updated_at = %s, lease_holder = NULL WHERE state = 'running'"
-        " AND (lease_expires IS NULL OR lease_expires <= %s) RETURNING id",
-        (now, INTERRUPTED, now, now),
+        f" AND (lease_expires IS NULL OR lease_expires <= {NOW}) RETURNING id",
+        (now, INTERRUPTED, now),
     )
     return sorted(str(r[0]) for r in rows)
 

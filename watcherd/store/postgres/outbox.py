@@ -9,7 +9,7 @@ from watcherd.alerts.events import subscribes
 from watcherd.errors import LeaseLostError, StoreError
 from watcherd.model import INTERRUPTED, Delivery
 from watcherd.store.outbox import COLUMNS, OUTCOMES, delivery_id, to_delivery
-from watcherd.store.postgres.sql import Conn, fetch, one
+from watcherd.store.postgres.sql import NOW, Conn, fetch, one
 from watcherd.store.records import HookLike
 
 _SELECT: Final = f"SELECT {COLUMNS} FROM deliveries"
@@ -45,16 +45,17 @@ async def enqueue(
 
 
 async def start_attempt(conn: Conn, ident: str, now: float, holder: str, lease: float) -> int:
-    """Take a waiting delivery: running, held by `holder` for `lease` seconds, attempt + 1.
+    """Take a waiting delivery: running, held by `holder` for `lease` seconds (in the
+    database's clock, like every lease), attempt + 1.
 
     LeaseLostError when another daemon took it first (it is running or settled now).
     """
     found = await one(
         conn,
         "UPDATE deliveries SET state = 'running', attempts = attempts + 1, started_at = %s,"
-        " updated_at = %s, lease_holder = %s, lease_expires = %s"
+        f" updated_at = %s, lease_holder = %s, lease_expires = {NOW} + %s"
         " WHERE id = %s AND state IN ('pending', 'failed') RETURNING attempts",
-        (now, now, holder, now + lease, ident),
+        (now, now, holder, lease, ident),
     )
     if found is None:
         await _refuse(conn, ident, "another daemon took it")

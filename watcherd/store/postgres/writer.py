@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from watcherd.model import MISSING
-from watcherd.store import alerting, pages
+from watcherd.store import alerting, pages, watchlist
 from watcherd.store.postgres import eventlog, outbox
 from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
@@ -56,13 +56,35 @@ async def ensure_jobs(conn: Conn, job_ids: Sequence[str], now: float) -> None:
 async def sync_watched(conn: Conn, entries: Sequence[tuple[str, str | None]], now: float) -> None:
     """Make exactly `entries` the watched set, with their notes; history stays."""
     await conn.execute("UPDATE jobs SET watched = 0 WHERE watched = 1")
+    await change_watched(conn, entries, (), now)
+
+
+async def change_watched(
+    conn: Conn, add: Sequence[tuple[str, str | None]], remove: Sequence[str], now: float
+) -> None:
+    """Watch `add` (with their notes) and unwatch `remove`, then the jobs the service
+    restarted a watched job as; other jobs stay as they are."""
+    if remove:
+        await conn.execute("UPDATE jobs SET watched = 0 WHERE job_id = ANY(%s)", (list(remove),))
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO jobs (job_id, note, watched, added_at) VALUES (%s, %s, 1, %s)"
             " ON CONFLICT (job_id) DO UPDATE SET note = excluded.note, watched = 1",
-            [(job_id, note, now) for job_id, note in entries],
+            [(job_id, note, now) for job_id, note in add],
         )
     await conn.execute(WATCH_RESTARTS)
+
+
+async def sync_source(
+    conn: Conn, source: str, entries: Sequence[tuple[str, str | None]], now: float
+) -> watchlist.Changes:
+    """Apply what changed in one host's jobs since it last synced (see `watchlist`)."""
+    key = watchlist.SOURCE_PREFIX + source
+    found = await one(conn, "SELECT value FROM state WHERE key = %s FOR UPDATE", (key,))
+    changes = watchlist.changes(watchlist.decode(None if found is None else str(found[0])), entries)
+    await change_watched(conn, changes.watch, changes.unwatch, now)
+    await set_state(conn, key, watchlist.encode(entries))
+    return changes
 
 
 async def _lock_job(conn: Conn, job_id: str, now: float) -> None:
@@ -186,6 +208,21 @@ async def set_state(conn: Conn, key: str, value: str | None) -> None:
         "INSERT INTO state (key, value) VALUES (%s, %s)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (key, value),
+    )
+
+
+#: A stored value that is a plain decimal number (compared as one; anything else is replaced).
+_NUMBER: Final = r"^-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$"
+
+
+async def raise_state_number(conn: Conn, key: str, value: float) -> None:
+    """Set a numeric daemon-state value unless a higher one is stored: one statement, so
+    two daemons raising it at once keep the higher."""
+    await conn.execute(
+        "INSERT INTO state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+        " SET value = excluded.value WHERE CASE WHEN state.value ~ %s"
+        " THEN state.value::float8 < excluded.value::float8 ELSE true END",
+        (key, repr(value), _NUMBER),
     )
 
 
