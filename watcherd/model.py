@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -151,6 +151,18 @@ def parse_iso_ns(text: str) -> int:
     elapsed = base - _EPOCH
     seconds = elapsed.days * 86_400 + elapsed.seconds
     return seconds * 1_000_000_000 + int(frac)
+
+
+def job_epoch(job: Mapping[str, Any] | None, field: str) -> float | None:
+    """Epoch seconds of a job object's date-time `field` (`created_at`, `started_at`, ...),
+    or None when the job has none or it does not parse."""
+    text = job.get(field) if job else None
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_iso_ns(text) / 1e9
+    except ValueError:
+        return None
 
 
 def format_ns(ns: int) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from watcherd.alerts import rules  # the module
-from watcherd.alerts.eta import Eta, estimate, expected, started_at
+from watcherd.alerts.eta import Eta, estimate, expected
 from watcherd.alerts.rules import Finding
 from watcherd.alerts.state import STEP_SAMPLES, AlertState
 from watcherd.config.alerting import RULES, AlertsConfig
@@ -28,6 +28,7 @@ from watcherd.model import (
     TIMESTAMP_KEY,
     MetricRow,
     is_terminal,
+    job_epoch,
     row_kind,
     row_step,
 )
@@ -177,7 +178,7 @@ def _timing(state: AlertState, obs: Observation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if obs.status in rules.QUEUED and state.queued_since is None:
         out["queued_since"] = obs.now
-    start = started_at(obs.job) if obs.status == "running" else None
+    start = job_epoch(obs.job, "started_at") if obs.status == "running" else None
     if start is not None and state.run_start is None:
         out["run_start"] = start
     return out

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from watcherd.alerts.state import AlertState
-from watcherd.model import parse_iso_ns
 
 SOURCES: Final = ("service", "first_epoch", "step_rate")
 
@@ -103,14 +102,3 @@ def estimate(
         return found
     length = training_length(state, job)
     return None if length is None else Eta(state.run_start + length[0], length[1])
-
-
-def started_at(job: Mapping[str, Any] | None) -> float | None:
-    """The job's `started_at` as epoch seconds, if it is a readable date-time."""
-    text = job.get("started_at") if job else None
-    if not isinstance(text, str):
-        return None
-    try:
-        return parse_iso_ns(text) / 1e9
-    except ValueError:
-        return None

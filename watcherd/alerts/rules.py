@@ -22,7 +22,7 @@ from watcherd.config.alerting import (
     QueuedLongRule,
     StalledRule,
 )
-from watcherd.model import parse_iso_ns
+from watcherd.model import job_epoch
 
 QUEUED: Final = frozenset({"pending", "queued"})
 
@@ -158,7 +158,7 @@ def queued_long(
     """Pending or queued longer than `queue_after` since the job was created."""
     if status not in QUEUED:
         return None
-    since = _created(job) or state.queued_since
+    since = job_epoch(job, "created_at") or state.queued_since
     if since is None or now - since < rule.queue_after:
         return None
     depth = number(job.get("queue_depth")) if job else None
@@ -189,16 +189,6 @@ def overrun(rule: OverrunRule, state: AlertState, status: str) -> Finding | None
     return Finding(
         "overrun", message, step=state.max_step, value=elapsed, best=expected, threshold=limit
     )
-
-
-def _created(job: Mapping[str, Any] | None) -> float | None:
-    text = job.get("created_at") if job else None
-    if not isinstance(text, str):
-        return None
-    try:
-        return parse_iso_ns(text) / 1e9
-    except ValueError:
-        return None
 
 
 def _spell(value: float) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from watcherd.eventlog import event_keys, price_facts, restart_target
-from watcherd.model import is_settled, is_terminal, loads_exact, parse_iso_ns, row_kind
+from watcherd.model import is_settled, is_terminal, job_epoch, loads_exact, row_kind
 from watcherd.spend import Period, SpendRow, spent
 
 Event = Mapping[str, Any]
@@ -50,17 +50,6 @@ def restart_targets(new: Iterable[Event], job_id: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for t in found if t is not None))
 
 
-def created_epoch(job: Mapping[str, Any] | None) -> float | None:
-    """Epoch seconds of a job object's `created_at`, when it has a readable one."""
-    created = None if job is None else job.get("created_at")
-    if not isinstance(created, str):
-        return None
-    try:
-        return parse_iso_ns(created) / 1e9
-    except ValueError:
-        return None
-
-
 def price_fields(
     rec_price: int | None, tokens: int | None, job: Mapping[str, Any] | None, observed_at: float
 ) -> dict[str, Any]:
@@ -73,7 +62,7 @@ def price_fields(
         fields.update(total_price=price, price_seen_at=observed_at)
     if tokens is not None:
         fields["token_count"] = tokens
-    created = created_epoch(job)
+    created = job_epoch(job, "created_at")
     if created is not None:
         fields["job_created_at"] = created
     return fields
@@ -86,7 +75,7 @@ def spend_rows(rows: Iterable[Sequence[Any]]) -> list[SpendRow]:
         if job_json is not None:
             job = _object(job_json)
             price = price if price is not None else price_facts(job)[0]
-            created = created if created is not None else created_epoch(job)
+            created = created if created is not None else job_epoch(job, "created_at")
         if price is None:
             continue
         at = float(created) if created is not None else float(added)
