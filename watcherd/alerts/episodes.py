@@ -226,12 +226,15 @@ class _Tracker:
         """The changed fields of the state."""
         latest, best = dict(self.state.latest), dict(self.state.best)
         recent, rises = dict(self.state.recent), dict(self.state.rises)
+        bad_since = dict(self.state.bad_since)
         for key, found in self.values.items():
             if found:
                 self._fold(key, found, latest, best, recent, rises)
+                _fold_bad_run(key, latest.get(key), found, bad_since)
         out: dict[str, Any] = {
             "seen": self.seen,
             "latest": latest,
+            "bad_since": bad_since,
             "best": best,
             "recent": recent,
             "rises": rises,
@@ -312,3 +315,23 @@ def number_or_nan(value: Any) -> float | None:
         return float(value)
     except OverflowError:
         return math.copysign(math.inf, value)
+
+
+def _fold_bad_run(
+    key: str, latest: tuple[int, float] | None, found: list[tuple[int, Any]], since: dict[str, int]
+) -> None:
+    """Where the key's current run of non-finite values began (gone once a finite one comes)."""
+    if latest is None or math.isfinite(latest[1]):
+        since.pop(key, None)
+        return
+    run_start = latest[0]
+    for step, raw in reversed(found):
+        value = number_or_nan(raw)
+        if value is None:
+            continue
+        if math.isfinite(value):
+            break
+        run_start = step
+    else:
+        run_start = since.get(key, run_start)  # the run began before this page
+    since[key] = run_start

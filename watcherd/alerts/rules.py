@@ -65,12 +65,15 @@ def current(state: AlertState, key: str) -> float | None:
 
 
 def nonfinite(rule: NonfiniteRule, state: AlertState) -> Finding | None:
-    """A watched key's newest value is NaN or ±Infinity."""
+    """A watched key's newest value is NaN or ±Infinity; `step` is where that run began."""
     for key in rule.keys:
         found = state.latest.get(key)
         if found is not None and not math.isfinite(found[1]):
-            step, value = found
+            newest, value = found
+            step = state.bad_since.get(key, newest)
             message = f"{key} is {_spell(value)} at step {step}"
+            if newest > step:
+                message += f" (and still at step {newest})"
             return Finding("nonfinite", message, step=step, key=key, value=value)
     return None
 

@@ -24,6 +24,7 @@ class AlertState:
 
     seen: Mapping[str, int] = field(default_factory=dict)  # kind -> last evaluated step
     latest: Mapping[str, tuple[int, float]] = field(default_factory=dict)  # key -> (step, value)
+    bad_since: Mapping[str, int] = field(default_factory=dict)  # key -> first step of its NaN run
     best: Mapping[str, float] = field(default_factory=dict)  # key -> best finite value
     recent: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # key -> last finite
     rises: Mapping[str, int] = field(default_factory=dict)  # eval key -> rises in a row
