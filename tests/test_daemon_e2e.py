@@ -138,6 +138,9 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path: Path) -> None:
         proc = start_daemon(config, log=log)
         try:
             assert wait_until(lambda: "daemon.started" in log.read_text(), 15)
+            # The poller starts once the signal handlers are in place (as READY=1 does): a
+            # SIGHUP sent between `daemon.started` and then would meet the inherited disposition.
+            assert wait_until(lambda: sim.stats.total > 0, 15)
             good = config.read_text()
             config.write_text(good.replace("{interval: 0.3s", "{interval: soon"))
             proc.send_signal(signal.SIGHUP)

@@ -53,6 +53,8 @@ def running(folder: Path, hooks: str = "") -> Iterator[Running]:
         proc = start_daemon(config, log=log)
         try:
             assert wait_until(lambda: "daemon.started" in log.read_text(), 15)
+            # The poller starts once the signal handlers are in place: a SIGHUP is handled now.
+            assert wait_until(lambda: sim.stats.total > 0, 15)
             yield Running(sim, proc, config, folder / "jobs.txt", log, first, second)
         finally:
             assert stop(proc) == 0, log.read_text()[-3000:]
