@@ -41,7 +41,7 @@ from watcherd.store.opening import open_store
 
 KILLS = sized(6, 60)
 SPEED = sized(15.0, 5.0)
-GROUPS = sized(((5, 300), (5, 600)), ((25, 1000), (25, 2000)))
+GROUPS = sized(((5, 300), (5, 600)), ((50, 2000),))
 LEASE = "2s"
 #: poll.interval of the harness config: one round's list request at most per interval.
 INTERVAL = 0.3
