@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -320,6 +320,17 @@ class CancelRecord:
     called_at: float | None
     finished_at: float | None
     last_error: str | None
+
+    def summary(self, stamp: Callable[[float], str | None]) -> dict[str, Any]:
+        """Who asked, which rule, why, the state, and when it was decided (`stamp`ed),
+        the fields every JSON surface (hook payloads, `list --json`) shares."""
+        return {
+            "requested_by": self.requested_by,
+            "rule": self.rule,
+            "reason": self.reason,
+            "state": self.state,
+            "decided_at": stamp(self.decided_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)

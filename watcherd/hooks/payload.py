@@ -144,15 +144,7 @@ def _eta(eta: tuple[float, str] | None, now: float) -> dict[str, Any] | None:
 
 def _cancel(record: CancelRecord | None) -> dict[str, Any] | None:
     """Who asked the service to cancel the job, why, and the outcome."""
-    if record is None:
-        return None
-    return {
-        "requested_by": record.requested_by,
-        "rule": record.rule,
-        "reason": record.reason,
-        "state": record.state,
-        "decided_at": _iso_utc(record.decided_at),
-    }
+    return None if record is None else record.summary(_iso_utc)
 
 
 def build_budget_payload(delivery: Delivery, *, limit: float, spent: float) -> dict[str, Any]:

@@ -135,12 +135,4 @@ def cancel_json(cancel: CancelRecord | None) -> dict[str, Any] | None:
     """Who asked the service to cancel, why, and the outcome."""
     if cancel is None:
         return None
-    return {
-        "requested_by": cancel.requested_by,
-        "rule": cancel.rule,
-        "reason": cancel.reason,
-        "state": cancel.state,
-        "decided_at": iso(cancel.decided_at),
-        "attempts": cancel.attempts,
-        "last_error": cancel.last_error,
-    }
+    return cancel.summary(iso) | {"attempts": cancel.attempts, "last_error": cancel.last_error}
