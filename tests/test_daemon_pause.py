@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -52,6 +55,26 @@ def first_request_after(sim: SimServer, moment: float, timeout: float) -> Reques
 
     wait_until(lambda: found() is not None, timeout)
     return found()
+
+
+@contextmanager
+def held_an_hour(
+    tmp_path: Path,
+) -> Iterator[tuple[SimServer, Path, subprocess.Popen[bytes]]]:
+    """A daemon started under a stored hour's pause and held by it (its poller runs, so a
+    SIGHUP is handled by then); stopped with exit 0 on the way out."""
+    world = World(QUEUED)
+    with run_in_thread(world) as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids())
+        store_pause(tmp_path / "watcherd.db", time.time() + 3000)
+        log = tmp_path / "daemon.log"
+        proc = start_daemon(config, log=log)
+        try:
+            assert wait_until(lambda: "poll.failed" in log.read_text(), 30)
+            assert "api.pause_restored" in log.read_text()
+            yield sim, config, proc
+        finally:
+            assert stop(proc) == 0
 
 
 @pytest.mark.timeout(90)
@@ -105,24 +128,13 @@ def test_an_absurd_stored_pause_is_cut_to_the_cap_at_start(tmp_path: Path) -> No
 def test_resume_then_reload_lifts_a_pause(tmp_path: Path) -> None:
     """An hour's pause: `watcherd resume` clears it from the database, and the running
     daemon polls again once reloaded."""
-    world = World(QUEUED)
-    with run_in_thread(world) as sim:
-        config = write_config(tmp_path, sim.base_url, world.job_ids())
-        store_pause(tmp_path / "watcherd.db", time.time() + 3000)
-        log = tmp_path / "daemon.log"
-        proc = start_daemon(config, log=log)
-        try:
-            # Held by the pause: the poller runs, so SIGHUP is handled by now.
-            assert wait_until(lambda: "poll.failed" in log.read_text(), 30)
-            assert "api.pause_restored" in log.read_text()
-            said = cli(config, "resume").stdout
-            assert stored_pauses(tmp_path / "watcherd.db") == {}
-            assert sim.stats.total == 0
-            reloaded = time.time()
-            proc.send_signal(signal.SIGHUP)
-            first = first_request_after(sim, reloaded, timeout=15)
-        finally:
-            assert stop(proc) == 0
+    with held_an_hour(tmp_path) as (sim, config, proc):
+        said = cli(config, "resume").stdout
+        assert stored_pauses(tmp_path / "watcherd.db") == {}
+        assert sim.stats.total == 0
+        reloaded = time.time()
+        proc.send_signal(signal.SIGHUP)
+        first = first_request_after(sim, reloaded, timeout=15)
     assert f"{HOST}: cleared a pause until" in said and "reload" in said
     assert first is not None
     assert "no Retry-After pause is stored" in cli(config, "resume").stdout
@@ -131,23 +143,12 @@ def test_resume_then_reload_lifts_a_pause(tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 def test_a_reload_cuts_a_pause_to_a_lowered_cap(tmp_path: Path) -> None:
     """An hour's pause, then max_retry_after lowered to 1 s and SIGHUP: polling resumes."""
-    world = World(QUEUED)
-    with run_in_thread(world) as sim:
-        config = write_config(tmp_path, sim.base_url, world.job_ids())
-        store_pause(tmp_path / "watcherd.db", time.time() + 3000)
-        log = tmp_path / "daemon.log"
-        proc = start_daemon(config, log=log)
-        try:
-            # Held by the pause: the poller runs, so SIGHUP is handled by now.
-            assert wait_until(lambda: "poll.failed" in log.read_text(), 30)
-            assert "api.pause_restored" in log.read_text()
-            text = config.read_text().replace("api:\n", "api:\n  max_retry_after: 1s\n", 1)
-            config.write_text(text)
-            reloaded = time.time()
-            proc.send_signal(signal.SIGHUP)
-            first = first_request_after(sim, reloaded, timeout=15)
-            pauses = stored_pauses(tmp_path / "watcherd.db")
-        finally:
-            assert stop(proc) == 0
+    with held_an_hour(tmp_path) as (sim, config, proc):
+        text = config.read_text().replace("api:\n", "api:\n  max_retry_after: 1s\n", 1)
+        config.write_text(text)
+        reloaded = time.time()
+        proc.send_signal(signal.SIGHUP)
+        first = first_request_after(sim, reloaded, timeout=15)
+        pauses = stored_pauses(tmp_path / "watcherd.db")
     assert first is not None
     assert pauses[HOST] <= reloaded + 1.5
