@@ -13,7 +13,6 @@ from collections.abc import Callable
 import anyio
 import structlog
 
-from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient, ApiStats, Job
 from watcherd.config import Config
 from watcherd.model import is_settled, is_terminal
@@ -132,7 +131,7 @@ class PollerBase:
             seen = state.last_poll_at or 0.0
             self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
             sched.metrics_pending = state.metrics_pending
-            sched.alerts = AlertState.from_json(state.alert_state)
+            sched.alert_state = state.alert_state
             sched.cancel_pending = state.cancel_state == "intent"
             if sched.cancel_pending and is_settled(sched.status):
                 ended.append(sched)
