@@ -14,6 +14,7 @@ import anyio
 import structlog
 
 from watcherd.api.client import ApiClient, ApiStats, Job
+from watcherd.api.limits import Slots
 from watcherd.config import Config
 from watcherd.model import is_settled, is_terminal
 from watcherd.store.interface import RowBatches, StoreApi
@@ -59,7 +60,7 @@ class PollerBase:
         self._auth_until = 0.0
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
-        self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        self._limiter = Slots(self._poll_slots(config))
         self.events = EventFeed(monotonic)
         self.alerting = AlertWatch(store, config, wall)
         #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
