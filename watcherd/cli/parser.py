@@ -125,7 +125,8 @@ def _add_daemon_commands(
     mode.add_argument(
         "--once",
         action="store_true",
-        help="poll every job once, deliver due hooks, exit (for cron)",
+        help="poll every job once, deliver due hooks, exit (for cron): 1 if the API key "
+        "was refused or no job could be polled",
     )
     mode.add_argument(
         "--until-done",

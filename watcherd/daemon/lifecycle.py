@@ -170,13 +170,27 @@ class Daemon:
 
     async def _run_once(self) -> int:
         self.notifier.ready()
+        stats = self.rt.poller.stats
+        before = (stats.polls, stats.errors)
         await self.rt.poller.poll_once()
         await self._check_budget()
         await self.rt.dispatcher.drain()
         await self.rt.reporter.publish()
         self._notify_stopping()
         await self._save_pause()
-        return 0
+        return self._once_code(*before)
+
+    def _once_code(self, polls: int, errors: int) -> int:
+        """1 when the round achieved nothing (the key refused, or not one job polled of
+        those it tried), so that cron notices; 0 otherwise (a job's failure is logged)."""
+        stats = self.rt.poller.stats
+        reason = stats.auth_error
+        if reason is None and stats.errors > errors and stats.polls == polls:
+            reason = "no job could be polled"
+        if reason is None:
+            return 0
+        log.error("daemon.once_failed", reason=reason, exit_code=1)
+        return 1
 
     async def _run_loop(self, mode: Mode) -> int:
         address = self.config.metrics_listen
