@@ -134,8 +134,12 @@ def _api(sec: Section, base: Path, environ: Mapping[str, str]) -> ApiConfig:
     d = ApiConfig()
     key = d.api_key  # systemd's LoadCredential= always gets its chance
     key = _secret(sec, "api_key", base, environ, default=key) or key
+    base_url = _url(sec, "base_url", d.base_url)
+    if "?" in base_url or "#" in base_url:  # the paths would land in it: GET /?x for every job
+        shown = redact_url(base_url)[:60]
+        raise sec.where("base_url").error(f"must not hold a query or fragment, got {shown!r}")
     return ApiConfig(
-        base_url=_url(sec, "base_url", d.base_url).rstrip("/"),
+        base_url=base_url.rstrip("/"),
         api_key=key,
         timeout=sec.duration("timeout", d.timeout),
         max_concurrency=sec.integer("max_concurrency", d.max_concurrency, minimum=1),
