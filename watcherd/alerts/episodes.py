@@ -32,6 +32,7 @@ from watcherd.model import (
     row_kind,
     row_step,
 )
+from watcherd.stamps import stamp_ns
 
 _NS: Final = 1e9
 
@@ -219,8 +220,8 @@ class _Tracker:
             if value is not None:
                 self.values[key].append((step, value))
         stamp = row.get(TIMESTAMP_KEY)
-        if kind == "train" and type(stamp) is int:
-            self.train.append((step, stamp, row.get(EPOCH_KEY)))
+        if kind == "train" and type(stamp) is int:  # in nanoseconds whatever its unit
+            self.train.append((step, stamp_ns(stamp), row.get(EPOCH_KEY)))
 
     def updates(self) -> dict[str, Any]:
         """The changed fields of the state."""
