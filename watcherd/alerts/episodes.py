@@ -35,6 +35,8 @@ from watcherd.model import (
 from watcherd.stamps import stamp_ns
 
 _NS: Final = 1e9
+#: Keys whose explicit `null` counts as NaN (the key is there, its value not a number).
+LOSS_KEYS: Final = frozenset({"train/loss", "eval/loss"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +219,8 @@ class _Tracker:
             self.max_step, self.grew = step, True
         for key in self.keys:
             value = row.get(key)
+            if value is None and key in LOSS_KEYS and key in row:
+                value = math.nan  # an explicit null loss: JSON.stringify's NaN
             if value is not None:
                 self.values[key].append((step, value))
         stamp = row.get(TIMESTAMP_KEY)
