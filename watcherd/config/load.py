@@ -220,6 +220,8 @@ def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
         for key in ("password_credential", "password_file", "password_env", "password", "lease"):
             if key in sec:
                 raise sec.where(key).error("applies to a PostgreSQL store only (store.url)")
+        if path.is_dir():  # SQLite would only say "disk I/O error"
+            raise _directory_error(sec, path)
         return StoreConfig(path=path)
     if "password" in sec:
         raise sec.where("password").error(
@@ -236,6 +238,15 @@ def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
         password=_secret(sec, "password", base, environ),
         lease=lease,
     )
+
+
+def _directory_error(sec: Section, path: Path) -> ConfigError:
+    """store.path (given, or the default) names a directory."""
+    message = f"{path} is a directory, not a database file (e.g. {path / 'watcherd.db'})"
+    if "path" in sec:
+        return sec.where("path").error(message)
+    source = sec.at.file if Path(sec.at.file).exists() else f"defaults (no {sec.at.file})"
+    return ConfigError(f"the default {message}; set store.path", path=source, key="store.path")
 
 
 def _pg_url(sec: Section) -> str:
