@@ -6,6 +6,7 @@ Each function issues a fixed, small number of queries (no per-job loops), so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -21,6 +22,7 @@ from watcherd.model import (
     sample_indices,
 )
 from watcherd.spend import SpendRow
+from watcherd.stamps import ns_in_unit_of
 from watcherd.store import alerting, facts
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
@@ -36,6 +38,12 @@ _OVERVIEW: Final = (
     " (SELECT min(r.job_id) FROM jobs AS r WHERE r.restart_of = jobs.job_id) FROM jobs"
 )
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
+#: A job's newest row timestamp, NULL without rows: one index probe per kind.
+NEWEST: Final = (
+    'SELECT max(t) FROM (SELECT max("timestamp") AS t FROM metrics WHERE job_id = {0}'
+    """ AND kind = 'train' UNION ALL SELECT max("timestamp") FROM metrics WHERE job_id = {0}"""
+    " AND kind = 'eval') AS newest"
+)
 
 
 async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -172,8 +180,23 @@ def _bounds(flt: MetricFilter) -> tuple[str, tuple[int, ...]]:
     return "".join(f" AND {sql}" for sql, _ in given), tuple(v for _, v in given)
 
 
+def in_job_unit(flt: MetricFilter, newest: int | None) -> MetricFilter:
+    """`flt` with its time bounds (nanoseconds) in the unit of the job's timestamps,
+    read from its newest one (`watcherd.stamps`); unchanged for a job without rows."""
+    if newest is None:
+        return flt
+    low, high = flt.logged_at_from, flt.logged_at_to
+    return dataclasses.replace(
+        flt,
+        logged_at_from=None if low is None else ns_in_unit_of(low, newest, round_up=True),
+        logged_at_to=None if high is None else ns_in_unit_of(high, newest, round_up=False),
+    )
+
+
 async def metrics_json(conn: aiosqlite.Connection, job_id: str, flt: MetricFilter) -> list[str]:
     """The stored JSON texts that `list_metrics` with `flt` would return, in API order."""
+    if flt.logged_at_from is not None or flt.logged_at_to is not None:
+        flt = in_job_unit(flt, (await _all(conn, NEWEST.format("?1"), (job_id,)))[0][0])
     where, params = _bounds(flt)
     if flt.resolution is not None:
         res = flt.resolution
