@@ -191,9 +191,10 @@ def _timing(state: AlertState, obs: Observation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if obs.status in rules.QUEUED and state.queued_since is None:
         out["queued_since"] = obs.now
-    start = job_epoch(obs.job, "started_at") if obs.status == "running" else None
-    if start is not None and state.run_start is None:
-        out["run_start"] = start
+    if obs.status == "running" and state.run_start is None:  # read once, not every poll
+        start = job_epoch(obs.job, "started_at")
+        if start is not None:
+            out["run_start"] = start
     return out
 
 
