@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from watcherd.config import Config
 from watcherd.errors import ConfigError, StoreError
 from watcherd.model import is_settled
 from watcherd.store.opening import describe
 from watcherd.store.snapshot import Snapshot, read_store
 
 if TYPE_CHECKING:
+    from watcherd.config import ReadConfig
     from watcherd.store.interface import StoreApi, StoreReader
 
 HEARTBEAT_KEY: Final = "heartbeat_at"
@@ -41,7 +41,7 @@ async def publish(
     await store.set_state(AUTH_KEY, auth_error)
 
 
-def check(config: Config, now: float) -> str | None:
+def check(config: ReadConfig, now: float) -> str | None:
     """Why the daemon of `config` is not healthy, as one line; None if it is.
 
     On SQLite a plain sqlite3 read (`Snapshot`): no event loop, so the check starts fast.
@@ -66,7 +66,7 @@ def check(config: Config, now: float) -> str | None:
     return health.problem(config, now)
 
 
-def _check_shared(config: Config, now: float) -> str | None:
+def _check_shared(config: ReadConfig, now: float) -> str | None:
     """On a shared database: some daemon's heartbeat is current, and what the daemons
     last published (the newest heartbeat of any of them) is healthy."""
     import anyio
@@ -112,7 +112,7 @@ class Health:
     last_success: float | None
     live_jobs: int
 
-    def problem(self, config: Config, now: float) -> str | None:
+    def problem(self, config: ReadConfig, now: float) -> str | None:
         """The first thing wrong, as one line; None when healthy."""
         stale_after = HEARTBEAT_MISSES * self.every
         if self.heartbeat is None or now - self.heartbeat > stale_after:
