@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from watcherd.sim.cli import main as sim_main
 
         return sim_main(args_list[1:])
-    parser = build_parser()
+    parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     try:
         return _command(args.command)(args)
