@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from watcherd.model import Alert
     from watcherd.spend import SpendRow
     from watcherd.store.interface import StoreReader
-    from watcherd.views.report import ReportJob
+    from watcherd.views.records import ReportJob
 
 # Each command imports the view it renders (charts, the report) when it runs, and
 # reads through `read` (plain sqlite3 on SQLite, no event loop).
@@ -175,7 +175,7 @@ def _report_job(config: ReadConfig, job_id: str) -> ReportJob:
 
 
 async def _load_report_job(store: StoreReader, job_id: str) -> ReportJob:
-    from watcherd.views.report import ReportJob
+    from watcherd.views.records import ReportJob
 
     found = await store.job(job_id)
     if found is None:
