@@ -211,9 +211,8 @@ def grid(
     """`table` given column by column: each column's texts and their styles (None for a
     column without any), as a 1,000-job list (10,000 cells) is built."""
     keep = list(range(len(columns)))
-    widths = [
-        max(len(c.name), max(map(len, t), default=0)) for c, t in zip(columns, texts, strict=True)
-    ]
+    natural = [max(map(len, t), default=0) for t in texts]
+    widths = [max(len(c.name), n) for c, n in zip(columns, natural, strict=True)]
     _shrink(columns, widths, keep, width, floor=SHRINK_FLOOR)
     for _, index in sorted((c.drop, i) for i, c in enumerate(columns) if c.drop is not None):
         if _total(widths, keep) <= width:
@@ -224,7 +223,7 @@ def grid(
     lines = [_join(head, [widths[i] for i in keep], [columns[i].right for i in keep], color)]
     specs, body = [], []
     for i in keep:
-        fitted, right = _fit(texts[i], widths[i]), columns[i].right
+        fitted, right = _fit(texts[i], widths[i], natural[i]), columns[i].right
         painted = styles[i]
         if color and painted is not None and any(painted):
             pad = widths[i]
@@ -243,12 +242,13 @@ def grid(
     return lines
 
 
-def _fit(texts: list[str], width: int) -> list[str]:
-    """One column's texts made `safe` and clipped to `width` (`clip` for a whole column)."""
+def _fit(texts: list[str], width: int, longest: int) -> list[str]:
+    """One column's texts made `safe` and clipped to `width` (`clip` for a whole column);
+    `longest` is the longest text's length (`safe` never lengthens one)."""
     texts = _safe_all(texts)
     if width <= 0:
         return [""] * len(texts)
-    if max(map(len, texts), default=0) > width:
+    if longest > width:
         return [t if len(t) <= width else t[: width - 1] + "…" for t in texts]
     return texts
 
@@ -260,7 +260,7 @@ def _pad(painted: str, pad: int, right: bool) -> str:
 def _safe_all(texts: list[str]) -> list[str]:
     """`safe` of each text; one check over all of them first, since cells are nearly
     always plain (printable, single spaces, none leading or trailing)."""
-    if all(map(str.isprintable, texts)):
+    if "".join(texts).isprintable():  # printable as a whole: each one is
         joined = "\n".join(texts)  # printable texts hold no newline
         spaced = "  " in joined or " \n" in joined or "\n " in joined
         if not spaced and joined[:1] != " " and joined[-1:] != " ":
