@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakeclock import FakeTime
+from tests.fakerng import Edge
 from tests.faultserver import FaultServer, Reply, json_reply
 from watcherd.api.client import ApiClient
 from watcherd.api.limits import HostGate, RateLimiter
@@ -49,6 +50,26 @@ async def test_no_request_before_relative_retry_after(
     await client_for(http, server).retrieve("ft-abc")
     first, second = server.seen
     assert first.at + wait <= second.at < first.at + wait + 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "waits"),
+    [
+        ("0", [0.5, 1.0, 2.0]),  # at once, four times in a row, before
+        (formatdate(1_000.0, usegmt=True), [0.5, 1.0, 2.0]),  # long past
+        ("1.5", [1.5, 1.5, 2.0]),  # honoured where it is longer than the backoff
+    ],
+)
+async def test_a_429_waits_at_least_the_backoff(
+    http: httpx.AsyncClient, server: FaultServer, value: str, waits: list[float]
+) -> None:
+    """A 429 whose Retry-After is 0 or past waits the full-jitter backoff (here its top);
+    a longer Retry-After still wins."""
+    fake = FakeTime()
+    client = client_for(http, server, clock=fake.clock, sleep=fake.sleep, rng=Edge(top=True))
+    server.push(*[limited("retry-after", value)] * 3)
+    await client.retrieve("ft-abc")
+    assert len(server.seen) == 4 and fake.sleeps == pytest.approx(waits)
 
 
 async def test_no_request_before_http_date_retry_after(

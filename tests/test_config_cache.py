@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -32,9 +33,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env | {"XDG_CACHE_HOME": str(tmp_path / "cache")} | extra
 
 
-def _load(path: Path, env: dict[str, str], *, required: bool = True) -> tuple[str, bool]:
-    """(repr of the settings, whether the parser ran) from a new process."""
-    done = subprocess.run(
+def _probe(path: Path, env: dict[str, str], *, required: bool = True) -> CompletedProcess[str]:
+    """PROBE run on `path` in a new process with the environment `env`."""
+    return subprocess.run(
         [sys.executable, "-c", PROBE, str(path), "1" if required else "0"],
         cwd=ROOT,
         env=env,
@@ -43,6 +44,11 @@ def _load(path: Path, env: dict[str, str], *, required: bool = True) -> tuple[st
         timeout=60,
         check=False,
     )
+
+
+def _load(path: Path, env: dict[str, str], *, required: bool = True) -> tuple[str, bool]:
+    """(repr of the settings, whether the parser ran) from a new process."""
+    done = _probe(path, env, required=required)
     assert done.returncode == 0, done.stderr
     shown, parsed, yaml = json.loads(done.stdout)
     assert parsed == yaml
@@ -213,15 +219,7 @@ def test_a_secret_file_made_readable_fails_as_the_full_parse_does(tmp_path: Path
     _load(config, env)
     assert _load(config, env)[1] is False
     key.chmod(0o640)
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(config), "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _probe(config, env)
     assert done.returncode != 0
     assert "secret file is group or world readable" in done.stderr
 
@@ -236,3 +234,16 @@ def test_an_implicit_config_appearing_later_is_read(tmp_path: Path) -> None:
     config.write_text("store:\n  path: later.db\n")
     shown, parsed = _load(config, env, required=False)
     assert parsed and "later.db" in shown
+
+
+def test_a_store_path_that_became_a_folder_fails_as_the_full_parse_does(
+    tmp_path: Path, config: Path
+) -> None:
+    """store.path replaced by a folder after caching: the parse's error, not the entry."""
+    env = _env(tmp_path)
+    _load(config, env)
+    assert _load(config, env)[1] is False
+    (tmp_path / "a.db").mkdir()
+    done = _probe(config, env)
+    assert done.returncode != 0
+    assert "is a directory, not a database file" in done.stderr

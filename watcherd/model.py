@@ -116,9 +116,9 @@ def loads_exact(text: str | bytes) -> Any:
 
 
 _ISO = re.compile(
-    r"(?P<base>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?)"
-    r"(?:\.(?P<frac>\d{1,9}))?"
-    r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?"
+    r"(?P<base>\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2})?)?)"
+    r"(?:[.,](?P<frac>\d+))?"
+    r"(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?"
 )
 
 
@@ -128,7 +128,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_iso_ns(text: str) -> int:
     """Nanoseconds since the epoch for an ISO-8601 date-time (no offset means UTC).
 
-    Accepts up to nine fractional digits, so a nanosecond timestamp round-trips.
+    Nine fractional digits make a nanosecond timestamp round-trip; more are cut. Also
+    read: a lower-case `t` and `z` (RFC 3339), a decimal comma and an hour-only offset
+    (`+05`, ISO 8601), as a server other than Together's may write them.
     """
     match = _ISO.fullmatch(text.strip())
     if not match:
@@ -136,16 +138,18 @@ def parse_iso_ns(text: str) -> int:
     tz = match["tz"] or "+00:00"
     if tz in ("Z", "z"):
         tz = "+00:00"
+    elif len(tz) == 3:
+        tz += ":00"
     elif ":" not in tz:
         tz = f"{tz[:3]}:{tz[3:]}"
-    stamp = match["base"].replace(" ", "T")
+    stamp = match["base"].replace(" ", "T").replace("t", "T")
     if "T" not in stamp:  # a bare date would parse naive (local time), its offset ignored
         stamp += "T00:00"
     try:
         base = datetime.fromisoformat(stamp + tz)
     except ValueError as exc:
         raise ValueError(f"not an ISO-8601 date-time: {text!r}") from exc
-    frac = (match["frac"] or "").ljust(9, "0")
+    frac = (match["frac"] or "")[:9].ljust(9, "0")
     # Aware subtraction, not `timestamp()`: that converts to a UTC datetime first, which
     # fails for year 1 with a positive offset (and for 0001-01-01 itself).
     elapsed = base - _EPOCH

@@ -64,8 +64,12 @@ def spent(rows: Iterable[SpendRow], start: float, end: float = float("inf")) -> 
 
 
 def day_of(row: SpendRow) -> str:
-    """The UTC day a job's spend belongs to."""
-    return datetime.fromtimestamp(row.created_at, tz=UTC).strftime("%Y-%m-%d")
+    """The UTC day a job's spend belongs to; one the calendar cannot hold (a
+    `created_at` that is year 0 or 10000 in UTC) is its first or last day."""
+    try:
+        return datetime.fromtimestamp(row.created_at, tz=UTC).date().isoformat()  # year 1: 0001
+    except (ValueError, OverflowError, OSError):
+        return "0001-01-01" if row.created_at < 0 else "9999-12-31"
 
 
 class Group(NamedTuple):

@@ -32,8 +32,11 @@ from watcherd.model import (
     row_kind,
     row_step,
 )
+from watcherd.stamps import stamp_ns
 
 _NS: Final = 1e9
+#: Keys whose explicit `null` counts as NaN (the key is there, its value not a number).
+LOSS_KEYS: Final = frozenset({"train/loss", "eval/loss"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,11 +219,13 @@ class _Tracker:
             self.max_step, self.grew = step, True
         for key in self.keys:
             value = row.get(key)
+            if value is None and key in LOSS_KEYS and key in row:
+                value = math.nan  # an explicit null loss: JSON.stringify's NaN
             if value is not None:
                 self.values[key].append((step, value))
         stamp = row.get(TIMESTAMP_KEY)
-        if kind == "train" and type(stamp) is int:
-            self.train.append((step, stamp, row.get(EPOCH_KEY)))
+        if kind == "train" and type(stamp) is int:  # in nanoseconds whatever its unit
+            self.train.append((step, stamp_ns(stamp), row.get(EPOCH_KEY)))
 
     def updates(self) -> dict[str, Any]:
         """The changed fields of the state."""

@@ -265,11 +265,10 @@ class ApiClient:
         """Seconds to wait before the next attempt, or None to give up now."""
         if attempt >= self._max_attempts or not _retryable(error):
             return None
-        if hint is not None:
-            delay = max(0.0, hint - self._clock())
-        else:
-            base, cap = self._backoff
-            delay = full_jitter(attempt, base=base, cap=cap, rng=self._rng)
+        base, cap = self._backoff
+        delay = full_jitter(attempt, base=base, cap=cap, rng=self._rng)
+        if hint is not None:  # honoured, but never sooner than the backoff (Retry-After: 0)
+            delay = max(delay, hint - self._clock())
         return delay if delay <= self._max_wait else None
 
     async def _attempt(

@@ -3,8 +3,8 @@
 A body arrives in chunks; `MetricsFramer` cuts the `metrics` array into batches of
 whole rows (about `BATCH_BYTES` each) without holding the body, and `decode_batch`
 turns one batch into `MetricRecord`s: (kind, step, timestamp, loss, text), where
-`text` is the row's JSON text exactly as received (a row holding a `null` value is
-the one exception: it is written again without its nulls, as the validation says).
+`text` is the row's JSON text exactly as received, `null` values included (an
+explicit `null` loss is a NaN to the `nonfinite` rule, README "Alerts while a job runs").
 
 Two decoders give byte-identical records:
 
@@ -33,7 +33,6 @@ from watcherd.model import (
     TIMESTAMP_KEY,
     MetricRecord,
     MetricRow,
-    dumps_exact,
     loads_exact,
     row_kind,
 )
@@ -134,10 +133,8 @@ def exact_records(region: bytes | str) -> list[MetricRecord]:
 
 def exact_record(value: Any, text: str, index: int) -> MetricRecord:
     """One decoded row and its text as a record, after `parse_metric_row`'s checks."""
-    clean = parse_metric_row(value, index)
-    if clean is not value:  # it held nulls: its text is written again without them
-        text = dumps_exact(clean)
-    kind = row_kind(clean)
+    clean = parse_metric_row(value, index)  # checked without its nulls; the text keeps them
+    kind = row_kind(value)  # a key present with null counts, as on the stored text
     stamp = clean.get(TIMESTAMP_KEY)
     return (kind, int(clean[STEP_KEY]), None if stamp is None else int(stamp),
             clean.get(f"{kind}/loss"), text)  # fmt: skip

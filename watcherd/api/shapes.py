@@ -112,7 +112,7 @@ def parse_job(obj: Any, *, expect_id: str | None = None, text: bytes | None = No
 
 
 def parse_job_list(body: Any) -> list[Job]:
-    """Jobs from `{"data": [...]}`, skipping entries whose ID is not a valid `ft-` ID."""
+    """Jobs from `{"data": [...]}`, skipping entries without a valid `ft-` ID."""
     jobs = []
     for entry in _data_list(body, "data"):
         if _has_foreign_id(entry):
@@ -274,9 +274,12 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _has_foreign_id(entry: Any) -> bool:
-    """True for a job object whose string ID is not one watcherd could ever watch."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+    """True for a job object whose ID (a string, or none at all) is not one watcherd
+    could ever watch: it is skipped instead of refusing the whole listing."""
+    if not isinstance(entry, dict):
         return False
+    if not isinstance(entry.get("id"), str):
+        return True
     try:
         validate_job_id(entry["id"])
     except InvalidJobIdError:

@@ -32,11 +32,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """`watcherd check-config`: validate, then print the effective config."""
-    from watcherd.config import render_effective
+    """`watcherd check-config`: validate (the jobs file too), then print the effective config."""
+    from watcherd.config import JobsSource, render_effective
     from watcherd.config.render import cancel_notice
 
     config = load(args)
+    JobsSource(config).entries()  # a jobs file `run` refuses is refused here too
     print(render_effective(config), end="")
     for line in cancel_notice(config):  # loud on stderr too, where a person looks
         print(f"watcherd check-config: {line}", file=sys.stderr)

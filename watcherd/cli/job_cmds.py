@@ -66,6 +66,13 @@ def _daemon_note(config: Config, path: Path) -> str:
     return f"(saved in {path}; no daemon is running: start one with `watcherd run`)"
 
 
+def _unchanged_note(path: Path) -> str:
+    """The note when nothing was added or removed: the jobs file, if any, is as it was."""
+    if not path.exists():
+        return f"(nothing to change: there is no jobs file at {path})"
+    return f"(nothing to change in {path})"
+
+
 async def _sync_watched(config: Config) -> None:
     """What the daemon does when the jobs file changes: the watched set follows it."""
     from watcherd.config import JobsSource
@@ -111,7 +118,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         added = set(ids) - _share(config, ids, [])
     for job_id in dict.fromkeys(ids):
         print(f"{job_id}: {'now watched' if job_id in added else 'already watched'}")
-    print(_daemon_note(config, path))
+    print(_daemon_note(config, path) if added else _unchanged_note(path))
     return 0
 
 
@@ -134,7 +141,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
             "remove them there too",
             file=sys.stderr,
         )
-    print(_daemon_note(config, path))
+    print(_daemon_note(config, path) if removed else _unchanged_note(path))
     if removed and store_exists(config.store):
         print("history stays in the database: `watcherd list --all` still shows it")
     return 0

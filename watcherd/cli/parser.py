@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,9 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Width)
         super().__init__(*args, **kwargs)
+        # Python 3.13's rule: `--timeout -5m` is the option's (refused) value, like -5,
+        # not an unknown option leaving --timeout "expected one argument".
+        self._negative_number_matcher = re.compile(r"-\.?\d")
 
 
 def _int_at_least(low: int) -> type[int]:
@@ -72,15 +76,20 @@ def _int_at_least(low: int) -> type[int]:
 
 
 def _positive_duration(text: str) -> float:
-    """`90`, `90s`, `10m`, `1h30m`: seconds, more than zero."""
-    from watcherd.durations import parse_duration
+    """`90`, `90s`, `10m`, `1h30m`: seconds, more than zero; one message for the rest."""
+    from watcherd.durations import MAX_SECONDS, TOO_LONG, parse_duration
 
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a duration ({exc}): {text!r}") from None
+        if str(exc) == TOO_LONG:
+            limit = f"{MAX_SECONDS:,.0f} seconds (about 31 years)"
+            raise argparse.ArgumentTypeError(f"must be at most {limit}, got {text!r}") from None
+        seconds = 0.0
     if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a positive duration (like 90, 90s, 10m, 2h), got {text!r}"
+        )
     return seconds
 
 
@@ -127,7 +136,8 @@ def _run(sub: Sub[argparse.ArgumentParser]) -> None:
     mode.add_argument(
         "--once",
         action="store_true",
-        help="poll every job once, deliver due hooks, exit (for cron)",
+        help="poll every job once, deliver due hooks, exit (for cron): 1 if the API key "
+        "was refused or no job could be polled",
     )
     mode.add_argument(
         "--until-done",

@@ -15,7 +15,8 @@ every use:
 - the status (type, mode, size, time) of each secret file and credential the parse
   checked, so a secret file made group-readable fails `list` as it fails `run`, and of
   every watcherd module loaded at the time, so an upgrade or an edit of the parser
-  invalidates it.
+  invalidates it; and that the SQLite store path is still not a folder (the parse
+  refuses one).
 The entry's first line is a digest of the rest: a torn or edited file is a miss, never
 an answer. Anything unusual (no cache folder, not writable, corrupt, another user's
 file) means a full parse and never an error. Entries hold no secret: the store path or
@@ -131,10 +132,24 @@ def _status(path: str) -> list[int] | int | None:
 
 
 def _dependencies(config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
-    """The files whose status the parse's outcome depends on, with that status now."""
+    """What the parse's outcome depends on in the file system, as it is now: the status
+    of secret files and of watcherd's modules, and whether the store path is a folder
+    (an error; the database file's own size and time change with every poll)."""
     paths = [p for _, ref in config.secrets() for p in _secret_paths(ref, environ)]
     paths += sorted({m.__file__ for m in _watcherd_modules() if m.__file__})
-    return {p: _status(p) for p in paths}
+    folders = {} if config.store.url is not None else {str(config.store.path): False}
+    return {"files": {p: _status(p) for p in paths}, "folders": folders}
+
+
+def _unchanged(dependencies: dict[str, Any]) -> bool:
+    """True while every dependency is as it was recorded (an error reading one: False)."""
+    try:
+        files_same = all(_status(p) == s for p, s in dependencies["files"].items())
+        return files_same and all(
+            Path(p).is_dir() == was for p, was in dependencies["folders"].items()
+        )
+    except OSError:
+        return False
 
 
 def _secret_paths(ref: SecretRef, environ: Mapping[str, str]) -> Iterator[str]:
@@ -186,11 +201,8 @@ def _lookup(entry: Path, key: str) -> ReadConfig | None:
         if seal != _seal(body):
             return None
         found = json.loads(body)
-        if found["key"] != key:
+        if found["key"] != key or not _unchanged(found["dependencies"]):
             return None
-        for path, status in found["dependencies"].items():
-            if _status(path) != status:
-                return None
         return _settings(found)
     except (ValueError, KeyError, TypeError, IndexError, UnicodeError):
         return None

@@ -129,8 +129,12 @@ def _api(sec: Section, base: Path, environ: Mapping[str, str]) -> ApiConfig:
     d = ApiConfig()
     key = d.api_key  # systemd's LoadCredential= always gets its chance
     key = _secret(sec, "api_key", base, environ, default=key) or key
+    base_url = _url(sec, "base_url", d.base_url)
+    if "?" in base_url or "#" in base_url:  # the paths would land in it: GET /?x for every job
+        shown = redact_url(base_url)[:60]
+        raise sec.where("base_url").error(f"must not hold a query or fragment, got {shown!r}")
     return ApiConfig(
-        base_url=_url(sec, "base_url", d.base_url).rstrip("/"),
+        base_url=base_url.rstrip("/"),
         api_key=key,
         timeout=sec.duration("timeout", d.timeout),
         max_concurrency=sec.integer("max_concurrency", d.max_concurrency, minimum=1),
@@ -211,6 +215,8 @@ def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
         for key in ("password_credential", "password_file", "password_env", "password", "lease"):
             if key in sec:
                 raise sec.where(key).error("applies to a PostgreSQL store only (store.url)")
+        if path.is_dir():  # SQLite would only say "disk I/O error"
+            raise _directory_error(sec, path)
         return StoreConfig(path=path)
     if "password" in sec:
         raise sec.where("password").error(
@@ -227,6 +233,15 @@ def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
         password=_secret(sec, "password", base, environ),
         lease=lease,
     )
+
+
+def _directory_error(sec: Section, path: Path) -> ConfigError:
+    """store.path (given, or the default) names a directory."""
+    message = f"{path} is a directory, not a database file (e.g. {path / 'watcherd.db'})"
+    if "path" in sec:
+        return sec.where("path").error(message)
+    source = sec.at.file if Path(sec.at.file).exists() else f"defaults (no {sec.at.file})"
+    return ConfigError(f"the default {message}; set store.path", path=source, key="store.path")
 
 
 def _pg_url(sec: Section) -> str:

@@ -20,6 +20,7 @@ from watcherd.model import (
     loads_exact,
     sample_indices,
 )
+from watcherd.stamps import ns_in_unit_of
 from watcherd.store import alerting
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
@@ -42,6 +43,12 @@ _OVERVIEW: Final = f"SELECT {_OVERVIEW_COLUMNS} FROM jobs"
 _JOB: Final = f"SELECT {_OVERVIEW_COLUMNS}, job_json FROM jobs"
 JOB_JSON: Final = 21
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
+#: A job's newest row timestamp, NULL without rows: one index probe per kind.
+NEWEST: Final = (
+    'SELECT max(t) FROM (SELECT max("timestamp") AS t FROM metrics WHERE job_id = {0}'
+    """ AND kind = 'train' UNION ALL SELECT max("timestamp") FROM metrics WHERE job_id = {0}"""
+    " AND kind = 'eval') AS newest"
+)
 
 
 async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -181,8 +188,22 @@ def _bounds(flt: MetricFilter) -> tuple[str, tuple[int, ...]]:
     return "".join(f" AND {sql}" for sql, _ in given), tuple(v for _, v in given)
 
 
+def in_job_unit(flt: MetricFilter, newest: int | None) -> MetricFilter:
+    """`flt` with its time bounds (nanoseconds) in the unit of the job's timestamps,
+    read from its newest one (`watcherd.stamps`); unchanged for a job without rows."""
+    if newest is None:
+        return flt
+    low, high = flt.logged_at_from, flt.logged_at_to
+    return flt._replace(
+        logged_at_from=None if low is None else ns_in_unit_of(low, newest, round_up=True),
+        logged_at_to=None if high is None else ns_in_unit_of(high, newest, round_up=False),
+    )
+
+
 async def metrics_json(conn: aiosqlite.Connection, job_id: str, flt: MetricFilter) -> list[str]:
     """The stored JSON texts that `list_metrics` with `flt` would return, in API order."""
+    if flt.logged_at_from is not None or flt.logged_at_to is not None:
+        flt = in_job_unit(flt, (await _all(conn, NEWEST.format("?1"), (job_id,)))[0][0])
     where, params = _bounds(flt)
     if flt.resolution is not None:
         res = flt.resolution

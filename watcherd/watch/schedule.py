@@ -17,6 +17,7 @@ from watcherd.api.client import Job
 from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
 from watcherd.model import SETTLE_NS, MetricRecord, is_terminal
+from watcherd.stamps import ns_per_unit
 
 #: Statuses before training: no metric rows can appear yet.
 QUIET_STATUSES = frozenset({"pending", "queued"})
@@ -83,10 +84,10 @@ def backoff(poll: PollConfig, failures: int, rng: random.Random) -> float:
 def settled_cursor(rows: Sequence[MetricRecord], cursor: int | None) -> int | None:
     """The next `global_step_from` after fetching `rows` (everything from `cursor` on).
 
-    The lowest step among rows logged within `SETTLE_NS` of the newest one: an eval
-    row landing late at one of those steps is still fetched, and with steps slower
-    than that window the cursor is simply the newest step. Rows without a timestamp
-    fall back to the highest step.
+    The lowest step among rows logged within `SETTLE_NS` of the newest one (in the
+    rows' own unit, `stamps`): an eval row landing late at one of those steps is still
+    fetched, and with steps slower than that window the cursor is simply the newest
+    step. Rows without a timestamp fall back to the highest step.
     """
     if not rows:
         return cursor
@@ -94,6 +95,7 @@ def settled_cursor(rows: Sequence[MetricRecord], cursor: int | None) -> int | No
     if len(stamps) < len(rows):
         top = max(r[1] for r in rows)
     else:
-        limit = max(stamps) - SETTLE_NS
+        newest = max(stamps)
+        limit = newest - SETTLE_NS // ns_per_unit(newest)  # 5 s in the rows' own unit
         top = min(r[1] for r in rows if r[2] is not None and r[2] > limit)
     return top if cursor is None else max(cursor, top)
