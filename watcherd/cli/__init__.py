@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -53,6 +52,8 @@ def stop_quietly_until_ready() -> None:
     a SIGHUP this early has nothing to reload and is ignored. The daemon replaces
     these handlers once its event loop runs.
     """
+
+    import signal  # `run` only: the module builds its enums on import
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
