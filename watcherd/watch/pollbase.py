@@ -13,8 +13,8 @@ from collections.abc import Callable
 import anyio
 import structlog
 
-from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient, ApiStats, Job
+from watcherd.api.limits import Slots
 from watcherd.config import Config
 from watcherd.model import is_settled, is_terminal
 from watcherd.store.interface import RowBatches, StoreApi
@@ -60,7 +60,7 @@ class PollerBase:
         self._auth_until = 0.0
         self._auth_failures = 0
         self._busy: set[str] = set()  # jobs whose poll is under way (in `run`)
-        self._limiter = anyio.CapacityLimiter(self._poll_slots(config))
+        self._limiter = Slots(self._poll_slots(config))
         self.events = EventFeed(monotonic)
         self.alerting = AlertWatch(store, config, wall)
         #: On a shared database, the jobs this daemon holds leases on (None: all jobs).
@@ -132,7 +132,7 @@ class PollerBase:
             seen = state.last_poll_at or 0.0
             self._seen[job_id] = max(self._seen.get(job_id, 0.0), seen)
             sched.metrics_pending = state.metrics_pending
-            sched.alerts = AlertState.from_json(state.alert_state)
+            sched.alert_state = state.alert_state
             sched.cancel_pending = state.cancel_state == "intent"
             if sched.cancel_pending and is_settled(sched.status):
                 ended.append(sched)

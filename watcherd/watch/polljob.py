@@ -112,9 +112,9 @@ class JobPolls(PollRecording):
 
         async def store_batch(batch: list[MetricRecord]) -> None:
             assert batches is not None
-            memory = self.alerting.absorb(sched, status, batch)
-            await batches.record_rows(sched.job_id, batch, self.wall(), memory.to_json())
-            sched.alerts = memory
+            memory = self.alerting.absorb(sched, status, batch).to_json()
+            await batches.record_rows(sched.job_id, batch, self.wall(), memory)
+            sched.alert_state = memory
             self._took_rows(sched, batch)
 
         on_batch = None if batches is None else store_batch

@@ -32,12 +32,12 @@ class PollRecording(PollFailures):
         full: bool,
     ) -> None:
         observed = self.wall()
-        raw = job.raw  # decoded once (a listed job is kept as its text) for all three uses
-        total_price, token_count = price_facts(raw)
+        facts = job.facts()  # the fields the rules and the spend read, not the whole object
+        total_price, token_count = price_facts(facts)
         record = PollRecord(
             job_id=sched.job_id,
             observed_at=observed,
-            job=raw if full else None,
+            job=job.raw if full else None,
             status=job.status,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,
@@ -46,7 +46,7 @@ class PollRecording(PollFailures):
             events=events,
             total_price=total_price,
             token_count=token_count,
-            evaluation=self.alerting.evaluate(sched, job.status, raw, metrics),
+            evaluation=self.alerting.evaluate(sched, job.status, facts, metrics),
         )
         result = await self.store.record_poll(record)
         self._seen[sched.job_id] = observed
@@ -63,7 +63,7 @@ class PollRecording(PollFailures):
         (only where cancelling is allowed: never from `wait`)."""
         evaluation = record.evaluation
         if evaluation is not None:
-            sched.alerts = evaluation.state
+            sched.alert_state = evaluation.state.to_json()
             sched.cancel_pending = sched.cancel_pending or evaluation.cancel is not None
         if sched.cancel_pending and record.status is not None and self.config.allow_cancel:
             result = await self.alerting.settle_cancel(self.api, sched, record.status)

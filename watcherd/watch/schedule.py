@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from watcherd.alerts.state import AlertState
 from watcherd.api.client import Job
 from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
@@ -37,7 +36,7 @@ class JobSchedule:
     metrics_failures: int = 0  # metrics fetches failed in a row
     metrics_pending: bool = False  # finished, but its last metrics fetch failed
     rate_limited: bool = False  # its last failure was the host's Retry-After pause
-    alerts: AlertState = field(default_factory=AlertState)  # the rules' memory, as stored
+    alert_state: str | None = None  # the rules' memory as stored: its JSON text (compact)
     fetched: bool = False  # metrics were fetched in the poll under way
     cancel_pending: bool = False  # a cancel was decided and not yet settled
 
