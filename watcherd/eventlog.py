@@ -15,7 +15,6 @@ hand-written enums, which also spell `COMPRESSING_MODEL` and `JOB_USER_ERROR`);
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -56,6 +55,8 @@ def message(event: Event) -> str | None:
 
 def event_keys(events: Sequence[Event]) -> list[str]:
     """The stable key of each event of one response (see the module docstring)."""
+    import hashlib  # here: `watcherd cost` reads through this module, and hashlib loads OpenSSL
+
     seen: dict[str, int] = {}
     keys = []
     for event in events:

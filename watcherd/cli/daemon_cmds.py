@@ -8,10 +8,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from watcherd.cli.common import emit, load
+from watcherd.cli.common import emit, load, load_read
 
 if TYPE_CHECKING:
-    from watcherd.config.schema import StoreConfig
+    from watcherd.config.reading import StoreConfig
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -48,7 +48,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     """`watcherd health`: 0 if the daemon is alive and polling, else 1 with one line why."""
     from watcherd.daemon import health
 
-    config = load(args)
+    config = load_read(args)
     reason = health.check(config, time.time())
     if reason is None:
         print("ok")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, load_read, read, terminal_width
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.model import Delivery, JobOverview, validate_job_id
 from watcherd.store.opening import store_exists
@@ -17,7 +17,7 @@ from watcherd.store.snapshot import Snapshot
 from watcherd.views import safe
 
 if TYPE_CHECKING:
-    from watcherd.config import Config
+    from watcherd.config import Config, ReadConfig
     from watcherd.store.interface import StoreReader
     from watcherd.views.progress import JobView
     from watcherd.watch.waiting import Seen  # the poller stack loads only when `wait` runs
@@ -151,7 +151,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """`watcherd list [--all] [--json]`."""
     from watcherd.views.listing import list_json, render_list
 
-    config = load(args)
+    config = load_read(args)
     jobs = _overview(config, args.all)
     if args.json:
         print(json.dumps(list_json(jobs, now=time.time()), indent=2))
@@ -163,7 +163,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_jobs_hint(config: Config) -> str:
+def _no_jobs_hint(config: ReadConfig) -> str:
     """What a newcomer does next when `list` has nothing to show."""
 
     from watcherd.config import JobsSource
@@ -174,7 +174,7 @@ def _no_jobs_hint(config: Config) -> str:
     return f"{configured} job(s) configured, none polled yet: start the daemon with `watcherd run`."
 
 
-def _overview(config: Config, everything: bool) -> list[JobOverview]:
+def _overview(config: ReadConfig, everything: bool) -> list[JobOverview]:
     if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
 
@@ -188,7 +188,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     """`watcherd hooks [JOB_ID]` and `watcherd hooks retry DELIVERY_ID`."""
     from watcherd.views.hooks import deliveries_json, render_deliveries
 
-    config = load(args)
+    config = load_read(args)
     if args.args[:1] == ["retry"]:
         if len(args.args) != 2:
             raise UsageError("usage: watcherd hooks retry DELIVERY_ID")
@@ -210,7 +210,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
+def _deliveries(config: ReadConfig, job_id: str | None) -> list[Delivery]:
     if not store_exists(config.store):
         return []
 
@@ -220,7 +220,7 @@ def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
     return read(config, deliveries)
 
 
-async def _retry(config: Config, delivery_id: str) -> int:
+async def _retry(config: ReadConfig, delivery_id: str) -> int:
     from watcherd.store.opening import open_configured
 
     path = config.store.path

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 from watcherd.config.alerting import RULES, parse_alerts
 from watcherd.config.document import Section, Where, YamlMap, kind_of, load_document
+from watcherd.config.reading import JobsConfig, PollConfig, StoreConfig, read_config_file
+from watcherd.config.reading import default_config_path as default_config_path
 from watcherd.config.schema import (
-    SYSTEM_CONFIG_PATH,
     TEMPLATE_FIELDS,
     TEMPLATE_MAX_WIDTH,
     ApiConfig,
@@ -28,20 +29,16 @@ from watcherd.config.schema import (
     Config,
     HookAction,
     HookConfig,
-    JobsConfig,
     Listen,
     LogConfig,
     NotifyHook,
-    PollConfig,
-    StoreConfig,
     WebhookHook,
     spec_too_wide,
 )
-from watcherd.config.secrets import SecretRef, present, redact_url
+from watcherd.config.secrets import SecretRef, redact_url
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
 from watcherd.spend import BUDGET_EXCEEDED
-from watcherd.textfile import read_regular
 
 STORE_KEYS: Final = (
     "path",
@@ -95,8 +92,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _CREDENTIAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})")
 _INLINE = "secrets never sit inline in the config; use {}"
-#: A config file is a few kilobytes; anything past this is not one.
-MAX_CONFIG_BYTES: Final = 1 << 20
 _NO_SECRET: Final = SecretRef()
 
 
@@ -544,10 +539,13 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     It must be a regular file (a FIFO would block, `/dev/zero` never ends) of at most
     1 MiB; a UTF-8 byte order mark is allowed.
     """
-    try:
-        data, _ = read_regular(path, limit=MAX_CONFIG_BYTES, what="config file")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from None
+    return config_from_bytes(read_config_file(path), path=path, environ=environ)
+
+
+def config_from_bytes(
+    data: bytes, *, path: Path, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Parse a config file's bytes (as `read_config_file` returned them)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -559,13 +557,3 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
 def default_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
     """All defaults, as if `path` existed and was empty (for a missing default file)."""
     return parse_config("", path=path, environ=environ)
-
-
-def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """`$WATCHERD_CONFIG`, else /etc/watcherd/config.yaml if it exists, else ./watcherd.yaml."""
-    env = os.environ if environ is None else environ
-    if env.get("WATCHERD_CONFIG"):
-        return Path(env["WATCHERD_CONFIG"])
-    if present(SYSTEM_CONFIG_PATH):
-        return SYSTEM_CONFIG_PATH
-    return Path("watcherd.yaml")

@@ -17,7 +17,15 @@ from watcherd.stamps import unit_sql
 from watcherd.store.alerting import CANCEL_STATE_SQL
 from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
-from watcherd.store.readers import _OVERVIEW, NEWEST, in_job_unit, one_overview, overviews
+from watcherd.store.readers import (
+    _JOB,
+    _OVERVIEW,
+    JOB_JSON,
+    NEWEST,
+    in_job_unit,
+    one_overview,
+    overviews,
+)
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 
@@ -65,11 +73,11 @@ async def overview(conn: Conn, *, include_unwatched: bool) -> list[JobOverview]:
 
 async def job(conn: Conn, job_id: str) -> tuple[JobOverview, Any] | None:
     """One job's overview and its last job object as received (None if never fetched)."""
-    found = await one(conn, f"{_OVERVIEW} WHERE job_id = %s", (job_id,))
+    found = await one(conn, f"{_JOB} WHERE job_id = %s", (job_id,))
     if found is None:
         return None
     overview = await one_overview(PgDb(conn), found, await _hook_counts(conn, job_id))
-    raw = found[13]
+    raw = found[JOB_JSON]
     return overview, (None if raw is None else loads_exact(raw))
 
 
