@@ -1,7 +1,7 @@
 """Package attributes imported on first use (PEP 562 `__getattr__`).
 
-A package whose read commands must start fast (`watcherd.config`, `watcherd.store`)
-names each public attribute's module instead of importing them all:
+A package whose read commands must start fast (`watcherd.config`, `watcherd.store`,
+`watcherd.daemon`) names each public attribute's module instead of importing them all:
 
     __getattr__ = lazy_attributes(__name__, {"Store": "core", ...})
 """
