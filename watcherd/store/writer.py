@@ -86,19 +86,16 @@ async def record_poll(
     conn: aiosqlite.Connection,
     rec: PollRecord,
     params: Sequence[MetricParams],
-    losses: Sequence[Any] | None = None,
+    losses: Sequence[Any],
 ) -> PollResult:
     """Rows, job fields, transition, events and outbox for one fetched page.
 
-    `losses` holds each row's decoded `{kind}/loss`; by default they are taken from
-    `rec.metrics`, which `params` then describe.
+    `params` and `losses` are the page's rows as `rows.page_params` gives them.
 
     Four trips to the database thread when the status holds and no events came: read
     what is stored, insert the new rows (ranked), update the job (and its stored
     cursor, when rows came), note the poll time.
     """
-    if losses is None:
-        losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rec.metrics, strict=True)]
     (result,) = await record_polls(conn, [(rec, params, losses)])
     return result
 
