@@ -166,7 +166,7 @@ async def record_rows(
     params: Sequence[MetricParams],
     losses: Sequence[Any],
     now: float,
-    alert_state: str | None = None,
+    alert_state: str,
 ) -> int:
     """One batch of a big page's rows and the job fields they change; returns new rows.
 
@@ -176,10 +176,8 @@ async def record_rows(
     written with the rows, so a kill between batches loses none of them to the rules.
     """
     stored, plan = await _insert_rows(conn, job_id, params, losses)
-    fields = plan.fields if alert_state is None else plan.fields | {"alert_state": alert_state}
-    if fields:
-        rows = bool(plan.inserts)
-        await _write_job(conn, job_id, now, fields, exists=stored.exists, rows=rows)
+    fields = plan.fields | {"alert_state": alert_state}
+    await _write_job(conn, job_id, now, fields, exists=stored.exists, rows=bool(plan.inserts))
     return len(plan.inserts)
 
 
