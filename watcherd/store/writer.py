@@ -103,9 +103,10 @@ async def record_poll(
 async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[PollResult]:
     """Pages of distinct jobs in the caller's transaction, each whole, in few trips.
 
-    Each page's stored state is read alone (one trip each); then the new rows of all
-    of them go in one `executemany`, the job rows in one per set of columns, and the
-    poll time once. Two pages of one job are recorded one after the other instead.
+    What is stored for the pages is read in one query (`pages.stored_sql`, per
+    `pages.MAX_PAGES`); then the new rows of all of them go in one `executemany`, the
+    job rows in one per set of columns, and the poll time once. Two pages of one job
+    are recorded one after the other instead.
     """
     if len({rec.job_id for rec, _, _ in batch}) < len(batch):
         return [await record_poll(conn, *page) for page in batch]
@@ -123,9 +124,12 @@ Planned = tuple[PollRecord, pages.Stored, pages.PagePlan]
 
 
 async def _plan_all(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[Planned]:
-    """Each page's plan, from one read of what is stored for all of them."""
-    args = [arg for rec, params, _ in batch for arg in pages.stored_params(rec.job_id, params)]
-    found = sorted(await conn.execute_fetchall(pages.stored_sql(len(batch)), args))
+    """Each page's plan, from one read of what is stored per `pages.MAX_PAGES` pages."""
+    found: list[Any] = []
+    for start in range(0, len(batch), pages.MAX_PAGES):
+        part = batch[start : start + pages.MAX_PAGES]
+        args = [arg for rec, params, _ in part for arg in pages.stored_params(rec.job_id, params)]
+        found += sorted(await conn.execute_fetchall(pages.stored_sql(len(part)), args))
     planned = []
     for (rec, params, losses), row in zip(batch, found, strict=True):
         stored = pages.parse_stored(row[1:])
