@@ -15,6 +15,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 import aiosqlite
 import anyio
 import anyio.lowlevel
+import structlog
 
 from watcherd.errors import (
     StoreBusyError,
@@ -41,6 +42,8 @@ from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import MetricParams, page_params
+
+log = structlog.get_logger("watcherd.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -262,8 +265,8 @@ class Store:
                 for pending in batch:
                     pending.outcome = exc
                 return
-            except Exception:  # noqa: S110 - every page is tried again alone just below
-                pass
+            except Exception as exc:  # a page failed the group: each is tried alone below
+                log.info("store.group_commit_split", pages=len(batch), error=str(exc))
             else:
                 for pending, result in zip(batch, results, strict=True):
                     pending.outcome = result
