@@ -141,11 +141,6 @@ def parse_events(body: Any) -> list[dict[str, Any]]:
     return events
 
 
-def parse_metrics(body: Any) -> list[MetricRow]:
-    """Metric rows from `{"metrics": [...]}` in API order; null or missing means none."""
-    return [_metric_row(row, index) for index, row in enumerate(_data_list(body, "metrics"))]
-
-
 def metric_params(flt: MetricFilter | None) -> dict[str, str]:
     """Query parameters for `list_metrics`; filters left as None are not sent.
 
@@ -210,10 +205,6 @@ def _data_list(body: Any, key: str) -> list[Any]:
 
 def parse_metric_row(row: Any, index: int) -> MetricRow:
     """One decoded metric row, checked; a row holding nulls comes back without them."""
-    return _metric_row(row, index)
-
-
-def _metric_row(row: Any, index: int) -> MetricRow:
     if not isinstance(row, dict):
         raise ShapeError(f"metrics[{index}] is not a JSON object")
     # The row is kept as parsed (no copy per row: a 200,000-row page stays one set of
