@@ -281,8 +281,8 @@ class Store:
         self,
         job_id: str,
         records: Sequence[MetricRecord],
-        now: float | None = None,
-        alert_state: str | None = None,
+        now: float,
+        alert_state: str,
     ) -> int:
         """One batch of a big page's rows, in its own transaction; returns how many were new.
 
@@ -290,8 +290,7 @@ class Store:
         wait for the page's last batch, given to `record_poll`.
         """
         params, losses = page_params(job_id, (), records)
-        when = time.time() if now is None else now
-        return await self._write(writer.record_rows, job_id, params, losses, when, alert_state)
+        return await self._write(writer.record_rows, job_id, params, losses, now, alert_state)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
