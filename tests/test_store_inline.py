@@ -8,9 +8,12 @@ from pathlib import Path
 
 import aiosqlite
 import anyio
+import anyio.lowlevel
 import pytest
+from structlog.testing import capture_logs
 
-from watcherd.store import PollRecord, Store
+from watcherd.errors import StoreError
+from watcherd.store import HookSub, PollRecord, Store
 from watcherd.store.inline import InlineError
 
 pytestmark = pytest.mark.anyio
@@ -65,3 +68,33 @@ async def test_group_commit_lands_every_page_once(tmp_path: Path) -> None:
         for job_id in jobs:
             assert [r["train/global_step"] for r in await store.all_metrics(job_id)] == [1, 2]
         assert await store.last_successful_poll() == 10.0
+
+
+async def test_a_poll_ready_one_scheduler_pass_later_joins_the_group_commit(
+    tmp_path: Path,
+) -> None:
+    """A page recorded one pass of the event loop after another shares its transaction
+    (so a broken one splits the group: `store.group_commit_split` names two pages)."""
+    broken = HookSub(None, ("completed",))  # type: ignore[arg-type]
+    async with Store.open(tmp_path / "w.db", writer=True) as store:
+        await store.sync_watched([("ft-a", None), ("ft-b", None)], 1.0)
+        outcomes: dict[str, object] = {}
+
+        async def record(job_id: str, hooks: tuple[HookSub, ...], passes: int) -> None:
+            for _ in range(passes):
+                await anyio.lowlevel.checkpoint()
+            try:
+                outcomes[job_id] = await store.record_poll(
+                    PollRecord(job_id, 10.0, None, "completed", (), hooks)
+                )
+            except StoreError as exc:
+                outcomes[job_id] = exc
+
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(record, "ft-a", (), 0)
+                tg.start_soon(record, "ft-b", (broken,), 1)
+    splits = [e for e in logs if e["event"] == "store.group_commit_split"]
+    assert [e["pages"] for e in splits] == [2]
+    assert isinstance(outcomes["ft-b"], StoreError)
+    assert not isinstance(outcomes["ft-a"], StoreError)

@@ -230,8 +230,10 @@ class Store:
 
         Group commit: polls that arrive while another transaction runs are written
         together in the next one (each page still whole), so a round of many jobs
-        costs one commit, not one per job. If that shared transaction fails, each
-        page is written alone, so one bad page never holds back the others.
+        costs one commit, not one per job; the poll that starts a commit lets the event
+        loop run once more first, so pages that are ready then join it too. If that
+        shared transaction fails, each page is written alone, so one bad page never
+        holds back the others.
         """
         if not self.writer:
             raise StoreError(f"{self.path}: opened read-only")
@@ -241,6 +243,7 @@ class Store:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if pending.outcome is None:
+                    await anyio.lowlevel.cancel_shielded_checkpoint()  # let ready polls join
                     batch, self._pending = self._pending, []
                     await self._commit_polls(batch)
         if isinstance(pending.outcome, StoreInterruptedError):
