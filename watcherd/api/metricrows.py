@@ -20,19 +20,22 @@ Two decoders give byte-identical records:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Final
 
 import msgspec
 
+from watcherd.alerts.fold import RowColumns
 from watcherd.api.shapes import INT64_MAX, INT64_MIN, ShapeError, parse_metric_row
 from watcherd.model import (
+    EPOCH_KEY,
     STEP_KEY,
     TIMESTAMP_KEY,
     MetricRecord,
-    MetricRow,
     dumps_exact,
     loads_exact,
     row_kind,
@@ -68,23 +71,53 @@ _SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_on
 _WS: Final = re.compile(r"[ \t\n\r]*")
 
 
-_ANY: Final = msgspec.json.Decoder()
+def rule_columns(
+    records: Sequence[MetricRecord], keys: tuple[str, ...], seen: Mapping[str, int]
+) -> RowColumns:
+    """The records past their kind's last evaluated step (`seen`), as the rules' columns.
 
-
-def decode_rows(texts: Sequence[str]) -> list[MetricRow]:
-    """Rows' stored JSON texts (as records keep them) decoded, for the alert rules.
-
-    One msgspec call for them all (about 4x `json.loads` row by row); when msgspec
-    refuses the lot (a bare `NaN` or `Infinity`, a number beyond a float), each row
-    goes through `loads_exact`. Either way the values are `loads_exact`'s.
+    Kinds and steps are the records'; timestamps, epochs and the watched `keys`' values
+    are decoded from the rows' texts in one msgspec call into small structs holding only
+    those keys (no dict per row). When msgspec refuses the lot (a bare `NaN` or
+    `Infinity`), each row goes through `loads_exact`. Either way the values are
+    `loads_exact`'s.
     """
-    if not texts:
-        return []
+    new = _unseen(records, seen)
+    if not new:
+        return RowColumns()
+    decoder, names = _rule_decoder(keys)
+    texts = [r[4] for r in new]
     try:
-        rows: list[MetricRow] = _ANY.decode(("[" + ",".join(texts) + "]").encode())
+        rows = decoder.decode(("[" + ",".join(texts) + "]").encode())
     except msgspec.MsgspecError:
-        return [loads_exact(text) for text in texts]
-    return rows
+        exact = [loads_exact(text) for text in texts]
+        columns = {name: [row.get(name) for row in exact] for name in names}
+    else:
+        columns = {name: list(map(attrgetter(f"f{i}"), rows)) for i, name in enumerate(names)}
+    return RowColumns(
+        list(map(itemgetter(0), new)),
+        list(map(itemgetter(1), new)),
+        columns[TIMESTAMP_KEY],
+        columns[EPOCH_KEY],
+        {key: columns[key] for key in keys},
+    )
+
+
+def _unseen(records: Sequence[MetricRecord], seen: Mapping[str, int]) -> Sequence[MetricRecord]:
+    """The records whose step is past the last evaluated one of their kind."""
+    if not records or not seen or min(map(itemgetter(1), records)) > max(seen.values()):
+        return records
+    return [r for r in records if r[1] > seen.get(r[0], -1)]
+
+
+@functools.cache
+def _rule_decoder(keys: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], tuple[str, ...]]:
+    """A decoder of rows into structs of the timestamp, the epoch and `keys` (any JSON
+    value, None when absent; other keys are skipped), and the keys in field order."""
+    names = tuple(dict.fromkeys((TIMESTAMP_KEY, EPOCH_KEY, *keys)))
+    fields = [(f"f{i}", Any, msgspec.field(default=None, name=n)) for i, n in enumerate(names)]
+    row = msgspec.defstruct("RuleRow", fields, gc=False)
+    return msgspec.json.Decoder(list[row]), names  # type: ignore[valid-type]
 
 
 def decode_batch(region: bytes) -> list[MetricRecord]:
