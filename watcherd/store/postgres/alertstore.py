@@ -21,7 +21,7 @@ and the job still running): the bound hook deliveries have, for the same reason.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from watcherd.model import Alert, CancelRecord, Delivery, is_settled
@@ -30,7 +30,7 @@ from watcherd.store.postgres import leases, writer
 from watcherd.store.postgres.alerting import PgDb, on_pg
 from watcherd.store.postgres.sql import Conn, one
 from watcherd.store.records import PollRecord, PollResult
-from watcherd.store.rows import MetricParams, page_params
+from watcherd.store.rows import PageRows, page_rows
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -79,9 +79,9 @@ class AlertMethods:
         if poll is None:
             await self._write(_settle, fence, job_id, now, state, error)
             return None
-        params = page_params(poll.job_id, poll.metrics, poll.records)
+        page = page_rows(poll.job_id, poll.metrics, poll.records)
         return await self._write(
-            leases.fenced, fence, job_id, _answered, poll, params, now, state, error
+            leases.fenced, fence, job_id, _answered, poll, page, now, state, error
         )
 
     async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
@@ -108,13 +108,13 @@ async def _settle(
 async def _answered(
     conn: Conn,
     poll: PollRecord,
-    params: tuple[Sequence[MetricParams], Sequence[Any]],
+    page: PageRows,
     now: float,
     state: str,
     error: str | None,
 ) -> PollResult:
     """The service's answer to the cancel recorded as a poll, and the cancel's outcome."""
-    result = await writer.record_poll(conn, poll, *params)
+    result = await writer.record_poll(conn, poll, page)
     await alerting.finish_cancel(PgDb(conn), poll.job_id, now, state, error)
     return result
 
