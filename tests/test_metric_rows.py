@@ -24,9 +24,10 @@ from watcherd.api.metricrows import (
     rule_columns,
 )
 from watcherd.api.shapes import ShapeError
-from watcherd.model import MetricRecord, dumps_exact
+from watcherd.model import MetricRecord, MetricRecords, dumps_exact
 from watcherd.store import PollRecord, Store
 from watcherd.store.opening import open_store
+from watcherd.store.rows import record_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -266,6 +267,38 @@ def test_rows_for_the_rules_decode_as_the_exact_decoder_does(rows: list[dict[str
     exact = [json.loads(r[4]) for r in records]
     got = rule_columns(records, RULE_KEYS, {})
     assert _columns(got) == _columns(RowColumns.of_rows(exact, RULE_KEYS))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ROW, min_size=1, max_size=30), SEPARATORS)
+def test_a_fast_batch_hands_its_columns_to_the_rules_and_the_store(
+    rows: list[dict[str, Any]], separators: tuple[str, str]
+) -> None:
+    """A fast-decoded batch's own columns give what its records, taken apart, give."""
+    batch = fast_records(region(rows, separators))
+    if batch is None:  # e.g. a float beyond msgspec's range: the exact path's batch
+        return
+    assert isinstance(batch, MetricRecords) and batch.whole()
+    plain = list(batch)
+    for keys in (("train/loss", "eval/loss"), ("eval/loss",), RULE_KEYS):
+        assert _columns(rule_columns(batch, keys, {})) == _columns(rule_columns(plain, keys, {}))
+    assert _page(record_rows("ft-x", batch)) == _page(record_rows("ft-x", plain))
+
+
+def _page(page: Any) -> str:
+    """A page's columns as comparable text."""
+    names = ("kinds", "steps", "stamps", "losses", "texts", "raw_losses")
+    return repr([list(getattr(page, name)) for name in names])
+
+
+def test_a_batch_changed_after_decoding_is_taken_apart_again() -> None:
+    """Records appended to a batch are not in its columns: both readers see them all."""
+    batch = fast_records(region([train(1), train(2)]))
+    assert batch is not None
+    batch.append(exact_records(region([train(3)]))[0])
+    assert not batch.whole()
+    assert list(record_rows("ft-x", batch).steps) == [1, 2, 3]
+    assert list(rule_columns(batch, ("train/loss",), {}).steps) == [1, 2, 3]
 
 
 def test_rows_for_the_rules_with_nan_or_huge_numbers_decode_row_by_row() -> None:

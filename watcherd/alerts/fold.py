@@ -28,7 +28,7 @@ from watcherd.model import EPOCH_KEY, TIMESTAMP_KEY, MetricRow, row_kind, row_st
 
 NS: Final = 1e9
 #: Every this many full windows a running median is worked out, to bound the lowest.
-_STRIDE: Final = 16
+_STRIDE: Final = 64
 
 
 def watched_keys(config: AlertsConfig) -> tuple[str, ...]:
@@ -138,11 +138,12 @@ def _fold_values(config: AlertsConfig, state: AlertState, cols: RowColumns) -> d
     width = config.diverging.window
     for key in watched_keys(config):
         column = cols.values.get(key, ())
-        at = list(compress(range(len(column)), map(is_not, column, repeat(None))))
-        if not at:
+        present = list(map(is_not, column, repeat(None)))
+        if not any(present):
             continue
-        found = column if len(at) == len(column) else [column[i] for i in at]
-        steps = cols.steps if len(at) == len(column) else [cols.steps[i] for i in at]
+        found, steps = column, cols.steps
+        if not all(present):
+            found, steps = list(compress(column, present)), list(compress(steps, present))
         mem = _Memory(key, width, latest, best, recent, rises)
         values = _plain_floats(found)
         if values is not None:

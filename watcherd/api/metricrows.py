@@ -24,7 +24,8 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from operator import attrgetter, itemgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -36,6 +37,7 @@ from watcherd.model import (
     STEP_KEY,
     TIMESTAMP_KEY,
     MetricRecord,
+    MetricRecords,
     dumps_exact,
     loads_exact,
     row_kind,
@@ -54,6 +56,7 @@ class _Row(msgspec.Struct, gc=False):
     timestamp: Int64 | None = msgspec.field(name=TIMESTAMP_KEY, default=None)
     train_loss: int | float | None = msgspec.field(name="train/loss", default=None)
     eval_loss: int | float | None = msgspec.field(name="eval/loss", default=None)
+    epoch: int | float | None = msgspec.field(name=EPOCH_KEY, default=None)  # for the rules
 
 
 _FAST: Final = msgspec.json.Decoder(list[_Row])
@@ -76,15 +79,22 @@ def rule_columns(
 ) -> RowColumns:
     """The records past their kind's last evaluated step (`seen`), as the rules' columns.
 
-    Kinds and steps are the records'; timestamps, epochs and the watched `keys`' values
-    are decoded from the rows' texts in one msgspec call into small structs holding only
-    those keys (no dict per row). When msgspec refuses the lot (a bare `NaN` or
-    `Infinity`), each row goes through `loads_exact`. Either way the values are
-    `loads_exact`'s.
+    Kinds and steps are the records'. A batch the fast decoder made (`MetricRecords`)
+    already holds each row's timestamp, epoch and losses: when the rules watch no other
+    keys, its columns serve as they are. Otherwise the timestamps, epochs and the
+    watched `keys`' values are decoded from the rows' texts in one msgspec call into
+    small structs holding only those keys (no dict per row), or, when msgspec refuses
+    the lot (a bare `NaN` or `Infinity`), row by row by `loads_exact`. Either way the
+    values are `loads_exact`'s.
     """
     new = _unseen(records, seen)
     if not new:
         return RowColumns()
+    if new is records and isinstance(records, MetricRecords) and records.whole():
+        decoded = {"train/loss": records.train_losses, "eval/loss": records.eval_losses}
+        if decoded.keys() >= set(keys):
+            values = {key: decoded[key] for key in keys}
+            return RowColumns(records.kinds, records.steps, records.stamps, records.epochs, values)
     decoder, names = _rule_decoder(keys)
     texts = [r[4] for r in new]
     try:
@@ -104,7 +114,8 @@ def rule_columns(
 
 
 def _unseen(records: Sequence[MetricRecord], seen: Mapping[str, int]) -> Sequence[MetricRecord]:
-    """The records whose step is past the last evaluated one of their kind."""
+    """The records whose step is past the last evaluated one of their kind (`records`
+    itself when that is all of them)."""
     if not records or not seen or min(map(itemgetter(1), records)) > max(seen.values()):
         return records
     return [r for r in records if r[1] > seen.get(r[0], -1)]
@@ -126,7 +137,7 @@ def decode_batch(region: bytes) -> list[MetricRecord]:
     return fast if fast is not None else exact_records(region)
 
 
-def fast_records(region: bytes) -> list[MetricRecord] | None:
+def fast_records(region: bytes) -> MetricRecords | None:
     """Records via msgspec, or None when the batch needs the exact decoder."""
     if b"\\" in region or _NOT_NUMBER.search(region) is not None:
         return None
@@ -145,15 +156,29 @@ def fast_records(region: bytes) -> list[MetricRecord] | None:
     texts = text.replace("},{", "}\0{").split("\0") if count else []
     if len(texts) != count:
         texts = _OBJECT.findall(text)
-    return [_fast(row, row_text) for row, row_text in zip(rows, texts, strict=True)]
+    return _zipped(rows, texts)
 
 
-def _fast(row: _Row, text: str) -> MetricRecord:
-    if row.train_loss is not None:
-        return ("train", row.step, row.timestamp, row.train_loss, text)
-    if _TRAIN_KEY.search(text) is not None:
-        return ("train", row.step, row.timestamp, None, text)
-    return ("eval", row.step, row.timestamp, row.eval_loss, text)
+def _zipped(rows: list[_Row], texts: list[str]) -> MetricRecords:
+    """The records of decoded rows, column by column: a row is `train` when it has a
+    `train/loss`, or else when its text has another train key (`_TRAIN_KEY`)."""
+    train, evals = list(map(_TRAIN_LOSS, rows)), list(map(_EVAL_LOSS, rows))
+    kinds, losses = ["train"] * len(rows), train
+    lossless = list(compress(range(len(rows)), map(is_, train, repeat(None))))
+    if lossless:
+        losses = list(train)
+        for i in lossless:
+            if _TRAIN_KEY.search(texts[i]) is None:
+                kinds[i], losses[i] = "eval", evals[i]
+    steps, stamps = list(map(_STEP, rows)), list(map(_STAMP, rows))
+    epochs = list(map(_EPOCH, rows))
+    return MetricRecords(
+        kinds, steps, stamps, losses, texts, epochs=epochs, train_losses=train, eval_losses=evals
+    )
+
+
+_STEP, _STAMP, _EPOCH = attrgetter("step"), attrgetter("timestamp"), attrgetter("epoch")
+_TRAIN_LOSS, _EVAL_LOSS = attrgetter("train_loss"), attrgetter("eval_loss")
 
 
 def exact_records(region: bytes | str) -> list[MetricRecord]:

@@ -7,12 +7,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import ne
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from watcherd.errors import StoreError
 from watcherd.model import (
     TIMESTAMP_KEY,
     MetricRecord,
+    MetricRecords,
     MetricRow,
     dumps_exact,
     loads_exact,
@@ -114,14 +115,24 @@ class PageRows:
 def record_rows(job_id: str, records: Sequence[MetricRecord]) -> PageRows:
     """Records (checked by the API layer as they were decoded) as a page's columns.
 
-    A column pass each in C, no tuple per row: a first fetch brings 200,000 rows.
+    A column pass each in C, no tuple per row: a first fetch brings 200,000 rows. A
+    batch the API client's fast decoder made (`MetricRecords`) keeps its columns.
     """
     if not records:
         return PageRows(job_id)
-    kinds, steps, stamps, raw, texts = zip(*records, strict=True)
+    if isinstance(records, MetricRecords) and records.whole():
+        kinds, steps, found, raw, texts = (records.kinds, records.steps, records.stamps,
+                                           records.losses, records.texts)  # fmt: skip
+    else:
+        kinds, steps, found, raw, texts = zip(*records, strict=True)
+    return PageRows(job_id, kinds, steps, _stamp_column(found), _loss_column(raw), texts, raw)
+
+
+def _stamp_column(stamps: Sequence[int | None]) -> Sequence[int]:
+    """The timestamps, 0 for a row that has none (the column is NOT NULL)."""
     if None in stamps:
-        stamps = tuple(0 if stamp is None else stamp for stamp in stamps)
-    return PageRows(job_id, kinds, steps, stamps, _loss_column(raw), texts, raw)
+        return [0 if s is None else s for s in stamps]
+    return cast("Sequence[int]", stamps)
 
 
 def _loss_column(raw: Sequence[Any]) -> Sequence[float | None]:
