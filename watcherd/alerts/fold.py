@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, islice, repeat
-from operator import ge, gt, is_, is_not, lt, sub
+from operator import eq, ge, gt, is_, is_not, lt, not_, sub
 from typing import Any, Final
 
 from watcherd.alerts.rules import is_eval
@@ -93,14 +93,15 @@ class Folded:
 
 def fold(config: AlertsConfig, state: AlertState, cols: RowColumns) -> Folded:
     """The rows past each kind's last evaluated step, folded into `state`'s fields."""
-    keep, seen = _new_rows(cols.kinds, cols.steps, state.seen)
+    train = list(map(eq, cols.kinds, repeat("train")))  # else eval (`model.row_kind`)
+    keep, seen = _new_rows(cols.kinds, cols.steps, train, state.seen)
     if keep is not None:
-        cols = cols.select(keep)
+        cols, train = cols.select(keep), [train[i] for i in keep]
     top = max(cols.steps, default=None)
     grew = top is not None and (state.max_step is None or top > state.max_step)
     updates = _fold_values(config, state, cols)
     updates.update(seen=seen, max_step=top if grew else state.max_step)
-    steps, stamps, epochs = _train_rows(cols)
+    steps, stamps, epochs = _train_rows(cols, train)
     epoch_one = None
     if steps:
         timing, epoch_one = _timing(state, steps, stamps, epochs)
@@ -109,14 +110,15 @@ def fold(config: AlertsConfig, state: AlertState, cols: RowColumns) -> Folded:
 
 
 def _new_rows(
-    kinds: Sequence[str], steps: Sequence[int], seen: Mapping[str, int]
+    kinds: Sequence[str], steps: Sequence[int], train: list[bool], seen: Mapping[str, int]
 ) -> tuple[list[int] | None, dict[str, int]]:
     """The rows whose step is past the last one of their kind (None: all of them), and
-    each kind's last step after them."""
+    each kind's last step after them (`train` tells each row's kind apart)."""
     after = dict(seen)
-    kinds_here = dict.fromkeys(kinds)  # in order of appearance, as the rows set them
-    for kind in kinds_here:
-        mine = steps if len(kinds_here) == 1 else list(compress(steps, map(kind.__eq__, kinds)))
+    masks = {"train": train, "eval": list(map(not_, train))}
+    first = {kind: mask.index(True) for kind, mask in masks.items() if True in mask}
+    for kind in sorted(first, key=first.__getitem__):  # in order of appearance, as rows set
+        mine = list(compress(steps, masks[kind])) if False in masks[kind] else list(steps)
         if mine[0] <= after.get(kind, -1) or not all(map(lt, mine, islice(mine, 1, None))):
             break  # out of order: row by row below
         after[kind] = mine[-1]
@@ -164,10 +166,11 @@ def _fold_values(config: AlertsConfig, state: AlertState, cols: RowColumns) -> d
 
 def _plain_floats(found: Sequence[Any]) -> list[float] | None:
     """The values as floats when each is a finite int or float (no bool), else None."""
-    if not set(map(type, found)) <= {int, float}:
+    types = set(map(type, found))
+    if not types <= {int, float}:
         return None
     try:
-        values = list(map(float, found))
+        values = list(found) if types == {float} else list(map(float, found))
     except OverflowError:  # an integer beyond a float's range
         return None
     return values if all(map(math.isfinite, values)) else None
@@ -248,7 +251,8 @@ def _least_median(series: list[float], start: int, width: int) -> float:
     bound = min(sampled) if low is None else min(low, *sampled)
     # A window's median is below `bound` only if (width + 1) // 2 of its values are.
     below = list(accumulate(map(lt, series, repeat(bound)), initial=0))
-    counts = map(sub, below[full + 1 :], below[full + 1 - width : len(series) + 1 - width])
+    ahead = islice(below, full + 1 - width, len(series) + 1 - width)
+    counts = map(sub, islice(below, full + 1, None), ahead)
     lower = compress(ends, map(ge, counts, repeat((width + 1) // 2)))
     return min(itertools.chain((bound,), (median(series[j - width + 1 : j + 1]) for j in lower)))
 
@@ -290,15 +294,14 @@ def _fold_bad_run(
     since[key] = run_start
 
 
-def _train_rows(cols: RowColumns) -> tuple[list[int], list[int], list[Any]]:
+def _train_rows(cols: RowColumns, train: list[bool]) -> tuple[list[int], list[int], list[Any]]:
     """Steps, timestamps and epochs of the train rows whose timestamp is an integer."""
-    train = list(map("train".__eq__, cols.kinds))
     stamps = list(compress(cols.stamps, train))
     steps = list(compress(cols.steps, train))
     epochs = list(compress(cols.epochs, train))
-    whole = list(map(is_, map(type, stamps), repeat(int)))
-    if all(whole):
+    if set(map(type, stamps)) <= {int}:
         return steps, stamps, epochs
+    whole = list(map(is_, map(type, stamps), repeat(int)))
     steps, stamps, epochs = (list(compress(c, whole)) for c in (steps, stamps, epochs))
     return steps, stamps, epochs
 
@@ -333,6 +336,7 @@ def _epochs(
 ) -> tuple[tuple[float, float], float | None] | None:
     """(the newest finite epoch, its time) and, with `first`, when epoch 1 was reached."""
     if epochs and _finite_numbers(epochs):
+        first = first and max(epochs) >= 1
         at = next(compress(range(len(epochs)), map(ge, epochs, repeat(1))), None) if first else None
         return (float(epochs[-1]), stamps[-1] / NS), None if at is None else stamps[at] / NS
     pairs = [(number_or_nan(e), t / NS) for e, t in zip(epochs, stamps, strict=True)]

@@ -15,10 +15,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress, islice, repeat
-from operator import le, lt
+from itertools import accumulate, compress, islice, repeat
+from operator import eq, le, lt, not_
 from typing import Any, Final
 
 from watcherd.store.rows import PageRows, loss_text
@@ -77,9 +77,26 @@ class Stored:
 class PagePlan:
     """What to insert, whether to renumber afterwards, and the job fields to set."""
 
-    inserts: list[InsertParams]
+    inserts: Inserts
     renumber: bool
     fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Inserts:
+    """A page's `metrics` inserts, zipped from its columns each time they are read
+    (a 200,000-row page never becomes a list of tuples); `len` counts them."""
+
+    page: PageRows
+    seqs: Sequence[int | None]
+
+    def __len__(self) -> int:
+        return len(self.page)
+
+    def __iter__(self) -> Iterator[InsertParams]:
+        page = self.page
+        columns = (page.kinds, page.steps, page.stamps, page.losses, page.texts, self.seqs)
+        return zip(repeat(page.job_id), *columns, strict=False)  # repeat: endless
 
 
 def stored_params(page: PageRows) -> tuple[str, int, int]:
@@ -109,26 +126,41 @@ def plan_page(stored: Stored, page: PageRows) -> PagePlan:
 
     Written for 200,000-row pages: a page whose rows of each kind come in API order
     with distinct steps (the usual case) is planned with a few C-level passes per
-    column; any other takes the general way, with the same result.
+    column, and its inserts are zipped from the columns as they are written; any other
+    page takes the general way, with the same result.
     """
-    if not _distinct_and_new(stored, page):
-        page = page.select(_first_unstored(stored, page))
     kinds = _Kinds(page)
+    if not kinds.distinct_and_new(stored):
+        page = page.select(_first_unstored(stored, page))
+        kinds = _Kinds(page)
     seqs, renumber = _ranks(stored, page, kinds)
-    inserts = list(
-        zip(repeat(page.job_id), page.kinds, page.steps, page.stamps, page.losses, page.texts,
-            seqs, strict=False)
-    )  # fmt: skip
-    return PagePlan(inserts, renumber, _metric_fields(stored, page, kinds))
+    return PagePlan(Inserts(page, seqs), renumber, _metric_fields(stored, page, kinds))
 
 
 class _Kinds:
-    """Where each kind's rows are in a page, and whether they come in API order."""
+    """Where each kind's rows are in a page, their steps, and whether they come in API
+    order with each kind's steps rising (so distinct)."""
 
     def __init__(self, page: PageRows) -> None:
         self.page = page
-        self.mask = {kind: list(map(kind.__eq__, page.kinds)) for kind in KINDS}
-        self.ordered = all(_in_order(page, mask) for mask in self.mask.values())
+        train = list(map(eq, page.kinds, repeat("train")))
+        self.mask = {"train": train, "eval": list(map(not_, train))}  # kinds are these two
+        self.steps = {kind: list(compress(page.steps, m)) for kind, m in self.mask.items()}
+        self.rising = all(_rising(steps) for steps in self.steps.values())
+        self.ordered = self.rising and (
+            _sorted(page.stamps)
+            or all(_sorted(list(compress(page.stamps, m))) for m in self.mask.values())
+        )
+
+    def distinct_and_new(self, stored: Stored) -> bool:
+        """True when no key repeats within the page and none is stored already."""
+        for kind, steps in self.steps.items():
+            taken = [step for k, step in stored.taken if k == kind]
+            if taken or not self.rising:
+                unique = set(steps)
+                if len(unique) < len(steps) or not unique.isdisjoint(taken):
+                    return False
+        return True
 
     def rows(self, kind: str) -> list[int]:
         """The indices of the kind's rows, in page order."""
@@ -142,24 +174,12 @@ class _Kinds:
         return sorted(rows, key=lambda i: (self.page.stamps[i], self.page.steps[i]))
 
 
-def _in_order(page: PageRows, mask: list[bool]) -> bool:
-    """True when these rows' timestamps never fall and their steps always rise."""
-    stamps, steps = list(compress(page.stamps, mask)), list(compress(page.steps, mask))
-    return all(map(le, stamps, islice(stamps, 1, None))) and all(
-        map(lt, steps, islice(steps, 1, None))
-    )
+def _rising(values: list[int]) -> bool:
+    return all(map(lt, values, islice(values, 1, None)))
 
 
-def _distinct_and_new(stored: Stored, page: PageRows) -> bool:
-    """True when no key repeats within the page and none is stored already."""
-    for kind in set(page.kinds):
-        steps = list(compress(page.steps, map(kind.__eq__, page.kinds)))
-        taken = [step for k, step in stored.taken if k == kind]
-        if taken or not all(map(lt, steps, islice(steps, 1, None))):  # rising: distinct
-            unique = set(steps)
-            if len(unique) < len(steps) or not unique.isdisjoint(taken):
-                return False
-    return True
+def _sorted(values: Sequence[int]) -> bool:
+    return all(map(le, values, islice(values, 1, None)))
 
 
 def _first_unstored(stored: Stored, page: PageRows) -> list[int]:
@@ -175,16 +195,22 @@ def _first_unstored(stored: Stored, page: PageRows) -> list[int]:
 
 def _ranks(stored: Stored, page: PageRows, kinds: _Kinds) -> tuple[list[int | None], bool]:
     """Each row's `seq` when the train rows append (else all None and renumber: True)."""
-    seqs: list[int | None] = [None] * len(page)
-    ranked = kinds.in_api_order("train")
-    if not ranked:
-        return seqs, False
+    none: list[int | None] = [None] * len(page)
+    train = kinds.mask["train"]
+    if True not in train:
+        return none, False
+    first = train.index(True) if kinds.ordered else kinds.in_api_order("train")[0]
     last = stored.newest["train"]
-    if last is not None and (page.stamps[ranked[0]], page.steps[ranked[0]]) < last:
-        return seqs, True
-    for rank, i in enumerate(ranked, stored.next_seq):
-        seqs[i] = rank
-    return seqs, False
+    if last is not None and (page.stamps[first], page.steps[first]) < last:
+        return none, True
+    if kinds.ordered:  # ranks in page order: a running count of the train rows
+        counts = accumulate(train, initial=stored.next_seq - 1)
+        next(counts)
+        seqs = [rank if is_train else None for rank, is_train in zip(counts, train, strict=True)]
+        return seqs, False
+    for rank, i in enumerate(kinds.in_api_order("train"), stored.next_seq):
+        none[i] = rank
+    return none, False
 
 
 def _metric_fields(stored: Stored, page: PageRows, kinds: _Kinds) -> dict[str, Any]:
@@ -196,7 +222,7 @@ def _metric_fields(stored: Stored, page: PageRows, kinds: _Kinds) -> dict[str, A
         "max_step": top if stored.max_step is None else max(top, stored.max_step)
     }
     for kind in KINDS:
-        if not any(kinds.mask[kind]):
+        if True not in kinds.mask[kind]:
             continue
         newest_at = _newest(page, kinds, kind)
         newest = stored.newest[kind]

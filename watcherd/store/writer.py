@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -103,8 +104,8 @@ async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> lis
     if len({rec.job_id for rec, _ in batch}) < len(batch):
         return [await record_poll(conn, *page) for page in batch]
     planned = await _plan_all(conn, batch)
-    inserts = [row for _, _, plan in planned for row in plan.inserts]
-    if inserts:
+    if any(plan.inserts for _, _, plan in planned):
+        inserts = itertools.chain.from_iterable(plan.inserts for _, _, plan in planned)
         await conn.executemany(INSERT_METRIC, inserts)
     results = await _job_rows(conn, planned)
     if batch:
