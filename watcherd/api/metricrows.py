@@ -133,19 +133,29 @@ def _rule_decoder(keys: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], tup
 
 def decode_batch(region: bytes) -> list[MetricRecord]:
     """Records for the rows in `region` (array elements, no brackets); fast when it can be."""
-    fast = fast_records(region)
-    return fast if fast is not None else exact_records(region)
+    return decode_array(b"[" + region + b"]")
+
+
+def decode_array(array: bytes) -> list[MetricRecord]:
+    """Records for the rows of `array` (`[` elements `]`); fast when it can be."""
+    fast = _fast_array(array)
+    return fast if fast is not None else exact_records(array[1:-1])
 
 
 def fast_records(region: bytes) -> MetricRecords | None:
     """Records via msgspec, or None when the batch needs the exact decoder."""
-    if b"\\" in region or _NOT_NUMBER.search(region) is not None:
+    return _fast_array(b"[" + region + b"]")
+
+
+def _fast_array(array: bytes) -> MetricRecords | None:
+    """`fast_records` of the rows of `array` (`[` elements `]`, taken as one copy)."""
+    if b"\\" in array or _NOT_NUMBER.search(array) is not None:
         return None
-    if _LONG_NUMBER in region.translate(_DIGIT_RUNS):
+    if _LONG_NUMBER in array.translate(_DIGIT_RUNS):
         return None
     try:
-        rows = _FAST.decode(b"[" + region + b"]")
-        text = region.decode().strip()
+        rows = _FAST.decode(array)
+        text = str(memoryview(array)[1:-1], "utf-8").strip()
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     count = len(rows)
@@ -301,6 +311,7 @@ def _only_space_after(text: str, i: int, rows: list[MetricRecord]) -> list[Metri
 _HEAD: Final = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"metrics"[ \t\n\r]*:[ \t\n\r]*\[')
 _TAIL: Final = re.compile(rb"(.*)\][ \t\n\r]*\}[ \t\n\r]*", re.DOTALL)
 _LEAD: Final = re.compile(rb"[ \t\n\r]*,")
+_SPACE: Final = re.compile(rb"[ \t\n\r]*")
 
 
 class MetricsFramer:
@@ -354,7 +365,7 @@ class MetricsFramer:
         tail = _TAIL.fullmatch(body)
         if tail is None:
             return self._exact_tail(body)
-        return decode_batch(self._region(tail.group(1)))
+        return decode_batch(body[self._start(body, tail.end(1)) : tail.end(1)])
 
     def _read_head(self, *, final: bool) -> bool:
         """Decide streaming or whole once the head is in; False while it may still come."""
@@ -367,24 +378,28 @@ class MetricsFramer:
         return self._streaming is not None
 
     def _try_cut(self, cut: int) -> list[MetricRecord] | None:
-        """Decode the rows before `cut` and drop them from the buffer; None if not a cut."""
-        region = bytes(self._buf[:cut])
+        """Decode the rows before `cut` and drop them from the buffer; None if not a cut.
+
+        The rows are copied out of the buffer once, inside brackets, for the decoders.
+        """
         try:
-            records = decode_batch(self._region(region))
+            start = self._start(self._buf, cut)
+            records = decode_array(b"".join((b"[", memoryview(self._buf)[start:cut], b"]")))
         except (ShapeError, ArithmeticError, RecursionError):
             return None  # not a cut between rows, or bad rows: `finish` will say which
         del self._buf[:cut]
         self._first = False
         return records
 
-    def _region(self, region: bytes) -> bytes:
-        """The rows of `region`, without the comma that joins them to the previous batch."""
-        if self._first or not region.strip():
-            return region
-        lead = _LEAD.match(region)
-        if lead is None or not region[lead.end() :].strip():
+    def _start(self, data: bytes | bytearray, end: int) -> int:
+        """Where the rows of `data[:end]` begin: after the comma that joins them to the
+        previous batch (none before the first batch, or when there are no rows)."""
+        if self._first or _SPACE.fullmatch(data, 0, end):
+            return 0
+        lead = _LEAD.match(data, 0, end)
+        if lead is None or _SPACE.fullmatch(data, lead.end(), end):
             raise ShapeError("invalid JSON: expected ',' between metric rows")
-        return region[lead.end() :]
+        return lead.end()
 
     def _exact_tail(self, body: bytes) -> list[MetricRecord]:
         """The last rows and whatever follows the array, read by the exact decoder."""
