@@ -8,19 +8,20 @@ timestamps, missing epochs, and states carried over from earlier pages.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from watcherd.alerts.episodes import Observation, absorb
 from watcherd.alerts.fold import RowColumns, median, number_or_nan, watched_keys
 from watcherd.alerts.state import STEP_SAMPLES, AlertState
 from watcherd.config.alerting import AlertsConfig, DivergingRule, NonfiniteRule
 from watcherd.model import EPOCH_KEY, STEP_KEY, TIMESTAMP_KEY, row_kind, row_step
+from watcherd.stamps import stamp_ns
 
 NS = 1e9
 
@@ -42,10 +43,13 @@ def reference_absorb(config: AlertsConfig, state: AlertState, rows: list[dict[st
         if max_step is None or step > max_step:
             max_step, grew = step, True
         for key in keys:
-            if row.get(key) is not None:
-                values[key].append((step, row.get(key)))
+            value = row.get(key)
+            if value is None and key in ("train/loss", "eval/loss") and key in row:
+                value = math.nan  # an explicit null loss
+            if value is not None:
+                values[key].append((step, value))
         if kind == "train" and type(row.get(TIMESTAMP_KEY)) is int:
-            train.append((step, row[TIMESTAMP_KEY], row.get(EPOCH_KEY)))
+            train.append((step, stamp_ns(row[TIMESTAMP_KEY]), row.get(EPOCH_KEY)))
     out = {"seen": seen, "max_step": max_step, **_reference_values(config, state, values)}
     timing, epoch_one = _reference_timing(state, train)
     return out | timing, grew, (train[-1][1] if train else None), epoch_one
@@ -139,6 +143,8 @@ _ODD = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, True, "x", None, 10**400]),
     st.floats(allow_nan=True, allow_infinity=True),
 )
+#: Timestamps in nanoseconds, and (a server stamping otherwise) seconds or milliseconds.
+_UNIT = st.sampled_from([10**9, 1, 1000])
 
 
 @st.composite
@@ -148,10 +154,11 @@ def pages(draw: st.DrawFn, *, odd: bool) -> list[dict[str, Any]]:
     count = draw(st.integers(min_value=0, max_value=40))
     start = draw(st.integers(min_value=0, max_value=40))
     shuffled = odd and draw(st.booleans())
+    unit = draw(_UNIT)
     rows = []
     for i in range(count):
         step = draw(st.integers(min_value=0, max_value=80)) if shuffled else start + i
-        row: dict[str, Any] = {STEP_KEY: step, TIMESTAMP_KEY: 19 * 10**17 + step * 10**9}
+        row: dict[str, Any] = {STEP_KEY: step, TIMESTAMP_KEY: (19 * 10**8 + step) * unit}
         if draw(st.integers(min_value=0, max_value=3)) > 0:
             row["train/loss"] = draw(value)
             row[EPOCH_KEY] = draw(value) if odd else step / 25
@@ -161,7 +168,9 @@ def pages(draw: st.DrawFn, *, odd: bool) -> list[dict[str, Any]]:
             row[TIMESTAMP_KEY] = draw(st.sampled_from([1.5e18, None, "t"]))
         if odd and draw(st.integers(min_value=0, max_value=19)) == 0:
             del row[STEP_KEY]
-        rows.append({k: v for k, v in row.items() if v is not None})
+        if not odd:
+            row = {k: v for k, v in row.items() if v is not None}
+        rows.append(row)  # odd rows keep their nulls, as the service sends them
     return rows
 
 
@@ -182,11 +191,9 @@ def _check(config: AlertsConfig, state: AlertState, rows: list[dict[str, Any]]) 
         logged = stamp / NS if stamp is not None else now
         floor = state.metrics_at if state.metrics_at is not None else now
         fields["progress_at"] = max(min(logged, now), min(floor, now))
-    expected = dataclasses.replace(state, **fields)
+    expected = replace(state, **fields)
     if expected.run_start is not None and state.first_epoch is None and epoch_one is not None:
-        expected = dataclasses.replace(
-            expected, first_epoch=max(0.0, epoch_one - expected.run_start)
-        )
+        expected = replace(expected, first_epoch=max(0.0, epoch_one - expected.run_start))
     got = absorb(config, state, Observation(now, "completed", None, rows))
     assert got.to_json() == expected.to_json()
     return got

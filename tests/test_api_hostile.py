@@ -82,6 +82,40 @@ async def test_a_huge_number_on_any_listed_job_refuses_the_listing() -> None:
         await client.list_jobs()
 
 
+@pytest.mark.parametrize("other", [{"status": "running"}, {"id": None, "status": "queued"}])
+async def test_a_listed_job_without_an_id_is_skipped(tmp_path: Path, other: dict[str, Any]) -> None:
+    """An entry lacking a string `id` (no job watcherd could watch) is skipped: the poller
+    keeps its one list request instead of a refused listing and a retrieve per job."""
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path.endswith("/fine-tunes"):
+            listing = [job(id="ft-a"), other, job(id="ft-b")]
+            return httpx.Response(200, content=body({"data": listing}), headers=JSON)
+        if request.url.path.endswith("/metrics"):
+            return httpx.Response(200, json={"metrics": []})
+        if request.url.path.endswith("/events"):
+            return httpx.Response(200, json={"data": []})
+        return httpx.Response(200, json=job(id=request.url.path.rsplit("/", 1)[-1]))
+
+    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
+    async with (
+        Store.open(tmp_path / "w.db", writer=True) as store,
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+    ):
+        await store.sync_watched([("ft-a", None), ("ft-b", None)], time.time())
+        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
+        await poller.load_jobs()
+        with capture_logs() as logs:
+            await poller.poll_once()
+        statuses = {j.job_id: j.status for j in await store.overview()}
+    assert statuses == {"ft-a": "running", "ft-b": "running"}
+    retrieves = [p for p in paths if p.count("/") == 3]  # /v1/fine-tunes/ft-x
+    assert (paths.count("/v1/fine-tunes"), retrieves) == (1, [])
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+
+
 async def test_a_deeply_nested_job_object_is_malformed() -> None:
     """A job object 600 levels deep (json.loads takes it) is refused before anyone walks it."""
     client = make(reply(body(job(x=nested(600)))))

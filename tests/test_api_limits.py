@@ -15,9 +15,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakeclock import FakeTime
+from tests.fakerng import Edge
 from tests.faultserver import FaultServer, Reply, json_reply
 from watcherd.api.client import ApiClient
-from watcherd.api.limits import HostGate, RateLimiter
+from watcherd.api.limits import HostGate, RateLimiter, Slots
+from watcherd.api.transport import Exchange, build, request_headers
 from watcherd.errors import RateLimitedError, StoreError
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +51,26 @@ async def test_no_request_before_relative_retry_after(
     await client_for(http, server).retrieve("ft-abc")
     first, second = server.seen
     assert first.at + wait <= second.at < first.at + wait + 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "waits"),
+    [
+        ("0", [0.5, 1.0, 2.0]),  # at once, four times in a row, before
+        (formatdate(1_000.0, usegmt=True), [0.5, 1.0, 2.0]),  # long past
+        ("1.5", [1.5, 1.5, 2.0]),  # honoured where it is longer than the backoff
+    ],
+)
+async def test_a_429_waits_at_least_the_backoff(
+    http: httpx.AsyncClient, server: FaultServer, value: str, waits: list[float]
+) -> None:
+    """A 429 whose Retry-After is 0 or past waits the full-jitter backoff (here its top);
+    a longer Retry-After still wins."""
+    fake = FakeTime()
+    client = client_for(http, server, clock=fake.clock, sleep=fake.sleep, rng=Edge(top=True))
+    server.push(*[limited("retry-after", value)] * 3)
+    await client.retrieve("ft-abc")
+    assert len(server.seen) == 4 and fake.sleeps == pytest.approx(waits)
 
 
 async def test_no_request_before_http_date_retry_after(
@@ -301,3 +323,113 @@ async def test_sharing_splits_rate_and_concurrency(
     client.share(1)
     assert (client._limiter._interval, client._slots.total_tokens) == (0.05, 3)
     await client.list_jobs()  # still a working client
+
+
+async def test_slots_hold_at_most_their_total_and_serve_waiters_in_order() -> None:
+    """Two slots, four tasks: two hold at once, the others enter in the order they came."""
+    slots, order, holding, most = Slots(2), [], [0], [0]
+
+    async def hold(n: int, leave: anyio.Event) -> None:
+        async with slots:
+            order.append(n)
+            holding[0] += 1
+            most[0] = max(most[0], holding[0])
+            await leave.wait()
+            holding[0] -= 1
+
+    leaves = [anyio.Event() for _ in range(4)]
+    async with anyio.create_task_group() as tg:
+        for n in range(4):
+            tg.start_soon(hold, n, leaves[n])
+            await anyio.wait_all_tasks_blocked()
+        assert (order, slots.borrowed_tokens) == ([0, 1], 2)
+        leaves[1].set()
+        await anyio.wait_all_tasks_blocked()
+        assert order == [0, 1, 2]
+        for leave in leaves:
+            leave.set()
+    assert (order, most[0], slots.borrowed_tokens) == ([0, 1, 2, 3], 2, 0)
+
+
+async def test_a_free_slot_is_taken_without_a_trip_through_the_event_loop() -> None:
+    """Entering a free slot runs no other task first (anyio's limiter yields every time:
+    a task switch per request)."""
+    slots, ran = Slots(1), []
+
+    async def other() -> None:
+        ran.append("other")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        async with slots:
+            assert ran == []
+    assert ran == ["other"]
+
+
+async def test_a_cancelled_waiter_takes_no_slot_and_a_new_total_applies() -> None:
+    """A waiter cancelled while it waits (or just as a slot is handed to it) leaves the
+    count right; raising the total lets waiters in, lowering it waits for holders."""
+    slots, entered = Slots(1), []
+    scopes: dict[int, anyio.CancelScope] = {}
+
+    async def wait_in(n: int) -> None:
+        with anyio.CancelScope() as scopes[n]:
+            async with slots:
+                entered.append(n)
+                await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        await slots.__aenter__()  # the test holds the one slot
+        tg.start_soon(wait_in, 1)
+        tg.start_soon(wait_in, 2)
+        await anyio.wait_all_tasks_blocked()
+        scopes[1].cancel()  # cancelled while it waits
+        await anyio.wait_all_tasks_blocked()
+        await slots.__aexit__(None, None, None)  # handed to waiter 2 ...
+        scopes[2].cancel()  # ... which is cancelled as it wakes
+        await anyio.wait_all_tasks_blocked()
+        assert 1 not in entered and slots.borrowed_tokens == 0
+        entered.clear()
+        slots.total_tokens = 0
+        tg.start_soon(wait_in, 3)
+        await anyio.wait_all_tasks_blocked()
+        assert entered == []
+        slots.total_tokens = 2
+        tg.start_soon(wait_in, 4)
+        await anyio.wait_all_tasks_blocked()
+        assert (entered, slots.borrowed_tokens) == ([3, 4], 2)
+        tg.cancel_scope.cancel()
+    assert slots.borrowed_tokens == 0
+
+
+async def test_a_request_is_what_build_request_would_make() -> None:
+    """Built directly (the client's headers merged once), a request has the method, URL,
+    headers and timeouts `build_request` gives it, on a client with headers of its own."""
+    async with httpx.AsyncClient(headers={"x-client": "1", "accept": "*/*"}) as http:
+        own = {"authorization": "Bearer k", "accept": "application/json"}
+        ex = Exchange(
+            method="GET",
+            url="http://127.0.0.1:9/v1/fine-tunes/ft-a/metrics",
+            params={"global_step_from": "14", "logged_at_from": "2026-05-19T13:05:40+00:00"},
+            headers=request_headers(http, own),
+            timeout=12.5,
+            max_body=1 << 20,
+            secret="k",
+        )
+        built = build(http, ex)
+        usual = http.build_request(ex.method, ex.url, params=ex.params, headers=own, timeout=12.5)
+        assert (built.method, built.url) == (usual.method, usual.url)
+        assert (built.headers.raw, built.extensions) == (usual.headers.raw, usual.extensions)
+
+
+async def test_a_cookie_the_service_sets_is_sent_back(
+    http: httpx.AsyncClient, server: FaultServer
+) -> None:
+    """A cookie a response sets goes with the next request, as httpx clients do."""
+    cookie = json_reply(JOB, headers=(("content-type", "application/json"), ("set-cookie", "lb=7")))
+    server.push(cookie)
+    client = client_for(http, server)
+    await client.retrieve("ft-abc")
+    await client.retrieve("ft-abc")
+    assert "cookie" not in server.seen[0].headers
+    assert server.seen[1].headers["cookie"] == "lb=7"

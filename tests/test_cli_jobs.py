@@ -153,6 +153,23 @@ def test_add_twice_is_idempotent(rec: Recorded) -> None:
     assert (rec.config.parent / "jobs.txt").read_text() == before
 
 
+def test_add_and_remove_say_when_nothing_changed(tmp_path: Path) -> None:
+    """No "(saved in ...)" when the jobs file was left alone: nothing to change, or no
+    jobs file at all (and none is created)."""
+    env, jobs = {"WATCHERD_CONFIG": ""}, tmp_path / "jobs.txt"
+    gone = watcherd(None, "remove", "ft-abc", env=env, cwd=tmp_path)
+    assert gone.stdout.splitlines() == [
+        "ft-abc: was not watched",
+        f"(nothing to change: there is no jobs file at {jobs})",
+    ]
+    assert gone.returncode == 0 and not jobs.exists()
+    assert "saved in" in watcherd(None, "add", "ft-abc", env=env, cwd=tmp_path).stdout
+    for args in (["add", "ft-abc"], ["remove", "ft-other"]):
+        done = watcherd(None, *args, env=env, cwd=tmp_path)
+        assert done.stdout.splitlines()[-1] == f"(nothing to change in {jobs})", args
+    assert jobs.read_text() == "ft-abc\n"
+
+
 def test_hooks_retry_requeues_the_same_id(rec: Recorded) -> None:
     """`hooks retry` puts a dead delivery back to pending, same id, attempts reset."""
     delivery = f"{rec.ids['err']}:error:broken"

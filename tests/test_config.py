@@ -250,6 +250,32 @@ def test_dev_zero_as_config_is_refused() -> None:
     assert "/dev/zero: config file is not a regular file (it is a character device)" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("ft-ok\nft-../x\n", "jobs.txt:2: invalid job ID 'ft-../x'"),
+        ("ft-a ft-b\n", "jobs.txt:1: one job ID a line"),
+        (b"ft-a # caf\xe9\n", "jobs.txt:1: jobs file is not UTF-8 text"),
+        (None, "jobs file is not a regular file (it is a FIFO)"),
+    ],
+    ids=["bad-id", "two-ids", "latin-1", "fifo"],
+)
+def test_check_config_refuses_a_jobs_file_run_refuses(
+    tmp_path: Path, content: str | bytes | None, error: str
+) -> None:
+    """`check-config` exits 78 naming the jobs file and line where `run` would."""
+    jobs = tmp_path / "jobs.txt"
+    if content is None:
+        os.mkfifo(jobs)
+    else:
+        jobs.write_bytes(content.encode() if isinstance(content, str) else content)
+    config = tmp_path / "c.yaml"
+    config.write_text("jobs:\n  file: jobs.txt\n")
+    done = _check_config(config)
+    assert (done.returncode, done.stdout) == (78, "")
+    assert error in done.stderr
+
+
 def test_a_config_over_1_mib_is_refused(tmp_path: Path) -> None:
     """A config file larger than 1 MiB is a ConfigError, not parsed."""
     file = tmp_path / "c.yaml"

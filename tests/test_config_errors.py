@@ -29,6 +29,14 @@ BROKEN = [
     ("api:\n  timeot: 3\n", "config.yaml:2: api.timeot: unknown key; did you mean 'timeout'?"),
     ("api:\n  api_key: sk-123\n", "config.yaml:2: api.api_key: secrets never sit inline"),
     ("api:\n  base_url: ftp://x\n", "config.yaml:2: api.base_url: must be an http:// or https://"),
+    (
+        "api:\n  base_url: 'https://api.together.ai/?x=1'\n",
+        "config.yaml:2: api.base_url: must not hold a query or fragment",
+    ),
+    (
+        "api:\n  base_url: 'https://api.together.ai#v1'\n",
+        "config.yaml:2: api.base_url: must not hold a query or fragment",
+    ),
     ("api:\n  max_concurrency: 0\n", "config.yaml:2: api.max_concurrency: must be an integer >= 1"),
     ("api:\n  max_concurrency: '8'\n", "config.yaml:2: api.max_concurrency: must be an integer"),
     ("api:\n  max_rate: -1\n", "config.yaml:2: api.max_rate: must be a positive number"),

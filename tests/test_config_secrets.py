@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from tests.cliharness import watcherd
 from tests.daemonharness import start_daemon, write_config
 from watcherd.config import SecretRef, WebhookHook, parse_config, render_effective
+from watcherd.config.schema import SYSTEM_CONFIG_PATH
 from watcherd.config.secrets import redact_url
 from watcherd.errors import ConfigError
 
@@ -97,11 +100,11 @@ def test_secret_values_never_in_config_text(tmp_path: Path) -> None:
 
 
 URL_CONFIG = (
-    "api:\n  base_url: 'http://alice:pa55word@127.0.0.1:9/v?token=tok-123&page=2'\n"
+    "api:\n  base_url: 'http://alice:pa55word@127.0.0.1:9/v'\n"
     "hooks:\n  - name: w\n    webhook:\n"
     "      url: 'https://bob:hunter2@hooks.example/in?sig=s1g-456&api_key=k3y-789&v=1'\n"
 )
-URL_SECRETS = ("pa55word", "alice", "tok-123", "hunter2", "s1g-456", "k3y-789")
+URL_SECRETS = ("pa55word", "alice", "hunter2", "s1g-456", "k3y-789")
 
 
 def test_check_config_masks_credentials_in_urls(tmp_path: Path) -> None:
@@ -111,7 +114,7 @@ def test_check_config_masks_credentials_in_urls(tmp_path: Path) -> None:
     done = watcherd(config, "check-config")
     assert done.returncode == 0, done.stderr
     assert not [s for s in URL_SECRETS if s in done.stdout], done.stdout
-    assert "http://***@127.0.0.1:9/v?token=***&page=2" in done.stdout
+    assert "base_url: http://***@127.0.0.1:9/v\n" in done.stdout
     assert "https://***@hooks.example/in?sig=***&api_key=***&v=1" in done.stdout
 
 
@@ -205,3 +208,29 @@ def test_a_secret_that_is_not_a_regular_file_is_refused_at_load(tmp_path: Path) 
     with pytest.raises(ConfigError, match="not a regular file") as info:
         parse_config(f"api:\n  api_key_file: {fifo}\n", path=Path("c.yaml"), environ={})
     assert info.value.line == 2 and info.value.key == "api.api_key_file"
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "--once"], ["wait", "ft-a"], ["cancel", "ft-a", "--yes"]]
+)
+def test_a_missing_key_without_a_config_file_names_no_such_file(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """With no config file (defaults) and no key, the error says so, instead of pointing at a
+    `watcherd.yaml` that does not exist; exit 78."""
+    if SYSTEM_CONFIG_PATH.exists():
+        pytest.skip("this machine has /etc/watcherd/config.yaml")
+    env = {k: v for k, v in os.environ.items() if k not in ("TOGETHER_API_KEY", "WATCHERD_CONFIG")}
+    done = subprocess.run(
+        [sys.executable, "-m", "watcherd", *command],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 78
+    assert done.stderr.startswith(
+        "watcherd: configuration error: defaults (no watcherd.yaml): api.api_key: secret not found"
+    ), done.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cliharness import watcherd
 from watcherd.config import parse_config, render_effective
 from watcherd.config.secrets import SecretRef
 from watcherd.errors import ConfigError
@@ -68,3 +69,29 @@ def test_check_config_exits_78_on_a_bad_url(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 78
     assert f"{config}:2: store.url" in done.stderr and "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["list"], ["show", "ft-abc"], ["check-config"], ["run", "--once"]]
+)
+def test_a_directory_as_store_path_is_a_config_error(tmp_path: Path, command: list[str]) -> None:
+    """store.path naming a directory: exit 78 naming file:line, the key and the path (it
+    said "disk I/O error" or "Is a directory", exit 1)."""
+    (tmp_path / "db").mkdir()
+    config = tmp_path / "c.yaml"
+    config.write_text("jobs:\n  ids: [ft-abc]\nstore:\n  path: db\n")
+    env = {"TOGETHER_API_KEY": "k", "WATCHERD_CONFIG": ""}
+    done = watcherd(config, *command, env=env)
+    assert done.returncode == 78, done.stderr
+    want = f"{config}:4: store.path: {tmp_path / 'db'} is a directory, not a database file"
+    assert want in done.stderr.splitlines()[-1]
+
+
+def test_a_directory_at_the_default_store_path_names_no_missing_file(tmp_path: Path) -> None:
+    """No config file and ./watcherd.db a directory: the error says defaults were used."""
+    (tmp_path / "watcherd.db").mkdir()
+    done = watcherd(None, "list", env={"WATCHERD_CONFIG": ""}, cwd=tmp_path)
+    assert done.returncode == 78
+    assert done.stderr.startswith(
+        "watcherd: configuration error: defaults (no watcherd.yaml): store.path: the default"
+    )

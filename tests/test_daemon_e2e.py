@@ -89,6 +89,30 @@ def test_polling_again_or_restarting_adds_nothing(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.timeout(120)
+def test_run_once_exits_1_when_no_job_could_be_polled(tmp_path: Path) -> None:
+    """`run --once` (for cron) exits 1 when the key is refused or every poll failed,
+    and 0 when the jobs were polled."""
+    world = World(_scenario(2, 300, seed=13))
+    with run_in_thread(world, api_key="another-key") as sim:
+        config = write_config(tmp_path, sim.base_url, world.job_ids(), timeout="1s")
+        assert start_daemon(config, "--once").wait(timeout=60) == 1
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        write_config(tmp_path, sim.base_url, world.job_ids())
+        assert start_daemon(config, "--once").wait(timeout=60) == 0
+    write_config(tmp_path, sim.base_url, world.job_ids(), timeout="1s")  # nobody listens now
+    assert start_daemon(config, "--once").wait(timeout=60) == 1
+    failed = [e for e in _log_events(tmp_path / "daemon.log") if e["event"] == "daemon.once_failed"]
+    assert [e["reason"] for e in failed] == [
+        "API key refused (401)",
+        "no job could be polled",
+    ]
+
+
+def _log_events(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
 def _same_rows(a: dict[str, object], b: dict[str, object]) -> bool:
     return repr(a["metrics"]) == repr(b["metrics"])
 

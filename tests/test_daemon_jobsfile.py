@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cliharness import watcherd
 from tests.daemonharness import API_KEY, big_scenario, start_daemon, stop, wait_until, write_config
 from watcherd.sim import SimServer, World, run_in_thread
 
@@ -134,3 +135,23 @@ def test_a_jobs_file_missing_at_start_keeps_the_stored_job_list(tmp_path: Path) 
         assert start_daemon(config, "--once", log=log).wait(timeout=30) == 0
         assert sum(job_id in r.path for r in sim.stats.snapshot()) > before
     assert '"event": "jobs.file_missing"' in log.read_text()
+
+
+@pytest.mark.timeout(90)
+def test_inline_ids_removed_without_a_jobs_file_are_unwatched(tmp_path: Path) -> None:
+    """With only `jobs.ids` (no jobs file ever), an ID taken out of them is unwatched
+    at the next start, and no `jobs.file_missing` is logged."""
+    world = World(big_scenario(2, 100000, seed=23))
+    first, second = world.job_ids()
+    with run_in_thread(world, api_key=API_KEY) as sim:
+        config = write_config(tmp_path, sim.base_url, [])
+        (tmp_path / "jobs.txt").unlink()
+        text = config.read_text()
+        config.write_text(text.replace("  file: jobs.txt\n", f"  ids: [{first}, {second}]\n"))
+        assert start_daemon(config, "--once").wait(timeout=30) == 0
+        config.write_text(text.replace("  file: jobs.txt\n", f"  ids: [{first}]\n"))
+        log = tmp_path / "second.log"
+        assert start_daemon(config, "--once", log=log).wait(timeout=30) == 0
+    listed = watcherd(config, "list", "--json")
+    assert [job["job_id"] for job in json.loads(listed.stdout)] == [first]
+    assert "jobs.file_missing" not in log.read_text()

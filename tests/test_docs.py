@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,12 +101,19 @@ def test_the_example_config_loads() -> None:
 def test_every_config_key_is_in_the_example_and_readme(section: str, cls: type) -> None:
     """Each config field is shown in config.example.yaml and named in the README."""
     assert f"`{section}`" in README
-    for field in dataclasses.fields(cls):
-        for spelling in SPELLED.get(field.name, (field.name,)):
+    for name in _field_names(cls):
+        for spelling in SPELLED.get(name, (name,)):
             assert re.search(rf"\b{spelling}:", EXAMPLE), f"{section}.{spelling} not in example"
             assert f"`{spelling}" in README or f"{spelling}:" in README, (
                 f"{section}.{spelling} not in README"
             )
+
+
+def _field_names(cls: Any) -> list[str]:
+    """A config record's fields: a named tuple's or a dataclass's."""
+    if issubclass(cls, tuple):
+        return list(cls._fields)
+    return [field.name for field in dataclasses.fields(cls)]
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -76,3 +76,17 @@ def test_last_field_reads_the_newest_value() -> None:
     ]
     assert last_field(log, "checkpoint_path") == "s3://b"
     assert last_field(log, "model_path") is None
+
+
+def test_a_problem_without_a_text_message_still_names_the_reason() -> None:
+    """A job_error whose message is not text gives its type, never a later 'done'."""
+    log = [
+        _event("job_start", "started"),
+        {"type": "JOB_ERROR", "created_at": "2026-05-19T13:01:00Z", "message": {"code": 7}},
+        _event("job_complete", "done"),
+    ]
+    assert reason("error", None, log) == "job_error"
+    numbered = [*log[:1], {"type": "job_error", "message": 137}]
+    assert reason("error", None, numbered) == "job_error: 137"
+    assert reason("user_error", None, [_event("job_complete", "done")]) is None
+    assert reason("completed", None, [_event("job_complete", "done")]) == "done"

@@ -13,7 +13,7 @@ from tests.test_views_data import NOW, overview
 from watcherd.config import parse_config
 from watcherd.errors import ConfigError
 from watcherd.hooks.payload import render
-from watcherd.model import parse_iso_ns
+from watcherd.model import job_epoch, parse_iso_ns
 from watcherd.store import Store
 from watcherd.views.listing import eta, render_list
 
@@ -71,6 +71,23 @@ def test_dates_at_both_ends_of_the_calendar_parse() -> None:
     assert parse_iso_ns("0001-01-01") == -62_135_596_800 * 10**9
     assert parse_iso_ns("0001-01-01T00:00:00+01:00") == (-62_135_596_800 - 3600) * 10**9
     assert parse_iso_ns("9999-12-31T23:59:59-05:00") == (253_402_300_799 + 5 * 3600) * 10**9
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-05-19t13:09:53.5z",  # RFC 3339 allows lower case
+        "2026-05-19T13:09:53.500000000000Z",  # more digits than nanoseconds
+        "2026-05-19T13:09:53,5Z",  # ISO 8601's decimal comma
+        "2026-05-19T18:09:53.5+05",  # ISO 8601's hour-only offset
+        "2026-05-19T08:09:53.5-0500",
+        "2026-05-19 13:09:53.5+00:00",
+    ],
+)
+def test_other_iso_8601_forms_of_one_instant_parse_alike(text: str) -> None:
+    """What another server may send for a job's `created_at` is read as the same instant."""
+    assert job_epoch({"created_at": text}, "created_at") == 1_779_196_193.5
+    assert parse_iso_ns(text) == 1_779_196_193_500_000_000
 
 
 def test_a_bare_date_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,6 +41,21 @@ def test_bad_line_names_file_and_line(tmp_path: Path, line: str, message: str) -
     assert str(info.value).startswith(f"{path}:3: ")
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1e"])
+def test_only_newlines_end_a_line(tmp_path: Path, separator: str) -> None:
+    """A Unicode line or paragraph separator (or VT, FF, NEL) inside a note is part of the
+    note, as an editor shows it: it starts no hidden entry, and errors keep their line."""
+    path = tmp_path / "jobs.txt"
+    path.write_text(f"ft-a  # x{separator}ft-hidden\r\nft-b\rft-c\n\nft-$bad\n", newline="")
+    with pytest.raises(ConfigError) as info:
+        read_jobs(path)
+    assert str(info.value).startswith(f"{path}:5: invalid job ID 'ft-$bad'")
+    path.write_text(f"ft-a  # x{separator}ft-hidden\r\nft-b\rft-c\n", newline="")
+    assert [e.job_id for e in read_jobs(path)] == ["ft-a", "ft-b", "ft-c"]
+    assert remove_jobs(path, ["ft-b"]) == ["ft-b"]
+    assert path.read_bytes().decode() == f"ft-a  # x{separator}ft-hidden\nft-c\n"
+
+
 def test_add_creates_a_readable_file_and_is_idempotent(tmp_path: Path) -> None:
     """The first add creates a 0644 file (readable by the service); adding again changes nothing."""
     path = tmp_path / "jobs.txt"

@@ -90,7 +90,8 @@ def test_the_fast_path_refuses_what_only_the_exact_one_reads() -> None:
     nan = exact_records(refused[0])[0]
     assert nan[0] == "train" and isinstance(nan[3], float) and math.isnan(nan[3])
     assert nan[4] == refused[0].decode()
-    assert exact_records(refused[2])[0][4] == '{"train/global_step":1}'  # null dropped
+    null = exact_records(refused[2])[0]
+    assert null == ("train", 1, None, None, refused[2].decode())  # kept as received
     assert exact_records(refused[3])[0][0] == "train"  # the escaped key is train/loss
 
 
@@ -310,6 +311,21 @@ def test_rows_for_the_rules_with_nan_or_huge_numbers_decode_row_by_row() -> None
     exact = [json.loads(t) for t in texts]
     assert _columns(got) == _columns(RowColumns.of_rows(exact, RULE_KEYS))
     assert math.isnan(got.values["eval/loss"][-2]) and got.values["train/loss"][-1] == math.inf
+
+
+def test_rows_for_the_rules_read_an_explicit_null_loss_as_nan() -> None:
+    """A null loss is NaN to the rules, a missing one absent, another null key absent."""
+    texts = [
+        '{"train/global_step":1,"train/loss":null,"x:y":null}',
+        '{"train/global_step":2,"train/loss":0.5}',
+        '{"train/global_step":2,"eval/loss":null}',
+    ]
+    records = exact_records(",".join(texts))
+    got = rule_columns(records, RULE_KEYS, {})
+    assert _columns(got) == _columns(RowColumns.of_rows([json.loads(t) for t in texts], RULE_KEYS))
+    assert repr(got.values["train/loss"]) == "[nan, 0.5, None]"
+    assert repr(got.values["eval/loss"]) == "[None, None, nan]"
+    assert got.values["x:y"] == [None, None, None]
 
 
 def test_rows_for_the_rules_skip_the_steps_already_evaluated() -> None:

@@ -18,6 +18,8 @@ from watcherd.watch.poller import Poller
 
 pytestmark = pytest.mark.anyio
 SECOND = 1_000_000_000
+#: Log time starts in 2026: stamps near 1970 in nanoseconds would read as seconds (`stamps`).
+T0 = 1_779_196_193_564_587_000
 
 
 @asynccontextmanager
@@ -40,7 +42,7 @@ def history() -> list[dict[str, Any]]:
     """Fast steps (0.3 s) and eval rows logged 1 s after their step, after later train rows."""
     rows: list[dict[str, Any]] = []
     for step in range(1, 41):
-        stamp = step * 3 * SECOND // 10
+        stamp = T0 + step * 3 * SECOND // 10
         rows.append({"timestamp": stamp, "train/global_step": step, "train/loss": 1.0 / step})
         if step % 5 == 0:
             rows.append({"timestamp": stamp + SECOND, "train/global_step": step, "eval/loss": 2.0})
@@ -50,7 +52,7 @@ def history() -> list[dict[str, Any]]:
 async def test_eval_rows_logged_after_later_train_rows_are_not_skipped(tmp_path: Path) -> None:
     """Polling every 0.6 s of log time, every row of the history ends up stored once."""
     truth = history()
-    now = [0]
+    now = [T0]
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/metrics"):

@@ -50,11 +50,11 @@ def test_backoff_is_full_jitter_within_its_ceiling() -> None:
 
 def test_the_cursor_stays_behind_rows_that_may_still_be_joined() -> None:
     """The next `global_step_from` is the lowest step logged within SETTLE_NS of the newest."""
-    second = 1_000_000_000
-    fast = [record(step, step * second) for step in range(1, 12)]
+    second, t0 = 1_000_000_000, 1_779_196_193_564_587_000  # 2026 in nanoseconds (`stamps`)
+    fast = [record(step, t0 + step * second) for step in range(1, 12)]
     assert settled_cursor(fast, None) == 7  # step 11 is newest; 7 is the first within 5 s
     assert settled_cursor(fast, 9) == 9  # never backwards
-    slow = [record(step, step * 10 * second) for step in range(1, 5)]
+    slow = [record(step, t0 + step * 10 * second) for step in range(1, 5)]
     assert settled_cursor(slow, None) == 4  # slow steps: the newest step itself
     assert settled_cursor([], 4) == 4
     unstamped = [record(7, None), record(9, None)]

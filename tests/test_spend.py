@@ -15,6 +15,7 @@ from tests.daemonharness import API_KEY, start_daemon, write_config
 from tests.storeharness import query
 from watcherd.config import parse_config, render_effective
 from watcherd.errors import ConfigError
+from watcherd.model import parse_iso_ns
 from watcherd.sim import ManualClock, World, run_in_thread
 from watcherd.spend import NANO, SpendRow, group, period, spent, total
 from watcherd.store import HookSub, PollRecord
@@ -57,6 +58,23 @@ def test_grouping_by_day_model_and_job() -> None:
     assert [(g.key, g.running) for g in group(ROWS, "model")] == [("qwen", 1), ("llama", 0)]
     assert [g.key for g in group(ROWS, "job")] == ["ft-c", "ft-a", "ft-b"]
     assert (total(ROWS).dollars, total(ROWS).running) == (7.25, 1)
+
+
+def test_days_beyond_the_calendar_are_clamped_not_a_crash() -> None:
+    """A job created (as its `created_at` says) outside years 1-9999 in UTC counts on the
+    first or last day there is, instead of failing `cost` for every job; years before
+    1000 keep four digits, so the days sort."""
+    early = parse_iso_ns("0001-01-01T00:00:00+14:00") / 1e9  # year 0 in UTC
+    late = parse_iso_ns("9999-12-31T23:59:59.9-23:59") / 1e9  # year 10000 in UTC
+    first = parse_iso_ns("0001-01-01T12:00:00Z") / 1e9  # Go's zero time, near enough
+    rows = [*ROWS, _row("ft-d", "llama", early, 1.0), _row("ft-e", "llama", late, 0.5)]
+    rows.append(_row("ft-f", "llama", first, 0.0))
+    assert [(g.key, g.jobs) for g in group(rows, "day")] == [
+        ("0001-01-01", 2),
+        ("2026-12-30", 1),
+        ("2026-12-31", 2),
+        ("9999-12-31", 1),
+    ]
 
 
 def test_cost_table_marks_running_jobs() -> None:

@@ -149,6 +149,7 @@ async def test_leases_run_out_within_the_lease_of_the_last_renewal(
     """Held for 3/4 of the lease and renewed every quarter, so a daemon that dies right
     after a renewal has its jobs taken over within the lease (2 s here)."""
     one, _ = two
+    started = time.monotonic()
     await one.claim_work()
     [(left,)] = _db(
         pg_url,
@@ -156,7 +157,8 @@ async def test_leases_run_out_within_the_lease_of_the_last_renewal(
         " WHERE holder = %s",
         one.member.instance,
     )
-    assert 1.4 < float(str(left)) <= 1.5
+    waited = time.monotonic() - started  # on a loaded machine the check comes later
+    assert 1.5 - waited - 0.05 < float(str(left)) <= 1.5
     assert one.next_claim_in == pytest.approx(0.5)
 
 

@@ -166,14 +166,35 @@ def test_refused_key_exits_1_at_once(setup: Setup) -> None:
     ("args", "message"),
     [
         (["job-1"], "invalid job ID 'job-1'"),
-        (["{ok}", "--timeout", "0"], "must be more than zero"),
-        (["{ok}", "--timeout", "soon"], "not a duration"),
+        (["{ok}", "--timeout", "0"], "must be a positive duration"),
+        (["{ok}", "--timeout", "soon"], "must be a positive duration"),
     ],
 )
 def test_bad_arguments_exit_2(setup: Setup, args: list[str], message: str) -> None:
     """A malformed ID or timeout: exit 2 naming it, before any request is made."""
     done = watcherd(setup.config, "wait", *[a.format(**setup.ids) for a in args])
     assert done.returncode == 2 and message in done.stderr
+
+
+POSITIVE = "must be a positive duration (like 90, 90s, 10m, 2h), got"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-5", f"{POSITIVE} '-5'"),
+        ("-5m", f"{POSITIVE} '-5m'"),
+        ("soon", f"{POSITIVE} 'soon'"),
+        ("1e99", "must be at most 1,000,000,000 seconds (about 31 years), got '1e99'"),
+    ],
+)
+def test_a_bad_timeout_gets_one_clear_message(tmp_path: Path, value: str, message: str) -> None:
+    """`--timeout -5` (or -5m, a word, 31 years and more): exit 2 with one plain message."""
+    done = watcherd(
+        None, "wait", "--timeout", value, "ft-abc", env={"WATCHERD_CONFIG": ""}, cwd=tmp_path
+    )
+    last = done.stderr.splitlines()[-1]
+    assert (done.returncode, last) == (2, f"watcherd wait: error: argument --timeout: {message}")
 
 
 def test_daemon_can_start_while_wait_polls(setup: Setup) -> None:

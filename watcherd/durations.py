@@ -17,6 +17,8 @@ _WHOLE = re.compile(rf"(?:{_NUM}\s*(?:ms|s|m|h|d)\s*)+")
 _NUMBER = re.compile(_NUM)
 #: Larger values are surely typos (and overflow some timer APIs): about 31 years.
 MAX_SECONDS: Final = 1e9
+#: `parse_duration`'s message for a value above MAX_SECONDS.
+TOO_LONG: Final = "too long"
 
 
 def parse_duration(value: object) -> float:
@@ -36,7 +38,7 @@ def parse_duration(value: object) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("not a finite, non-negative duration")
     if seconds > MAX_SECONDS:
-        raise ValueError("too long")
+        raise ValueError(TOO_LONG)
     return seconds
 
 

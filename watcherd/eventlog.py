@@ -15,7 +15,6 @@ hand-written enums, which also spell `COMPRESSING_MODEL` and `JOB_USER_ERROR`);
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -56,6 +55,8 @@ def message(event: Event) -> str | None:
 
 def event_keys(events: Sequence[Event]) -> list[str]:
     """The stable key of each event of one response (see the module docstring)."""
+    import hashlib  # here: `watcherd cost` reads through this module, and hashlib loads OpenSSL
+
     seen: dict[str, int] = {}
     keys = []
     for event in events:
@@ -82,18 +83,35 @@ def reason(
 
     The job object's own error field first; then the message of the last error,
     warning or billing event; then, for a job that did not complete, its last event
-    (`Job cancelled by the user`); a completed job says `job_complete`'s message.
+    (`Job cancelled by the user`); a completed job says `job_complete`'s message. A
+    problem event whose message is not text still wins, named by its type.
     """
     if status not in ("completed", "error", "cancelled", "user_error"):
         return None
     own = job_error(job)
     if own is not None:
         return own
-    problems = [message(e) for e in events if is_problem(e) and message(e)]
+    problems = [e for e in events if is_problem(e)]
     if problems:
-        return problems[-1]
-    said = [message(e) for e in events if message(e)]
+        return _told(problems[-1])
+    said = [message(e) for e in events if message(e) and _may_explain(status, e)]
     return said[-1] if said else None
+
+
+def _told(problem: Event) -> str:
+    """A problem event's message; when it has no text, its type (and a bare scalar it holds)."""
+    text = message(problem)
+    if text is not None:
+        return text
+    kind = event_type(problem) or event_level(problem) or "problem"
+    value = problem.get("message")
+    scalar = isinstance(value, int | float) and not isinstance(value, bool)
+    return f"{kind}: {value}" if scalar else kind
+
+
+def _may_explain(status: str, event: Event) -> bool:
+    """A job that did not complete is never explained by a `job_complete` message."""
+    return status == "completed" or event_type(event) != "job_complete"
 
 
 def job_error(job: Mapping[str, Any] | None) -> str | None:

@@ -7,8 +7,10 @@ Format::
     ft-def456
 
 An ID is `ft-` plus letters, digits, `-` and `_`; anything else on a line is an
-error naming file and line. The file is UTF-8 (a byte order mark is skipped), a
-regular file (a FIFO or device is refused, never waited on) of at most 16 MiB.
+error naming file and line. Lines end at LF, CR LF or CR only, as an editor counts
+them: a Unicode line separator in a note stays in the note. The file is
+UTF-8 (a byte order mark is skipped), a regular file (a FIFO or device is refused,
+never waited on) of at most 16 MiB.
 `add_jobs` and `remove_jobs` rewrite the file atomically (temporary file, fsync,
 rename) under a lock on its folder, keep every comment, and keep the file's mode and
 owner (a new file is 0644, so a service user can read it; it holds no secrets). A
@@ -56,7 +58,7 @@ def read_jobs_if_present(path: Path) -> list[JobEntry] | None:
     if text is None:
         return None
     entries: dict[str, JobEntry] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_split_lines(text), start=1):
         entry = _parse_line(line, path, number)
         if entry is not None and entry.job_id not in entries:
             entries[entry.job_id] = entry
@@ -76,6 +78,13 @@ def _text(path: Path) -> str | None:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError("jobs file is not UTF-8 text", path=str(path), line=line) from None
+
+
+def _split_lines(text: str) -> list[str]:
+    """The file's lines, ended by newlines only (`str.splitlines` also ends one at a
+    form feed, NEL or U+2028, which would start an entry no editor shows)."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _parse_line(line: str, path: Path, number: int) -> JobEntry | None:
@@ -145,7 +154,7 @@ def _lines(path: Path) -> list[str]:
     text = _text(path)
     if text is None:
         return []
-    lines = text.splitlines()
+    lines = _split_lines(text)
     for number, line in enumerate(lines, start=1):
         _parse_line(line, path, number)
     return lines

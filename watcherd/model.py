@@ -4,16 +4,16 @@ Both the watcher and the simulator use this module, so that the local `metrics`
 command and the service apply exactly the same `list_metrics` semantics.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: `NamedTuple` would compile every field's
+# annotation text (a `typing.ForwardRef` each), which cost `list` more than the rest
+# of this module's import.
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from watcherd.errors import InvalidJobIdError
 
@@ -149,9 +149,9 @@ def loads_exact(text: str | bytes) -> Any:
 
 
 _ISO = re.compile(
-    r"(?P<base>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?)"
-    r"(?:\.(?P<frac>\d{1,9}))?"
-    r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?"
+    r"(?P<base>\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2})?)?)"
+    r"(?:[.,](?P<frac>\d+))?"
+    r"(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?"
 )
 
 
@@ -161,7 +161,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_iso_ns(text: str) -> int:
     """Nanoseconds since the epoch for an ISO-8601 date-time (no offset means UTC).
 
-    Accepts up to nine fractional digits, so a nanosecond timestamp round-trips.
+    Nine fractional digits make a nanosecond timestamp round-trip; more are cut. Also
+    read: a lower-case `t` and `z` (RFC 3339), a decimal comma and an hour-only offset
+    (`+05`, ISO 8601), as a server other than Together's may write them.
     """
     match = _ISO.fullmatch(text.strip())
     if not match:
@@ -169,16 +171,18 @@ def parse_iso_ns(text: str) -> int:
     tz = match["tz"] or "+00:00"
     if tz in ("Z", "z"):
         tz = "+00:00"
+    elif len(tz) == 3:
+        tz += ":00"
     elif ":" not in tz:
         tz = f"{tz[:3]}:{tz[3:]}"
-    stamp = match["base"].replace(" ", "T")
+    stamp = match["base"].replace(" ", "T").replace("t", "T")
     if "T" not in stamp:  # a bare date would parse naive (local time), its offset ignored
         stamp += "T00:00"
     try:
         base = datetime.fromisoformat(stamp + tz)
     except ValueError as exc:
         raise ValueError(f"not an ISO-8601 date-time: {text!r}") from exc
-    frac = (match["frac"] or "").ljust(9, "0")
+    frac = (match["frac"] or "")[:9].ljust(9, "0")
     # Aware subtraction, not `timestamp()`: that converts to a UTC datetime first, which
     # fails for year 1 with a positive offset (and for 0001-01-01 itself).
     elapsed = base - _EPOCH
@@ -205,23 +209,35 @@ def format_ns(ns: int) -> str:
     return stamp.replace(microsecond=micros).isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
-class MetricFilter:
-    """The five `list_metrics` filters; `None` means "not given".
-
-    Step and time bounds are inclusive. `resolution` keeps a uniform sample of that
-    many train rows (first and last included); eval rows always come in full.
-    """
-
+class _Bounds(NamedTuple):
     global_step_from: int | None = None
     global_step_to: int | None = None
     logged_at_from: int | None = None  # nanoseconds since the epoch
     logged_at_to: int | None = None
     resolution: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.resolution is not None and self.resolution < 1:
+
+class MetricFilter(_Bounds):
+    """The five `list_metrics` filters; `None` means "not given".
+
+    Step and time bounds are inclusive. `resolution` keeps a uniform sample of that
+    many train rows (first and last included); eval rows always come in full.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        global_step_from: int | None = None,
+        global_step_to: int | None = None,
+        logged_at_from: int | None = None,
+        logged_at_to: int | None = None,
+        resolution: int | None = None,
+    ) -> "MetricFilter":
+        if resolution is not None and resolution < 1:
             raise ValueError("resolution must be a positive integer")
+        bounds = (global_step_from, global_step_to, logged_at_from, logged_at_to)
+        return super().__new__(cls, *bounds, resolution)
 
     def admits(self, step: int, timestamp: int) -> bool:
         """True if a row at this step and time passes the step and time bounds."""
@@ -270,10 +286,11 @@ def metric_keys(rows: Sequence[MetricRow]) -> list[str]:
 
 
 # Read models: what the store hands to the CLI views. Times are wall-clock epoch seconds.
+# Named tuples, not dataclasses: as immutable, and a read command neither imports
+# `dataclasses` (with `inspect`) nor compiles their generated methods when it starts.
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """One observed status change of a job (`from_status` is None for the first sighting)."""
 
     job_id: str
@@ -303,8 +320,7 @@ SETTLED_DELIVERIES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.DE
 INTERRUPTED: Final = "interrupted: watcherd stopped during the attempt"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One hook delivery: the outbox row for (job, status, hook)."""
 
     id: str  # "{job_id}:{status}:{hook}"
@@ -321,8 +337,7 @@ class Delivery:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(NamedTuple):
     """One alert episode of a job: what tripped it and, once resolved, when."""
 
     job_id: str
@@ -339,8 +354,7 @@ class Alert:
         return f"{self.job_id}:alert.{self.rule}:{self.episode}"
 
 
-@dataclass(frozen=True, slots=True)
-class CancelRecord:
+class CancelRecord(NamedTuple):
     """Who asked the service to cancel a job, why, and what came of it."""
 
     job_id: str
@@ -366,8 +380,7 @@ class CancelRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class JobOverview:
+class JobOverview(NamedTuple):
     """One row of `watcherd list`: what we know about a job locally."""
 
     job_id: str
@@ -438,8 +451,7 @@ def phases(transitions: Sequence[Transition], status: str | None, now: float) ->
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class PayloadFacts:
+class PayloadFacts(NamedTuple):
     """What a hook payload tells about a job beyond its object, as the store knows it."""
 
     reason: str | None = None
@@ -450,8 +462,7 @@ class PayloadFacts:
     losses: tuple[float, ...] = ()  # train/loss at a sample of steps, in order (NaN kept)
 
 
-@dataclass(frozen=True, slots=True)
-class MetricsSummary:
+class MetricsSummary(NamedTuple):
     """The metrics part of a hook payload."""
 
     last_step: int | None

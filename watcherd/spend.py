@@ -7,12 +7,11 @@ created (`created_at` of its job object; when watcherd first saw it, if that is
 missing), like the service's own per-job billing.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see `watcherd.model` (named tuples).
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 NANO: Final = 1_000_000_000
 #: The hook event a budget fires, once per period.
@@ -20,8 +19,7 @@ BUDGET_EXCEEDED: Final = "budget.exceeded"
 PERIODS: Final = ("daily", "monthly")
 
 
-@dataclass(frozen=True, slots=True)
-class SpendRow:
+class SpendRow(NamedTuple):
     """One job's spend as the store knows it."""
 
     job_id: str
@@ -31,8 +29,7 @@ class SpendRow:
     running: bool  # not settled yet: the price may still grow
 
 
-@dataclass(frozen=True, slots=True)
-class Period:
+class Period(NamedTuple):
     """One budget period: `daily` 2026-05-19 or `monthly` 2026-05, [start, end) in epoch."""
 
     name: str
@@ -67,12 +64,15 @@ def spent(rows: Iterable[SpendRow], start: float, end: float = float("inf")) -> 
 
 
 def day_of(row: SpendRow) -> str:
-    """The UTC day a job's spend belongs to."""
-    return datetime.fromtimestamp(row.created_at, tz=UTC).strftime("%Y-%m-%d")
+    """The UTC day a job's spend belongs to; one the calendar cannot hold (a
+    `created_at` that is year 0 or 10000 in UTC) is its first or last day."""
+    try:
+        return datetime.fromtimestamp(row.created_at, tz=UTC).date().isoformat()  # year 1: 0001
+    except (ValueError, OverflowError, OSError):
+        return "0001-01-01" if row.created_at < 0 else "9999-12-31"
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
+class Group(NamedTuple):
     """Spend of one group of `watcherd cost`."""
 
     key: str

@@ -48,3 +48,16 @@ def refuse_irregular(st: os.stat_result, path: Path, what: str) -> None:
 def _size(limit: int) -> str:
     """`1 MiB`, `16 MiB`, or bytes for smaller limits."""
     return f"{limit >> 20} MiB" if limit >= 1 << 20 and not limit % (1 << 20) else f"{limit} bytes"
+
+
+def present(path: Path | None) -> bool:
+    """True if something exists at `path` (permission errors count as present)."""
+    if path is None:
+        return False
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True

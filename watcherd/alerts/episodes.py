@@ -9,10 +9,11 @@ nothing. A job that ends resolves every open episode.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from msgspec.structs import replace
 
 from watcherd.alerts import rules  # the module
 from watcherd.alerts.eta import Eta, estimate, expected
@@ -31,7 +32,12 @@ from watcherd.model import (
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """One poll of a job: the clock, its status and object, the rows fetched (if any)."""
+    """One poll of a job: the clock, its status and object, the rows fetched (if any).
+
+    `job` needs only the fields the rules read (`created_at`, `started_at`,
+    `queue_depth`, `progress`, `n_epochs`, `total_steps`): the poller passes those
+    (`api.shapes.JOB_FACTS`), not the whole object.
+    """
 
     now: float  # watcherd's clock, epoch seconds
     status: str
@@ -69,12 +75,12 @@ def evaluate(
     state = absorb(config, state, obs)
     findings = {} if _ended(obs.status) else _findings(config, state, obs)
     changes, opened, closed = _episodes(config, state, findings, obs.now)
-    open_now = {r: n for r, n in state.open.items() if r not in closed} | opened
-    episodes = dict(state.episodes) | opened
-    state = dataclasses.replace(state, open=open_now, episodes=episodes)
+    if opened or closed:
+        open_now = {r: n for r, n in state.open.items() if r not in closed} | opened
+        state = replace(state, open=open_now, episodes=dict(state.episodes) | opened)
     cancel = _cancel(config, state, findings, opened, obs.status) if allow_cancel else None
     if cancel is not None:
-        state = dataclasses.replace(state, cancel=cancel.rule)
+        state = replace(state, cancel=cancel.rule)
     return Evaluation(state, tuple(changes), estimate(state, obs.job, obs.status, obs.now), cancel)
 
 
@@ -84,17 +90,21 @@ def _ended(status: str) -> bool:
 
 def _findings(config: AlertsConfig, state: AlertState, obs: Observation) -> dict[str, Finding]:
     """Each enabled rule's finding, for the rules whose condition holds now."""
-    job, status, now = obs.job, obs.status, obs.now
-    checks = {
-        "nonfinite": lambda: rules.nonfinite(config.nonfinite, state),
-        "diverging": lambda: rules.diverging(
-            config.diverging, state, is_open="diverging" in state.open
-        ),
-        "stalled": lambda: rules.stalled(config.stalled, state, status),
-        "queued_long": lambda: rules.queued_long(config.queued_long, state, job, status, now),
-        "overrun": lambda: rules.overrun(config.overrun, state, status),
-    }
-    found = {name: checks[name]() for name in RULES if config.rule(name).enabled}
+    status = obs.status
+    found: dict[str, Finding | None] = {}
+    if config.nonfinite.enabled:
+        found["nonfinite"] = rules.nonfinite(config.nonfinite, state)
+    if config.diverging.enabled:
+        is_open = "diverging" in state.open
+        found["diverging"] = rules.diverging(config.diverging, state, is_open=is_open)
+    if config.stalled.enabled:
+        found["stalled"] = rules.stalled(config.stalled, state, status)
+    if config.queued_long.enabled:
+        found["queued_long"] = rules.queued_long(
+            config.queued_long, state, obs.job, status, obs.now
+        )
+    if config.overrun.enabled:
+        found["overrun"] = rules.overrun(config.overrun, state, status)
     return {name: f for name, f in found.items() if f is not None}
 
 
@@ -150,19 +160,19 @@ def absorb(config: AlertsConfig, state: AlertState, obs: Observation) -> AlertSt
     if obs.fetched:
         updates["metrics_at"] = obs.now
     updates |= _timing(state, obs)
-    new = dataclasses.replace(state, **updates)
+    new = replace(state, **updates)
     if new.run_start is not None and new.first_epoch is None and folded.epoch_one is not None:
-        new = dataclasses.replace(new, first_epoch=max(0.0, folded.epoch_one - new.run_start))
+        new = replace(new, first_epoch=max(0.0, folded.epoch_one - new.run_start))
     if obs.status == "running" and new.run_start is not None:
-        new = dataclasses.replace(new, expected=expected(new, obs.job))
+        new = replace(new, expected=expected(new, obs.job))
     return new
 
 
-def _logged_at(state: AlertState, last_stamp: int | None, now: float) -> float:
+def _logged_at(state: AlertState, last_ns: int | None, now: float) -> float:
     """When the newest step was logged, on our clock: its timestamp, kept between the
     previous fetch (it was not there yet) and now, so a service clock that is off (or a
     simulator that runs fast) cannot make a job look stalled."""
-    logged = last_stamp / NS if last_stamp is not None else now
+    logged = last_ns / NS if last_ns is not None else now
     floor = state.metrics_at if state.metrics_at is not None else now
     return max(min(logged, now), min(floor, now))
 
@@ -172,7 +182,8 @@ def _timing(state: AlertState, obs: Observation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if obs.status in rules.QUEUED and state.queued_since is None:
         out["queued_since"] = obs.now
-    start = job_epoch(obs.job, "started_at") if obs.status == "running" else None
-    if start is not None and state.run_start is None:
-        out["run_start"] = start
+    if obs.status == "running" and state.run_start is None:  # read once, not every poll
+        start = job_epoch(obs.job, "started_at")
+        if start is not None:
+            out["run_start"] = start
     return out

@@ -11,8 +11,7 @@ by a rule they did not ask for.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 PREFIX: Final = "alert."
 RESOLVED: Final = ".resolved"
@@ -49,13 +48,9 @@ def subscribes(on: Iterable[str], event: str) -> bool:
     return ANY in wanted or f"{PREFIX}{rule_of(event)}" in wanted
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRef:
-    """Which alert a hook delivery is about, read back from its id."""
-
-    rule: str
-    episode: int
-    resolved: bool
+#: Which alert a hook delivery is about, read back from its id. (Declared with types,
+#: not as a class: see `watcherd.store.schema.Migration`.)
+AlertRef = NamedTuple("AlertRef", [("rule", str), ("episode", int), ("resolved", bool)])  # noqa: UP014
 
 
 def parse_delivery(delivery_id: str) -> AlertRef | None:

@@ -25,8 +25,12 @@ from watcherd.alerts.rules import is_eval
 from watcherd.alerts.state import STEP_SAMPLES, AlertState
 from watcherd.config.alerting import AlertsConfig
 from watcherd.model import EPOCH_KEY, TIMESTAMP_KEY, MetricRow, row_kind, row_step
+from watcherd.stamps import UNITS, stamp_ns
 
 NS: Final = 1e9
+#: Keys whose explicit `null` counts as NaN (JSON.stringify writes NaN as null); a
+#: missing key does not.
+LOSS_KEYS: Final = frozenset({"train/loss", "eval/loss"})
 #: Every this many full windows a running median is worked out, to bound the lowest.
 _STRIDE: Final = 64
 
@@ -66,7 +70,7 @@ class RowColumns:
             steps,
             [row.get(TIMESTAMP_KEY) for row in kept],
             [row.get(EPOCH_KEY) for row in kept],
-            {key: [row.get(key) for row in kept] for key in keys},
+            {key: [value_of(row, key) for row in kept] for key in keys},
         )
 
     def select(self, rows: Sequence[int]) -> RowColumns:
@@ -78,6 +82,15 @@ class RowColumns:
             [self.epochs[i] for i in rows],
             {key: [column[i] for i in rows] for key, column in self.values.items()},
         )
+
+
+def value_of(row: MetricRow, key: str) -> Any:
+    """The row's value for a watched key as the rules read it: None when absent, NaN
+    for an explicit null loss (`LOSS_KEYS`)."""
+    value = row.get(key)
+    if value is None and key in LOSS_KEYS and key in row:
+        return math.nan
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,15 +308,26 @@ def _fold_bad_run(
 
 
 def _train_rows(cols: RowColumns, train: list[bool]) -> tuple[list[int], list[int], list[Any]]:
-    """Steps, timestamps and epochs of the train rows whose timestamp is an integer."""
+    """Steps, timestamps (in nanoseconds) and epochs of the train rows whose timestamp is
+    an integer."""
     stamps = list(compress(cols.stamps, train))
     steps = list(compress(cols.steps, train))
     epochs = list(compress(cols.epochs, train))
-    if set(map(type, stamps)) <= {int}:
-        return steps, stamps, epochs
-    whole = list(map(is_, map(type, stamps), repeat(int)))
-    steps, stamps, epochs = (list(compress(c, whole)) for c in (steps, stamps, epochs))
-    return steps, stamps, epochs
+    if not set(map(type, stamps)) <= {int}:
+        whole = list(map(is_, map(type, stamps), repeat(int)))
+        steps, stamps, epochs = (list(compress(c, whole)) for c in (steps, stamps, epochs))
+    return steps, _in_ns(stamps), epochs
+
+
+def _in_ns(stamps: list[int]) -> list[int]:
+    """The timestamps in nanoseconds, whatever unit each came in (`stamps.stamp_ns`)."""
+    if not stamps or min(stamps) >= _NS_FROM:  # nanoseconds already, every one
+        return stamps
+    return list(map(stamp_ns, stamps))
+
+
+#: Timestamps from this magnitude on are in nanoseconds (`stamps.UNITS`).
+_NS_FROM: Final = max(below for below, _ in UNITS)
 
 
 def _timing(

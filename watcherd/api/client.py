@@ -28,7 +28,7 @@ import structlog
 
 from watcherd import __version__
 from watcherd.api.latency import Histogram, LatencySnapshot
-from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep
+from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, Slots
 from watcherd.api.metricrows import MetricsFramer
 from watcherd.api.shapes import (
     Job,
@@ -40,7 +40,7 @@ from watcherd.api.shapes import (
     parse_events,
     snippet,
 )
-from watcherd.api.transport import Exchange, RawResponse, fetch, is_json
+from watcherd.api.transport import Exchange, RawResponse, fetch, is_json, request_headers
 from watcherd.backoff import full_jitter
 from watcherd.config import ApiConfig
 from watcherd.errors import (
@@ -107,9 +107,10 @@ class ApiClient:
         self._http = http
         self._base = _api_root(base_url)
         self._key = api_key
-        self._headers = httpx.Headers(  # built once: httpx re-normalises a dict per request
+        self._headers = request_headers(  # built once, with the client's own (see transport)
+            http,
             {"authorization": f"Bearer {api_key}", "accept": "application/json",
-             "user-agent": USER_AGENT}
+             "user-agent": USER_AGENT},
         )  # fmt: skip
         self._timeout = timeout
         self._max_body = max_body_bytes
@@ -121,7 +122,7 @@ class ApiClient:
         self._rng = rng or random.Random()
         self._backoff = (backoff_base, backoff_cap)
         self.gate = gate or HostGate(clock=clock, sleep=sleep)
-        self._slots = anyio.CapacityLimiter(max(1, max_concurrency))
+        self._slots = Slots(max(1, max_concurrency))
         self._limiter = RateLimiter(max_rate, sleep=sleep)
         self._budget = (max_rate, max(1, max_concurrency))
         self._outcomes: Counter[str] = Counter()
@@ -265,11 +266,10 @@ class ApiClient:
         """Seconds to wait before the next attempt, or None to give up now."""
         if attempt >= self._max_attempts or not _retryable(error):
             return None
-        if hint is not None:
-            delay = max(0.0, hint - self._clock())
-        else:
-            base, cap = self._backoff
-            delay = full_jitter(attempt, base=base, cap=cap, rng=self._rng)
+        base, cap = self._backoff
+        delay = full_jitter(attempt, base=base, cap=cap, rng=self._rng)
+        if hint is not None:  # honoured, but never sooner than the backoff (Retry-After: 0)
+            delay = max(delay, hint - self._clock())
         return delay if delay <= self._max_wait else None
 
     async def _attempt(
@@ -285,14 +285,17 @@ class ApiClient:
             max_body=self._max_body,
             secret=self._key,
         )
-        await self.gate.wait(self._clock() + self._max_wait)
+        gate = self.gate
+        if not gate.clear():
+            await gate.wait(self._clock() + self._max_wait)
         async with self._slots:
             await self._limiter.acquire()
-            deadline = self._clock() + self._max_wait
-            read_at = await self.gate.open_for(deadline, self._max_retry_after)
-            if read_at is not None:  # when it last read the pause other daemons stored
-                log.debug("api.request_sent", url=url, read_at=read_at)
-            async with self.gate.exchange():
+            if not gate.clear():
+                deadline = self._clock() + self._max_wait
+                read_at = await gate.open_for(deadline, self._max_retry_after)
+                if read_at is not None:  # when it last read the pause other daemons stored
+                    log.debug("api.request_sent", url=url, read_at=read_at)
+            with gate.exchange():
                 return await self._exchange(exchange, sink)
 
     async def _exchange(

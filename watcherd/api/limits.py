@@ -15,10 +15,10 @@ are injectable so tests never wait on real time.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 
 import anyio
 import structlog
@@ -158,16 +158,24 @@ class HostGate:
         """True while the pause lasts."""
         return self._until > self._clock()
 
-    @contextlib.asynccontextmanager
-    async def exchange(self) -> AsyncIterator[None]:
-        """Count one request as open until its answer is read and any pause it asks saved."""
+    def clear(self) -> bool:
+        """True when a request may go out with no wait and no read: no pause in force,
+        not shut, no pause shared by other daemons to read first. `wait` and `open_for`
+        would return at once; the caller skips them (two coroutines per request)."""
+        return self.shared is None and not self._shut and self._until <= self._clock()
+
+    def exchange(self) -> HostGate:
+        """`with gate.exchange():` counts one request as open until its answer is read
+        and any pause it asks saved (a plain context manager: nothing made per request)."""
+        return self
+
+    def __enter__(self) -> None:
         self._open += 1
-        try:
-            yield
-        finally:
-            self._open -= 1
-            if not self._open and self._drained is not None:
-                self._drained.set()
+
+    def __exit__(self, *exc: object) -> None:
+        self._open -= 1
+        if not self._open and self._drained is not None:
+            self._drained.set()
 
     async def drain(self) -> None:
         """Shut the gate for good (a graceful stop), then wait for every open request.
@@ -241,3 +249,62 @@ class RateLimiter:
         self._next = theoretical + self._interval
         if start > now:
             await self._sleep(start - now)
+
+
+class Slots:
+    """At most `total_tokens` holders at once (`async with slots:`); waiters in order.
+
+    What `anyio.CapacityLimiter` does for the API client and the poller, without its
+    trip through the event loop on every acquire (anyio yields once even when a slot is
+    free: a task switch and a cancel scope per request). A free slot is taken at once;
+    a released slot goes straight to the first waiter. Raising `total_tokens` wakes as
+    many waiters as it frees; lowering it takes effect as holders leave.
+    """
+
+    __slots__ = ("_held", "_total", "_waiters")
+
+    def __init__(self, total_tokens: int) -> None:
+        self._total = total_tokens
+        self._held = 0
+        self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def total_tokens(self) -> int:
+        """How many may hold a slot at once."""
+        return self._total
+
+    @total_tokens.setter
+    def total_tokens(self, value: int) -> None:
+        self._total = value
+        while self._waiters and self._held < self._total:
+            self._held += 1
+            self._waiters.popleft().set()
+
+    @property
+    def borrowed_tokens(self) -> int:
+        """How many hold a slot now."""
+        return self._held
+
+    async def __aenter__(self) -> None:
+        if self._held < self._total and not self._waiters:
+            self._held += 1
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():  # a slot was handed over as the wait was cancelled
+                self._release()
+            else:
+                self._waiters.remove(event)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiters and self._held <= self._total:
+            self._waiters.popleft().set()  # the slot passes on: `_held` stays
+        else:
+            self._held -= 1

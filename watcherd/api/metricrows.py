@@ -3,8 +3,8 @@
 A body arrives in chunks; `MetricsFramer` cuts the `metrics` array into batches of
 whole rows (about `BATCH_BYTES` each) without holding the body, and `decode_batch`
 turns one batch into `MetricRecord`s: (kind, step, timestamp, loss, text), where
-`text` is the row's JSON text exactly as received (a row holding a `null` value is
-the one exception: it is written again without its nulls, as the validation says).
+`text` is the row's JSON text exactly as received, `null` values included (an
+explicit `null` loss is a NaN to the `nonfinite` rule, README "Alerts while a job runs").
 
 Two decoders give byte-identical records:
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from itertools import compress, repeat
@@ -30,7 +31,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from watcherd.alerts.fold import RowColumns
+from watcherd.alerts.fold import LOSS_KEYS, RowColumns, value_of
 from watcherd.api.shapes import INT64_MAX, INT64_MIN, ShapeError, parse_metric_row
 from watcherd.model import (
     EPOCH_KEY,
@@ -38,7 +39,6 @@ from watcherd.model import (
     TIMESTAMP_KEY,
     MetricRecord,
     MetricRecords,
-    dumps_exact,
     loads_exact,
     row_kind,
 )
@@ -101,9 +101,12 @@ def rule_columns(
         rows = decoder.decode(("[" + ",".join(texts) + "]").encode())
     except msgspec.MsgspecError:
         exact = [loads_exact(text) for text in texts]
-        columns = {name: [row.get(name) for row in exact] for name in names}
+        columns = {name: [value_of(row, name) for row in exact] for name in names}
     else:
-        columns = {name: list(map(attrgetter(f"f{i}"), rows)) for i, name in enumerate(names)}
+        columns = {
+            name: _as_read(name, list(map(attrgetter(f"f{i}"), rows)))
+            for i, name in enumerate(names)
+        }
     return RowColumns(
         list(map(itemgetter(0), new)),
         list(map(itemgetter(1), new)),
@@ -124,11 +127,22 @@ def _unseen(records: Sequence[MetricRecord], seen: Mapping[str, int]) -> Sequenc
 @functools.cache
 def _rule_decoder(keys: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], tuple[str, ...]]:
     """A decoder of rows into structs of the timestamp, the epoch and `keys` (any JSON
-    value, None when absent; other keys are skipped), and the keys in field order."""
+    value, `UNSET` when absent; other keys are skipped), and the keys in field order."""
     names = tuple(dict.fromkeys((TIMESTAMP_KEY, EPOCH_KEY, *keys)))
-    fields = [(f"f{i}", Any, msgspec.field(default=None, name=n)) for i, n in enumerate(names)]
+    unset = msgspec.UNSET
+    fields = [(f"f{i}", Any, msgspec.field(default=unset, name=n)) for i, n in enumerate(names)]
     row = msgspec.defstruct("RuleRow", fields, gc=False)
     return msgspec.json.Decoder(list[row]), names  # type: ignore[valid-type]
+
+
+def _as_read(key: str, column: list[Any]) -> list[Any]:
+    """A decoded column as `fold.value_of` reads rows: None when absent (`UNSET`), NaN
+    for an explicit null loss, None for another null."""
+    if key in LOSS_KEYS and None in column:
+        column = [math.nan if value is None else value for value in column]
+    if any(map(is_, column, repeat(msgspec.UNSET))):
+        column = [None if value is msgspec.UNSET else value for value in column]
+    return column
 
 
 def decode_batch(region: bytes) -> list[MetricRecord]:
@@ -202,10 +216,8 @@ def exact_records(region: bytes | str) -> list[MetricRecord]:
 
 def exact_record(value: Any, text: str, index: int) -> MetricRecord:
     """One decoded row and its text as a record, after `parse_metric_row`'s checks."""
-    clean = parse_metric_row(value, index)
-    if clean is not value:  # it held nulls: its text is written again without them
-        text = dumps_exact(clean)
-    kind = row_kind(clean)
+    clean = parse_metric_row(value, index)  # checked without its nulls; the text keeps them
+    kind = row_kind(value)  # a key present with null counts, as on the stored text
     stamp = clean.get(TIMESTAMP_KEY)
     return (kind, int(clean[STEP_KEY]), None if stamp is None else int(stamp),
             clean.get(f"{kind}/loss"), text)  # fmt: skip

@@ -83,6 +83,17 @@ class Job:
         obj: dict[str, Any] = loads_exact(text if isinstance(text, bytes) else bytes(text))
         return obj
 
+    def facts(self) -> dict[str, Any]:
+        """The fields of `JOB_FACTS` as `raw` holds them (None when absent), read from
+        the text by msgspec without decoding the rest (the exact way when it refuses)."""
+        text = self.text
+        try:
+            found = _FACTS.decode(text)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            raw = self.raw
+            return {key: raw.get(key) for key in JOB_FACTS}
+        return {key: getattr(found, key) for key in JOB_FACTS}
+
 
 def parse_job(obj: Any, *, expect_id: str | None = None, text: bytes | None = None) -> Job:
     """A `Job` from one decoded job object (`text`: its JSON text, if at hand)."""
@@ -112,7 +123,7 @@ def parse_job(obj: Any, *, expect_id: str | None = None, text: bytes | None = No
 
 
 def parse_job_list(body: Any) -> list[Job]:
-    """Jobs from `{"data": [...]}`, skipping entries whose ID is not a valid `ft-` ID."""
+    """Jobs from `{"data": [...]}`, skipping entries without a valid `ft-` ID."""
     jobs = []
     for entry in _data_list(body, "data"):
         if _has_foreign_id(entry):
@@ -274,9 +285,12 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _has_foreign_id(entry: Any) -> bool:
-    """True for a job object whose string ID is not one watcherd could ever watch."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+    """True for a job object whose ID (a string, or none at all) is not one watcherd
+    could ever watch: it is skipped instead of refusing the whole listing."""
+    if not isinstance(entry, dict):
         return False
+    if not isinstance(entry.get("id"), str):
+        return True
     try:
         validate_job_id(entry["id"])
     except InvalidJobIdError:
@@ -300,6 +314,33 @@ class _JobHead(msgspec.Struct, gc=False):
     model_output_name: str | None = None
 
 
+#: The fields of a job object a poll reads besides those of `Job`: the alert rules'
+#: (`watcherd.alerts`: the queue, the run's start, the ETA) and the spend's.
+JOB_FACTS: Final = (
+    "created_at",
+    "started_at",
+    "queue_depth",
+    "progress",
+    "n_epochs",
+    "total_steps",
+    "total_price",
+    "token_count",
+)
+
+
+class _Facts(msgspec.Struct, gc=False):
+    """`JOB_FACTS` as decoded values of any JSON type (msgspec keeps numbers exact)."""
+
+    created_at: Any = None
+    started_at: Any = None
+    queue_depth: Any = None
+    progress: Any = None
+    n_epochs: Any = None
+    total_steps: Any = None
+    total_price: Any = None
+    token_count: Any = None
+
+
 class _Listing(msgspec.Struct, gc=False):
     data: list[_JobHead] | None = None
 
@@ -311,6 +352,7 @@ class _ListingTexts(msgspec.Struct, gc=False):
 _JOB = msgspec.json.Decoder(_JobHead)
 _LISTING = msgspec.json.Decoder(_Listing)
 _LISTING_TEXTS = msgspec.json.Decoder(_ListingTexts)
+_FACTS = msgspec.json.Decoder(_Facts)
 
 
 def job_from_body(body: bytes, *, expect_id: str | None = None) -> Job:

@@ -14,6 +14,7 @@ instead (the cap still counts every byte), so a big body is never held whole;
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -48,7 +49,10 @@ class RawResponse:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """Everything needed to make one request; `secret` is redacted from snippets."""
+    """Everything needed to make one request; `secret` is redacted from snippets.
+
+    `headers` are all the request's headers, the client's included (`request_headers`).
+    """
 
     method: str
     url: str
@@ -86,11 +90,37 @@ async def fetch(
         ) from exc
 
 
-async def _stream(http: httpx.AsyncClient, ex: Exchange, consume: Consume | None) -> RawResponse:
-    request = http.build_request(
-        ex.method, ex.url, params=ex.params, headers=ex.headers, timeout=ex.timeout
+def request_headers(http: httpx.AsyncClient, own: Mapping[str, str]) -> httpx.Headers:
+    """`http`'s headers with `own` set over them: what `build_request` would merge for
+    every request, merged once (an `Exchange`'s `headers`)."""
+    merged = httpx.Headers(http.headers)
+    merged.update(own)
+    return merged
+
+
+@functools.cache
+def _timeouts(seconds: float) -> dict[str, float | None]:
+    """The `timeout` extension httpx gives a request sent with `timeout=seconds`."""
+    return httpx.Timeout(seconds).as_dict()
+
+
+def build(http: httpx.AsyncClient, ex: Exchange) -> httpx.Request:
+    """The request `http.build_request` makes for `ex`, built directly: `ex.headers`
+    already hold the client's own, so there is nothing to merge per request (nor a URL
+    to parse twice). Cookies the service set on the client go through
+    `build_request`, which adds them, as before."""
+    if http.cookies:
+        return http.build_request(
+            ex.method, ex.url, params=ex.params, headers=ex.headers, timeout=ex.timeout
+        )
+    extensions = {"timeout": _timeouts(ex.timeout)}
+    return httpx.Request(
+        ex.method, ex.url, params=ex.params, headers=ex.headers, extensions=extensions
     )
-    response = await http.send(request, stream=True, follow_redirects=False)
+
+
+async def _stream(http: httpx.AsyncClient, ex: Exchange, consume: Consume | None) -> RawResponse:
+    response = await http.send(build(http, ex), stream=True, follow_redirects=False)
     streamed = (
         consume is not None
         and 200 <= response.status_code < 300

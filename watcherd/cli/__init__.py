@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -54,6 +53,8 @@ def stop_quietly_until_ready() -> None:
     these handlers once its event loop runs.
     """
 
+    import signal  # `run` only: the module builds its enums on import
+
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from watcherd.sim.cli import main as sim_main
 
         return sim_main(args_list[1:])
-    parser = build_parser()
+    parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     try:
         return _command(args.command)(args)

@@ -8,12 +8,14 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from watcherd.config import Config, default_config, default_config_path, load_config
+from watcherd.config.cache import load_read_config
+from watcherd.config.reading import ReadConfig, default_config_path
 from watcherd.errors import StoreError
 from watcherd.store.snapshot import read_store
 from watcherd.views import terminal_text
 
 if TYPE_CHECKING:
+    from watcherd.config import Config
     from watcherd.store.interface import StoreReader
 
 T = TypeVar("T")
@@ -25,6 +27,8 @@ def load(args: argparse.Namespace) -> Config:
     An explicitly named file must exist; the implicit `./watcherd.yaml` may be
     absent, in which case the defaults apply with paths relative to this folder.
     """
+    from watcherd.config import default_config, load_config
+
     if args.config is not None:
         return load_config(args.config)
     path = default_config_path()
@@ -33,7 +37,16 @@ def load(args: argparse.Namespace) -> Config:
     return default_config(path)
 
 
-def read(config: Config, reading: Callable[[StoreReader], Coroutine[Any, Any, T]]) -> T:
+def load_read(args: argparse.Namespace) -> ReadConfig:
+    """What a read command needs of the config `load` would load: the same rules, but
+    from the cache (`watcherd.config.cache`) when it holds them, without PyYAML."""
+    if args.config is not None:
+        return load_read_config(args.config, required=True)
+    path = default_config_path()
+    return load_read_config(path, required=bool(os.environ.get("WATCHERD_CONFIG")))
+
+
+def read(config: ReadConfig, reading: Callable[[StoreReader], Coroutine[Any, Any, T]]) -> T:
     """`reading` run over the database opened for reading, with a hint when there is none yet.
 
     SQLite is read with plain sqlite3 (no event loop: the command starts fast); a

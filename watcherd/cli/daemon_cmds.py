@@ -8,10 +8,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from watcherd.cli.common import emit, load
+from watcherd.cli.common import emit, load, load_read
 
 if TYPE_CHECKING:
-    from watcherd.config.schema import StoreConfig
+    from watcherd.config.reading import StoreConfig
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,11 +32,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """`watcherd check-config`: validate, then print the effective config."""
-    from watcherd.config import render_effective
+    """`watcherd check-config`: validate (the jobs file too), then print the effective config."""
+    from watcherd.config import JobsSource, render_effective
     from watcherd.config.render import cancel_notice
 
     config = load(args)
+    JobsSource(config).entries()  # a jobs file `run` refuses is refused here too
     print(render_effective(config), end="")
     for line in cancel_notice(config):  # loud on stderr too, where a person looks
         print(f"watcherd check-config: {line}", file=sys.stderr)
@@ -47,7 +48,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     """`watcherd health`: 0 if the daemon is alive and polling, else 1 with one line why."""
     from watcherd.daemon import health
 
-    config = load(args)
+    config = load_read(args)
     reason = health.check(config, time.time())
     if reason is None:
         print("ok")

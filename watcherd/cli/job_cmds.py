@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
+from watcherd.cli.common import color_enabled, emit, load, load_read, read, terminal_width
 from watcherd.errors import ConfigError, UsageError, WatcherdError
 from watcherd.model import Delivery, JobOverview, validate_job_id
 from watcherd.store.opening import store_exists
@@ -17,7 +17,7 @@ from watcherd.store.snapshot import Snapshot
 from watcherd.views import safe
 
 if TYPE_CHECKING:
-    from watcherd.config import Config
+    from watcherd.config import Config, ReadConfig
     from watcherd.store.interface import StoreReader
     from watcherd.views.progress import JobView
     from watcherd.watch.waiting import Seen  # the poller stack loads only when `wait` runs
@@ -66,6 +66,13 @@ def _daemon_note(config: Config, path: Path) -> str:
     return f"(saved in {path}; no daemon is running: start one with `watcherd run`)"
 
 
+def _unchanged_note(path: Path) -> str:
+    """The note when nothing was added or removed: the jobs file, if any, is as it was."""
+    if not path.exists():
+        return f"(nothing to change: there is no jobs file at {path})"
+    return f"(nothing to change in {path})"
+
+
 async def _sync_watched(config: Config) -> None:
     """What the daemon does when the jobs file changes: the watched set follows it."""
     from watcherd.config import JobsSource
@@ -111,7 +118,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         added = set(ids) - _share(config, ids, [])
     for job_id in dict.fromkeys(ids):
         print(f"{job_id}: {'now watched' if job_id in added else 'already watched'}")
-    print(_daemon_note(config, path))
+    print(_daemon_note(config, path) if added else _unchanged_note(path))
     return 0
 
 
@@ -134,7 +141,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
             "remove them there too",
             file=sys.stderr,
         )
-    print(_daemon_note(config, path))
+    print(_daemon_note(config, path) if removed else _unchanged_note(path))
     if removed and store_exists(config.store):
         print("history stays in the database: `watcherd list --all` still shows it")
     return 0
@@ -144,7 +151,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """`watcherd list [--all] [--json]`."""
     from watcherd.views.listing import list_json, render_list
 
-    config = load(args)
+    config = load_read(args)
     jobs = _overview(config, args.all)
     if args.json:
         print(json.dumps(list_json(jobs, now=time.time()), indent=2))
@@ -156,7 +163,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_jobs_hint(config: Config) -> str:
+def _no_jobs_hint(config: ReadConfig) -> str:
     """What a newcomer does next when `list` has nothing to show."""
 
     from watcherd.config import JobsSource
@@ -167,7 +174,7 @@ def _no_jobs_hint(config: Config) -> str:
     return f"{configured} job(s) configured, none polled yet: start the daemon with `watcherd run`."
 
 
-def _overview(config: Config, everything: bool) -> list[JobOverview]:
+def _overview(config: ReadConfig, everything: bool) -> list[JobOverview]:
     if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
 
@@ -181,7 +188,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     """`watcherd hooks [JOB_ID]` and `watcherd hooks retry DELIVERY_ID`."""
     from watcherd.views.hooks import deliveries_json, render_deliveries
 
-    config = load(args)
+    config = load_read(args)
     if args.args[:1] == ["retry"]:
         if len(args.args) != 2:
             raise UsageError("usage: watcherd hooks retry DELIVERY_ID")
@@ -203,7 +210,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
+def _deliveries(config: ReadConfig, job_id: str | None) -> list[Delivery]:
     if not store_exists(config.store):
         return []
 
@@ -213,7 +220,7 @@ def _deliveries(config: Config, job_id: str | None) -> list[Delivery]:
     return read(config, deliveries)
 
 
-async def _retry(config: Config, delivery_id: str) -> int:
+async def _retry(config: ReadConfig, delivery_id: str) -> int:
     from watcherd.store.opening import open_configured
 
     path = config.store.path

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,18 +57,9 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Width)
         super().__init__(*args, **kwargs)
-
-
-def _common() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("--config", type=Path, metavar="PATH", help="configuration file")
-    return common
-
-
-def _listing() -> argparse.ArgumentParser:
-    listing = _Parser(add_help=False)
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return listing
+        # Python 3.13's rule: `--timeout -5m` is the option's (refused) value, like -5,
+        # not an unknown option leaving --timeout "expected one argument".
+        self._negative_number_matcher = re.compile(r"-\.?\d")
 
 
 def _int_at_least(low: int) -> type[int]:
@@ -83,20 +76,31 @@ def _int_at_least(low: int) -> type[int]:
 
 
 def _positive_duration(text: str) -> float:
-    """`90`, `90s`, `10m`, `1h30m`: seconds, more than zero."""
-    from watcherd.durations import parse_duration
+    """`90`, `90s`, `10m`, `1h30m`: seconds, more than zero; one message for the rest."""
+    from watcherd.durations import MAX_SECONDS, TOO_LONG, parse_duration
 
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a duration ({exc}): {text!r}") from None
+        if str(exc) == TOO_LONG:
+            limit = f"{MAX_SECONDS:,.0f} seconds (about 31 years)"
+            raise argparse.ArgumentTypeError(f"must be at most {limit}, got {text!r}") from None
+        seconds = 0.0
     if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a positive duration (like 90, 90s, 10m, 2h), got {text!r}"
+        )
     return seconds
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `watcherd` parser with all its subcommands."""
+Sub = argparse._SubParsersAction  # the type `add_subparsers` returns
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `watcherd` parser with all its subcommands; or, when `command` (what argv
+    starts with) names one, with that one only: a read command builds one subparser,
+    not nineteen. Help and errors read the same either way: a subcommand's usage and
+    help are its own, and the top-level usage names no command."""
     parser = _Parser(
         prog="watcherd",
         description=DESCRIPTION,
@@ -105,42 +109,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"watcherd {__version__}")
     sub = cast(
-        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        "Sub[argparse.ArgumentParser]",
         parser.add_subparsers(
             dest="command", metavar="COMMAND", required=True, parser_class=_Parser
         ),
     )
-    common, listing = _common(), _listing()
-    _add_daemon_commands(sub, common)
-    _add_job_commands(sub, common, listing)
-    _add_view_commands(sub, common, listing)
+    if command in _COMMANDS:
+        _COMMANDS[command](sub)
+    else:
+        for add in _COMMANDS.values():
+            add(sub)
     return parser
 
 
-def _add_daemon_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    run = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+def _config(parser: argparse.ArgumentParser, *, json: bool = False) -> argparse.ArgumentParser:
+    """`--config` (every command but sim and demo) and `--json` (the listing commands)."""
+    parser.add_argument("--config", type=Path, metavar="PATH", help="configuration file")
+    if json:
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _run(sub: Sub[argparse.ArgumentParser]) -> None:
+    run = _config(sub.add_parser("run", help="run the daemon in the foreground"))
     mode = run.add_mutually_exclusive_group()
     mode.add_argument(
         "--once",
         action="store_true",
-        help="poll every job once, deliver due hooks, exit (for cron)",
+        help="poll every job once, deliver due hooks, exit (for cron): 1 if the API key "
+        "was refused or no job could be polled",
     )
     mode.add_argument(
         "--until-done",
         action="store_true",
         help="exit once every job is terminal and its hooks are delivered",
     )
-    sub.add_parser(
-        "check-config",
-        parents=[common],
-        help="validate and print the effective config, secrets redacted",
+
+
+def _check_config(sub: Sub[argparse.ArgumentParser]) -> None:
+    _config(
+        sub.add_parser(
+            "check-config", help="validate and print the effective config, secrets redacted"
+        )
     )
-    migrate = sub.add_parser(
-        "migrate",
-        parents=[common],
-        help="copy the SQLite history (store.path) into PostgreSQL; run again to resume",
+
+
+def _migrate(sub: Sub[argparse.ArgumentParser]) -> None:
+    migrate = _config(
+        sub.add_parser(
+            "migrate",
+            help="copy the SQLite history (store.path) into PostgreSQL; run again to resume",
+        )
     )
     migrate.add_argument(
         "--to",
@@ -148,42 +167,58 @@ def _add_daemon_commands(
         metavar="URL",
         help="postgresql://user@host:port/db (password: store.password_* or $PGPASSWORD)",
     )
-    sub.add_parser(
-        "health",
-        parents=[common],
-        help="exit 0 if the daemon runs and polled recently, else say why",
+
+
+def _health(sub: Sub[argparse.ArgumentParser]) -> None:
+    _config(
+        sub.add_parser("health", help="exit 0 if the daemon runs and polled recently, else say why")
     )
-    sub.add_parser(
-        "resume",
-        parents=[common],
-        help="clear a stored Retry-After pause (a running daemon drops it on reload)",
+
+
+def _resume(sub: Sub[argparse.ArgumentParser]) -> None:
+    _config(
+        sub.add_parser(
+            "resume",
+            help="clear a stored Retry-After pause (a running daemon drops it on reload)",
+        )
     )
+
+
+def _sim(sub: Sub[argparse.ArgumentParser]) -> None:
     sim = sub.add_parser(
         "sim", help="serve the Together-compatible simulator on loopback", add_help=False
     )
     sim.add_argument("sim_args", nargs=argparse.REMAINDER, help="simulator options (sim --help)")
+
+
+def _demo(sub: Sub[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help="a one-minute tour: simulator, daemon, hooks, charts")
     demo.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
 
 
-def _add_job_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    listing: argparse.ArgumentParser,
-) -> None:
-    add = sub.add_parser("add", parents=[common], help="watch job IDs (saved to the jobs file)")
+def _add(sub: Sub[argparse.ArgumentParser]) -> None:
+    add = _config(sub.add_parser("add", help="watch job IDs (saved to the jobs file)"))
     add.add_argument("job_ids", nargs="+", metavar="JOB_ID")
     add.add_argument("--note", help="a note shown in `list`")
-    remove = sub.add_parser("remove", parents=[common], help="stop watching; history stays")
+
+
+def _remove(sub: Sub[argparse.ArgumentParser]) -> None:
+    remove = _config(sub.add_parser("remove", help="stop watching; history stays"))
     remove.add_argument("job_ids", nargs="+", metavar="JOB_ID")
-    listed = sub.add_parser("list", parents=[common, listing], help="one row per watched job")
+
+
+def _list(sub: Sub[argparse.ArgumentParser]) -> None:
+    listed = _config(sub.add_parser("list", help="one row per watched job"), json=True)
     listed.add_argument(
         "--all",
         action="store_true",
         help="also jobs no longer watched (removed, or only waited on): their history stays",
     )
-    wait = sub.add_parser(
-        "wait", parents=[common], help="block until the jobs are terminal; exit 0 if all completed"
+
+
+def _wait(sub: Sub[argparse.ArgumentParser]) -> None:
+    wait = _config(
+        sub.add_parser("wait", help="block until the jobs are terminal; exit 0 if all completed")
     )
     wait.add_argument("job_ids", nargs="+", metavar="JOB_ID")
     wait.add_argument(
@@ -192,16 +227,22 @@ def _add_job_commands(
         metavar="DURATION",
         help="give up after this long (90, 90s, 10m, 2h) and exit 1",
     )
-    hooks = sub.add_parser(
-        "hooks",
-        parents=[common, listing],
-        help="hook deliveries; `hooks retry DELIVERY_ID` re-queues one",
+
+
+def _hooks(sub: Sub[argparse.ArgumentParser]) -> None:
+    hooks = _config(
+        sub.add_parser("hooks", help="hook deliveries; `hooks retry DELIVERY_ID` re-queues one"),
+        json=True,
     )
     hooks.add_argument("args", nargs="*", metavar="JOB_ID | retry DELIVERY_ID")
-    cancel = sub.add_parser(
-        "cancel",
-        parents=[common],
-        help="cancel a job on the service (refused once it is finished or being cancelled)",
+
+
+def _cancel(sub: Sub[argparse.ArgumentParser]) -> None:
+    cancel = _config(
+        sub.add_parser(
+            "cancel",
+            help="cancel a job on the service (refused once it is finished or being cancelled)",
+        )
     )
     cancel.add_argument("job_id", metavar="JOB_ID")
     cancel.add_argument(
@@ -209,17 +250,17 @@ def _add_job_commands(
     )
 
 
-def _add_view_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    listing: argparse.ArgumentParser,
-) -> None:
-    show = sub.add_parser("show", parents=[common, listing], help="one job in detail")
+def _show(sub: Sub[argparse.ArgumentParser]) -> None:
+    show = _config(sub.add_parser("show", help="one job in detail"), json=True)
     show.add_argument("job_id", metavar="JOB_ID")
-    metrics = sub.add_parser(
-        "metrics",
-        parents=[common, listing],
-        help="a job's metrics from the local database, as charts or JSON",
+
+
+def _metrics(sub: Sub[argparse.ArgumentParser]) -> None:
+    metrics = _config(
+        sub.add_parser(
+            "metrics", help="a job's metrics from the local database, as charts or JSON"
+        ),
+        json=True,
     )
     metrics.add_argument("job_id", metavar="JOB_ID")
     metrics.add_argument(
@@ -248,30 +289,34 @@ def _add_view_commands(
         metavar="N",
         help="uniform sample of N train rows; eval rows always in full",
     )
-    alerts = sub.add_parser(
-        "alerts", parents=[common, listing], help="alert episodes of the jobs, oldest first"
+
+
+def _alerts(sub: Sub[argparse.ArgumentParser]) -> None:
+    alerts = _config(
+        sub.add_parser("alerts", help="alert episodes of the jobs, oldest first"), json=True
     )
     alerts.add_argument("job_ids", nargs="*", metavar="JOB_ID")
     alerts.add_argument("--open", action="store_true", help="only the alerts still open")
-    _add_spend_commands(sub, common, listing)
 
 
-def _add_spend_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    listing: argparse.ArgumentParser,
-) -> None:
-    """`events`, `cost` and `report`: why jobs ended and what they cost."""
-    events = sub.add_parser(
-        "events",
-        parents=[common, listing],
-        help="a job's event log from the local database (why it ended, checkpoints)",
+def _events(sub: Sub[argparse.ArgumentParser]) -> None:
+    events = _config(
+        sub.add_parser(
+            "events",
+            help="a job's event log from the local database (why it ended, checkpoints)",
+        ),
+        json=True,
     )
     events.add_argument("job_id", metavar="JOB_ID")
-    cost = sub.add_parser(
-        "cost",
-        parents=[common, listing],
-        help="what the jobs cost, from stored prices (running jobs at their last price)",
+
+
+def _cost(sub: Sub[argparse.ArgumentParser]) -> None:
+    cost = _config(
+        sub.add_parser(
+            "cost",
+            help="what the jobs cost, from stored prices (running jobs at their last price)",
+        ),
+        json=True,
     )
     cost.add_argument(
         "--since",
@@ -281,8 +326,33 @@ def _add_spend_commands(
     cost.add_argument(
         "--by", choices=("day", "model", "job"), default="day", help="group by (default: day)"
     )
-    report = sub.add_parser(
-        "report", parents=[common], help="a self-contained HTML page of the jobs"
-    )
+
+
+def _report(sub: Sub[argparse.ArgumentParser]) -> None:
+    report = _config(sub.add_parser("report", help="a self-contained HTML page of the jobs"))
     report.add_argument("job_ids", nargs="*", metavar="JOB_ID")
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE")
+
+
+#: Every subcommand's builder, in the order `watcherd --help` lists them.
+_COMMANDS: dict[str, Callable[[Sub[argparse.ArgumentParser]], None]] = {
+    "run": _run,
+    "check-config": _check_config,
+    "migrate": _migrate,
+    "health": _health,
+    "resume": _resume,
+    "sim": _sim,
+    "demo": _demo,
+    "add": _add,
+    "remove": _remove,
+    "list": _list,
+    "wait": _wait,
+    "hooks": _hooks,
+    "cancel": _cancel,
+    "show": _show,
+    "metrics": _metrics,
+    "alerts": _alerts,
+    "events": _events,
+    "cost": _cost,
+    "report": _report,
+}

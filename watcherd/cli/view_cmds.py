@@ -11,17 +11,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcherd.cli.common import color_enabled, emit, load, read, terminal_width
-from watcherd.config import Config
+from watcherd.cli.common import color_enabled, emit, load_read, read, terminal_width
 from watcherd.errors import UsageError, WatcherdError
 from watcherd.model import MetricFilter, parse_iso_ns, validate_job_id
 from watcherd.store.opening import store_exists
 
 if TYPE_CHECKING:
+    from watcherd.config import ReadConfig
     from watcherd.model import Alert
     from watcherd.spend import SpendRow
     from watcherd.store.interface import StoreReader
-    from watcherd.views.report import ReportJob
+    from watcherd.views.records import ReportJob
 
 # Each command imports the view it renders (charts, the report) when it runs, and
 # reads through `read` (plain sqlite3 on SQLite, no event loop).
@@ -54,7 +54,7 @@ def metric_filter(args: argparse.Namespace) -> MetricFilter:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     """`watcherd metrics JOB_ID [filters] [--json]`."""
-    config = load(args)
+    config = load_read(args)
     job_id = _job_id(args.job_id)
     flt = metric_filter(args)
     if args.json:
@@ -77,7 +77,7 @@ async def _known(store: StoreReader, job_id: str) -> None:
         raise UsageError(f"{job_id} is not in the database (see `watcherd list`)")
 
 
-def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
+def _metrics_json(config: ReadConfig, job_id: str, flt: MetricFilter) -> list[str]:
     async def texts(store: StoreReader) -> list[str]:
         await _known(store, job_id)
         return await store.metrics_json(job_id, flt)
@@ -85,7 +85,7 @@ def _metrics_json(config: Config, job_id: str, flt: MetricFilter) -> list[str]:
     return read(config, texts)
 
 
-def _metrics(config: Config, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
+def _metrics(config: ReadConfig, job_id: str, flt: MetricFilter) -> list[dict[str, Any]]:
     async def rows(store: StoreReader) -> list[dict[str, Any]]:
         await _known(store, job_id)
         return await store.metrics(job_id, flt)
@@ -97,7 +97,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     """`watcherd events JOB_ID [--json]`: the job's event log from the database."""
     from watcherd.views.events import events_json, render_events
 
-    config = load(args)
+    config = load_read(args)
     job_id = _job_id(args.job_id)
     events = _events(config, job_id)
     if args.json:
@@ -107,7 +107,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-def _events(config: Config, job_id: str) -> list[dict[str, Any]]:
+def _events(config: ReadConfig, job_id: str) -> list[dict[str, Any]]:
     async def events(store: StoreReader) -> list[dict[str, Any]]:
         await _known(store, job_id)
         return await store.events(job_id)
@@ -119,7 +119,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     """`watcherd cost [--since DATE] [--by day|model|job] [--json]`."""
     from watcherd.views.cost import cost_json, render_cost
 
-    config = load(args)
+    config = load_read(args)
     since = _since(args.since)
     rows = _spend(config)
     if since is not None:
@@ -141,7 +141,7 @@ def _since(text: str | None) -> float | None:
         raise UsageError(f"--since: {exc}") from exc
 
 
-def _spend(config: Config) -> list[SpendRow]:
+def _spend(config: ReadConfig) -> list[SpendRow]:
     async def spend(store: StoreReader) -> list[SpendRow]:
         return await store.spend()
 
@@ -152,7 +152,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """`watcherd show JOB_ID [--json]`."""
     from watcherd.views.show import render_show, show_json
 
-    config = load(args)
+    config = load_read(args)
     job = _report_job(config, _job_id(args.job_id))
     now = time.time()
     parts = (job.overview, job.raw_job, job.transitions, job.metrics, job.deliveries)
@@ -170,12 +170,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_job(config: Config, job_id: str) -> ReportJob:
+def _report_job(config: ReadConfig, job_id: str) -> ReportJob:
     return read(config, lambda store: _load_report_job(store, job_id))
 
 
 async def _load_report_job(store: StoreReader, job_id: str) -> ReportJob:
-    from watcherd.views.report import ReportJob
+    from watcherd.views.records import ReportJob
 
     found = await store.job(job_id)
     if found is None:
@@ -196,7 +196,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     """`watcherd alerts [JOB_ID...] [--open] [--json]`."""
     from watcherd.views.alerts import alerts_json, render_alerts
 
-    config = load(args)
+    config = load_read(args)
     ids = [_job_id(j) for j in args.job_ids]
     alerts = _alerts(config, ids, args.open)
     if args.json:
@@ -209,7 +209,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _alerts(config: Config, ids: list[str], open_only: bool) -> list[Alert]:
+def _alerts(config: ReadConfig, ids: list[str], open_only: bool) -> list[Alert]:
     if not store_exists(config.store):  # nothing recorded yet: an empty list, not an error
         return []
 
@@ -226,7 +226,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """`watcherd report [JOB_ID...] -o report.html`."""
     from watcherd.views.report import render_report
 
-    config = load(args)
+    config = load_read(args)
     ids = [_job_id(j) for j in args.job_ids]
     jobs = _report_jobs(config, ids)
     write_atomically(args.output, render_report(jobs, generated_at=time.time()))
@@ -251,7 +251,7 @@ def write_atomically(path: Path, text: str) -> None:
         raise WatcherdError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _report_jobs(config: Config, ids: list[str]) -> list[ReportJob]:
+def _report_jobs(config: ReadConfig, ids: list[str]) -> list[ReportJob]:
     async def jobs(store: StoreReader) -> list[ReportJob]:
         wanted = ids or [j.job_id for j in await store.overview()]
         return [await _load_report_job(store, job_id) for job_id in wanted]

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 from watcherd.config.alerting import RULES, parse_alerts
 from watcherd.config.document import Section, Where, YamlMap, kind_of, load_document
+from watcherd.config.reading import JobsConfig, PollConfig, StoreConfig, read_config_file
+from watcherd.config.reading import default_config_path as default_config_path
 from watcherd.config.schema import (
-    SYSTEM_CONFIG_PATH,
     TEMPLATE_FIELDS,
     TEMPLATE_MAX_WIDTH,
     ApiConfig,
@@ -28,20 +29,16 @@ from watcherd.config.schema import (
     Config,
     HookAction,
     HookConfig,
-    JobsConfig,
     Listen,
     LogConfig,
     NotifyHook,
-    PollConfig,
-    StoreConfig,
     WebhookHook,
     spec_too_wide,
 )
-from watcherd.config.secrets import SecretRef, present, redact_url
+from watcherd.config.secrets import SecretRef, redact_url
 from watcherd.errors import ConfigError, InvalidJobIdError
 from watcherd.model import DEFAULT_HOOK_EVENTS, KNOWN_STATUSES, MISSING, validate_job_id
 from watcherd.spend import BUDGET_EXCEEDED
-from watcherd.textfile import read_regular
 
 STORE_KEYS: Final = (
     "path",
@@ -95,8 +92,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _CREDENTIAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})")
 _INLINE = "secrets never sit inline in the config; use {}"
-#: A config file is a few kilobytes; anything past this is not one.
-MAX_CONFIG_BYTES: Final = 1 << 20
 _NO_SECRET: Final = SecretRef()
 
 
@@ -134,8 +129,12 @@ def _api(sec: Section, base: Path, environ: Mapping[str, str]) -> ApiConfig:
     d = ApiConfig()
     key = d.api_key  # systemd's LoadCredential= always gets its chance
     key = _secret(sec, "api_key", base, environ, default=key) or key
+    base_url = _url(sec, "base_url", d.base_url)
+    if "?" in base_url or "#" in base_url:  # the paths would land in it: GET /?x for every job
+        shown = redact_url(base_url)[:60]
+        raise sec.where("base_url").error(f"must not hold a query or fragment, got {shown!r}")
     return ApiConfig(
-        base_url=_url(sec, "base_url", d.base_url).rstrip("/"),
+        base_url=base_url.rstrip("/"),
         api_key=key,
         timeout=sec.duration("timeout", d.timeout),
         max_concurrency=sec.integer("max_concurrency", d.max_concurrency, minimum=1),
@@ -216,6 +215,8 @@ def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
         for key in ("password_credential", "password_file", "password_env", "password", "lease"):
             if key in sec:
                 raise sec.where(key).error("applies to a PostgreSQL store only (store.url)")
+        if path.is_dir():  # SQLite would only say "disk I/O error"
+            raise _directory_error(sec, path)
         return StoreConfig(path=path)
     if "password" in sec:
         raise sec.where("password").error(
@@ -232,6 +233,15 @@ def _store(sec: Section, base: Path, environ: Mapping[str, str]) -> StoreConfig:
         password=_secret(sec, "password", base, environ),
         lease=lease,
     )
+
+
+def _directory_error(sec: Section, path: Path) -> ConfigError:
+    """store.path (given, or the default) names a directory."""
+    message = f"{path} is a directory, not a database file (e.g. {path / 'watcherd.db'})"
+    if "path" in sec:
+        return sec.where("path").error(message)
+    source = sec.at.file if Path(sec.at.file).exists() else f"defaults (no {sec.at.file})"
+    return ConfigError(f"the default {message}; set store.path", path=source, key="store.path")
 
 
 def _pg_url(sec: Section) -> str:
@@ -529,10 +539,13 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     It must be a regular file (a FIFO would block, `/dev/zero` never ends) of at most
     1 MiB; a UTF-8 byte order mark is allowed.
     """
-    try:
-        data, _ = read_regular(path, limit=MAX_CONFIG_BYTES, what="config file")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from None
+    return config_from_bytes(read_config_file(path), path=path, environ=environ)
+
+
+def config_from_bytes(
+    data: bytes, *, path: Path, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Parse a config file's bytes (as `read_config_file` returned them)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -544,13 +557,3 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
 def default_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
     """All defaults, as if `path` existed and was empty (for a missing default file)."""
     return parse_config("", path=path, environ=environ)
-
-
-def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """`$WATCHERD_CONFIG`, else /etc/watcherd/config.yaml if it exists, else ./watcherd.yaml."""
-    env = os.environ if environ is None else environ
-    if env.get("WATCHERD_CONFIG"):
-        return Path(env["WATCHERD_CONFIG"])
-    if present(SYSTEM_CONFIG_PATH):
-        return SYSTEM_CONFIG_PATH
-    return Path("watcherd.yaml")

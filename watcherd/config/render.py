@@ -26,7 +26,7 @@ def render(config: Config, environ: Mapping[str, str]) -> str:
     header = [f"# watcherd effective configuration (source: {config.source or 'defaults'})"]
     header.append(f"# store backend: {_backend(config)}")
     header.append("# secrets, as references only (values are never shown):")
-    for where, ref in _secrets(config):
+    for where, ref in config.secrets():
         header.append(f"#   {where}: {ref.describe(environ)}")
     masked = [where for where, url in _urls(config) if redact_url(url) != url]
     if masked:
@@ -35,20 +35,6 @@ def render(config: Config, environ: Mapping[str, str]) -> str:
     header.extend(f"# {line}" for line in cancel_notice(config))
     body = yaml.safe_dump(_document(config), sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(line.replace("\n", " ") for line in header) + "\n" + body
-
-
-def _secrets(config: Config) -> list[tuple[str, SecretRef]]:
-    """Every secret reference in the config, with its key path."""
-    found = [("api.api_key", config.api.api_key)]
-    if config.store.password is not None:
-        found.append(("store.password", config.store.password))
-    for i, hook in enumerate(config.hooks):
-        match hook.action:
-            case WebhookHook(secret=SecretRef() as secret):
-                found.append((f"hooks[{i}].webhook.secret", secret))
-            case NotifyHook(urls=urls):
-                found.append((f"hooks[{i}].notify.urls", urls))
-    return found
 
 
 def _urls(config: Config) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""The configuration schema: frozen dataclasses every other module reads.
+"""The configuration schema: frozen records every other module reads (`reading` holds
+the store, jobs and poll sections, which the read commands load without this module).
 
 `watcherd.config.load` builds them from YAML (the same parser serves `run`,
 `check-config` and SIGHUP reload); nothing else constructs them from text.
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Final, Literal
 
 from watcherd.config.alerting import AlertsConfig
+from watcherd.config.reading import SYSTEM_CONFIG_PATH as SYSTEM_CONFIG_PATH
+from watcherd.config.reading import JobsConfig as JobsConfig
+from watcherd.config.reading import PollConfig as PollConfig
+from watcherd.config.reading import StoreConfig as StoreConfig
 from watcherd.config.secrets import SecretRef
 from watcherd.model import DEFAULT_HOOK_EVENTS
 from watcherd.retry import DEFAULT_MAX_RETRY_AFTER
 
-#: Used when neither --config nor $WATCHERD_CONFIG names a file, if it exists.
-SYSTEM_CONFIG_PATH: Final = Path("/etc/watcherd/config.yaml")
 #: The `{fields}` a notify title or template may use, with the type of their sample value.
 TEMPLATE_FIELDS: Final[Mapping[str, type]] = {
     "job_id": str,
@@ -84,41 +87,6 @@ class ApiConfig:
     max_rate: float = 5.0  # requests per second, all jobs together
     max_body_bytes: int = 64 * 1024 * 1024  # after decompression
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # longest Retry-After pause honoured
-
-
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    """`store:`: the SQLite database file, or a shared PostgreSQL database (`url`)."""
-
-    path: Path = Path("watcherd.db")
-    #: `postgresql://user@host:port/db`: several daemons share it (`path` is then unused).
-    url: str | None = None
-    password: SecretRef | None = None  # the PostgreSQL password, never inline
-    lease: float = 30.0  # seconds a daemon's claim on a job or delivery lasts unrenewed
-
-    @property
-    def backend(self) -> Literal["sqlite", "postgresql"]:
-        """Which store this configures."""
-        return "sqlite" if self.url is None else "postgresql"
-
-
-@dataclass(frozen=True, slots=True)
-class JobsConfig:
-    """`jobs:`: the watched job IDs, from a file (re-read on change) and inline."""
-
-    file: Path | None = Path("jobs.txt")
-    ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class PollConfig:
-    """`poll:`: how often jobs are looked at, in seconds."""
-
-    interval: float = 60.0  # status of live jobs
-    min_interval: float = 10.0  # never sooner, whatever the ETA says
-    metrics_interval: float = 300.0  # new metric rows of running jobs
-    events_interval: float = 3600.0  # the event log of a training job (not below metrics_)
-    max_backoff: float = 600.0  # cap of a failing job's backoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,3 +193,16 @@ class Config:
     allow_cancel: bool = False  # the second key that arms `action: cancel`
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     source: Path | None = None
+
+    def secrets(self) -> list[tuple[str, SecretRef]]:
+        """Every secret reference in the config, with its key path."""
+        found = [("api.api_key", self.api.api_key)]
+        if self.store.password is not None:
+            found.append(("store.password", self.store.password))
+        for i, hook in enumerate(self.hooks):
+            match hook.action:
+                case WebhookHook(secret=SecretRef() as secret):
+                    found.append((f"hooks[{i}].webhook.secret", secret))
+                case NotifyHook(urls=urls):
+                    found.append((f"hooks[{i}].notify.urls", urls))
+        return found

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from watcherd.errors import ConfigError
-from watcherd.textfile import read_regular, refuse_irregular
+from watcherd.textfile import present, read_regular, refuse_irregular
 
 _SECRET_MAX_BYTES: Final = 1 << 20
 #: What a masked credential looks like in printed URLs.
@@ -92,19 +92,6 @@ def _credential_path(name: str, environ: Mapping[str, str]) -> Path | None:
     """`$CREDENTIALS_DIRECTORY/<name>`, or None outside systemd."""
     folder = environ.get("CREDENTIALS_DIRECTORY")
     return Path(folder) / name if folder else None
-
-
-def present(path: Path | None) -> bool:
-    """True if something exists at `path` (permission errors count as present)."""
-    if path is None:
-        return False
-    try:
-        path.stat()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _read_secret_file(path: Path, *, check_mode: bool) -> str:

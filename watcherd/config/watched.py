@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from watcherd.config.reading import ReadConfig
 from watcherd.config.schema import Config
 from watcherd.jobsfile import JobEntry, read_jobs
 from watcherd.model import validate_job_id
@@ -16,7 +17,7 @@ from watcherd.model import validate_job_id
 class JobsSource:
     """Where the watched set comes from: the jobs file and the config's inline IDs."""
 
-    config: Config
+    config: Config | ReadConfig
 
     def entries(self) -> list[tuple[str, str | None]]:
         """(job_id, note) pairs, the file's first, inline IDs after; duplicates dropped."""

@@ -7,18 +7,17 @@ separate process, reads them back with the lock and the last successful poll
 and their meaning cannot drift apart.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see `watcherd.model` (named tuples).
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-from watcherd.config import Config
 from watcherd.errors import ConfigError, StoreError
 from watcherd.model import is_settled
 from watcherd.store.opening import describe
 from watcherd.store.snapshot import Snapshot, read_store
 
 if TYPE_CHECKING:
+    from watcherd.config import ReadConfig
     from watcherd.store.interface import StoreApi, StoreReader
 
 HEARTBEAT_KEY: Final = "heartbeat_at"
@@ -32,7 +31,7 @@ HEARTBEAT_MISSES: Final = 12
 
 
 async def publish(
-    store: StoreApi, *, now: float, every: float, line: str, auth_error: str | None
+    store: "StoreApi", *, now: float, every: float, line: str, auth_error: str | None
 ) -> None:
     """Write what `check` reads: the heartbeat, its interval, the status line, key trouble."""
     await store.set_state(HEARTBEAT_KEY, repr(now))
@@ -41,7 +40,7 @@ async def publish(
     await store.set_state(AUTH_KEY, auth_error)
 
 
-def check(config: Config, now: float) -> str | None:
+def check(config: "ReadConfig", now: float) -> str | None:
     """Why the daemon of `config` is not healthy, as one line; None if it is.
 
     On SQLite a plain sqlite3 read (`Snapshot`): no event loop, so the check starts fast.
@@ -66,14 +65,14 @@ def check(config: Config, now: float) -> str | None:
     return health.problem(config, now)
 
 
-def _check_shared(config: Config, now: float) -> str | None:
+def _check_shared(config: "ReadConfig", now: float) -> str | None:
     """On a shared database: some daemon's heartbeat is current, and what the daemons
     last published (the newest heartbeat of any of them) is healthy."""
     import anyio
 
     from watcherd.store.opening import open_configured
 
-    async def shared() -> Health | None:
+    async def shared() -> "Health | None":
         async with open_configured(config.store, writer=False) as store:
             return await _read(store) if await store.live_daemons() else None
 
@@ -86,7 +85,7 @@ def _check_shared(config: Config, now: float) -> str | None:
     return health.problem(config, now)
 
 
-async def _read(store: StoreReader) -> Health:
+async def _read(store: "StoreReader") -> "Health":
     """What the daemon last published, and whether any watched job can still change."""
     heartbeat = await store.get_state(HEARTBEAT_KEY)
     every = await store.get_state(HEARTBEAT_EVERY_KEY)
@@ -101,8 +100,7 @@ async def _read(store: StoreReader) -> Health:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Health:
+class Health(NamedTuple):
     """The daemon's published state, as `health` judges it."""
 
     heartbeat: float | None
@@ -112,7 +110,7 @@ class Health:
     last_success: float | None
     live_jobs: int
 
-    def problem(self, config: Config, now: float) -> str | None:
+    def problem(self, config: "ReadConfig", now: float) -> str | None:
         """The first thing wrong, as one line; None when healthy."""
         stale_after = HEARTBEAT_MISSES * self.every
         if self.heartbeat is None or now - self.heartbeat > stale_after:

@@ -5,11 +5,14 @@ A file that disappears (deleted, or moved away by an editor or a deploy) keeps t
 previous job list, logged once as `jobs.file_missing`, until it is back. A file that
 cannot be used (a bad line, not UTF-8, not a regular file, too large) also keeps the
 previous list; the daemon logs it once per distinct content and error, not on every
-look.
+look. What the file last gave is saved in the database (`FILE_STATE_PREFIX`), so that a
+file missing at start-up keeps its jobs, and only its: not IDs since taken out of
+`jobs.ids`, nor anything when there never was a file.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
@@ -23,6 +26,8 @@ log = structlog.get_logger("watcherd.daemon")
 #: Signatures for "no jobs file configured" and "configured but not there".
 NO_FILE: Final = "no jobs file"
 MISSING: Final = "jobs file missing"
+#: The state key (+ `JobsSource.name()`) of the entries the jobs file last gave.
+FILE_STATE_PREFIX: Final = "jobs_file:"
 
 Stored = Callable[[], Awaitable[list[JobEntry]]]
 
@@ -30,7 +35,7 @@ Stored = Callable[[], Awaitable[list[JobEntry]]]
 class JobsFileWatch:
     """What was last read from the jobs file, and what was last said about it."""
 
-    __slots__ = ("_applied", "_current", "_entries", "_failure", "_missing_logged")
+    __slots__ = ("_applied", "_current", "_entries", "_failure", "_missing_logged", "_saved")
 
     def __init__(self) -> None:
         self._applied: object = None  # signature of the content the watched set follows
@@ -38,6 +43,7 @@ class JobsFileWatch:
         self._entries: list[JobEntry] | None = None  # the file's last good entries
         self._failure: tuple[object, str] | None = None  # the failure last logged
         self._missing_logged = False
+        self._saved: str | None = None  # the entries last saved in the database, encoded
 
     def changed(self, path: Path | None) -> bool:
         """True if the file changed since the watched set last followed it."""
@@ -74,6 +80,14 @@ class JobsFileWatch:
         self._entries = entries
         return entries
 
+    def to_save(self, entries: list[JobEntry]) -> str | None:
+        """`entries` encoded for the database if they are not what was saved last, else None."""
+        text = json.dumps([[entry.job_id, entry.note] for entry in entries])
+        if text == self._saved:
+            return None
+        self._saved = text
+        return text
+
     def applied(self) -> None:
         """The watched set now follows the content just read."""
         self._applied, self._failure = self._current, None
@@ -83,3 +97,9 @@ class JobsFileWatch:
         failure = (self._current, str(error))
         new, self._failure = failure != self._failure, failure
         return new
+
+
+def saved_entries(text: str) -> list[JobEntry]:
+    """The entries `JobsFileWatch.to_save` encoded."""
+    return [JobEntry(str(job_id), None if note is None else str(note)) for job_id, note in
+            json.loads(text)]  # fmt: skip

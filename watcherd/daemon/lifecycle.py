@@ -36,7 +36,7 @@ import structlog
 
 from watcherd.api.client import ApiClient
 from watcherd.config import Config, JobsSource, load_config
-from watcherd.daemon.jobswatch import JobsFileWatch
+from watcherd.daemon.jobswatch import FILE_STATE_PREFIX, JobsFileWatch, saved_entries
 from watcherd.daemon.prometheus import bind, render, serve
 from watcherd.daemon.status import StatusReporter, status_line
 from watcherd.errors import (
@@ -170,13 +170,27 @@ class Daemon:
 
     async def _run_once(self) -> int:
         self.notifier.ready()
+        stats = self.rt.poller.stats
+        before = (stats.polls, stats.errors)
         await self.rt.poller.poll_once()
         await self._check_budget()
         await self.rt.dispatcher.drain()
         await self.rt.reporter.publish()
         self._notify_stopping()
         await self._save_pause()
-        return 0
+        return self._once_code(*before)
+
+    def _once_code(self, polls: int, errors: int) -> int:
+        """1 when the round achieved nothing (the key refused, or not one job polled of
+        those it tried), so that cron notices; 0 otherwise (a job's failure is logged)."""
+        stats = self.rt.poller.stats
+        reason = stats.auth_error
+        if reason is None and stats.errors > errors and stats.polls == polls:
+            reason = "no job could be polled"
+        if reason is None:
+            return 0
+        log.error("daemon.once_failed", reason=reason, exit_code=1)
+        return 1
 
     async def _run_loop(self, mode: Mode) -> int:
         address = self.config.metrics_listen
@@ -381,6 +395,8 @@ class Daemon:
         entries = source.merge(from_file)
         poller = self.rt.poller
         await self.rt.store.sync_watched(entries, self.wall(), source=source.name())
+        if path is not None and (saved := self._jobs_file.to_save(from_file)) is not None:
+            await self.rt.store.set_state(FILE_STATE_PREFIX + source.name(), saved)
         self._jobs_file.applied()
         before = set(poller.jobs)
         await poller.load_jobs()
@@ -390,10 +406,15 @@ class Daemon:
         poller.wake()
 
     async def _stored_entries(self) -> list[JobEntry]:
-        """For a jobs file already missing at start-up: the watched set as stored or, on a
+        """For a jobs file already missing at start-up: what it last gave, as saved; or,
+        in a database from before that was saved, the watched set as stored or, on a
         shared database, what this host's jobs last added to it."""
+        name = JobsSource(self.config).name()
+        saved = await self.rt.store.get_state(FILE_STATE_PREFIX + name)
+        if saved is not None:
+            return saved_entries(saved)
         if self.config.store.url is not None:
-            key = watchlist.SOURCE_PREFIX + JobsSource(self.config).name()
+            key = watchlist.SOURCE_PREFIX + name
             found = watchlist.decode(await self.rt.store.get_state(key))
             return [JobEntry(job_id, note) for job_id, note in found]
         return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]

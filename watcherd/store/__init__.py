@@ -9,23 +9,26 @@ Modules: `schema` (migrations), `connection` (lock, file modes, pragmas), `rows`
 (metric columns), `writer` and `outbox` (transaction bodies), `readers` (queries),
 `core` (the Store that serializes and shields them), `snapshot` (the readers run
 synchronously, without aiosqlite, anyio or asyncio: a read command starts fast).
-`Store` is imported on first use, for the same reason.
+`Store` and the write-side records are imported on first use, for the same reason.
 """
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-from watcherd.store.records import HookLike, HookSub, JobState, PollRecord, PollResult
 
 if TYPE_CHECKING:
     from watcherd.store.core import Store
+    from watcherd.store.records import HookLike, HookSub, JobState, PollRecord, PollResult
+
+_HOME = {"Store": "core", **dict.fromkeys(("HookLike", "HookSub", "JobState"), "records")}
+_HOME |= dict.fromkeys(("PollRecord", "PollResult"), "records")
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Store":
-        from watcherd.store.core import Store
-
-        return Store
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"watcherd.store.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = ["HookLike", "HookSub", "JobState", "PollRecord", "PollResult", "Store"]

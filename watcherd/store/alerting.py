@@ -20,19 +20,18 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from watcherd.alerts.events import alert_event, parse_delivery
 from watcherd.model import Alert, CancelRecord, Delivery, dumps_exact
 from watcherd.store import outbox
-from watcherd.store.records import HookLike
 
 if TYPE_CHECKING:
     import aiosqlite  # the type only: `list` reads through this module on plain sqlite3
 
     from watcherd.alerts.episodes import AlertChange, Evaluation
     from watcherd.alerts.rules import Finding
+    from watcherd.store.records import HookLike
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -65,11 +64,13 @@ class Db(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
 class SqliteDb:
     """A `Db` on the SQLite store's connection."""
 
-    conn: aiosqlite.Connection
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         """Every row of one statement."""

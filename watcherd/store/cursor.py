@@ -1,7 +1,8 @@
 """The settled cursor: where a job's next metrics fetch starts, kept on its job row.
 
 `global_step_from` for the next fetch is the lowest step among the job's rows logged
-within `model.SETTLE_NS` of its newest row (README, "How it polls"). The writer sets
+within `model.SETTLE_NS` of its newest row, in the unit of its timestamps
+(`watcherd.stamps`; README, "How it polls"). The writer sets
 `jobs.cursor_step` in the transaction of every page that brings rows, through the
 `metrics_order` index: one probe per kind for the newest timestamp, then a range over
 the last few seconds of rows. Reading it (start-up, `health`, `add`) is a column of
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from watcherd.model import SETTLE_NS
+from watcherd.stamps import unit_sql
 
 #: Below every timestamp: the newest of a kind that has no rows.
 _NONE: Final = -(2**63)
@@ -25,12 +27,18 @@ def _newest(kind: str) -> str:
     )
 
 
+#: Rows after this are within the settle window of the newest: 5 s in its own unit.
+_FLOOR: Final = (
+    f"(SELECT n - {SETTLE_NS} / {unit_sql('n')}"
+    f" FROM (SELECT max({_newest('train')}, {_newest('eval')}) AS n))"
+)
+
 #: The cursor of the job row `jobs` (an SQL expression; NULL for a job without rows).
 #: INDEXED BY: the planner would otherwise walk every row of the job by its unique key.
 SETTLED: Final = (
     "(SELECT min(m.step) FROM metrics AS m INDEXED BY metrics_order"
     " WHERE m.job_id = jobs.job_id AND m.kind IN ('train', 'eval')"
-    f" AND m.timestamp > max({_newest('train')}, {_newest('eval')}) - {SETTLE_NS})"
+    f" AND m.timestamp > {_FLOOR})"
 )
 
 #: Recompute one job's stored cursor; one parameter, the job ID.

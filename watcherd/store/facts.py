@@ -97,8 +97,11 @@ def over_limit(rows: Sequence[SpendRow], limits: Iterable[tuple[Period, int]]) -
 
 
 def train_losses(texts: Iterable[str]) -> tuple[float, ...]:
-    """The train losses of stored metric rows (JSON texts), in order, NaN kept."""
+    """The train losses of stored metric rows (JSON texts), in order, NaN kept (a `null`
+    one, stored as received, is no value)."""
     rows = (loads_exact(text) for text in texts)
     return tuple(
-        float(r["train/loss"]) for r in rows if row_kind(r) == "train" and "train/loss" in r
+        float(r["train/loss"])
+        for r in rows
+        if row_kind(r) == "train" and r.get("train/loss") is not None
     )

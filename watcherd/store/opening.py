@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from watcherd.errors import StoreError
 
 if TYPE_CHECKING:
-    from watcherd.config.schema import StoreConfig
+    from watcherd.config.reading import StoreConfig
     from watcherd.store.interface import StoreApi
 
 PG_SCHEMES = ("postgresql://", "postgres://")

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Final
 from watcherd.alerts.events import subscribes
 from watcherd.errors import StoreError
 from watcherd.model import INTERRUPTED, WAITING_DELIVERIES, Delivery, DeliveryState
-from watcherd.store.records import HookLike
 
 if TYPE_CHECKING:
     import aiosqlite
+
+    from watcherd.store.records import HookLike
 
 OUTCOMES: Final = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DEAD})
 

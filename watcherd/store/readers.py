@@ -20,22 +20,35 @@ from watcherd.model import (
     loads_exact,
     sample_indices,
 )
-from watcherd.spend import SpendRow
-from watcherd.store import alerting, facts
-from watcherd.store.records import JobState
+from watcherd.stamps import ns_in_unit_of
+from watcherd.store import alerting
 from watcherd.store.rows import clamp64, text_number
 from watcherd.store.sampling import sampled_json
 
 if TYPE_CHECKING:
     import aiosqlite
 
-_OVERVIEW: Final = (
-    "SELECT job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
-    " seconds_remaining, last_poll_at, last_error, model, model_output_name, job_json,"
+    from watcherd.spend import SpendRow
+    from watcherd.store.records import JobState
+
+_OVERVIEW_COLUMNS: Final = (
+    "job_id, note, watched, status, status_since, max_step, train_loss, eval_loss,"
+    " seconds_remaining, last_poll_at, last_error, model, model_output_name,"
     " metrics_pending, eta_at, eta_source, reason, total_price, token_count, restart_of,"
-    " (SELECT min(r.job_id) FROM jobs AS r WHERE r.restart_of = jobs.job_id) FROM jobs"
+    " (SELECT min(r.job_id) FROM jobs AS r WHERE r.restart_of = jobs.job_id)"
 )
+#: One row per job for `list`; the job object (a kilobyte or two of JSON) is left out.
+_OVERVIEW: Final = f"SELECT {_OVERVIEW_COLUMNS} FROM jobs"
+#: One job for `show`: the overview's columns, then the job object (`JOB_JSON`).
+_JOB: Final = f"SELECT {_OVERVIEW_COLUMNS}, job_json FROM jobs"
+JOB_JSON: Final = 21
 _ORDER: Final = "ORDER BY timestamp, step, id"  # API order; id keeps arrival order on ties
+#: A job's newest row timestamp, NULL without rows: one index probe per kind.
+NEWEST: Final = (
+    'SELECT max(t) FROM (SELECT max("timestamp") AS t FROM metrics WHERE job_id = {0}'
+    """ AND kind = 'train' UNION ALL SELECT max("timestamp") FROM metrics WHERE job_id = {0}"""
+    " AND kind = 'eval') AS newest"
+)
 
 
 async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -60,13 +73,14 @@ async def job_states(
         where = "job_id IN (SELECT value FROM json_each(?))"
         params = (json.dumps(sorted(only)),)
     rows = await _all(conn, JOB_STATES_SQL.format(where=where), params)
-    return {str(r[0]): _job_state(r) for r in rows}
+    from watcherd.store.records import JobState  # `list` never asks: records are the poller's
 
-
-def _job_state(r: Any) -> JobState:
-    return JobState(
-        str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11]
-    )
+    return {
+        str(r[0]): JobState(
+            str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11]
+        )
+        for r in rows
+    }
 
 
 def _overview(
@@ -75,31 +89,33 @@ def _overview(
     open_alerts: tuple[str, ...] = (),
     cancel: CancelRecord | None = None,
 ) -> JobOverview:
+    """An `_OVERVIEW` row as the read model: positional, in `JobOverview`'s field order
+    (by keyword, binding its 24 arguments took five times as long for `list`)."""
     return JobOverview(
-        job_id=row[0],
-        note=row[1],
-        watched=bool(row[2]),
-        status=row[3],
-        status_since=row[4],
-        step=row[5],
-        train_loss=text_number(row[6]),
-        eval_loss=text_number(row[7]),
-        seconds_remaining=row[8],
-        last_poll_at=row[9],
-        last_error=row[10],
-        model=row[11],
-        model_output_name=row[12],
-        hooks=hooks,
-        metrics_complete=not row[14],
-        alerts=open_alerts,
-        eta_at=row[15],
-        eta_source=row[16],
-        cancel=cancel,
-        reason=row[17],
-        total_price=row[18],
-        token_count=row[19],
-        restart_of=row[20],
-        restarted_as=row[21],
+        row[0],  # job_id
+        row[1],  # note
+        bool(row[2]),  # watched
+        row[3],  # status
+        row[4],  # status_since
+        row[5],  # step
+        text_number(row[6]),  # train_loss
+        text_number(row[7]),  # eval_loss
+        row[8],  # seconds_remaining
+        row[9],  # last_poll_at
+        row[10],  # last_error
+        row[11],  # model
+        row[12],  # model_output_name
+        hooks,
+        row[16],  # reason
+        row[17],  # total_price
+        row[18],  # token_count
+        row[19],  # restart_of
+        row[20],  # restarted_as
+        not row[13],  # metrics_complete: no metrics fetch pending
+        open_alerts,
+        row[14],  # eta_at
+        row[15],  # eta_source
+        cancel,
     )
 
 
@@ -141,11 +157,11 @@ async def one_overview(db: alerting.Db, row: Any, counts: dict[str, dict[str, in
 
 async def job(conn: aiosqlite.Connection, job_id: str) -> tuple[JobOverview, Any] | None:
     """One job's overview and its last job object as received (None if never fetched)."""
-    rows = await _all(conn, f"{_OVERVIEW} WHERE job_id = ?", (job_id,))
+    rows = await _all(conn, f"{_JOB} WHERE job_id = ?", (job_id,))
     if not rows:
         return None
     found = await one_overview(alerting.SqliteDb(conn), rows[0], await _hook_counts(conn, job_id))
-    raw = rows[0][13]
+    raw = rows[0][JOB_JSON]
     return found, (None if raw is None else loads_exact(raw))
 
 
@@ -172,8 +188,22 @@ def _bounds(flt: MetricFilter) -> tuple[str, tuple[int, ...]]:
     return "".join(f" AND {sql}" for sql, _ in given), tuple(v for _, v in given)
 
 
+def in_job_unit(flt: MetricFilter, newest: int | None) -> MetricFilter:
+    """`flt` with its time bounds (nanoseconds) in the unit of the job's timestamps,
+    read from its newest one (`watcherd.stamps`); unchanged for a job without rows."""
+    if newest is None:
+        return flt
+    low, high = flt.logged_at_from, flt.logged_at_to
+    return flt._replace(
+        logged_at_from=None if low is None else ns_in_unit_of(low, newest, round_up=True),
+        logged_at_to=None if high is None else ns_in_unit_of(high, newest, round_up=False),
+    )
+
+
 async def metrics_json(conn: aiosqlite.Connection, job_id: str, flt: MetricFilter) -> list[str]:
     """The stored JSON texts that `list_metrics` with `flt` would return, in API order."""
+    if flt.logged_at_from is not None or flt.logged_at_to is not None:
+        flt = in_job_unit(flt, (await _all(conn, NEWEST.format("?1"), (job_id,)))[0][0])
     where, params = _bounds(flt)
     if flt.resolution is not None:
         res = flt.resolution
@@ -234,6 +264,8 @@ async def payload_facts(conn: aiosqlite.Connection, job_id: str) -> PayloadFacts
         conn, "SELECT reason, total_price, token_count FROM jobs WHERE job_id = ?", (job_id,)
     )
     reason, price, tokens = rows[0] if rows else (None, None, None)
+    from watcherd.store import facts  # hooks only; `list` and `show` do without
+
     texts = await metrics_json(conn, job_id, MetricFilter(resolution=facts.LOSS_POINTS))
     return PayloadFacts(
         reason=reason,
@@ -247,4 +279,6 @@ async def payload_facts(conn: aiosqlite.Connection, job_id: str) -> PayloadFacts
 
 async def spend(conn: aiosqlite.Connection) -> list[SpendRow]:
     """Every priced job's spend (see `watcherd.spend`), in the order they were added."""
+    from watcherd.store import facts  # `cost` only
+
     return facts.spend_rows(await _all(conn, facts.SPEND_SQL))

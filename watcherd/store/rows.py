@@ -186,5 +186,17 @@ def loss_text(value: Any) -> str | None:
 
 
 def text_number(text: str | None) -> float | None:
-    """Inverse of `loss_text`: the float, NaN and ±Infinity included."""
-    return None if text is None else number(loads_exact(text))
+    """Inverse of `loss_text`: the float, NaN and ±Infinity included.
+
+    `float` reads every JSON number text (and NaN, Infinity, -Infinity) as `json.loads`
+    then `number` would, at a fraction of the cost: an integer text rounds to the same
+    float either way, and one past a float's range is infinite either way. Only `-0`
+    differs (an int 0, so 0.0); anything `float` refuses takes the JSON path.
+    """
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return number(loads_exact(text))
+    return 0.0 if text == "-0" else value

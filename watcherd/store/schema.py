@@ -8,8 +8,7 @@ Append new steps at the end; never edit a step that has shipped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from watcherd.errors import StoreError
 
@@ -17,12 +16,10 @@ if TYPE_CHECKING:
     import aiosqlite
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step: a name for humans and the statements that apply it."""
-
-    name: str
-    statements: tuple[str, ...]
+#: One schema step: a name for humans and the statements that apply it. (Declared with
+#: types, not as a class: under `from __future__ import annotations` a class body's
+#: annotations are text, which `NamedTuple` compiles, and `list` would pay for that.)
+Migration = NamedTuple("Migration", [("name", str), ("statements", tuple[str, ...])])  # noqa: UP014
 
 
 _INITIAL = Migration(

@@ -33,15 +33,15 @@ from watcherd.model import (
     loads_exact,
 )
 from watcherd.store import alerting, connection, outbox, readers
-from watcherd.store.records import JobState
 from watcherd.store.schema import check_version, user_version
 
 if TYPE_CHECKING:
     import aiosqlite
 
-    from watcherd.config.schema import StoreConfig
+    from watcherd.config.reading import StoreConfig
     from watcherd.spend import SpendRow
     from watcherd.store.interface import StoreReader
+    from watcherd.store.records import JobState
 
 T = TypeVar("T")
 EVERYTHING: Final = MetricFilter()

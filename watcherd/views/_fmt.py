@@ -1,13 +1,11 @@
 """Small text helpers shared by the terminal views: ANSI colour, numbers, durations, tables."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see `watcherd.model` (`Column`).
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 from watcherd.model import is_settled
 
@@ -75,6 +73,8 @@ def number(value: float | None, spec: str = ".4g") -> str:
 
 def real(value: object) -> float | None:
     """A finite float for a number, else None (NaN, ±inf, overflowing ints, non-numbers)."""
+    if type(value) is float:  # the usual case: `x - x` is 0 for a finite float, else NaN
+        return value if value - value == 0.0 else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -86,21 +86,20 @@ def real(value: object) -> float | None:
 
 def duration(seconds: float) -> str:
     """A short human duration: `42s`, `3m 5s`, `2h 5m`, `3d 4h`; `> 1y` beyond a year."""
-    if real(seconds) is None:
+    if (type(seconds) is not float or seconds - seconds != 0.0) and real(seconds) is None:
         return "-"
     if seconds > YEAR:  # an absurd estimate (1e300 s) must not widen a column
         return "> 1y"
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    if minutes:
+    if seconds < 60:
+        return f"{max(0, int(seconds))}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
         return f"{minutes}m {secs}s" if secs else f"{minutes}m"
-    return f"{secs}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
 
 
 def ago(when: float | None, now: float) -> str:
@@ -111,6 +110,32 @@ def ago(when: float | None, now: float) -> str:
     if delta < 0:
         return f"in {duration(-delta)}"
     return "just now" if delta < 1 else f"{duration(delta)} ago"
+
+
+def ago_texts(times: Sequence[float | None], now: float, *, never: str = "never") -> list[str]:
+    """`ago` of each time (`never` for None), each whole number of seconds formatted once:
+    the jobs of a list were mostly polled together, so their texts repeat."""
+    memo: dict[int, str] = {}
+    texts = []
+    for when in times:
+        if when is None:
+            texts.append(never)
+            continue
+        delta = now - when
+        if 1 <= delta <= YEAR:  # where `duration` reads only the whole seconds
+            key = int(delta)
+            text = memo.get(key)
+            if text is None:
+                text = memo[key] = f"{duration(delta)} ago"
+            texts.append(text)
+        else:
+            texts.append(ago(when, now))
+    return texts
+
+
+def number_texts(values: Sequence[float | None]) -> list[str]:
+    """`number` of each value; a finite float (nearly all) without a call of its own."""
+    return [format(v, ".4g") if type(v) is float and v - v == 0.0 else number(v) for v in values]
 
 
 def safe(text: object) -> str:
@@ -148,8 +173,7 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
+class Column(NamedTuple):
     """A table column: its header, alignment and how it gives way on a narrow terminal.
 
     `drop` ranks the columns left out first when the row is too wide (1 goes first,
@@ -170,12 +194,25 @@ SHRINK_FLOOR: Final = 16
 def table(
     columns: Sequence[Column], rows: Sequence[Sequence[Cell]], *, color: bool, width: int
 ) -> list[str]:
-    """Aligned columns two spaces apart, fitted to `width`; colour never breaks alignment.
+    """Aligned columns two spaces apart, fitted to `width`; colour never breaks alignment."""
+    texts = [[r[i][0] for r in rows] for i in range(len(columns))]
+    styles = [[r[i][1] for r in rows] for i in range(len(columns))]
+    return grid(columns, texts, styles, color=color, width=width)
 
-    Built column by column (`_column`): a 1,000-job list is 10,000 cells.
-    """
+
+def grid(
+    columns: Sequence[Column],
+    texts: Sequence[list[str]],
+    styles: Sequence[Sequence[str | None] | None],
+    *,
+    color: bool,
+    width: int,
+) -> list[str]:
+    """`table` given column by column: each column's texts and their styles (None for a
+    column without any), as a 1,000-job list (10,000 cells) is built."""
     keep = list(range(len(columns)))
-    widths = [max([len(c.name)] + [len(r[i][0]) for r in rows]) for i, c in enumerate(columns)]
+    natural = [max(map(len, t), default=0) for t in texts]
+    widths = [max(len(c.name), n) for c, n in zip(columns, natural, strict=True)]
     _shrink(columns, widths, keep, width, floor=SHRINK_FLOOR)
     for _, index in sorted((c.drop, i) for i, c in enumerate(columns) if c.drop is not None):
         if _total(widths, keep) <= width:
@@ -184,26 +221,36 @@ def table(
     _shrink(columns, widths, keep, width, floor=0)
     head = [(columns[i].name, "bold") for i in keep]
     lines = [_join(head, [widths[i] for i in keep], [columns[i].right for i in keep], color)]
-    body = [_column([r[i] for r in rows], widths[i], columns[i].right, color) for i in keep]
-    lines.extend("  ".join(parts).rstrip() for parts in zip(*body, strict=True))
+    specs, body = [], []
+    for i in keep:
+        fitted, right = _fit(texts[i], widths[i], natural[i]), columns[i].right
+        painted = styles[i]
+        if color and painted is not None and any(painted):
+            pad = widths[i]
+            body.append(
+                [
+                    _pad(paint(t, st, color), pad - len(t), right)
+                    for t, st in zip(fitted, painted, strict=True)
+                ]
+            )
+            specs.append("%s")
+        else:  # padded by the format below, one call per line rather than one per cell
+            body.append(fitted)
+            specs.append(f"%{widths[i]}s" if right else f"%-{widths[i]}s")
+    line = "  ".join(specs)
+    lines.extend((line % cells).rstrip() for cells in zip(*body, strict=True))
     return lines
 
 
-def _column(cells: Sequence[Cell], width: int, right: bool, color: bool) -> list[str]:
-    """One column's cells made `safe`, clipped to `width`, padded and painted: `_join`'s
-    work for each cell of a line, done for a whole column at a time."""
-    texts = _safe_all([text for text, _ in cells])
+def _fit(texts: list[str], width: int, longest: int) -> list[str]:
+    """One column's texts made `safe` and clipped to `width` (`clip` for a whole column);
+    `longest` is the longest text's length (`safe` never lengthens one)."""
+    texts = _safe_all(texts)
     if width <= 0:
-        texts = [""] * len(texts)
-    elif max(map(len, texts), default=0) > width:
-        texts = [t if len(t) <= width else t[: width - 1] + "…" for t in texts]
-    if color and any(style for _, style in cells):
-        styles = [style for _, style in cells]
-        return [
-            _pad(paint(t, style, color), width - len(t), right)
-            for t, style in zip(texts, styles, strict=True)
-        ]
-    return [t.rjust(width) for t in texts] if right else [t.ljust(width) for t in texts]
+        return [""] * len(texts)
+    if longest > width:
+        return [t if len(t) <= width else t[: width - 1] + "…" for t in texts]
+    return texts
 
 
 def _pad(painted: str, pad: int, right: bool) -> str:
@@ -213,7 +260,7 @@ def _pad(painted: str, pad: int, right: bool) -> str:
 def _safe_all(texts: list[str]) -> list[str]:
     """`safe` of each text; one check over all of them first, since cells are nearly
     always plain (printable, single spaces, none leading or trailing)."""
-    if all(map(str.isprintable, texts)):
+    if "".join(texts).isprintable():  # printable as a whole: each one is
         joined = "\n".join(texts)  # printable texts hold no newline
         spaced = "  " in joined or " \n" in joined or "\n " in joined
         if not spaced and joined[:1] != " " and joined[-1:] != " ":

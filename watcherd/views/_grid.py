@@ -9,23 +9,21 @@ marked whatever the sampling), and the x tick labels are the steps their columns
 stand for (the CLI labels the right end one grid step past the data).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see `watcherd.model` (named tuples).
 
 import math
 import sys
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import compress
 from operator import le, not_
-from typing import Final
+from typing import Final, NamedTuple
 
 DIP: Final = -1  # slot of a NaN or -inf column: the line drops to the x axis
 SPIKE: Final = -2  # slot of a +inf column: the line climbs to the top row
 
 
-@dataclass(frozen=True, slots=True)
-class Chart:
+class Chart(NamedTuple):
     """A drawn chart: text rows and, per cell, whether it belongs to the line."""
 
     rows: list[str]  # height body rows, the axis row, the tick label row

@@ -7,14 +7,13 @@ by row length: a length group whose rows hold only as many distinct keys as one 
 does has a single key set; a mixed one is split row by row.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see `watcherd.model` (named tuples).
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from itertools import chain, compress
 from operator import itemgetter, le, not_
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from watcherd.model import STEP_KEY, MetricRow
 
@@ -22,15 +21,14 @@ _SKIP_BASES: Final = frozenset({"timestamp", "step", "global_step", "epoch"})
 _NUMBER_TYPES: Final = frozenset({int, float})
 
 
-@dataclass(frozen=True, slots=True)
-class Series:
+class Series(NamedTuple):
     """One metric key's points in row order: x is the row's `train/global_step`."""
 
     key: str
     xs: list[float]
     ys: list[float]
-    ascending: bool = field(default=False, compare=False)  # xs known to be sorted
-    finite: bool = field(default=False, compare=False)  # ys known to hold no NaN or inf
+    ascending: bool = False  # xs known to be sorted
+    finite: bool = False  # ys known to hold no NaN or inf
 
     @property
     def non_finite(self) -> list[tuple[float, float]]:

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from html import escape
-from typing import Any, Final
+from typing import Final
 
 from watcherd.model import (
     PHASES,
     Alert,
     Delivery,
     JobOverview,
-    MetricRow,
-    Transition,
     is_settled,
     phases,
     spans,
@@ -29,6 +26,7 @@ from watcherd.views._fmt import duration, number, terminal_text
 from watcherd.views._series import Series, collect_series
 from watcherd.views.alerts import cancel_text, eta_text
 from watcherd.views.listing import iso
+from watcherd.views.records import ReportJob as ReportJob
 
 _SCHEME: Final = re.compile(r"\b[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _REWARD_PARTS: Final = ("chosen", "rejected", "margins")
@@ -47,19 +45,6 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.1rem 1rem}dd{margin:
 @media print{body{margin:0;max-width:none;font-size:11px}section{break-inside:avoid}
 h2{break-after:avoid}.chart{max-width:100%}}
 """
-
-
-@dataclass(frozen=True, slots=True)
-class ReportJob:
-    """Everything the report shows about one job."""
-
-    overview: JobOverview
-    raw_job: dict[str, Any] | None = None
-    transitions: Sequence[Transition] = field(default_factory=tuple)
-    metrics: Sequence[MetricRow] = field(default_factory=tuple)
-    deliveries: Sequence[Delivery] = field(default_factory=tuple)
-    events: Sequence[dict[str, Any]] = field(default_factory=tuple)
-    alerts: Sequence[Alert] = field(default_factory=tuple)
 
 
 def render_report(jobs: Sequence[ReportJob], *, generated_at: float) -> str:

@@ -38,6 +38,9 @@ from watcherd.watch.schedule import JobSchedule
 
 log = structlog.get_logger("watcherd.watch.alerting")
 
+#: The one status in which a job can stall (`rules.stalled`).
+TRAINING: Final = "running"
+
 #: A cancel the service refuses (4xx) this often is given up (`skipped`).
 MAX_CANCEL_ATTEMPTS: Final = 3
 
@@ -54,33 +57,36 @@ class AlertWatch:
         self,
         sched: JobSchedule,
         status: str,
-        raw: Mapping[str, Any] | None,
+        job: Mapping[str, Any] | None,
         records: Sequence[MetricRecord],
     ) -> Evaluation:
-        """The rules' verdict on one poll of `sched`'s job: its status, its object as
-        received (`raw`), the rows fetched (if any)."""
+        """The rules' verdict on one poll of `sched`'s job: its status, the fields of its
+        object the rules read (`Job.facts`), the rows fetched (if any)."""
         fetched, sched.fetched = sched.fetched, False
-        obs = Observation(self.wall(), status, raw, self._new_rows(sched, records), fetched)
-        return evaluate(
-            self.config.alerts, sched.alerts, obs, allow_cancel=self.config.allow_cancel
-        )
+        memory = AlertState.from_json(sched.alert_state)
+        obs = Observation(self.wall(), status, job, self._new_rows(memory, records), fetched)
+        return evaluate(self.config.alerts, memory, obs, allow_cancel=self.config.allow_cancel)
 
     def absorb(
         self, sched: JobSchedule, status: str, records: Sequence[MetricRecord]
     ) -> AlertState:
         """The rules' memory with one batch of a big page folded in (no verdict: that
         comes with the page's last batch), to be stored with the batch."""
-        obs = Observation(self.wall(), status, None, self._new_rows(sched, records))
-        return absorb(self.config.alerts, sched.alerts, obs)
+        memory = AlertState.from_json(sched.alert_state)
+        obs = Observation(self.wall(), status, None, self._new_rows(memory, records))
+        return absorb(self.config.alerts, memory, obs)
 
-    def _new_rows(self, sched: JobSchedule, records: Sequence[MetricRecord]) -> RowColumns:
+    def _new_rows(self, memory: AlertState, records: Sequence[MetricRecord]) -> RowColumns:
         """The rows the rules have not seen yet, as columns: a page's others are skipped
         by the rules anyway (their step is at or below `seen[kind]`), so they stay text."""
-        return rule_columns(records, watched_keys(self.config.alerts), sched.alerts.seen)
+        return rule_columns(records, watched_keys(self.config.alerts), memory.seen)
 
     def look_now(self, sched: JobSchedule, status: str) -> bool:
         """True when the job looks stalled and its metrics should be fetched before saying so."""
-        return stall_check_due(self.config.alerts.stalled, sched.alerts, status, self.wall())
+        if status != TRAINING or not self.config.alerts.stalled.enabled:
+            return False  # what `stall_check_due` says first, without reading the memory
+        memory = AlertState.from_json(sched.alert_state)
+        return stall_check_due(self.config.alerts.stalled, memory, status, self.wall())
 
     async def settle_cancel(
         self, api: ApiClient, sched: JobSchedule, status: str
@@ -101,7 +107,8 @@ class AlertWatch:
             sched.cancel_pending = False
             log.info("job.cancel_settled", job_id=job_id, status=status, called=False)
             return None
-        log.warning("job.cancel_calling", job_id=job_id, attempt=attempt, rule=sched.alerts.cancel)
+        rule = AlertState.from_json(sched.alert_state).cancel
+        log.warning("job.cancel_calling", job_id=job_id, attempt=attempt, rule=rule)
         try:
             answer = await api.cancel(job_id)
         except ApiError as exc:

@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from watcherd.alerts.state import AlertState
 from watcherd.api.client import Job
 from watcherd.backoff import full_jitter
 from watcherd.config import PollConfig
 from watcherd.model import SETTLE_NS, MetricRecord, is_terminal
+from watcherd.stamps import ns_per_unit
 
 #: Statuses before training: no metric rows can appear yet.
 QUIET_STATUSES = frozenset({"pending", "queued"})
@@ -36,7 +36,7 @@ class JobSchedule:
     metrics_failures: int = 0  # metrics fetches failed in a row
     metrics_pending: bool = False  # finished, but its last metrics fetch failed
     rate_limited: bool = False  # its last failure was the host's Retry-After pause
-    alerts: AlertState = field(default_factory=AlertState)  # the rules' memory, as stored
+    alert_state: str | None = None  # the rules' memory as stored: its JSON text (compact)
     fetched: bool = False  # metrics were fetched in the poll under way
     cancel_pending: bool = False  # a cancel was decided and not yet settled
 
@@ -83,10 +83,10 @@ def backoff(poll: PollConfig, failures: int, rng: random.Random) -> float:
 def settled_cursor(rows: Sequence[MetricRecord], cursor: int | None) -> int | None:
     """The next `global_step_from` after fetching `rows` (everything from `cursor` on).
 
-    The lowest step among rows logged within `SETTLE_NS` of the newest one: an eval
-    row landing late at one of those steps is still fetched, and with steps slower
-    than that window the cursor is simply the newest step. Rows without a timestamp
-    fall back to the highest step.
+    The lowest step among rows logged within `SETTLE_NS` of the newest one (in the
+    rows' own unit, `stamps`): an eval row landing late at one of those steps is still
+    fetched, and with steps slower than that window the cursor is simply the newest
+    step. Rows without a timestamp fall back to the highest step.
     """
     if not rows:
         return cursor
@@ -94,6 +94,7 @@ def settled_cursor(rows: Sequence[MetricRecord], cursor: int | None) -> int | No
     if len(stamps) < len(rows):
         top = max(r[1] for r in rows)
     else:
-        limit = max(stamps) - SETTLE_NS
+        newest = max(stamps)
+        limit = newest - SETTLE_NS // ns_per_unit(newest)  # 5 s in the rows' own unit
         top = min(r[1] for r in rows if r[2] is not None and r[2] > limit)
     return top if cursor is None else max(cursor, top)

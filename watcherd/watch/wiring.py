@@ -28,6 +28,8 @@ def build_api(
         if exc.key:
             raise
         source = str(config.source) if config.source else None
+        if config.source is not None and not config.source.exists():  # defaults were used
+            source = f"defaults (no {config.source})"
         hint = "set it, or name another source with api_key_env / api_key_file"
         raise ConfigError(f"{exc.message}; {hint}", path=source, key="api.api_key") from exc
     return ApiClient.from_config(http, config.api, key, gate=gate)

@@ -40,7 +40,7 @@ from watcherd.model import (
 from watcherd.spend import Period, SpendRow
 from watcherd.store.postgres import copy, eventlog, leases, outbox, readers, schema, writer
 from watcherd.store.postgres.alertstore import AlertMethods
-from watcherd.store.postgres.sql import Conn
+from watcherd.store.postgres.sql import Conn, nul_free
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import page_rows
 from watcherd.store.writer import LAST_POLL_KEY
@@ -60,8 +60,10 @@ async def connect(url: str, password: str | None) -> Conn:
     """An autocommit connection (transactions are explicit); StoreError if unreachable."""
     extra: dict[str, Any] = {} if password is None else {"password": password}
     try:
-        return await psycopg.AsyncConnection.connect(
-            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **extra
+        return nul_free(
+            await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **extra
+            )
         )
     except psycopg.Error as exc:
         raise StoreError(f"{redact_url(url)}: cannot connect: {_first_line(exc)}") from exc

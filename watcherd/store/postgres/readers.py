@@ -13,17 +13,27 @@ from watcherd.model import (
     loads_exact,
     sample_indices,
 )
+from watcherd.stamps import unit_sql
 from watcherd.store.alerting import CANCEL_STATE_SQL
 from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
-from watcherd.store.readers import _OVERVIEW, one_overview, overviews
+from watcherd.store.readers import (
+    _JOB,
+    _OVERVIEW,
+    JOB_JSON,
+    NEWEST,
+    in_job_unit,
+    one_overview,
+    overviews,
+)
 from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 
 _ORDER: Final = 'ORDER BY "timestamp", step, id'
 _CURSOR: Final = (
     'SELECT min(m.step) FROM metrics m WHERE m.job_id = jobs.job_id AND m."timestamp" >'
-    ' (SELECT max(t."timestamp") FROM metrics t WHERE t.job_id = jobs.job_id) - %s'
+    f" (SELECT n - {SETTLE_NS} / {unit_sql('n')}"
+    ' FROM (SELECT max(t."timestamp") AS n FROM metrics t WHERE t.job_id = jobs.job_id) AS newest)'
 )
 
 
@@ -36,7 +46,7 @@ async def job_states(conn: Conn, only: frozenset[str] | None = None) -> dict[str
         f" last_error, status_since, ({_CURSOR}), metrics_pending = 1, alert_state,"
         f" {CANCEL_STATE_SQL} FROM jobs WHERE {where}"
         " ORDER BY added_at, job_id",
-        (SETTLE_NS, *params),
+        params,
     )
     return {str(r[0]): JobState(*r) for r in rows}
 
@@ -63,11 +73,11 @@ async def overview(conn: Conn, *, include_unwatched: bool) -> list[JobOverview]:
 
 async def job(conn: Conn, job_id: str) -> tuple[JobOverview, Any] | None:
     """One job's overview and its last job object as received (None if never fetched)."""
-    found = await one(conn, f"{_OVERVIEW} WHERE job_id = %s", (job_id,))
+    found = await one(conn, f"{_JOB} WHERE job_id = %s", (job_id,))
     if found is None:
         return None
     overview = await one_overview(PgDb(conn), found, await _hook_counts(conn, job_id))
-    raw = found[13]
+    raw = found[JOB_JSON]
     return overview, (None if raw is None else loads_exact(raw))
 
 
@@ -96,6 +106,9 @@ def _bounds(flt: MetricFilter) -> tuple[str, tuple[int, ...]]:
 
 async def metrics_json(conn: Conn, job_id: str, flt: MetricFilter) -> list[str]:
     """The stored JSON texts that `list_metrics` with `flt` would return, in API order."""
+    if flt.logged_at_from is not None or flt.logged_at_to is not None:
+        newest = await one(conn, NEWEST.format("%s"), (job_id, job_id))
+        flt = in_job_unit(flt, None if newest is None else newest[0])
     where, params = _bounds(flt)
     if flt.resolution is not None:
         sampled = await _sampled(conn, job_id, where, params, flt.resolution)

@@ -14,7 +14,7 @@ from watcherd.model import MISSING
 from watcherd.store import alerting, pages, watchlist
 from watcherd.store.postgres import eventlog, outbox
 from watcherd.store.postgres.alerting import PgDb
-from watcherd.store.postgres.sql import Conn, fetch, one
+from watcherd.store.postgres.sql import Conn, fetch, one, plain_text
 from watcherd.store.records import HookLike, PollRecord, PollResult
 from watcherd.store.rows import PageRows
 from watcherd.store.writer import LAST_POLL_KEY, WATCH_RESTARTS, _job_fields, _metrics_fields
@@ -112,6 +112,7 @@ async def record_poll(conn: Conn, rec: PollRecord, page: PageRows) -> PollResult
     plan = pages.plan_page(stored, page)
     if plan.inserts:
         async with conn.cursor() as cur:
+            plain_text(cur)  # job ID, kind and each row's JSON text: never a NUL
             await cur.executemany(INSERT_METRIC, plan.inserts)
     if plan.renumber:
         await conn.execute(_RENUMBER, (rec.job_id,))
