@@ -21,8 +21,8 @@ from watcherd.api.metricrows import (
     exact_body,
     exact_records,
     fast_records,
-    rule_columns,
 )
+from watcherd.api.rulerows import rule_columns
 from watcherd.api.shapes import ShapeError
 from watcherd.model import MetricRecord, MetricRecords, dumps_exact
 from watcherd.store import PollRecord, Store

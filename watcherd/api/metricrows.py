@@ -9,29 +9,30 @@ explicit `null` loss is a NaN to the `nonfinite` rule, README "Alerts while a jo
 Two decoders give byte-identical records:
 
 - the fast one (msgspec) reads the whole batch in C into small structs holding the
-  step, the timestamp and the two losses, and takes each row's text with one regex.
-  It refuses anything unusual: a bare `NaN`/`Infinity` (which the service writes and
-  strict JSON decoders reject), a string escape, a non-number value, a float step,
-  a number out of range, braces in a key;
+  step, the timestamp, the two losses and the epoch, and cuts each row's text from
+  the batch; its records keep those fields as columns (`model.MetricRecords`), which
+  the store and the alert rules read instead of the records one by one. It refuses
+  anything unusual: a bare `NaN`/`Infinity` (which the service writes and strict
+  JSON decoders reject), a string escape, a non-number value, a float step, a number
+  out of range, braces in a key;
 - the exact one (the standard library's scanner, one row at a time, the checks of
   `shapes.parse_metric_row`) takes what the fast one refuses, and raises `ShapeError`
   for what watcherd cannot store.
+
+`api.rulerows` gives the alert rules a batch's new rows as columns.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from itertools import compress, repeat
-from operator import attrgetter, is_, itemgetter
+from operator import attrgetter, is_
 from typing import Annotated, Any, Final
 
 import msgspec
 
-from watcherd.alerts.fold import LOSS_KEYS, RowColumns, value_of
 from watcherd.api.shapes import INT64_MAX, INT64_MIN, ShapeError, parse_metric_row
 from watcherd.model import (
     EPOCH_KEY,
@@ -39,7 +40,6 @@ from watcherd.model import (
     TIMESTAMP_KEY,
     MetricRecord,
     MetricRecords,
-    loads_exact,
     row_kind,
 )
 
@@ -72,77 +72,6 @@ _OBJECT: Final = re.compile(r"\{[^{}]*\}")
 _TRAIN_KEY: Final = re.compile(r'"train/(?!global_step"|epoch")')
 _SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _WS: Final = re.compile(r"[ \t\n\r]*")
-
-
-def rule_columns(
-    records: Sequence[MetricRecord], keys: tuple[str, ...], seen: Mapping[str, int]
-) -> RowColumns:
-    """The records past their kind's last evaluated step (`seen`), as the rules' columns.
-
-    Kinds and steps are the records'. A batch the fast decoder made (`MetricRecords`)
-    already holds each row's timestamp, epoch and losses: when the rules watch no other
-    keys, its columns serve as they are. Otherwise the timestamps, epochs and the
-    watched `keys`' values are decoded from the rows' texts in one msgspec call into
-    small structs holding only those keys (no dict per row), or, when msgspec refuses
-    the lot (a bare `NaN` or `Infinity`), row by row by `loads_exact`. Either way the
-    values are `loads_exact`'s.
-    """
-    new = _unseen(records, seen)
-    if not new:
-        return RowColumns()
-    if new is records and isinstance(records, MetricRecords) and records.whole():
-        decoded = {"train/loss": records.train_losses, "eval/loss": records.eval_losses}
-        if decoded.keys() >= set(keys):
-            values = {key: decoded[key] for key in keys}
-            return RowColumns(records.kinds, records.steps, records.stamps, records.epochs, values)
-    decoder, names = _rule_decoder(keys)
-    texts = [r[4] for r in new]
-    try:
-        rows = decoder.decode(("[" + ",".join(texts) + "]").encode())
-    except msgspec.MsgspecError:
-        exact = [loads_exact(text) for text in texts]
-        columns = {name: [value_of(row, name) for row in exact] for name in names}
-    else:
-        columns = {
-            name: _as_read(name, list(map(attrgetter(f"f{i}"), rows)))
-            for i, name in enumerate(names)
-        }
-    return RowColumns(
-        list(map(itemgetter(0), new)),
-        list(map(itemgetter(1), new)),
-        columns[TIMESTAMP_KEY],
-        columns[EPOCH_KEY],
-        {key: columns[key] for key in keys},
-    )
-
-
-def _unseen(records: Sequence[MetricRecord], seen: Mapping[str, int]) -> Sequence[MetricRecord]:
-    """The records whose step is past the last evaluated one of their kind (`records`
-    itself when that is all of them)."""
-    if not records or not seen or min(map(itemgetter(1), records)) > max(seen.values()):
-        return records
-    return [r for r in records if r[1] > seen.get(r[0], -1)]
-
-
-@functools.cache
-def _rule_decoder(keys: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], tuple[str, ...]]:
-    """A decoder of rows into structs of the timestamp, the epoch and `keys` (any JSON
-    value, `UNSET` when absent; other keys are skipped), and the keys in field order."""
-    names = tuple(dict.fromkeys((TIMESTAMP_KEY, EPOCH_KEY, *keys)))
-    unset = msgspec.UNSET
-    fields = [(f"f{i}", Any, msgspec.field(default=unset, name=n)) for i, n in enumerate(names)]
-    row = msgspec.defstruct("RuleRow", fields, gc=False)
-    return msgspec.json.Decoder(list[row]), names  # type: ignore[valid-type]
-
-
-def _as_read(key: str, column: list[Any]) -> list[Any]:
-    """A decoded column as `fold.value_of` reads rows: None when absent (`UNSET`), NaN
-    for an explicit null loss, None for another null."""
-    if key in LOSS_KEYS and None in column:
-        column = [math.nan if value is None else value for value in column]
-    if any(map(is_, column, repeat(msgspec.UNSET))):
-        column = [None if value is msgspec.UNSET else value for value in column]
-    return column
 
 
 def decode_batch(region: bytes) -> list[MetricRecord]:

@@ -24,7 +24,7 @@ from watcherd.alerts.fold import RowColumns, watched_keys
 from watcherd.alerts.rules import stall_check_due
 from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient
-from watcherd.api.metricrows import rule_columns
+from watcherd.api.rulerows import rule_columns
 from watcherd.config import Config
 from watcherd.errors import ApiError, ClientRequestError
 from watcherd.model import (
