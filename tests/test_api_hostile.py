@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +100,7 @@ async def test_a_listed_job_without_an_id_is_skipped(tmp_path: Path, other: dict
             return httpx.Response(200, json={"data": []})
         return httpx.Response(200, json=job(id=request.url.path.rsplit("/", 1)[-1]))
 
-    config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
-    async with (
-        Store.open(tmp_path / "w.db", writer=True) as store,
-        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
-    ):
-        await store.sync_watched([("ft-a", None), ("ft-b", None)], time.time())
-        poller = Poller(store, ApiClient.from_config(http, config.api, "k"), config)
-        await poller.load_jobs()
-        with capture_logs() as logs:
-            await poller.poll_once()
-        statuses = {j.job_id: j.status for j in await store.overview()}
+    statuses, logs = await _poll_two(tmp_path, handler)
     assert statuses == {"ft-a": "running", "ft-b": "running"}
     retrieves = [p for p in paths if p.count("/") == 3]  # /v1/fine-tunes/ft-x
     assert (paths.count("/v1/fine-tunes"), retrieves) == (1, [])
@@ -173,6 +164,15 @@ async def test_a_listing_with_a_huge_number_does_not_stop_the_poller(tmp_path: P
             return httpx.Response(200, json={"metrics": []})
         return httpx.Response(200, json=job(id=path.rsplit("/", 1)[-1]))
 
+    statuses, logs = await _poll_two(tmp_path, handler)
+    assert statuses == {"ft-a": "running", "ft-b": "running"}
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["poll.list_failed"]
+
+
+async def _poll_two(
+    tmp_path: Path, handler: Callable[[httpx.Request], httpx.Response]
+) -> tuple[dict[str, str | None], list[MutableMapping[str, Any]]]:
+    """One round of the real poller over ft-a and ft-b: their statuses and the logs."""
     config = Config(api=ApiConfig(base_url="http://sim.test", max_rate=0), poll=PollConfig())
     async with (
         Store.open(tmp_path / "w.db", writer=True) as store,
@@ -183,6 +183,4 @@ async def test_a_listing_with_a_huge_number_does_not_stop_the_poller(tmp_path: P
         await poller.load_jobs()
         with capture_logs() as logs:
             await poller.poll_once()
-        statuses = {j.job_id: j.status for j in await store.overview()}
-    assert statuses == {"ft-a": "running", "ft-b": "running"}
-    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["poll.list_failed"]
+        return {j.job_id: j.status for j in await store.overview()}, logs
