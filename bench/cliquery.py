@@ -22,9 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import anyio
 
@@ -104,7 +104,10 @@ def figure(steps: int, jobs: int, repeats: int) -> list[Row]:
     PYTHONDONTWRITEBYTECODE set, every command would otherwise compile it from source.
     """
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "watcherd")], check=True)
-    with tempfile.TemporaryDirectory() as tmp, _cache_home(Path(tmp) / "cache"):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.dict(os.environ, XDG_CACHE_HOME=str(Path(tmp) / "cache")),
+    ):
         folder = Path(tmp)
         job_id = run_worker("cli_setup", {"folder": tmp, "steps": steps, "jobs": jobs})["job_id"]
         m_cfg, l_cfg = _config(folder, folder / "m.db", "m"), _config(folder, folder / "l.db", "l")
@@ -137,20 +140,6 @@ def _cpu(argv: list[str], repeats: int) -> dict[str, float]:
         ours.append(subprocess_cpu([py, "-m", "watcherd", *argv]))
         floor.append(subprocess_cpu([py, "-c", "pass"]))
     return {"list": median(ours), "pass": median(floor)}
-
-
-@contextlib.contextmanager
-def _cache_home(folder: Path) -> Iterator[None]:
-    """XDG_CACHE_HOME set to `folder` for the commands started meanwhile."""
-    before = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(folder)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["XDG_CACHE_HOME"]
-        else:
-            os.environ["XDG_CACHE_HOME"] = before
 
 
 def _cold_cpu(argv: list[str], repeats: int) -> float:

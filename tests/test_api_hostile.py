@@ -184,3 +184,38 @@ async def _poll_two(
         with capture_logs() as logs:
             await poller.poll_once()
         return {j.job_id: j.status for j in await store.overview()}, logs
+
+
+def not_utf8(obj: dict[str, Any]) -> bytes:
+    """JSON text of `obj` with its `"BAD"` string made a byte no UTF-8 text holds."""
+    return body(obj).replace(b'"BAD"', b'"\xff"')
+
+
+async def test_a_job_body_that_is_not_utf8_is_malformed() -> None:
+    """A byte that is not UTF-8, even in a field the poller never reads, refuses the body
+    (as `json.loads` does): the object could not be decoded when it is stored."""
+    client = make(reply(not_utf8(job(suffix="BAD"))))
+    with pytest.raises(MalformedResponseError, match="invalid JSON"):
+        await client.retrieve("ft-abc")
+    client = make(reply(not_utf8({"data": [job(suffix="BAD")]})))
+    with pytest.raises(MalformedResponseError, match="invalid JSON"):
+        await client.list_jobs()
+
+
+async def test_a_listing_that_is_not_utf8_does_not_stop_the_poller(tmp_path: Path) -> None:
+    """The listing is refused and logged; each watched job is still polled by retrieve."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/fine-tunes"):
+            listing = [job(id="ft-a", suffix="BAD"), job(id="ft-b")]
+            return httpx.Response(200, content=not_utf8({"data": listing}), headers=JSON)
+        if path.endswith("/metrics"):
+            return httpx.Response(200, json={"metrics": []})
+        if path.endswith("/events"):
+            return httpx.Response(200, json={"data": []})
+        return httpx.Response(200, json=job(id=path.rsplit("/", 1)[-1]))
+
+    statuses, logs = await _poll_two(tmp_path, handler)
+    assert statuses == {"ft-a": "running", "ft-b": "running"}
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["poll.list_failed"]

@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from watcherd.errors import StoreError
 from watcherd.model import MISSING, MetricRow, dumps_exact
-from watcherd.store import HookLike, HookSub, PollRecord, PollResult
+from watcherd.store import HookLike, HookSub, PollRecord, PollResult, Store, writer
 from watcherd.store.interface import StoreApi
 from watcherd.store.opening import open_store
+from watcherd.store.rows import page_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -282,10 +285,13 @@ async def test_concurrent_polls_share_a_commit_and_a_bad_page_fails_alone(store:
         except StoreError as exc:
             results[job_id] = exc
 
-    async with anyio.create_task_group() as tg:
-        for job_id in jobs:
-            tg.start_soon(record, job_id)
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            for job_id in jobs:
+                tg.start_soon(record, job_id)
     assert isinstance(results.pop("ft-5"), StoreError)
+    if isinstance(store, Store):  # SQLite's group commit says why it wrote page by page
+        assert any(e["event"] == "store.group_commit_split" for e in logs)
     landed = [r for r in results.values() if isinstance(r, PollResult)]
     assert len(landed) == 11
     assert all(r.new_rows == 2 and r.transition == (None, "completed") for r in landed)
@@ -342,3 +348,22 @@ async def test_restart_events_name_the_new_job_once(store: StoreApi) -> None:
     first = await store.record_poll(PollRecord("ft-a", 10.0, None, "error", events=log))
     again = await store.record_poll(PollRecord("ft-a", 11.0, None, "error", events=log))
     assert (first.restarts, again.restarts) == (("ft-b",), ())
+
+
+async def test_a_group_commit_larger_than_a_compound_select_is_one_transaction(
+    tmp_path: Path,
+) -> None:
+    """600 pages in one SQLite transaction (more than the 500 terms SQLite lets one
+    compound SELECT hold): each is recorded with its own rows, none refused."""
+    db, jobs = tmp_path / "w.db", [f"ft-{i:03d}" for i in range(600)]
+    async with open_store(db, writer=True) as st:
+        await st.sync_watched([(j, None) for j in jobs], 1.0)
+    batch = []
+    for i, job_id in enumerate(jobs):
+        rec = PollRecord(job_id, 10.0, None, "running", [train(s) for s in range(i % 3 + 1)])
+        batch.append((rec, page_rows(job_id, rec.metrics, ())))
+    async with aiosqlite.connect(db, isolation_level=None) as conn:
+        await conn.execute("BEGIN IMMEDIATE")
+        results = await writer.record_polls(conn, batch)
+        await conn.execute("COMMIT")
+    assert [r.new_rows for r in results] == [i % 3 + 1 for i in range(600)]

@@ -201,16 +201,8 @@ class ApiClient:
         retried: those rows are the caller's, and its next fetch goes on from them.
         """
         validate_job_id(job_id)
-        url = f"{self._base}/fine-tunes/{job_id}/metrics"
         sink = _MetricsSink(on_batch)
-        raw = await self._request("GET", url, metric_params(flt), sink)
-        self._check_json(raw)  # a body that is not JSON was not streamed: refused here
-        try:
-            return sink.kept + sink.framer.finish()
-        except ShapeError as exc:
-            raise self._malformed(raw, f"unexpected shape: {exc}") from None
-        except (ArithmeticError, RecursionError) as exc:  # as in `_call`: refused, no crash
-            raise self._malformed(raw, f"unexpected shape: {type(exc).__name__}") from None
+        return await self._call("GET", f"/{job_id}/metrics", metric_params(flt), sink.rest, sink)
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         """The job's events (`GET /v1/fine-tunes/{id}/events`)."""
@@ -223,10 +215,18 @@ class ApiClient:
         return await self._call("POST", f"/{job_id}/cancel", None, _job_parser(job_id))
 
     async def _call(
-        self, method: str, path: str, params: Mapping[str, str] | None, parse: Callable[[bytes], T]
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        parse: Callable[[bytes], T],
+        sink: _MetricsSink | None = None,
     ) -> T:
-        """One request; `parse` reads the body bytes (ShapeError, or ValueError for bad JSON)."""
-        raw = await self._request(method, f"{self._base}/fine-tunes{path}", params or {})
+        """One request; `parse` reads the body bytes (ShapeError, or ValueError for bad JSON).
+
+        With `sink`, a 2xx JSON body streams into it and `parse` gets only its head.
+        """
+        raw = await self._request(method, f"{self._base}/fine-tunes{path}", params or {}, sink)
         self._check_json(raw)
         try:
             return parse(raw.body)
@@ -415,6 +415,11 @@ class _MetricsSink:
         """Forget a failed attempt's partial body (nothing of it was handed over)."""
         self.framer = MetricsFramer()
         self.kept: list[MetricRecord] = []
+
+    def rest(self, head: bytes) -> list[MetricRecord]:
+        """The rows not handed over: those kept, and the body's last ones (`head`, the
+        body's first bytes, is not read: every byte came through `consume`)."""
+        return self.kept + self.framer.finish()
 
     async def consume(self, chunk: bytes) -> None:
         """One chunk of the body."""

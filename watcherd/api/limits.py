@@ -1,4 +1,4 @@
-"""Staying within what the service allows: the host gate and the rate cap.
+"""Staying within what the service allows: the host gate, the rate cap, the in-flight cap.
 
 - `HostGate`: one per host. A 429 or 503 with `Retry-After` pauses every request to
   that host until the time the service named; every extension is saved (through a
@@ -7,6 +7,7 @@
   pause the others stored (`refresh`, see `watcherd.api.sharedpause`).
 - `RateLimiter`: spaces requests so that all callers together stay at `rate` per
   second (GCRA, a token bucket without a refill task).
+- `Slots`: at most so many requests (or polls) under way at once, resizable.
 - How long a server asks us to wait (Retry-After) is read by `watcherd.retry`.
 
 Times given to or read from the gate are wall-clock epoch seconds. Clocks and sleeps

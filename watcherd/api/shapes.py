@@ -5,7 +5,8 @@ NaN/±Infinity survive) and either return typed values or raise `ShapeError`; th
 turns that into a `MalformedResponseError` carrying the HTTP details. Job bodies are
 read first by msgspec into small structs holding only the fields the poller reads
 (`job_from_body`, `jobs_from_body`); a body it refuses (NaN, an unexpected type) goes
-through `loads_exact` and the parsers below, with the same result. Metric bodies are
+through `loads_exact` and the parsers below, with the same result (a byte that is not
+UTF-8, even in a field msgspec skips, goes that way too). Metric bodies are
 streamed: see `metricrows`.
 
 Leniency rules, chosen so that nothing partial or wrong is ever written:
@@ -141,11 +142,6 @@ def parse_events(body: Any) -> list[dict[str, Any]]:
     return events
 
 
-def parse_metrics(body: Any) -> list[MetricRow]:
-    """Metric rows from `{"metrics": [...]}` in API order; null or missing means none."""
-    return [_metric_row(row, index) for index, row in enumerate(_data_list(body, "metrics"))]
-
-
 def metric_params(flt: MetricFilter | None) -> dict[str, str]:
     """Query parameters for `list_metrics`; filters left as None are not sent.
 
@@ -210,10 +206,6 @@ def _data_list(body: Any, key: str) -> list[Any]:
 
 def parse_metric_row(row: Any, index: int) -> MetricRow:
     """One decoded metric row, checked; a row holding nulls comes back without them."""
-    return _metric_row(row, index)
-
-
-def _metric_row(row: Any, index: int) -> MetricRow:
     if not isinstance(row, dict):
         raise ShapeError(f"metrics[{index}] is not a JSON object")
     # The row is kept as parsed (no copy per row: a 200,000-row page stays one set of
@@ -358,7 +350,7 @@ _FACTS = msgspec.json.Decoder(_Facts)
 def job_from_body(body: bytes, *, expect_id: str | None = None) -> Job:
     """A `Job` from a retrieve (or cancel) body; ShapeError, or ValueError for bad JSON."""
     try:
-        head = _JOB.decode(body)
+        head = _JOB.decode(_utf8(body))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return parse_job(loads_exact(body), expect_id=expect_id, text=body)
     return _job(head, body, expect_id)
@@ -367,7 +359,7 @@ def job_from_body(body: bytes, *, expect_id: str | None = None) -> Job:
 def jobs_from_body(body: bytes) -> list[Job]:
     """Jobs from a list body (`{"data": [...]}`), as `parse_job_list` would give them."""
     try:
-        listing, texts = _LISTING.decode(body), _LISTING_TEXTS.decode(body)
+        listing, texts = _LISTING.decode(_utf8(body)), _LISTING_TEXTS.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return parse_job_list(loads_exact(body))
     jobs = []
@@ -378,6 +370,15 @@ def jobs_from_body(body: bytes) -> list[Job]:
             continue  # a foreign ID: never watched
         jobs.append(_job(head, raw, None))
     return jobs
+
+
+def _utf8(body: bytes) -> bytes:
+    """`body` once it is known to be UTF-8 (else UnicodeDecodeError: the exact way reads
+    it). msgspec checks only the strings it decodes, and a job's text is decoded whole
+    later (`Job.raw`): a byte that is not UTF-8 anywhere must refuse the body now."""
+    if not body.isascii():
+        body.decode()
+    return body
 
 
 def _job(head: _JobHead, text: bytes | msgspec.Raw, expect_id: str | None) -> Job:

@@ -15,35 +15,36 @@ from watcherd.store.snapshot import read_store
 from watcherd.views import terminal_text
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from watcherd.config import Config
     from watcherd.store.interface import StoreReader
 
 T = TypeVar("T")
 
 
-def load(args: argparse.Namespace) -> Config:
-    """The config named by --config, $WATCHERD_CONFIG, or the default path.
+def _config_file(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The config named by --config, $WATCHERD_CONFIG, or the default path, and whether
+    it must exist: an explicitly named file must; the implicit `./watcherd.yaml` may be
+    absent, in which case the defaults apply with paths relative to this folder."""
+    if args.config is not None:
+        return args.config, True
+    return default_config_path(), bool(os.environ.get("WATCHERD_CONFIG"))
 
-    An explicitly named file must exist; the implicit `./watcherd.yaml` may be
-    absent, in which case the defaults apply with paths relative to this folder.
-    """
+
+def load(args: argparse.Namespace) -> Config:
+    """The config of `_config_file`."""
     from watcherd.config import default_config, load_config
 
-    if args.config is not None:
-        return load_config(args.config)
-    path = default_config_path()
-    if os.environ.get("WATCHERD_CONFIG") or path.exists():
-        return load_config(path)
-    return default_config(path)
+    path, required = _config_file(args)
+    return load_config(path) if required or path.exists() else default_config(path)
 
 
 def load_read(args: argparse.Namespace) -> ReadConfig:
     """What a read command needs of the config `load` would load: the same rules, but
     from the cache (`watcherd.config.cache`) when it holds them, without PyYAML."""
-    if args.config is not None:
-        return load_read_config(args.config, required=True)
-    path = default_config_path()
-    return load_read_config(path, required=bool(os.environ.get("WATCHERD_CONFIG")))
+    path, required = _config_file(args)
+    return load_read_config(path, required=required)
 
 
 def read(config: ReadConfig, reading: Callable[[StoreReader], Coroutine[Any, Any, T]]) -> T:

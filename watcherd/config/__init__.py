@@ -13,8 +13,9 @@ Every name below loads its module on first use: a read command that finds its
 settings in the cache imports neither PyYAML nor the schema.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from watcherd.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from watcherd.config.load import default_config, load_config, parse_config, parse_listen
@@ -83,9 +84,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"watcherd.config.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOME)

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from watcherd.config.secrets import SecretRef
 
 #: Bumped when an entry's layout or meaning changes.
-FORMAT: Final = 1
+FORMAT: Final = 2
 #: What the parser reads from the environment: the default store folder, the home
 #: folder that `~` stands for, and systemd's credentials (the secret checks).
 ENVIRON_KEYS: Final = ("STATE_DIRECTORY", "HOME", "CREDENTIALS_DIRECTORY")
@@ -132,24 +132,25 @@ def _status(path: str) -> list[int] | int | None:
 
 
 def _dependencies(config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
-    """What the parse's outcome depends on in the file system, as it is now: the status
-    of secret files and of watcherd's modules, and whether the store path is a folder
-    (an error; the database file's own size and time change with every poll)."""
+    """The files the parse's outcome depends on, with their status as it is now: the
+    secret files and watcherd's modules."""
     paths = [p for _, ref in config.secrets() for p in _secret_paths(ref, environ)]
     paths += sorted({m.__file__ for m in _watcherd_modules() if m.__file__})
-    folders = {} if config.store.url is not None else {str(config.store.path): False}
-    return {"files": {p: _status(p) for p in paths}, "folders": folders}
+    return {p: _status(p) for p in paths}
 
 
 def _unchanged(dependencies: dict[str, Any]) -> bool:
-    """True while every dependency is as it was recorded (an error reading one: False)."""
+    """True while every file is as it was recorded."""
+    return all(_status(p) == s for p, s in dependencies.items())
+
+
+def _a_folder(store: StoreConfig) -> bool:
+    """True if a SQLite store.path is now a folder, which the parse refuses (or if that
+    cannot be told); the database file's own size and time change with every poll."""
     try:
-        files_same = all(_status(p) == s for p, s in dependencies["files"].items())
-        return files_same and all(
-            Path(p).is_dir() == was for p, was in dependencies["folders"].items()
-        )
+        return store.url is None and store.path.is_dir()
     except OSError:
-        return False
+        return True
 
 
 def _secret_paths(ref: SecretRef, environ: Mapping[str, str]) -> Iterator[str]:
@@ -203,7 +204,8 @@ def _lookup(entry: Path, key: str) -> ReadConfig | None:
         found = json.loads(body)
         if found["key"] != key or not _unchanged(found["dependencies"]):
             return None
-        return _settings(found)
+        settings = _settings(found)
+        return None if _a_folder(settings.store) else settings
     except (ValueError, KeyError, TypeError, IndexError, UnicodeError):
         return None
 

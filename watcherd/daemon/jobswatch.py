@@ -12,7 +12,6 @@ file missing at start-up keeps its jobs, and only its: not IDs since taken out o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
@@ -35,7 +34,7 @@ Stored = Callable[[], Awaitable[list[JobEntry]]]
 class JobsFileWatch:
     """What was last read from the jobs file, and what was last said about it."""
 
-    __slots__ = ("_applied", "_current", "_entries", "_failure", "_missing_logged", "_saved")
+    __slots__ = ("_applied", "_current", "_entries", "_failure", "_missing_logged")
 
     def __init__(self) -> None:
         self._applied: object = None  # signature of the content the watched set follows
@@ -43,7 +42,6 @@ class JobsFileWatch:
         self._entries: list[JobEntry] | None = None  # the file's last good entries
         self._failure: tuple[object, str] | None = None  # the failure last logged
         self._missing_logged = False
-        self._saved: str | None = None  # the entries last saved in the database, encoded
 
     def changed(self, path: Path | None) -> bool:
         """True if the file changed since the watched set last followed it."""
@@ -80,14 +78,6 @@ class JobsFileWatch:
         self._entries = entries
         return entries
 
-    def to_save(self, entries: list[JobEntry]) -> str | None:
-        """`entries` encoded for the database if they are not what was saved last, else None."""
-        text = json.dumps([[entry.job_id, entry.note] for entry in entries])
-        if text == self._saved:
-            return None
-        self._saved = text
-        return text
-
     def applied(self) -> None:
         """The watched set now follows the content just read."""
         self._applied, self._failure = self._current, None
@@ -97,9 +87,3 @@ class JobsFileWatch:
         failure = (self._current, str(error))
         new, self._failure = failure != self._failure, failure
         return new
-
-
-def saved_entries(text: str) -> list[JobEntry]:
-    """The entries `JobsFileWatch.to_save` encoded."""
-    return [JobEntry(str(job_id), None if note is None else str(note)) for job_id, note in
-            json.loads(text)]  # fmt: skip

@@ -36,7 +36,7 @@ import structlog
 
 from watcherd.api.client import ApiClient
 from watcherd.config import Config, JobsSource, load_config
-from watcherd.daemon.jobswatch import FILE_STATE_PREFIX, JobsFileWatch, saved_entries
+from watcherd.daemon.jobswatch import FILE_STATE_PREFIX, JobsFileWatch
 from watcherd.daemon.prometheus import bind, render, serve
 from watcherd.daemon.status import StatusReporter, status_line
 from watcherd.errors import (
@@ -395,7 +395,8 @@ class Daemon:
         entries = source.merge(from_file)
         poller = self.rt.poller
         await self.rt.store.sync_watched(entries, self.wall(), source=source.name())
-        if path is not None and (saved := self._jobs_file.to_save(from_file)) is not None:
+        if path is not None:
+            saved = watchlist.encode([(entry.job_id, entry.note) for entry in from_file])
             await self.rt.store.set_state(FILE_STATE_PREFIX + source.name(), saved)
         self._jobs_file.applied()
         before = set(poller.jobs)
@@ -411,13 +412,11 @@ class Daemon:
         shared database, what this host's jobs last added to it."""
         name = JobsSource(self.config).name()
         saved = await self.rt.store.get_state(FILE_STATE_PREFIX + name)
-        if saved is not None:
-            return saved_entries(saved)
-        if self.config.store.url is not None:
-            key = watchlist.SOURCE_PREFIX + name
-            found = watchlist.decode(await self.rt.store.get_state(key))
-            return [JobEntry(job_id, note) for job_id, note in found]
-        return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]
+        if saved is None and self.config.store.url is None:
+            return [JobEntry(job.job_id, job.note) for job in await self.rt.store.overview()]
+        if saved is None:
+            saved = await self.rt.store.get_state(watchlist.SOURCE_PREFIX + name)
+        return [JobEntry(job_id, note) for job_id, note in watchlist.decode(saved)]
 
     # -- status -------------------------------------------------------------
 

@@ -12,8 +12,9 @@ synchronously, without aiosqlite, anyio or asyncio: a read command starts fast).
 `Store` and the write-side records are imported on first use, for the same reason.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from watcherd.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from watcherd.store.core import Store
@@ -22,13 +23,6 @@ if TYPE_CHECKING:
 _HOME = {"Store": "core", **dict.fromkeys(("HookLike", "HookSub", "JobState"), "records")}
 _HOME |= dict.fromkeys(("PollRecord", "PollResult"), "records")
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"watcherd.store.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_attributes(__name__, _HOME)
 
 __all__ = ["HookLike", "HookSub", "JobState", "PollRecord", "PollResult", "Store"]

@@ -15,6 +15,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 import aiosqlite
 import anyio
 import anyio.lowlevel
+import structlog
 
 from watcherd.errors import (
     StoreBusyError,
@@ -41,6 +42,8 @@ from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
 from watcherd.store.rows import PageRows, page_rows, record_rows
+
+log = structlog.get_logger("watcherd.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -261,8 +264,8 @@ class Store:
                 for pending in batch:
                     pending.outcome = exc
                 return
-            except Exception:  # noqa: S110 - every page is tried again alone just below
-                pass
+            except Exception as exc:  # a page failed the group: each is tried alone below
+                log.info("store.group_commit_split", pages=len(batch), error=str(exc))
             else:
                 for pending, result in zip(batch, results, strict=True):
                     pending.outcome = result
@@ -280,8 +283,8 @@ class Store:
         self,
         job_id: str,
         records: Sequence[MetricRecord],
-        now: float | None = None,
-        alert_state: str | None = None,
+        now: float,
+        alert_state: str,
     ) -> int:
         """One batch of a big page's rows, in its own transaction; returns how many were new.
 
@@ -289,8 +292,7 @@ class Store:
         wait for the page's last batch, given to `record_poll`.
         """
         page = record_rows(job_id, records)
-        when = time.time() if now is None else now
-        return await self._write(writer.record_rows, page, when, alert_state)
+        return await self._write(writer.record_rows, page, now, alert_state)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool

@@ -27,11 +27,14 @@ def _newest(kind: str) -> str:
     )
 
 
-#: Rows after this are within the settle window of the newest: 5 s in its own unit.
-_FLOOR: Final = (
-    f"(SELECT n - {SETTLE_NS} / {unit_sql('n')}"
-    f" FROM (SELECT max({_newest('train')}, {_newest('eval')}) AS n))"
-)
+def settle_floor(newest: str) -> str:
+    """Rows after this SQL expression are within the settle window of the job's newest
+    row: 5 s in its own unit. `newest` is a query giving that row's timestamp as `n`
+    (SQLite and PostgreSQL alike)."""
+    return f"(SELECT n - {SETTLE_NS} / {unit_sql('n')} FROM ({newest}) AS newest)"
+
+
+_FLOOR: Final = settle_floor(f"SELECT max({_newest('train')}, {_newest('eval')}) AS n")
 
 #: The cursor of the job row `jobs` (an SQL expression; NULL for a job without rows).
 #: INDEXED BY: the planner would otherwise walk every row of the job by its unique key.

@@ -277,8 +277,8 @@ class RowBatches(Protocol):
         self,
         job_id: str,
         records: Sequence[MetricRecord],
-        now: float | None = None,
-        alert_state: str | None = None,
+        now: float,
+        alert_state: str,
     ) -> int:
         """One batch of a page's rows and the job fields they move (and the alert rules'
         memory with the batch folded in); returns how many rows were new."""

@@ -40,9 +40,15 @@ STORED_SQL: Final = (
 )
 
 
+#: The most pages `stored_sql` reads at once: SQLite's default limit on the terms of
+#: one compound SELECT (SQLITE_MAX_COMPOUND_SELECT).
+MAX_PAGES: Final = 500
+
+
 @functools.cache
 def stored_sql(count: int) -> str:
-    """`STORED_SQL` for `count` pages in one query: rows led by the page's index.
+    """`STORED_SQL` for `count` pages (at most `MAX_PAGES`) in one query: rows led by
+    the page's index.
 
     Parameters: `stored_params` of each page, one after the other.
     """

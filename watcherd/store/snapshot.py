@@ -105,9 +105,7 @@ class Snapshot:
 
     async def job(self, job_id: str) -> tuple[JobOverview, dict[str, Any] | None] | None:
         """One job's overview and last job object, or None if never seen."""
-        found: tuple[JobOverview, dict[str, Any] | None] | None
-        found = await readers.job(self._async, job_id)
-        return found
+        return await readers.job(self._async, job_id)
 
     async def transitions(self, job_id: str) -> list[Transition]:
         """A job's status changes, oldest first."""

@@ -86,6 +86,8 @@ Page = tuple[PollRecord, PageRows]
 async def record_poll(conn: aiosqlite.Connection, rec: PollRecord, page: PageRows) -> PollResult:
     """Rows, job fields, transition, events and outbox for one fetched page.
 
+    `page` holds the page's rows as `rows.page_rows` gives them.
+
     Four trips to the database thread when the status holds and no events came: read
     what is stored, insert the new rows (ranked), update the job (and its stored
     cursor, when rows came), note the poll time.
@@ -97,9 +99,10 @@ async def record_poll(conn: aiosqlite.Connection, rec: PollRecord, page: PageRow
 async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[PollResult]:
     """Pages of distinct jobs in the caller's transaction, each whole, in few trips.
 
-    Each page's stored state is read alone (one trip each); then the new rows of all
-    of them go in one `executemany`, the job rows in one per set of columns, and the
-    poll time once. Two pages of one job are recorded one after the other instead.
+    What is stored for the pages is read in one query (`pages.stored_sql`, per
+    `pages.MAX_PAGES`); then the new rows of all of them go in one `executemany`, the
+    job rows in one per set of columns, and the poll time once. Two pages of one job
+    are recorded one after the other instead.
     """
     if len({rec.job_id for rec, _ in batch}) < len(batch):
         return [await record_poll(conn, *page) for page in batch]
@@ -117,9 +120,12 @@ Planned = tuple[PollRecord, pages.Stored, pages.PagePlan]
 
 
 async def _plan_all(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[Planned]:
-    """Each page's plan, from one read of what is stored for all of them."""
-    args = [arg for _, page in batch for arg in pages.stored_params(page)]
-    found = sorted(await conn.execute_fetchall(pages.stored_sql(len(batch)), args))
+    """Each page's plan, from one read of what is stored per `pages.MAX_PAGES` pages."""
+    found: list[Any] = []
+    for start in range(0, len(batch), pages.MAX_PAGES):
+        part = batch[start : start + pages.MAX_PAGES]
+        args = [arg for _, page in part for arg in pages.stored_params(page)]
+        found += sorted(await conn.execute_fetchall(pages.stored_sql(len(part)), args))
     planned = []
     for (rec, page), row in zip(batch, found, strict=True):
         stored = pages.parse_stored(row[1:])
@@ -158,7 +164,7 @@ async def record_rows(
     conn: aiosqlite.Connection,
     page: PageRows,
     now: float,
-    alert_state: str | None = None,
+    alert_state: str,
 ) -> int:
     """One batch of a big page's rows and the job fields they change; returns new rows.
 
@@ -168,10 +174,8 @@ async def record_rows(
     written with the rows, so a kill between batches loses none of them to the rules.
     """
     stored, plan = await _insert_rows(conn, page)
-    fields = plan.fields if alert_state is None else plan.fields | {"alert_state": alert_state}
-    if fields:
-        rows = bool(plan.inserts)
-        await _write_job(conn, page.job_id, now, fields, exists=stored.exists, rows=rows)
+    fields = plan.fields | {"alert_state": alert_state}
+    await _write_job(conn, page.job_id, now, fields, exists=stored.exists, rows=bool(plan.inserts))
     return len(plan.inserts)
 
 

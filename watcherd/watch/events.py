@@ -23,7 +23,7 @@ transition and hook deliveries.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import structlog
@@ -47,10 +47,19 @@ class EventFeed:
         self._due: dict[str, float] = {}  # job -> monotonic time its next periodic fetch is due
 
     async def fetch(
-        self, api: ApiClient, poll: PollConfig, job: Job, *, changed: bool, retrieved: bool
+        self,
+        api: ApiClient,
+        poll: PollConfig,
+        job: Job,
+        *,
+        changed: bool,
+        retrieved: Mapping[str, Any] | None,
     ) -> list[dict[str, Any]] | None:
-        """The job's whole event log if it is due now (None: not fetched this poll)."""
-        embedded = embedded_events(job) if retrieved else None
+        """The job's whole event log if it is due now (None: not fetched this poll).
+
+        `retrieved` is the job's object (`job.raw`) when this poll retrieved it, else None.
+        """
+        embedded = embedded_events(retrieved) if retrieved is not None else None
         if embedded is not None:
             self._fetched(job, poll)
             return embedded
@@ -78,9 +87,9 @@ class EventFeed:
             self._due[job.id] = self.monotonic() + poll.events_interval
 
 
-def embedded_events(job: Job) -> list[dict[str, Any]] | None:
+def embedded_events(job: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """The `events` a full job object carries, when it carries a non-empty list of objects."""
-    found = job.raw.get("events")
+    found = job.get("events")
     if not isinstance(found, list) or not found:
         return None
     if not all(isinstance(event, dict) for event in found):

@@ -39,10 +39,7 @@ class PollFailures(PollerBase):
     async def _failed(self, sched: JobSchedule, exc: ApiError) -> None:
         self.stats.errors += 1
         sched.failures += 1
-        delay = self._backoff(sched.failures)
-        sched.rate_limited = isinstance(exc, RateLimitedError)
-        if isinstance(exc, RateLimitedError):
-            delay = max(delay, exc.resume_at - self.wall())
+        delay = self._retry_in(sched, sched.failures, exc)
         sched.next_at = self.monotonic() + delay
         log.warning(
             "poll.failed",
@@ -57,10 +54,7 @@ class PollFailures(PollerBase):
         """The metrics fetch failed: retry it on a backoff of its own; a finished job owes it."""
         self.stats.errors += 1
         sched.metrics_failures += 1
-        delay = self._backoff(sched.metrics_failures)
-        sched.rate_limited = isinstance(exc, RateLimitedError)
-        if isinstance(exc, RateLimitedError):
-            delay = max(delay, exc.resume_at - self.wall())
+        delay = self._retry_in(sched, sched.metrics_failures, exc)
         sched.metrics_at = self.monotonic() + delay
         sched.metrics_pending = is_terminal(status)
         if sched.metrics_pending:
@@ -73,6 +67,15 @@ class PollFailures(PollerBase):
             error_type=type(exc).__name__,
             retry_in=round(delay, 1),
         )
+
+    def _retry_in(self, sched: JobSchedule, failures: int, exc: ApiError) -> float:
+        """The backoff after `failures` in a row, or the host's Retry-After pause if that
+        ends later (the job then marked as held by it, for `pause_changed`)."""
+        delay = self._backoff(failures)
+        sched.rate_limited = isinstance(exc, RateLimitedError)
+        if isinstance(exc, RateLimitedError):
+            delay = max(delay, exc.resume_at - self.wall())
+        return delay
 
     async def _not_found(self, sched: JobSchedule, exc: NotFoundError) -> None:
         count = await self.store.record_failure(sched.job_id, self.wall(), str(exc), not_found=True)

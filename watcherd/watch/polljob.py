@@ -51,8 +51,10 @@ class JobPolls(PollRecording):
             return
         changed = job.status != sched.status
         metrics, error = await self._try_metrics(sched, job.status, changed=changed)
-        events = await self._try_events(job, changed=changed, retrieved=job is not listed)
-        await self._record(sched, job, metrics, error, events, full=changed or job is not listed)
+        retrieved = job is not listed
+        raw = job.raw if changed or retrieved else None  # decoded once: the log's, the record's
+        events = await self._try_events(job, changed=changed, retrieved=raw if retrieved else None)
+        await self._record(sched, job, metrics, error, events, raw)
 
     def _needs_full_object(self, sched: JobSchedule, listed: Job) -> bool:
         """A job turning terminal gets a retrieve: its complete last object goes to hooks.
@@ -74,7 +76,7 @@ class JobPolls(PollRecording):
             return [], exc
 
     async def _try_events(
-        self, job: Job, *, changed: bool, retrieved: bool
+        self, job: Job, *, changed: bool, retrieved: dict[str, Any] | None
     ) -> list[dict[str, Any]] | None:
         """The job's event log when due (None: not this poll); a failure holds no status back.
 

@@ -28,16 +28,16 @@ class PollRecording(PollFailures):
         metrics: list[MetricRecord],
         error: ApiError | None,
         events: list[dict[str, Any]] | None,
-        *,
-        full: bool,
+        raw: dict[str, Any] | None,
     ) -> None:
+        """Write the poll; `raw` is the job's whole object to store (None: only its status)."""
         observed = self.wall()
         facts = job.facts()  # the fields the rules and the spend read, not the whole object
         total_price, token_count = price_facts(facts)
         record = PollRecord(
             job_id=sched.job_id,
             observed_at=observed,
-            job=job.raw if full else None,
+            job=raw,
             status=job.status,
             hooks=self.config.hooks,
             seconds_remaining=job.seconds_remaining,

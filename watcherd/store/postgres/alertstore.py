@@ -30,7 +30,7 @@ from watcherd.store.postgres import leases, writer
 from watcherd.store.postgres.alerting import PgDb, on_pg
 from watcherd.store.postgres.sql import Conn, one
 from watcherd.store.records import PollRecord, PollResult
-from watcherd.store.rows import PageRows, page_rows
+from watcherd.store.rows import page_rows
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -79,10 +79,7 @@ class AlertMethods:
         if poll is None:
             await self._write(_settle, fence, job_id, now, state, error)
             return None
-        page = page_rows(poll.job_id, poll.metrics, poll.records)
-        return await self._write(
-            leases.fenced, fence, job_id, _answered, poll, page, now, state, error
-        )
+        return await self._write(leases.fenced, fence, job_id, _answered, poll, now, state, error)
 
     async def user_cancel(self, job_id: str, now: float, reason: str) -> None:
         """Record that a person cancelled the job (`watcherd cancel`)."""
@@ -108,12 +105,12 @@ async def _settle(
 async def _answered(
     conn: Conn,
     poll: PollRecord,
-    page: PageRows,
     now: float,
     state: str,
     error: str | None,
 ) -> PollResult:
     """The service's answer to the cancel recorded as a poll, and the cancel's outcome."""
+    page = page_rows(poll.job_id, poll.metrics, poll.records)
     result = await writer.record_poll(conn, poll, page)
     await alerting.finish_cancel(PgDb(conn), poll.job_id, now, state, error)
     return result

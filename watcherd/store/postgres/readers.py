@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from watcherd.model import (
-    SETTLE_NS,
     JobOverview,
     MetricFilter,
     MetricsSummary,
@@ -13,8 +12,8 @@ from watcherd.model import (
     loads_exact,
     sample_indices,
 )
-from watcherd.stamps import unit_sql
 from watcherd.store.alerting import CANCEL_STATE_SQL
+from watcherd.store.cursor import settle_floor
 from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
 from watcherd.store.readers import (
@@ -30,10 +29,10 @@ from watcherd.store.records import JobState
 from watcherd.store.rows import clamp64, text_number
 
 _ORDER: Final = 'ORDER BY "timestamp", step, id'
+_NEWEST: Final = 'SELECT max(t."timestamp") AS n FROM metrics t WHERE t.job_id = jobs.job_id'
 _CURSOR: Final = (
-    'SELECT min(m.step) FROM metrics m WHERE m.job_id = jobs.job_id AND m."timestamp" >'
-    f" (SELECT n - {SETTLE_NS} / {unit_sql('n')}"
-    ' FROM (SELECT max(t."timestamp") AS n FROM metrics t WHERE t.job_id = jobs.job_id) AS newest)'
+    "SELECT min(m.step) FROM metrics m WHERE m.job_id = jobs.job_id"
+    f' AND m."timestamp" > {settle_floor(_NEWEST)}'
 )
 
 
