@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 
 from tests.simharness import get_bytes, raw_request, small_world
 from watcherd.sim import FAULT_KINDS, FaultSpecError, SimServer, parse_faults, run_in_thread
+from watcherd.sim.faults import FaultDraw
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +147,39 @@ def test_fault_choice_is_seeded(sim: SimServer) -> None:
         f is not None for f in first
     )
     sim.set_faults(None)
+
+
+def test_every_kind_comes_once_in_each_round_of_faults() -> None:
+    """Equal rates: each round of len(KINDS) faults holds every kind once, in a seeded order."""
+    spec = parse_faults("0.2")
+    for seed in range(200):
+        draw = FaultDraw(spec, random.Random(seed))
+        faults = [kind for kind in (draw.next() for _ in range(400)) if kind is not None]
+        rounds = [faults[i : i + len(FAULT_KINDS)] for i in range(0, len(faults), len(FAULT_KINDS))]
+        assert all(sorted(r) == sorted(FAULT_KINDS) for r in rounds[:-1]), seed
+        assert len(set(map(tuple, rounds[:-1]))) > 1, seed
+
+
+def test_unequal_rates_keep_each_kind_within_one_fault_of_its_share() -> None:
+    """Kinds are dealt in proportion to their rates: never more than one fault off, at any point."""
+    spec = parse_faults("429=0.3,500=0.1,stall=0.05,seed=3")
+    draw, seen = FaultDraw(spec, random.Random(3)), Counter[str]()
+    for _ in range(3000):
+        kind = draw.next()
+        if kind is not None:
+            seen[kind] += 1
+            total = sum(seen.values())
+            for k, rate in spec.rates.items():
+                assert abs(seen[k] - total * rate / spec.total) <= 1.0 + 1e-9, (k, seen)
+    assert 0.40 <= sum(seen.values()) / 3000 <= 0.50
+
+
+def test_no_rates_means_no_faults() -> None:
+    """An empty plan never faults and draws nothing."""
+    rng = random.Random(1)
+    draw = FaultDraw(parse_faults(None), rng)
+    assert [draw.next() for _ in range(50)] == [None] * 50
+    assert rng.random() == random.Random(1).random()
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(sim: SimServer) -> None:

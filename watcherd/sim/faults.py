@@ -13,6 +13,12 @@ Spec syntax (the `--faults` option), comma-separated items:
     oversize-bytes=1000000      size of an oversized body (default 50 MiB)
     seed=7                      fault RNG seed (default: the world's seed)
 
+Whether a request fails is drawn afresh for each request (probability: the sum of the
+rates). Which kind a failing request gets is dealt in rounds (smooth weighted round
+robin, ties broken at random): each kind's share of the faults stays within one fault
+of its rate's share, so even a short run meets every kind with a nonzero rate, and the
+order within a round is still random.
+
 Kinds:
     429        429 with Retry-After, in turn as seconds, as an HTTP date, as retry-after-ms
     500        500 with the error envelope
@@ -82,14 +88,28 @@ class FaultSpec:
         """The probability that a request gets some fault."""
         return sum(self.rates.values())
 
-    def pick(self, rng: random.Random) -> str | None:
-        """A fault kind for the next request, or None; one draw from `rng`."""
-        x = rng.random()
-        for kind in KINDS:
-            x -= self.rates.get(kind, 0.0)
-            if x < 0:
-                return kind
-        return None
+
+class FaultDraw:
+    """The fault for each request of one plan: `next()` per request."""
+
+    def __init__(self, spec: FaultSpec, rng: random.Random) -> None:
+        total = spec.total
+        self._total = total
+        self._shares = {k: spec.rates[k] / total for k in KINDS if spec.rates.get(k)}
+        self._credit = dict.fromkeys(self._shares, 0.0)
+        self._rng = rng
+
+    def next(self) -> str | None:
+        """A fault kind for the next request, or None (no fault)."""
+        if not self._total or self._rng.random() >= self._total:
+            return None
+        credit = self._credit
+        for kind, share in self._shares.items():
+            credit[kind] += share
+        top = max(credit.values())
+        kind = self._rng.choice([k for k, c in credit.items() if c >= top - 1e-9])
+        credit[kind] -= 1.0
+        return kind
 
 
 def parse_faults(text: str | None) -> FaultSpec:

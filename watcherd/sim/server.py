@@ -19,7 +19,7 @@ from anyio.abc import SocketAttribute, SocketStream
 from anyio.from_thread import start_blocking_portal
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from watcherd.sim.faults import FaultSpec, parse_faults
+from watcherd.sim.faults import FaultDraw, FaultSpec, parse_faults
 from watcherd.sim.http import HttpError, Reply, Request, error_reply, head_bytes, read_request
 from watcherd.sim.inject import REPLACING, Injector
 from watcherd.sim.routes import route
@@ -58,7 +58,8 @@ class SimServer:
         spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
         self.faults = spec
         self._injector = Injector(spec)
-        self._rng = random.Random(self.world.seed if spec.seed is None else spec.seed)
+        seed = self.world.seed if spec.seed is None else spec.seed
+        self._draw = FaultDraw(spec, random.Random(seed))
 
     def _authorized(self, req: Request) -> bool:
         scheme, _, token = req.headers.get("authorization", "").partition(" ")
@@ -101,7 +102,7 @@ class SimServer:
 
         try:
             if ok:
-                kind = self.faults.pick(self._rng) if self.faults.total else None
+                kind = self._draw.next()
                 reply, retry_at = self._reply(req, kind)
             if kind is None or kind in REPLACING:
                 log(reply.status)
