@@ -81,27 +81,27 @@ def _reference_values(
         recent[key], rises[key] = tuple(window), count
         if low is not None:
             best[key] = low
-        _reference_bad_run(key, latest.get(key), found, since)
+        _reference_bad_run(key, state.latest.get(key), found, since)
     return {"latest": latest, "best": best, "recent": recent, "rises": rises, "bad_since": since}
 
 
 def _reference_bad_run(
-    key: str, latest: tuple[int, float] | None, found: list[tuple[int, Any]], since: dict[str, int]
+    key: str, prior: tuple[int, float] | None, found: list[tuple[int, Any]], since: dict[str, int]
 ) -> None:
-    if latest is None or math.isfinite(latest[1]):
-        since.pop(key, None)
-        return
-    run_start = latest[0]
-    for step, raw in reversed(found):
+    """Row by row: a non-finite value opens a run unless one is open, a finite one ends it."""
+    start = None if prior is None or math.isfinite(prior[1]) else since.get(key, prior[0])
+    for step, raw in found:
         value = number_or_nan(raw)
         if value is None:
             continue
         if math.isfinite(value):
-            break
-        run_start = step
+            start = None
+        elif start is None:
+            start = step
+    if start is None:
+        since.pop(key, None)
     else:
-        run_start = since.get(key, run_start)
-    since[key] = run_start
+        since[key] = start
 
 
 def _reference_timing(
@@ -244,3 +244,20 @@ def test_columns_of_rows_leave_out_rows_without_a_step() -> None:
     rows = [{STEP_KEY: 1, "train/loss": 1.0}, {"train/loss": 2.0}, {STEP_KEY: math.nan}]
     cols = RowColumns.of_rows(rows, ("train/loss",))
     assert (list(cols.steps), list(cols.values["train/loss"])) == ([1], [1.0])
+
+
+def test_a_non_finite_run_carried_over_pages_keeps_the_step_it_began() -> None:
+    """NaN from step 2 on, over three pages (the last all NaN): the run still began at 2."""
+    config = AlertsConfig()
+    state = AlertState()
+    for steps, values in (
+        ((0, 1, 2), (1.0, 0.9, math.nan)),
+        ((3, 4), (math.nan,) * 2),
+        ((5,), (math.inf,)),
+    ):
+        rows = [
+            {STEP_KEY: s, TIMESTAMP_KEY: s * 10**9, "train/loss": v}
+            for s, v in zip(steps, values, strict=True)
+        ]
+        state = _check(config, state, rows)
+    assert state.bad_since == {"train/loss": 2}
