@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from watcherd.model import MetricRecord
 from watcherd.store import pages
-from watcherd.store.rows import loss_text, loss_value, record_rows
+from watcherd.store.numbers import loss_text, loss_value
+from watcherd.store.rows import record_rows
 
 JOB = "ft-plan-0001"
 

@@ -21,7 +21,8 @@ from itertools import accumulate, compress, islice, repeat
 from operator import eq, le, lt, not_
 from typing import Any, Final
 
-from watcherd.store.rows import PageRows, loss_text
+from watcherd.store.numbers import loss_text
+from watcherd.store.rows import PageRows
 
 KINDS: Final = ("train", "eval")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,29 +15,10 @@ from watcherd.model import (
     MetricRecords,
     MetricRow,
     dumps_exact,
-    loads_exact,
     row_kind,
     row_step,
 )
-
-_INT64 = (-(2**63), 2**63 - 1)
-# The encoder `model.dumps_exact` builds on every call, built once (same options, same text).
-_ENCODE = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
-
-
-def clamp64(value: int) -> int:
-    """`value` limited to SQLite's INTEGER range (bounds beyond it admit everything)."""
-    return min(max(value, _INT64[0]), _INT64[1])
-
-
-def number(value: Any) -> float | None:
-    """A JSON number as a float (NaN and ±Infinity included), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an integer beyond a float's range (never compared as a float)
-        return math.inf if value > 0 else -math.inf
+from watcherd.store.numbers import clamp64, loss_value, number
 
 
 def loss_column(row: MetricRow, kind: str) -> float | None:
@@ -57,14 +37,6 @@ def _timestamp(row: MetricRow) -> int:
     if clamp64(stamp) != stamp:
         raise ValueError(f"timestamp out of range: {value!r}")
     return stamp
-
-
-def loss_value(loss: Any) -> float | None:
-    """The REAL `loss` column of a record's loss: NULL when absent or NaN (text keeps NaN)."""
-    if loss.__class__ is float:
-        return None if loss != loss else loss
-    value = number(loss)
-    return None if value is None or math.isnan(value) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,30 +145,3 @@ def metric_rows(job_id: str, rows: Sequence[MetricRow]) -> PageRows:
     raw = [row.get(f"{kind}/loss") for kind, row in zip(kinds, rows, strict=True)]
     losses = [loss_column(row, kind) for kind, row in zip(kinds, rows, strict=True)]
     return PageRows(job_id, kinds, steps, stamps, losses, texts, raw)
-
-
-def row_loss_text(row: MetricRow, kind: str) -> str | None:
-    """The `{kind}/loss` of a row as JSON number text (keeps NaN), else None."""
-    return loss_text(row.get(f"{kind}/loss"))
-
-
-def loss_text(value: Any) -> str | None:
-    """A loss as JSON number text (keeps NaN), None when it is not a number."""
-    return None if number(value) is None else dumps_exact(value)
-
-
-def text_number(text: str | None) -> float | None:
-    """Inverse of `loss_text`: the float, NaN and ±Infinity included.
-
-    `float` reads every JSON number text (and NaN, Infinity, -Infinity) as `json.loads`
-    then `number` would, at a fraction of the cost: an integer text rounds to the same
-    float either way, and one past a float's range is infinite either way. Only `-0`
-    differs (an int 0, so 0.0); anything `float` refuses takes the JSON path.
-    """
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return number(loads_exact(text))
-    return 0.0 if text == "-0" else value

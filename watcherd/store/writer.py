@@ -10,8 +10,9 @@ from watcherd.eventlog import reason
 from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
 from watcherd.spend import BUDGET_EXCEEDED, Period
 from watcherd.store import alerting, cursor, facts, outbox, pages, readers
+from watcherd.store.numbers import number
 from watcherd.store.records import HookLike, PollRecord, PollResult
-from watcherd.store.rows import PageRows, number
+from watcherd.store.rows import PageRows
 from watcherd.store.sampling import renumber_train_rows
 
 if TYPE_CHECKING:
