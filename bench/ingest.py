@@ -139,10 +139,10 @@ def figure(steps: int, repeats: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp, SimProcess(scenario(steps), Path(tmp)) as sim:
         body = _body_mb(sim)  # also warms the simulator's row cache
         params = {"base_url": sim.base_url, "job_id": sim.job_ids[0]}
-        runs = {
-            s: [run_worker("ingest", params | {"system": s}) for _ in range(repeats)]
-            for s in SYSTEMS
-        }
+        runs: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
+        for _ in range(repeats):  # interleaved: a load that comes and goes hits every side
+            for system, done in runs.items():
+                done.append(run_worker("ingest", params | {"system": system}))
     rate = {s: median([r["rows"] / r["cpu"] for r in runs[s]]) for s in SYSTEMS}
     rss = median([r["peak_rss_mb"] for r in runs["watcherd"]])
     before = median([r["rss_before_mb"] for r in runs["watcherd"]])

@@ -17,7 +17,7 @@ from watcherd.api.client import ApiClient
 from watcherd.config import ApiConfig, Config, PollConfig
 from watcherd.errors import ClientRequestError, MalformedResponseError
 from watcherd.store import Store
-from watcherd.store.rows import number, text_number
+from watcherd.store.numbers import number, text_number
 from watcherd.watch.poller import Poller
 
 pytestmark = pytest.mark.anyio

@@ -14,18 +14,20 @@ from hypothesis import strategies as st
 
 from tests.pgharness import PgServer
 from tests.storeharness import query
+from watcherd.alerts.fold import RowColumns
 from watcherd.api.metricrows import (
     MetricsFramer,
     decode_body,
-    decode_rows,
     exact_body,
     exact_records,
     fast_records,
 )
+from watcherd.api.rulerows import rule_columns
 from watcherd.api.shapes import ShapeError
-from watcherd.model import MetricRecord, dumps_exact
+from watcherd.model import MetricRecord, MetricRecords, dumps_exact
 from watcherd.store import PollRecord, Store
 from watcherd.store.opening import open_store
+from watcherd.store.rows import record_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -250,12 +252,87 @@ def test_the_framer_holds_about_one_batch_never_the_body() -> None:
     assert most < 256 * 1024 + 65536
 
 
-def test_rows_for_the_rules_decode_as_the_exact_decoder_does() -> None:
-    """`decode_rows` gives `loads_exact`'s values, in one call or (NaN, 1e400) row by row."""
-    plain = [*map(dumps_exact, BODY_ROWS[:299]), '{"train/global_step":7,"x":1e-7}']
-    assert decode_rows(plain) == [json.loads(t) for t in plain]
-    nan, huge = '{"train/global_step":3,"eval/loss":NaN}', '{"train/global_step":4,"a":1e400}'
-    odd = [*plain[:2], nan, huge]
-    got = decode_rows(odd)
-    assert repr(got) == repr([json.loads(t) for t in odd])  # repr: NaN equals NaN
-    assert decode_rows([]) == []
+def _columns(cols: RowColumns) -> str:
+    """The columns as comparable text (repr: NaN equals NaN)."""
+    return repr([*map(list, (cols.kinds, cols.steps, cols.stamps, cols.epochs)), cols.values])
+
+
+RULE_KEYS = ("train/loss", "eval/loss", "timestamp", "x:y")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ROW, min_size=1, max_size=30))
+def test_rows_for_the_rules_decode_as_the_exact_decoder_does(rows: list[dict[str, Any]]) -> None:
+    """`rule_columns` gives the columns of `loads_exact`'s rows, kinds and steps the records'."""
+    records = exact_records(region(rows))
+    exact = [json.loads(r[4]) for r in records]
+    got = rule_columns(records, RULE_KEYS, {})
+    assert _columns(got) == _columns(RowColumns.of_rows(exact, RULE_KEYS))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ROW, min_size=1, max_size=30), SEPARATORS)
+def test_a_fast_batch_hands_its_columns_to_the_rules_and_the_store(
+    rows: list[dict[str, Any]], separators: tuple[str, str]
+) -> None:
+    """A fast-decoded batch's own columns give what its records, taken apart, give."""
+    batch = fast_records(region(rows, separators))
+    if batch is None:  # e.g. a float beyond msgspec's range: the exact path's batch
+        return
+    assert isinstance(batch, MetricRecords) and batch.whole()
+    plain = list(batch)
+    for keys in (("train/loss", "eval/loss"), ("eval/loss",), RULE_KEYS):
+        assert _columns(rule_columns(batch, keys, {})) == _columns(rule_columns(plain, keys, {}))
+    assert _page(record_rows("ft-x", batch)) == _page(record_rows("ft-x", plain))
+
+
+def _page(page: Any) -> str:
+    """A page's columns as comparable text."""
+    names = ("kinds", "steps", "stamps", "losses", "texts", "raw_losses")
+    return repr([list(getattr(page, name)) for name in names])
+
+
+def test_a_batch_changed_after_decoding_is_taken_apart_again() -> None:
+    """Records appended to a batch are not in its columns: both readers see them all."""
+    batch = fast_records(region([train(1), train(2)]))
+    assert batch is not None
+    batch.append(exact_records(region([train(3)]))[0])
+    assert not batch.whole()
+    assert list(record_rows("ft-x", batch).steps) == [1, 2, 3]
+    assert list(rule_columns(batch, ("train/loss",), {}).steps) == [1, 2, 3]
+
+
+def test_rows_for_the_rules_with_nan_or_huge_numbers_decode_row_by_row() -> None:
+    """Rows msgspec refuses (NaN, 1e400) come through `loads_exact`, with the same columns."""
+    texts = [*map(dumps_exact, BODY_ROWS[:20]), '{"train/global_step":30,"eval/loss":NaN}',
+             '{"train/global_step":31,"train/loss":1e400,"timestamp":5}']  # fmt: skip
+    records = exact_records(",".join(texts))
+    got = rule_columns(records, RULE_KEYS, {})
+    exact = [json.loads(t) for t in texts]
+    assert _columns(got) == _columns(RowColumns.of_rows(exact, RULE_KEYS))
+    assert math.isnan(got.values["eval/loss"][-2]) and got.values["train/loss"][-1] == math.inf
+
+
+def test_rows_for_the_rules_read_an_explicit_null_loss_as_nan() -> None:
+    """A null loss is NaN to the rules, a missing one absent, another null key absent."""
+    texts = [
+        '{"train/global_step":1,"train/loss":null,"x:y":null}',
+        '{"train/global_step":2,"train/loss":0.5}',
+        '{"train/global_step":2,"eval/loss":null}',
+    ]
+    records = exact_records(",".join(texts))
+    got = rule_columns(records, RULE_KEYS, {})
+    assert _columns(got) == _columns(RowColumns.of_rows([json.loads(t) for t in texts], RULE_KEYS))
+    assert repr(got.values["train/loss"]) == "[nan, 0.5, None]"
+    assert repr(got.values["eval/loss"]) == "[None, None, nan]"
+    assert got.values["x:y"] == [None, None, None]
+
+
+def test_rows_for_the_rules_skip_the_steps_already_evaluated() -> None:
+    """Only rows past `seen[kind]` are decoded for the rules; none at all gives empty columns."""
+    records = exact_records(region([train(1), train(2), {"train/global_step": 2, "eval/loss": 1}]))
+    got = rule_columns(records, RULE_KEYS, {"train": 1, "eval": 5})
+    assert (list(got.kinds), list(got.steps)) == (["train"], [2])
+    assert _columns(rule_columns(records, RULE_KEYS, {"train": 9, "eval": 9})) == _columns(
+        RowColumns()
+    )

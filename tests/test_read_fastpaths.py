@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watcherd.model import JobOverview, is_settled, loads_exact
-from watcherd.store.rows import loss_text, number, text_number
+from watcherd.store.numbers import loss_text, number, text_number
 from watcherd.views._fmt import duration, real
 from watcherd.views.alerts import eta_text
 from watcherd.views.listing import _etas, eta

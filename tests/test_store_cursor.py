@@ -21,7 +21,7 @@ from tests.test_store_metrics import truth
 from watcherd.model import SETTLE_NS, MetricRow
 from watcherd.store import PollRecord, Store, readers, writer
 from watcherd.store.cursor import SETTLED
-from watcherd.store.rows import page_params
+from watcherd.store.rows import metric_rows
 
 #: The cursor as watcherd computed it before it was stored: the reference semantics.
 REFERENCE_SQL = (
@@ -152,7 +152,7 @@ async def _page(conn: aiosqlite.Connection) -> None:
     ]
     rec = PollRecord("ft-history-0002", 1.0, None, "running", rows)
     await conn.execute("BEGIN IMMEDIATE")
-    result = await writer.record_poll(conn, rec, *page_params(rec.job_id, rows, ()))
+    result = await writer.record_poll(conn, rec, metric_rows(rec.job_id, rows))
     await conn.execute("ROLLBACK")
     assert result.new_rows == 3
 

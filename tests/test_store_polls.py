@@ -17,7 +17,7 @@ from watcherd.model import MISSING, MetricRow, dumps_exact
 from watcherd.store import HookLike, HookSub, PollRecord, PollResult, Store, writer
 from watcherd.store.interface import StoreApi
 from watcherd.store.opening import open_store
-from watcherd.store.rows import page_params
+from watcherd.store.rows import page_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -361,7 +361,7 @@ async def test_a_group_commit_larger_than_a_compound_select_is_one_transaction(
     batch = []
     for i, job_id in enumerate(jobs):
         rec = PollRecord(job_id, 10.0, None, "running", [train(s) for s in range(i % 3 + 1)])
-        batch.append((rec, *page_params(job_id, rec.metrics, ())))
+        batch.append((rec, page_rows(job_id, rec.metrics, ())))
     async with aiosqlite.connect(db, isolation_level=None) as conn:
         await conn.execute("BEGIN IMMEDIATE")
         results = await writer.record_polls(conn, batch)

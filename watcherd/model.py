@@ -24,6 +24,39 @@ MetricRow = dict[str, Any]
 #: `{kind}/loss` as decoded (None when absent), `text` its exact JSON text.
 MetricRecord = tuple[str, int, int | None, int | float | None, str]
 
+
+class MetricRecords(list[MetricRecord]):
+    """A batch's records zipped from columns, the columns kept: the store and the alert
+    rules read a batch column by column, so they take these rather than take every
+    record apart again. `epochs`, `train_losses` and `eval_losses` hold each row's
+    `train/epoch`, `train/loss` and `eval/loss` as decoded (None when absent).
+    """
+
+    __slots__ = ("epochs", "eval_losses", "kinds", "losses", "stamps", "steps", "texts",
+                 "train_losses")  # fmt: skip
+
+    def __init__(
+        self,
+        kinds: Sequence[str],
+        steps: Sequence[int],
+        stamps: Sequence[int | None],
+        losses: Sequence[int | float | None],
+        texts: Sequence[str],
+        *,
+        epochs: Sequence[Any],
+        train_losses: Sequence[Any],
+        eval_losses: Sequence[Any],
+    ) -> None:
+        super().__init__(zip(kinds, steps, stamps, losses, texts, strict=True))
+        self.kinds, self.steps, self.stamps, self.losses, self.texts = (
+            kinds, steps, stamps, losses, texts)  # fmt: skip
+        self.epochs, self.train_losses, self.eval_losses = epochs, train_losses, eval_losses
+
+    def whole(self) -> bool:
+        """True while the columns still describe the list (it was not changed since)."""
+        return len(self.steps) == len(self)
+
+
 TERMINAL_STATUSES: Final = frozenset({"completed", "error", "cancelled", "user_error"})
 KNOWN_STATUSES: Final = frozenset(
     {

@@ -9,31 +9,37 @@ explicit `null` loss is a NaN to the `nonfinite` rule, README "Alerts while a jo
 Two decoders give byte-identical records:
 
 - the fast one (msgspec) reads the whole batch in C into small structs holding the
-  step, the timestamp and the two losses, and takes each row's text with one regex.
-  It refuses anything unusual: a bare `NaN`/`Infinity` (which the service writes and
-  strict JSON decoders reject), a string escape, a non-number value, a float step,
-  a number out of range, braces in a key;
+  step, the timestamp, the two losses and the epoch, and cuts each row's text from
+  the batch; its records keep those fields as columns (`model.MetricRecords`), which
+  the store and the alert rules read instead of the records one by one. It refuses
+  anything unusual: a bare `NaN`/`Infinity` (which the service writes and strict
+  JSON decoders reject), a string escape, a non-number value, a float step, a number
+  out of range, braces in a key;
 - the exact one (the standard library's scanner, one row at a time, the checks of
   `shapes.parse_metric_row`) takes what the fast one refuses, and raises `ShapeError`
   for what watcherd cannot store.
+
+`api.rulerows` gives the alert rules a batch's new rows as columns.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from itertools import compress, repeat
+from operator import attrgetter, is_
 from typing import Annotated, Any, Final
 
 import msgspec
 
 from watcherd.api.shapes import INT64_MAX, INT64_MIN, ShapeError, parse_metric_row
 from watcherd.model import (
+    EPOCH_KEY,
     STEP_KEY,
     TIMESTAMP_KEY,
     MetricRecord,
-    MetricRow,
-    loads_exact,
+    MetricRecords,
     row_kind,
 )
 
@@ -50,6 +56,7 @@ class _Row(msgspec.Struct, gc=False):
     timestamp: Int64 | None = msgspec.field(name=TIMESTAMP_KEY, default=None)
     train_loss: int | float | None = msgspec.field(name="train/loss", default=None)
     eval_loss: int | float | None = msgspec.field(name="eval/loss", default=None)
+    epoch: int | float | None = msgspec.field(name=EPOCH_KEY, default=None)  # for the rules
 
 
 _FAST: Final = msgspec.json.Decoder(list[_Row])
@@ -67,40 +74,31 @@ _SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_on
 _WS: Final = re.compile(r"[ \t\n\r]*")
 
 
-_ANY: Final = msgspec.json.Decoder()
-
-
-def decode_rows(texts: Sequence[str]) -> list[MetricRow]:
-    """Rows' stored JSON texts (as records keep them) decoded, for the alert rules.
-
-    One msgspec call for them all (about 4x `json.loads` row by row); when msgspec
-    refuses the lot (a bare `NaN` or `Infinity`, a number beyond a float), each row
-    goes through `loads_exact`. Either way the values are `loads_exact`'s.
-    """
-    if not texts:
-        return []
-    try:
-        rows: list[MetricRow] = _ANY.decode(("[" + ",".join(texts) + "]").encode())
-    except msgspec.MsgspecError:
-        return [loads_exact(text) for text in texts]
-    return rows
-
-
 def decode_batch(region: bytes) -> list[MetricRecord]:
     """Records for the rows in `region` (array elements, no brackets); fast when it can be."""
-    fast = fast_records(region)
-    return fast if fast is not None else exact_records(region)
+    return decode_array(b"[" + region + b"]")
 
 
-def fast_records(region: bytes) -> list[MetricRecord] | None:
+def decode_array(array: bytes) -> list[MetricRecord]:
+    """Records for the rows of `array` (`[` elements `]`); fast when it can be."""
+    fast = _fast_array(array)
+    return fast if fast is not None else exact_records(array[1:-1])
+
+
+def fast_records(region: bytes) -> MetricRecords | None:
     """Records via msgspec, or None when the batch needs the exact decoder."""
-    if b"\\" in region or _NOT_NUMBER.search(region) is not None:
+    return _fast_array(b"[" + region + b"]")
+
+
+def _fast_array(array: bytes) -> MetricRecords | None:
+    """`fast_records` of the rows of `array` (`[` elements `]`, taken as one copy)."""
+    if b"\\" in array or _NOT_NUMBER.search(array) is not None:
         return None
-    if _LONG_NUMBER in region.translate(_DIGIT_RUNS):
+    if _LONG_NUMBER in array.translate(_DIGIT_RUNS):
         return None
     try:
-        rows = _FAST.decode(b"[" + region + b"]")
-        text = region.decode().strip()
+        rows = _FAST.decode(array)
+        text = str(memoryview(array)[1:-1], "utf-8").strip()
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     count = len(rows)
@@ -111,15 +109,29 @@ def fast_records(region: bytes) -> list[MetricRecord] | None:
     texts = text.replace("},{", "}\0{").split("\0") if count else []
     if len(texts) != count:
         texts = _OBJECT.findall(text)
-    return [_fast(row, row_text) for row, row_text in zip(rows, texts, strict=True)]
+    return _zipped(rows, texts)
 
 
-def _fast(row: _Row, text: str) -> MetricRecord:
-    if row.train_loss is not None:
-        return ("train", row.step, row.timestamp, row.train_loss, text)
-    if _TRAIN_KEY.search(text) is not None:
-        return ("train", row.step, row.timestamp, None, text)
-    return ("eval", row.step, row.timestamp, row.eval_loss, text)
+def _zipped(rows: list[_Row], texts: list[str]) -> MetricRecords:
+    """The records of decoded rows, column by column: a row is `train` when it has a
+    `train/loss`, or else when its text has another train key (`_TRAIN_KEY`)."""
+    train, evals = list(map(_TRAIN_LOSS, rows)), list(map(_EVAL_LOSS, rows))
+    kinds, losses = ["train"] * len(rows), train
+    lossless = list(compress(range(len(rows)), map(is_, train, repeat(None))))
+    if lossless:
+        losses = list(train)
+        for i in lossless:
+            if _TRAIN_KEY.search(texts[i]) is None:
+                kinds[i], losses[i] = "eval", evals[i]
+    steps, stamps = list(map(_STEP, rows)), list(map(_STAMP, rows))
+    epochs = list(map(_EPOCH, rows))
+    return MetricRecords(
+        kinds, steps, stamps, losses, texts, epochs=epochs, train_losses=train, eval_losses=evals
+    )
+
+
+_STEP, _STAMP, _EPOCH = attrgetter("step"), attrgetter("timestamp"), attrgetter("epoch")
+_TRAIN_LOSS, _EVAL_LOSS = attrgetter("train_loss"), attrgetter("eval_loss")
 
 
 def exact_records(region: bytes | str) -> list[MetricRecord]:
@@ -240,6 +252,7 @@ def _only_space_after(text: str, i: int, rows: list[MetricRecord]) -> list[Metri
 _HEAD: Final = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"metrics"[ \t\n\r]*:[ \t\n\r]*\[')
 _TAIL: Final = re.compile(rb"(.*)\][ \t\n\r]*\}[ \t\n\r]*", re.DOTALL)
 _LEAD: Final = re.compile(rb"[ \t\n\r]*,")
+_SPACE: Final = re.compile(rb"[ \t\n\r]*")
 
 
 class MetricsFramer:
@@ -293,7 +306,7 @@ class MetricsFramer:
         tail = _TAIL.fullmatch(body)
         if tail is None:
             return self._exact_tail(body)
-        return decode_batch(self._region(tail.group(1)))
+        return decode_batch(body[self._start(body, tail.end(1)) : tail.end(1)])
 
     def _read_head(self, *, final: bool) -> bool:
         """Decide streaming or whole once the head is in; False while it may still come."""
@@ -306,24 +319,28 @@ class MetricsFramer:
         return self._streaming is not None
 
     def _try_cut(self, cut: int) -> list[MetricRecord] | None:
-        """Decode the rows before `cut` and drop them from the buffer; None if not a cut."""
-        region = bytes(self._buf[:cut])
+        """Decode the rows before `cut` and drop them from the buffer; None if not a cut.
+
+        The rows are copied out of the buffer once, inside brackets, for the decoders.
+        """
         try:
-            records = decode_batch(self._region(region))
+            start = self._start(self._buf, cut)
+            records = decode_array(b"".join((b"[", memoryview(self._buf)[start:cut], b"]")))
         except (ShapeError, ArithmeticError, RecursionError):
             return None  # not a cut between rows, or bad rows: `finish` will say which
         del self._buf[:cut]
         self._first = False
         return records
 
-    def _region(self, region: bytes) -> bytes:
-        """The rows of `region`, without the comma that joins them to the previous batch."""
-        if self._first or not region.strip():
-            return region
-        lead = _LEAD.match(region)
-        if lead is None or not region[lead.end() :].strip():
+    def _start(self, data: bytes | bytearray, end: int) -> int:
+        """Where the rows of `data[:end]` begin: after the comma that joins them to the
+        previous batch (none before the first batch, or when there are no rows)."""
+        if self._first or _SPACE.fullmatch(data, 0, end):
+            return 0
+        lead = _LEAD.match(data, 0, end)
+        if lead is None or _SPACE.fullmatch(data, lead.end(), end):
             raise ShapeError("invalid JSON: expected ',' between metric rows")
-        return region[lead.end() :]
+        return lead.end()
 
     def _exact_tail(self, body: bytes) -> list[MetricRecord]:
         """The last rows and whatever follows the array, read by the exact decoder."""

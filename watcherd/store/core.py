@@ -41,7 +41,7 @@ from watcherd.store import alerting, calls, connection, inline, outbox, readers,
 from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
-from watcherd.store.rows import MetricParams, page_params
+from watcherd.store.rows import PageRows, page_rows, record_rows
 
 log = structlog.get_logger("watcherd.store")
 
@@ -237,8 +237,7 @@ class Store:
         """
         if not self.writer:
             raise StoreError(f"{self.path}: opened read-only")
-        params, losses = page_params(rec.job_id, rec.metrics, rec.records)
-        pending = _PendingPoll(rec, params, losses)
+        pending = _PendingPoll(rec, page_rows(rec.job_id, rec.metrics, rec.records))
         self._pending.append(pending)
         with anyio.CancelScope(shield=True):
             async with self._lock:
@@ -292,8 +291,8 @@ class Store:
         The job's rows, max step and losses move on; its status, transition and hooks
         wait for the page's last batch, given to `record_poll`.
         """
-        params, losses = page_params(job_id, (), records)
-        return await self._write(writer.record_rows, job_id, params, losses, now, alert_state)
+        page = record_rows(job_id, records)
+        return await self._write(writer.record_rows, page, now, alert_state)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool
@@ -511,13 +510,12 @@ class _PendingPoll:
     """A page waiting for the group commit, and what became of it."""
 
     rec: PollRecord
-    params: Sequence[MetricParams]
-    losses: Sequence[Any]
+    page: PageRows
     outcome: PollResult | Exception | None = None
 
-    def args(self) -> tuple[PollRecord, Sequence[MetricParams], Sequence[Any]]:
+    def args(self) -> tuple[PollRecord, PageRows]:
         """`writer.record_poll`'s arguments after the connection."""
-        return self.rec, self.params, self.losses
+        return self.rec, self.page
 
 
 async def _record_all(conn: aiosqlite.Connection, batch: list[_PendingPoll]) -> list[PollResult]:
@@ -535,8 +533,9 @@ async def _finish_cancel(
 ) -> PollResult | None:
     result = None
     if poll is not None:
-        params, losses = page_params(poll.job_id, poll.metrics, poll.records)
-        result = await writer.record_poll(conn, poll, params, losses)
+        result = await writer.record_poll(
+            conn, poll, page_rows(poll.job_id, poll.metrics, poll.records)
+        )
     await alerting.finish_cancel(alerting.SqliteDb(conn), job_id, now, state, error)
     return result
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Any, Final, cast
+from itertools import accumulate, compress, islice, repeat
+from operator import eq, le, lt, not_
+from typing import Any, Final
 
-from watcherd.store.rows import MetricParams, loss_text
+from watcherd.store.numbers import loss_text
+from watcherd.store.rows import PageRows
 
 KINDS: Final = ("train", "eval")
 
@@ -82,17 +84,33 @@ class Stored:
 class PagePlan:
     """What to insert, whether to renumber afterwards, and the job fields to set."""
 
-    inserts: list[InsertParams]
+    inserts: Inserts
     renumber: bool
     fields: dict[str, Any]
 
 
-def stored_params(job_id: str, params: Sequence[MetricParams]) -> tuple[str, int, int]:
+@dataclass(frozen=True, slots=True)
+class Inserts:
+    """A page's `metrics` inserts, zipped from its columns each time they are read
+    (a 200,000-row page never becomes a list of tuples); `len` counts them."""
+
+    page: PageRows
+    seqs: Sequence[int | None]
+
+    def __len__(self) -> int:
+        return len(self.page)
+
+    def __iter__(self) -> Iterator[InsertParams]:
+        page = self.page
+        columns = (page.kinds, page.steps, page.stamps, page.losses, page.texts, self.seqs)
+        return zip(repeat(page.job_id), *columns, strict=False)  # repeat: endless
+
+
+def stored_params(page: PageRows) -> tuple[str, int, int]:
     """The parameters of `STORED_SQL` for this page: the job and its step range."""
-    if not params:
-        return job_id, 0, -1
-    steps = list(map(_STEP, params))
-    return job_id, min(steps), max(steps)
+    if not page.steps:
+        return page.job_id, 0, -1
+    return page.job_id, min(page.steps), max(page.steps)
 
 
 def parse_stored(row: Sequence[Any]) -> Stored:
@@ -110,85 +128,122 @@ def parse_stored(row: Sequence[Any]) -> Stored:
     )
 
 
-def plan_page(stored: Stored, params: Sequence[MetricParams], losses: Sequence[Any]) -> PagePlan:
+def plan_page(stored: Stored, page: PageRows) -> PagePlan:
     """The rows not stored yet (first of each key, as ON CONFLICT keeps), ranked.
 
-    `losses[i]` is the `{kind}/loss` of row i as decoded (None: none), for its text.
-    Written for 200,000-row pages: per-row work is done by C loops where it can be.
+    Written for 200,000-row pages: a page whose rows of each kind come in API order
+    with distinct steps (the usual case) is planned with a few C-level passes per
+    column, and its inserts are zipped from the columns as they are written; any other
+    page takes the general way, with the same result.
     """
-    keys = list(map(_KEY, params))
-    if len(set(keys)) != len(keys) or not stored.taken.isdisjoint(keys):
-        params, losses = _first_unstored(stored, keys, params, losses)
-    order = list(map(_ORDER, params))  # (timestamp, step): API order within a kind
-    train = [i for i, p in enumerate(params) if p[1] == "train"]
-    seqs, renumber = _ranks(stored, train, order, len(params))
-    inserts = cast(list[InsertParams], list(map(_add, params, zip(seqs))))
-    return PagePlan(inserts, renumber, _metric_fields(stored, params, losses, train, order))
+    kinds = _Kinds(page)
+    if not kinds.distinct_and_new(stored):
+        page = page.select(_first_unstored(stored, page))
+        kinds = _Kinds(page)
+    seqs, renumber = _ranks(stored, page, kinds)
+    return PagePlan(Inserts(page, seqs), renumber, _metric_fields(stored, page, kinds))
 
 
-_KEY: Final = itemgetter(1, 2)
-_STEP: Final = itemgetter(2)
-_ORDER: Final = itemgetter(3, 2)
-_add: Final = tuple.__add__
+class _Kinds:
+    """Where each kind's rows are in a page, their steps, and whether they come in API
+    order with each kind's steps rising (so distinct)."""
+
+    def __init__(self, page: PageRows) -> None:
+        self.page = page
+        train = list(map(eq, page.kinds, repeat("train")))
+        self.mask = {"train": train, "eval": list(map(not_, train))}  # kinds are these two
+        self.steps = {kind: list(compress(page.steps, m)) for kind, m in self.mask.items()}
+        self.rising = all(_rising(steps) for steps in self.steps.values())
+        self.ordered = self.rising and (
+            _sorted(page.stamps)
+            or all(_sorted(list(compress(page.stamps, m))) for m in self.mask.values())
+        )
+
+    def distinct_and_new(self, stored: Stored) -> bool:
+        """True when no key repeats within the page and none is stored already."""
+        for kind, steps in self.steps.items():
+            taken = [step for k, step in stored.taken if k == kind]
+            if taken or not self.rising:
+                unique = set(steps)
+                if len(unique) < len(steps) or not unique.isdisjoint(taken):
+                    return False
+        return True
+
+    def rows(self, kind: str) -> list[int]:
+        """The indices of the kind's rows, in page order."""
+        return list(compress(range(len(self.page)), self.mask[kind]))
+
+    def in_api_order(self, kind: str) -> list[int]:
+        """The indices of the kind's rows, sorted by (timestamp, step)."""
+        rows = self.rows(kind)
+        if self.ordered:
+            return rows
+        return sorted(rows, key=lambda i: (self.page.stamps[i], self.page.steps[i]))
 
 
-def _first_unstored(
-    stored: Stored,
-    keys: list[tuple[str, int]],
-    params: Sequence[MetricParams],
-    losses: Sequence[Any],
-) -> tuple[list[MetricParams], list[Any]]:
+def _rising(values: list[int]) -> bool:
+    return all(map(lt, values, islice(values, 1, None)))
+
+
+def _sorted(values: Sequence[int]) -> bool:
+    return all(map(le, values, islice(values, 1, None)))
+
+
+def _first_unstored(stored: Stored, page: PageRows) -> list[int]:
     """The rows whose key is neither stored nor met earlier in the page."""
     seen = set(stored.taken)
     kept: list[int] = []
-    for i, key in enumerate(keys):
+    for i, key in enumerate(zip(page.kinds, page.steps, strict=True)):
         if key not in seen:
             seen.add(key)
             kept.append(i)
-    return [params[i] for i in kept], [losses[i] for i in kept]
+    return kept
 
 
-def _ranks(
-    stored: Stored, train: list[int], order: list[tuple[int, int]], count: int
-) -> tuple[list[int | None], bool]:
+def _ranks(stored: Stored, page: PageRows, kinds: _Kinds) -> tuple[list[int | None], bool]:
     """Each row's `seq` when the train rows append (else all None and renumber: True)."""
-    seqs: list[int | None] = [None] * count
-    if not train:
-        return seqs, False
-    ranked = sorted(train, key=order.__getitem__)
+    none: list[int | None] = [None] * len(page)
+    train = kinds.mask["train"]
+    if True not in train:
+        return none, False
+    first = train.index(True) if kinds.ordered else kinds.in_api_order("train")[0]
     last = stored.newest["train"]
-    if last is not None and order[ranked[0]] < last:
-        return seqs, True
-    for rank, i in enumerate(ranked, stored.next_seq):
-        seqs[i] = rank
-    return seqs, False
+    if last is not None and (page.stamps[first], page.steps[first]) < last:
+        return none, True
+    if kinds.ordered:  # ranks in page order: a running count of the train rows
+        counts = accumulate(train, initial=stored.next_seq - 1)
+        next(counts)
+        seqs = [rank if is_train else None for rank, is_train in zip(counts, train, strict=True)]
+        return seqs, False
+    for rank, i in enumerate(kinds.in_api_order("train"), stored.next_seq):
+        none[i] = rank
+    return none, False
 
 
-def _metric_fields(
-    stored: Stored,
-    params: Sequence[MetricParams],
-    losses: Sequence[Any],
-    train: list[int],
-    order: list[tuple[int, int]],
-) -> dict[str, Any]:
+def _metric_fields(stored: Stored, page: PageRows, kinds: _Kinds) -> dict[str, Any]:
     """max_step, last and best loss of each kind the new rows touch."""
-    if not params:
+    if not page.steps:
         return {}
-    top = max(map(_STEP, params))
+    top = max(page.steps)
     fields: dict[str, Any] = {
         "max_step": top if stored.max_step is None else max(top, stored.max_step)
     }
-    chosen = set(train)
-    evals = [i for i in range(len(params)) if i not in chosen] if len(train) < len(params) else []
-    for kind, mine in (("train", train), ("eval", evals)):
-        if not mine:
+    for kind in KINDS:
+        if True not in kinds.mask[kind]:
             continue
-        newest_at = max(mine, key=order.__getitem__)
+        newest_at = _newest(page, kinds, kind)
         newest = stored.newest[kind]
-        if newest is None or order[newest_at] > newest:
-            fields[f"{kind}_loss"] = loss_text(losses[newest_at])
-        present = [v for v in (params[i][4] for i in mine) if v is not None]
+        if newest is None or (page.stamps[newest_at], page.steps[newest_at]) > newest:
+            fields[f"{kind}_loss"] = loss_text(page.raw_losses[newest_at])
+        present = [v for v in compress(page.losses, kinds.mask[kind]) if v is not None]
         prior = stored.best[kind]
         candidates = present if prior is None else [*present, prior]
         fields[f"best_{kind}_loss"] = min(candidates) if candidates else None
     return fields
+
+
+def _newest(page: PageRows, kinds: _Kinds, kind: str) -> int:
+    """The index of the kind's newest row by (timestamp, step) (the first of equals)."""
+    if kinds.ordered:
+        return len(page) - 1 - kinds.mask[kind][::-1].index(True)
+    return max(kinds.rows(kind), key=lambda i: (page.stamps[i], page.steps[i]))

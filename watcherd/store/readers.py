@@ -22,7 +22,7 @@ from watcherd.model import (
 )
 from watcherd.stamps import ns_in_unit_of
 from watcherd.store import alerting
-from watcherd.store.rows import clamp64, text_number
+from watcherd.store.numbers import clamp64, text_number
 from watcherd.store.sampling import sampled_json
 
 if TYPE_CHECKING:

@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from operator import ne
+from typing import Any, Final, cast
 
 from watcherd.errors import StoreError
 from watcherd.model import (
     TIMESTAMP_KEY,
     MetricRecord,
+    MetricRecords,
     MetricRow,
     dumps_exact,
-    loads_exact,
     row_kind,
     row_step,
 )
-
-#: (job_id, kind, step, timestamp, loss, row_json): one `metrics` insert.
-MetricParams = tuple[str, str, int, int, float | None, str]
-
-_INT64 = (-(2**63), 2**63 - 1)
-# The encoder `model.dumps_exact` builds on every call, built once (same options, same text).
-_ENCODE = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
-
-
-def clamp64(value: int) -> int:
-    """`value` limited to SQLite's INTEGER range (bounds beyond it admit everything)."""
-    return min(max(value, _INT64[0]), _INT64[1])
-
-
-def number(value: Any) -> float | None:
-    """A JSON number as a float (NaN and ±Infinity included), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an integer beyond a float's range (never compared as a float)
-        return math.inf if value > 0 else -math.inf
+from watcherd.store.numbers import clamp64, loss_value, number
 
 
 def loss_column(row: MetricRow, kind: str) -> float | None:
@@ -59,75 +39,109 @@ def _timestamp(row: MetricRow) -> int:
     return stamp
 
 
-def loss_value(loss: Any) -> float | None:
-    """The REAL `loss` column of a record's loss: NULL when absent or NaN (text keeps NaN)."""
-    if loss.__class__ is float:
-        return None if loss != loss else loss
-    value = number(loss)
-    return None if value is None or math.isnan(value) else value
+@dataclass(frozen=True, slots=True)
+class PageRows:
+    """One page's rows as the `metrics` table takes them, a column each; both backends
+    store a page from this, so its rows are stored alike in either.
 
-
-def record_params(job_id: str, records: Sequence[MetricRecord]) -> list[MetricParams]:
-    """Insert parameters for records (checked by the API layer as they were decoded)."""
-    return [
-        (job_id, kind, step, 0 if stamp is None else stamp, loss_value(loss), text)
-        for kind, step, stamp, loss, text in records
-    ]
-
-
-def page_params(
-    job_id: str, rows: Sequence[MetricRow], records: Sequence[MetricRecord]
-) -> tuple[list[MetricParams], list[Any]]:
-    """A page's insert parameters and each row's decoded loss: decoded rows, then records.
-
-    Both backends store a page from these, so its rows are stored alike in either.
+    `losses` is the REAL `loss` column (NULL when absent or NaN); `raw_losses` each
+    row's `{kind}/loss` as decoded, for the job's latest loss (written as text, NaN kept).
     """
-    params = metric_params(job_id, rows) if rows else []
-    losses = [row.get(f"{p[1]}/loss") for p, row in zip(params, rows, strict=True)]
-    if records:
-        params += record_params(job_id, records)
-        losses += [r[3] for r in records]
-    return params, losses
+
+    job_id: str
+    kinds: Sequence[str] = ()
+    steps: Sequence[int] = ()
+    stamps: Sequence[int] = ()
+    losses: Sequence[float | None] = ()
+    texts: Sequence[str] = ()
+    raw_losses: Sequence[Any] = ()
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def select(self, rows: Sequence[int]) -> PageRows:
+        """The page's rows at these indices, in this order."""
+        return PageRows(
+            self.job_id,
+            [self.kinds[i] for i in rows],
+            [self.steps[i] for i in rows],
+            [self.stamps[i] for i in rows],
+            [self.losses[i] for i in rows],
+            [self.texts[i] for i in rows],
+            [self.raw_losses[i] for i in rows],
+        )
+
+    def then(self, other: PageRows) -> PageRows:
+        """This page's rows, then `other`'s."""
+        return PageRows(
+            self.job_id,
+            [*self.kinds, *other.kinds],
+            [*self.steps, *other.steps],
+            [*self.stamps, *other.stamps],
+            [*self.losses, *other.losses],
+            [*self.texts, *other.texts],
+            [*self.raw_losses, *other.raw_losses],
+        )
 
 
-def metric_params(job_id: str, rows: Sequence[MetricRow]) -> list[MetricParams]:
-    """Insert parameters for `rows`; StoreError names the first row that cannot be stored."""
-    params: list[MetricParams] = []
+def record_rows(job_id: str, records: Sequence[MetricRecord]) -> PageRows:
+    """Records (checked by the API layer as they were decoded) as a page's columns.
+
+    A column pass each in C, no tuple per row: a first fetch brings 200,000 rows. A
+    batch the API client's fast decoder made (`MetricRecords`) keeps its columns.
+    """
+    if not records:
+        return PageRows(job_id)
+    if isinstance(records, MetricRecords) and records.whole():
+        kinds, steps, found, raw, texts = (records.kinds, records.steps, records.stamps,
+                                           records.losses, records.texts)  # fmt: skip
+    else:
+        kinds, steps, found, raw, texts = zip(*records, strict=True)
+    return PageRows(job_id, kinds, steps, _stamp_column(found), _loss_column(raw), texts, raw)
+
+
+def _stamp_column(stamps: Sequence[int | None]) -> Sequence[int]:
+    """The timestamps, 0 for a row that has none (the column is NOT NULL)."""
+    if None in stamps:
+        return [0 if s is None else s for s in stamps]
+    return cast("Sequence[int]", stamps)
+
+
+def _loss_column(raw: Sequence[Any]) -> Sequence[float | None]:
+    """`loss_value` of each loss; the losses themselves when all are floats (not NaN) or None."""
+    if set(map(type, raw)) <= _FLOAT_OR_NONE and not any(map(ne, raw, raw)):
+        return raw
+    return list(map(loss_value, raw))
+
+
+_FLOAT_OR_NONE: Final = frozenset({float, type(None)})
+
+
+def page_rows(job_id: str, rows: Sequence[MetricRow], records: Sequence[MetricRecord]) -> PageRows:
+    """A page's columns: decoded rows (as `dumps_exact` text), then records."""
+    if not rows:
+        return record_rows(job_id, records)
+    page = metric_rows(job_id, rows)
+    return page.then(record_rows(job_id, records)) if records else page
+
+
+def metric_rows(job_id: str, rows: Sequence[MetricRow]) -> PageRows:
+    """Decoded rows as a page's columns; StoreError names the first row that cannot be stored."""
+    kinds: list[str] = []
+    steps: list[int] = []
+    stamps: list[int] = []
+    texts: list[str] = []
     for index, row in enumerate(rows):
         try:
             kind, step = row_kind(row), row_step(row)
             if clamp64(step) != step:
                 raise ValueError(f"train/global_step out of range: {step}")
-            params.append(
-                (job_id, kind, step, _timestamp(row), loss_column(row, kind), dumps_exact(row))
-            )
+            stamps.append(_timestamp(row))
+            texts.append(dumps_exact(row))
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{job_id}: metric row {index} cannot be stored: {exc!r}") from exc
-    return params
-
-
-def row_loss_text(row: MetricRow, kind: str) -> str | None:
-    """The `{kind}/loss` of a row as JSON number text (keeps NaN), else None."""
-    return loss_text(row.get(f"{kind}/loss"))
-
-
-def loss_text(value: Any) -> str | None:
-    """A loss as JSON number text (keeps NaN), None when it is not a number."""
-    return None if number(value) is None else dumps_exact(value)
-
-
-def text_number(text: str | None) -> float | None:
-    """Inverse of `loss_text`: the float, NaN and ±Infinity included.
-
-    `float` reads every JSON number text (and NaN, Infinity, -Infinity) as `json.loads`
-    then `number` would, at a fraction of the cost: an integer text rounds to the same
-    float either way, and one past a float's range is infinite either way. Only `-0`
-    differs (an int 0, so 0.0); anything `float` refuses takes the JSON path.
-    """
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return number(loads_exact(text))
-    return 0.0 if text == "-0" else value
+        kinds.append(kind)
+        steps.append(step)
+    raw = [row.get(f"{kind}/loss") for kind, row in zip(kinds, rows, strict=True)]
+    losses = [loss_column(row, kind) for kind, row in zip(kinds, rows, strict=True)]
+    return PageRows(job_id, kinds, steps, stamps, losses, texts, raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -9,8 +10,9 @@ from watcherd.eventlog import reason
 from watcherd.model import MISSING, dumps_exact, is_terminal, loads_exact
 from watcherd.spend import BUDGET_EXCEEDED, Period
 from watcherd.store import alerting, cursor, facts, outbox, pages, readers
+from watcherd.store.numbers import number
 from watcherd.store.records import HookLike, PollRecord, PollResult
-from watcherd.store.rows import MetricParams, number
+from watcherd.store.rows import PageRows
 from watcherd.store.sampling import renumber_train_rows
 
 if TYPE_CHECKING:
@@ -78,25 +80,20 @@ async def change_watched(
     await conn.execute(WATCH_RESTARTS)
 
 
-#: One page to record: the poll, its rows' insert parameters and their decoded losses.
-Page = tuple[PollRecord, Sequence[MetricParams], Sequence[Any]]
+#: One page to record: the poll and its rows (`rows.page_rows` of its metrics and records).
+Page = tuple[PollRecord, PageRows]
 
 
-async def record_poll(
-    conn: aiosqlite.Connection,
-    rec: PollRecord,
-    params: Sequence[MetricParams],
-    losses: Sequence[Any],
-) -> PollResult:
+async def record_poll(conn: aiosqlite.Connection, rec: PollRecord, page: PageRows) -> PollResult:
     """Rows, job fields, transition, events and outbox for one fetched page.
 
-    `params` and `losses` are the page's rows as `rows.page_params` gives them.
+    `page` holds the page's rows as `rows.page_rows` gives them.
 
     Four trips to the database thread when the status holds and no events came: read
     what is stored, insert the new rows (ranked), update the job (and its stored
     cursor, when rows came), note the poll time.
     """
-    (result,) = await record_polls(conn, [(rec, params, losses)])
+    (result,) = await record_polls(conn, [(rec, page)])
     return result
 
 
@@ -108,15 +105,15 @@ async def record_polls(conn: aiosqlite.Connection, batch: Sequence[Page]) -> lis
     job rows in one per set of columns, and the poll time once. Two pages of one job
     are recorded one after the other instead.
     """
-    if len({rec.job_id for rec, _, _ in batch}) < len(batch):
+    if len({rec.job_id for rec, _ in batch}) < len(batch):
         return [await record_poll(conn, *page) for page in batch]
     planned = await _plan_all(conn, batch)
-    inserts = [row for _, _, plan in planned for row in plan.inserts]
-    if inserts:
+    if any(plan.inserts for _, _, plan in planned):
+        inserts = itertools.chain.from_iterable(plan.inserts for _, _, plan in planned)
         await conn.executemany(INSERT_METRIC, inserts)
     results = await _job_rows(conn, planned)
     if batch:
-        await set_state(conn, LAST_POLL_KEY, repr(max(rec.observed_at for rec, _, _ in batch)))
+        await set_state(conn, LAST_POLL_KEY, repr(max(rec.observed_at for rec, _ in batch)))
     return results
 
 
@@ -128,12 +125,12 @@ async def _plan_all(conn: aiosqlite.Connection, batch: Sequence[Page]) -> list[P
     found: list[Any] = []
     for start in range(0, len(batch), pages.MAX_PAGES):
         part = batch[start : start + pages.MAX_PAGES]
-        args = [arg for rec, params, _ in part for arg in pages.stored_params(rec.job_id, params)]
+        args = [arg for _, page in part for arg in pages.stored_params(page)]
         found += sorted(await conn.execute_fetchall(pages.stored_sql(len(part)), args))
     planned = []
-    for (rec, params, losses), row in zip(batch, found, strict=True):
+    for (rec, page), row in zip(batch, found, strict=True):
         stored = pages.parse_stored(row[1:])
-        planned.append((rec, stored, pages.plan_page(stored, params, losses)))
+        planned.append((rec, stored, pages.plan_page(stored, page)))
     return planned
 
 
@@ -166,9 +163,7 @@ async def _job_rows(conn: aiosqlite.Connection, planned: Sequence[Planned]) -> l
 
 async def record_rows(
     conn: aiosqlite.Connection,
-    job_id: str,
-    params: Sequence[MetricParams],
-    losses: Sequence[Any],
+    page: PageRows,
     now: float,
     alert_state: str,
 ) -> int:
@@ -179,23 +174,23 @@ async def record_rows(
     is stored; `alert_state` (the rules' memory with this batch's rows folded in) is
     written with the rows, so a kill between batches loses none of them to the rules.
     """
-    stored, plan = await _insert_rows(conn, job_id, params, losses)
+    stored, plan = await _insert_rows(conn, page)
     fields = plan.fields | {"alert_state": alert_state}
-    await _write_job(conn, job_id, now, fields, exists=stored.exists, rows=bool(plan.inserts))
+    await _write_job(conn, page.job_id, now, fields, exists=stored.exists, rows=bool(plan.inserts))
     return len(plan.inserts)
 
 
 async def _insert_rows(
-    conn: aiosqlite.Connection, job_id: str, params: Sequence[MetricParams], losses: Sequence[Any]
+    conn: aiosqlite.Connection, page: PageRows
 ) -> tuple[pages.Stored, pages.PagePlan]:
     """Read what is stored, insert the rows not stored yet (ranked); the plan's fields."""
-    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(job_id, params))
+    found = await fetch_one(conn, pages.STORED_SQL, pages.stored_params(page))
     stored = pages.parse_stored(found)
-    plan = pages.plan_page(stored, params, losses)
+    plan = pages.plan_page(stored, page)
     if plan.inserts:
         await conn.executemany(INSERT_METRIC, plan.inserts)
     if plan.renumber:
-        await renumber_train_rows(conn, job_id)
+        await renumber_train_rows(conn, page.job_id)
     return stored, plan
 
 

@@ -20,16 +20,16 @@ from typing import Any, Final
 import structlog
 
 from watcherd.alerts.episodes import Evaluation, Observation, absorb, evaluate
+from watcherd.alerts.fold import RowColumns, watched_keys
 from watcherd.alerts.rules import stall_check_due
 from watcherd.alerts.state import AlertState
 from watcherd.api.client import ApiClient
-from watcherd.api.metricrows import decode_rows
+from watcherd.api.rulerows import rule_columns
 from watcherd.config import Config
 from watcherd.errors import ApiError, ClientRequestError
 from watcherd.model import (
     NON_CANCELLABLE_STATUSES,
     MetricRecord,
-    MetricRow,
     is_settled,
 )
 from watcherd.store import PollRecord, PollResult
@@ -64,7 +64,7 @@ class AlertWatch:
         object the rules read (`Job.facts`), the rows fetched (if any)."""
         fetched, sched.fetched = sched.fetched, False
         memory = AlertState.from_json(sched.alert_state)
-        obs = Observation(self.wall(), status, job, _new_rows(memory, records), fetched)
+        obs = Observation(self.wall(), status, job, self._new_rows(memory, records), fetched)
         return evaluate(self.config.alerts, memory, obs, allow_cancel=self.config.allow_cancel)
 
     def absorb(
@@ -73,8 +73,13 @@ class AlertWatch:
         """The rules' memory with one batch of a big page folded in (no verdict: that
         comes with the page's last batch), to be stored with the batch."""
         memory = AlertState.from_json(sched.alert_state)
-        obs = Observation(self.wall(), status, None, _new_rows(memory, records))
+        obs = Observation(self.wall(), status, None, self._new_rows(memory, records))
         return absorb(self.config.alerts, memory, obs)
+
+    def _new_rows(self, memory: AlertState, records: Sequence[MetricRecord]) -> RowColumns:
+        """The rows the rules have not seen yet, as columns: a page's others are skipped
+        by the rules anyway (their step is at or below `seen[kind]`), so they stay text."""
+        return rule_columns(records, watched_keys(self.config.alerts), memory.seen)
 
     def look_now(self, sched: JobSchedule, status: str) -> bool:
         """True when the job looks stalled and its metrics should be fetched before saying so."""
@@ -122,10 +127,3 @@ class AlertWatch:
         await self.store.finish_cancel(sched.job_id, self.wall(), state, str(exc))
         sched.cancel_pending = not give_up
         log.error("job.cancel_failed", job_id=sched.job_id, attempt=attempt, error=str(exc))
-
-
-def _new_rows(memory: AlertState, records: Sequence[MetricRecord]) -> list[MetricRow]:
-    """The rows the rules have not seen yet, decoded: a page's others are skipped by
-    the rules anyway (their step is at or below `seen[kind]`), so they stay text."""
-    seen = memory.seen
-    return decode_rows([r[4] for r in records if r[1] > seen.get(r[0], -1)])

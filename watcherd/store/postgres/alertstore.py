@@ -30,7 +30,7 @@ from watcherd.store.postgres import leases, writer
 from watcherd.store.postgres.alerting import PgDb, on_pg
 from watcherd.store.postgres.sql import Conn, one
 from watcherd.store.records import PollRecord, PollResult
-from watcherd.store.rows import page_params
+from watcherd.store.rows import page_rows
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -110,8 +110,8 @@ async def _answered(
     error: str | None,
 ) -> PollResult:
     """The service's answer to the cancel recorded as a poll, and the cancel's outcome."""
-    params, losses = page_params(poll.job_id, poll.metrics, poll.records)
-    result = await writer.record_poll(conn, poll, params, losses)
+    page = page_rows(poll.job_id, poll.metrics, poll.records)
+    result = await writer.record_poll(conn, poll, page)
     await alerting.finish_cancel(PgDb(conn), poll.job_id, now, state, error)
     return result
 

@@ -42,7 +42,7 @@ from watcherd.store.postgres import copy, eventlog, leases, outbox, readers, sch
 from watcherd.store.postgres.alertstore import AlertMethods
 from watcherd.store.postgres.sql import Conn, nul_free
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
-from watcherd.store.rows import page_params
+from watcherd.store.rows import page_rows
 from watcherd.store.writer import LAST_POLL_KEY
 
 P = ParamSpec("P")
@@ -261,11 +261,9 @@ class PgStore(AlertMethods):
         Once this store claims work (`claim_work`), the write is fenced: LeaseLostError
         if the job's lease passed to another daemon.
         """
-        params, losses = page_params(rec.job_id, rec.metrics, rec.records)
+        page = page_rows(rec.job_id, rec.metrics, rec.records)
         fence = self._fence(rec.job_id)
-        return await self._write(
-            leases.fenced, fence, rec.job_id, writer.record_poll, rec, params, losses
-        )
+        return await self._write(leases.fenced, fence, rec.job_id, writer.record_poll, rec, page)
 
     async def record_failure(
         self, job_id: str, observed_at: float, error: str, *, not_found: bool

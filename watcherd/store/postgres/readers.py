@@ -14,6 +14,7 @@ from watcherd.model import (
 )
 from watcherd.store.alerting import CANCEL_STATE_SQL
 from watcherd.store.cursor import settle_floor
+from watcherd.store.numbers import clamp64, text_number
 from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one
 from watcherd.store.readers import (
@@ -26,7 +27,6 @@ from watcherd.store.readers import (
     overviews,
 )
 from watcherd.store.records import JobState
-from watcherd.store.rows import clamp64, text_number
 
 _ORDER: Final = 'ORDER BY "timestamp", step, id'
 _NEWEST: Final = 'SELECT max(t."timestamp") AS n FROM metrics t WHERE t.job_id = jobs.job_id'

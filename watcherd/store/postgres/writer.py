@@ -16,7 +16,7 @@ from watcherd.store.postgres import eventlog, outbox
 from watcherd.store.postgres.alerting import PgDb
 from watcherd.store.postgres.sql import Conn, fetch, one, plain_text
 from watcherd.store.records import HookLike, PollRecord, PollResult
-from watcherd.store.rows import MetricParams
+from watcherd.store.rows import PageRows
 from watcherd.store.writer import LAST_POLL_KEY, WATCH_RESTARTS, _job_fields, _metrics_fields
 
 INSERT_METRIC: Final = (
@@ -93,25 +93,23 @@ async def _lock_job(conn: Conn, job_id: str, now: float) -> None:
     await conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
 
 
-async def read_stored(conn: Conn, job_id: str, params: Sequence[MetricParams]) -> pages.Stored:
+async def read_stored(conn: Conn, page: PageRows) -> pages.Stored:
     """The job row, its newest rows and which of the page's keys are stored already."""
-    args = {"job": job_id, "kinds": [p[1] for p in params], "steps": [p[2] for p in params]}
+    args = {"job": page.job_id, "kinds": list(page.kinds), "steps": list(page.steps)}
     found = await one(conn, STORED_SQL, args)
     assert found is not None  # the query always yields one row
     return pages.parse_stored(found)
 
 
-async def record_poll(
-    conn: Conn, rec: PollRecord, params: Sequence[MetricParams], losses: Sequence[Any]
-) -> PollResult:
+async def record_poll(conn: Conn, rec: PollRecord, page: PageRows) -> PollResult:
     """Rows, job fields, transition and outbox for one fetched page.
 
-    `params` and `losses` are the page's rows as `rows.page_params` gives them (from
-    decoded rows or the API client's records), planned exactly as on SQLite.
+    `page` holds the page's rows as `rows.page_rows` gives them (from decoded rows or
+    the API client's records), planned exactly as on SQLite.
     """
     await _lock_job(conn, rec.job_id, rec.observed_at)
-    stored = await read_stored(conn, rec.job_id, params)
-    plan = pages.plan_page(stored, params, losses)
+    stored = await read_stored(conn, page)
+    plan = pages.plan_page(stored, page)
     if plan.inserts:
         async with conn.cursor() as cur:
             plain_text(cur)  # job ID, kind and each row's JSON text: never a NUL
