@@ -30,6 +30,7 @@ from watcherd import __version__
 from watcherd.api.latency import Histogram, LatencySnapshot
 from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, Slots
 from watcherd.api.metricrows import MetricsFramer
+from watcherd.api.netstream import use_lean_backend
 from watcherd.api.shapes import (
     Job,
     ShapeError,
@@ -145,11 +146,13 @@ class ApiClient:
         waiting for a connection is bounded by each request's own overall deadline.
         """
         slots = config.max_concurrency
-        return httpx.AsyncClient(
+        http = httpx.AsyncClient(
             follow_redirects=False,
             limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
             timeout=httpx.Timeout(config.timeout, pool=None),
         )
+        use_lean_backend(http)  # the pool's per-request socket checks made cheap
+        return http
 
     @classmethod
     def from_config(

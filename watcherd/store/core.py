@@ -37,7 +37,7 @@ from watcherd.model import (
     loads_exact,
 )
 from watcherd.spend import Period, SpendRow
-from watcherd.store import alerting, calls, connection, outbox, readers, writer
+from watcherd.store import alerting, calls, connection, inline, outbox, readers, writer
 from watcherd.store.alerting import on_sqlite as _on
 from watcherd.store.calls import CallGuard
 from watcherd.store.records import HookLike, JobState, PollRecord, PollResult
@@ -190,16 +190,13 @@ class Store:
         return await self._call(functools.partial(op, self._conn, *args, **kwargs), _name(op))
 
     async def _transaction(self, begin: str, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`op` in one transaction, rolled back whole on any failure; the caller holds the lock."""
-        conn = self._conn
-        await conn.execute(begin)
-        try:
-            result = await op(conn, *args, **kwargs)
-            await conn.execute("COMMIT")
-        except BaseException:
-            await _rollback(conn)
-            raise
-        return result
+        """`op` in one transaction, rolled back whole on any failure; the caller holds the lock.
+
+        The whole transaction, BEGIN to COMMIT, runs in one trip to the database thread
+        (`inline`), not one trip per statement.
+        """
+        body = functools.partial(op, **kwargs) if kwargs else op
+        return await inline.run_inline(self._conn, _in_transaction, begin, body, *args)
 
     # -- the watched set ---------------------------------------------------
 
@@ -233,8 +230,10 @@ class Store:
 
         Group commit: polls that arrive while another transaction runs are written
         together in the next one (each page still whole), so a round of many jobs
-        costs one commit, not one per job. If that shared transaction fails, each
-        page is written alone, so one bad page never holds back the others.
+        costs one commit, not one per job; the poll that starts a commit lets the event
+        loop run once more first, so pages that are ready then join it too. If that
+        shared transaction fails, each page is written alone, so one bad page never
+        holds back the others.
         """
         if not self.writer:
             raise StoreError(f"{self.path}: opened read-only")
@@ -243,6 +242,7 @@ class Store:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if pending.outcome is None:
+                    await anyio.lowlevel.cancel_shielded_checkpoint()  # let ready polls join
                     batch, self._pending = self._pending, []
                     await self._commit_polls(batch)
         if isinstance(pending.outcome, StoreInterruptedError):
@@ -558,6 +558,18 @@ def _pauses(found: dict[str, str]) -> dict[str, float]:
         with contextlib.suppress(ValueError):
             pauses[host] = float(text)
     return pauses
+
+
+async def _in_transaction(conn: aiosqlite.Connection, begin: str, op: Op[..., T], *args: Any) -> T:
+    """`op(conn, *args)` between `begin` and COMMIT; rolled back whole on any failure."""
+    await conn.execute(begin)
+    try:
+        result = await op(conn, *args)
+        await conn.execute("COMMIT")
+    except BaseException:
+        await _rollback(conn)
+        raise
+    return result
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
