@@ -107,6 +107,29 @@ async def test_a_listed_job_without_an_id_is_skipped(tmp_path: Path, other: dict
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
 
 
+async def test_a_job_listed_twice_is_retrieved_not_taken_from_either_entry(tmp_path: Path) -> None:
+    """ft-a listed as completed, then as running: neither entry is trusted; ft-a is
+    retrieved alone (it is running), ft-b still comes from the listing, and it is logged."""
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path.endswith("/fine-tunes"):
+            listing = [job(id="ft-a", status="completed"), job(id="ft-b"), job(id="ft-a")]
+            return httpx.Response(200, content=body({"data": listing}), headers=JSON)
+        if request.url.path.endswith("/metrics"):
+            return httpx.Response(200, json={"metrics": []})
+        if request.url.path.endswith("/events"):
+            return httpx.Response(200, json={"data": []})
+        return httpx.Response(200, json=job(id=request.url.path.rsplit("/", 1)[-1]))
+
+    statuses, logs = await _poll_two(tmp_path, handler)
+    assert statuses == {"ft-a": "running", "ft-b": "running"}
+    assert [p for p in paths if p.count("/") == 3] == ["/v1/fine-tunes/ft-a"]
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["event"], e["job_ids"]) for e in warned] == [("api.list_repeated_id", ["ft-a"])]
+
+
 async def test_a_deeply_nested_job_object_is_malformed() -> None:
     """A job object 600 levels deep (json.loads takes it) is refused before anyone walks it."""
     client = make(reply(body(job(x=nested(600)))))

@@ -181,8 +181,18 @@ class ApiClient:
         return ApiStats(sum(outcomes.values()), self._retries, outcomes, self._latency.snapshot())
 
     async def list_jobs(self) -> list[Job]:
-        """Every job of the account (`GET /v1/fine-tunes`, unpaginated)."""
-        return await self._call("GET", "", None, jobs_from_body)
+        """Every job of the account (`GET /v1/fine-tunes`, unpaginated).
+
+        A job listed more than once is left out (logged `api.list_repeated_id`): which
+        of its entries is current cannot be told, so the poller retrieves it alone.
+        """
+        jobs = await self._call("GET", "", None, jobs_from_body)
+        counts = Counter(job.id for job in jobs)
+        if len(counts) == len(jobs):
+            return jobs
+        repeated = sorted(job_id for job_id, n in counts.items() if n > 1)
+        log.warning("api.list_repeated_id", job_ids=repeated)
+        return [job for job in jobs if counts[job.id] == 1]
 
     async def retrieve(self, job_id: str) -> Job:
         """One job (`GET /v1/fine-tunes/{id}`)."""
