@@ -27,6 +27,7 @@ import httpx
 import structlog
 
 from watcherd import __version__
+from watcherd.api.direct import Route
 from watcherd.api.latency import Histogram, LatencySnapshot
 from watcherd.api.limits import Clock, HostGate, RateLimiter, Sleep, Slots
 from watcherd.api.metricrows import MetricsFramer
@@ -113,6 +114,7 @@ class ApiClient:
             {"authorization": f"Bearer {api_key}", "accept": "application/json",
              "user-agent": USER_AGENT},
         )  # fmt: skip
+        self._route = Route.of(http, self._base, self._headers)
         self._timeout = timeout
         self._max_body = max_body_bytes
         self._max_attempts = max(1, max_attempts)
@@ -297,6 +299,7 @@ class ApiClient:
             timeout=self._timeout,
             max_body=self._max_body,
             secret=self._key,
+            route=self._route,
         )
         gate = self.gate
         if not gate.clear():

@@ -15,12 +15,14 @@ instead (the cap still counts every byte), so a big body is never held whole;
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 import httpx
 
+from watcherd.api.direct import Route
 from watcherd.api.shapes import snippet
 from watcherd.errors import MalformedResponseError, UnavailableError
 
@@ -61,6 +63,21 @@ class Exchange:
     timeout: float
     max_body: int
     secret: str
+    route: Route | None = None  # a GET under the route's root skips httpx's layers
+
+
+class Streamed(Protocol):
+    """What is read of a response: `httpx.Response` or `direct.DirectResponse`."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> httpx.Headers: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
 
 
 def is_json(content_type: str) -> bool:
@@ -119,8 +136,25 @@ def build(http: httpx.AsyncClient, ex: Exchange) -> httpx.Request:
     )
 
 
+async def _open(http: httpx.AsyncClient, ex: Exchange) -> Streamed:
+    """Send `ex`; the response with its body unread. A GET the route can take goes
+    straight to the pool (see `direct`); a cookie it sets is kept as httpx keeps it."""
+    route = ex.route
+    if route is not None and ex.method == "GET":
+        target = route.target(ex.url, ex.params)
+        if target is not None:
+            response = await route.get(target, _timeouts(ex.timeout))
+            if "set-cookie" in response.headers:
+                request = httpx.Request(ex.method, ex.url, params=ex.params)
+                kept = httpx.Response(response.status_code, headers=response.headers)
+                kept.request = request
+                http.cookies.extract_cookies(kept)
+            return response
+    return await http.send(build(http, ex), stream=True, follow_redirects=False)
+
+
 async def _stream(http: httpx.AsyncClient, ex: Exchange, consume: Consume | None) -> RawResponse:
-    response = await http.send(build(http, ex), stream=True, follow_redirects=False)
+    response = await _open(http, ex)
     streamed = (
         consume is not None
         and 200 <= response.status_code < 300
@@ -151,7 +185,7 @@ async def _stream(http: httpx.AsyncClient, ex: Exchange, consume: Consume | None
     )
 
 
-async def _consume_capped(response: httpx.Response, ex: Exchange, consume: Consume) -> bytes:
+async def _consume_capped(response: Streamed, ex: Exchange, consume: Consume) -> bytes:
     """Hand the body to `consume` chunk by chunk; return its head. Oversized: refused."""
     declared = _content_length(response.headers)
     if declared is not None and declared > ex.max_body:
@@ -168,7 +202,7 @@ async def _consume_capped(response: httpx.Response, ex: Exchange, consume: Consu
     return head
 
 
-async def _read_capped(response: httpx.Response, ex: Exchange) -> bytes:
+async def _read_capped(response: Streamed, ex: Exchange) -> bytes:
     is_error = response.status_code >= 400
     cap = min(ex.max_body, ERROR_BODY_CAP) if is_error else ex.max_body
     declared = _content_length(response.headers)
@@ -186,9 +220,7 @@ async def _read_capped(response: httpx.Response, ex: Exchange) -> bytes:
     return b"".join(chunks)
 
 
-def _oversized(
-    response: httpx.Response, ex: Exchange, head: bytes, why: str
-) -> MalformedResponseError:
+def _oversized(response: Streamed, ex: Exchange, head: bytes, why: str) -> MalformedResponseError:
     return MalformedResponseError(
         f"response body too large: {why} (cap {ex.max_body} bytes)",
         status=response.status_code,
