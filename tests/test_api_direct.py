@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 import pytest
 
+from tests.loopback import listening
 from watcherd.api import transport
 from watcherd.api.client import ApiClient
 from watcherd.api.direct import Route
@@ -60,9 +61,7 @@ class Server:
 async def serving(answer: bytes) -> AsyncIterator[Server]:
     """The server on a free loopback port."""
     server = Server(answer)
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
-    async with listener:
+    async with listening(server.serve) as server.port:
         yield server
 
 

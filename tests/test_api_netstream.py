@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
+from tests.loopback import listening
 from watcherd.api.client import ApiClient
 from watcherd.api.netstream import LeanBackend
 from watcherd.config import ApiConfig
@@ -51,9 +52,7 @@ class Server:
 async def running(close_after: int) -> AsyncIterator[Server]:
     """The server, listening on a free loopback port."""
     server = Server(close_after)
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
-    async with listener:
+    async with listening(server.serve) as server.port:
         yield server
 
 
