@@ -367,3 +367,34 @@ async def test_a_group_commit_larger_than_a_compound_select_is_one_transaction(
         results = await writer.record_polls(conn, batch)
         await conn.execute("COMMIT")
     assert [r.new_rows for r in results] == [i % 3 + 1 for i in range(600)]
+
+
+async def test_polls_arriving_on_successive_loop_passes_share_one_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight polls, each ready one event-loop pass after the one before (as answers come
+    in one by one): the first poll's commit waits while each pass brings another, so
+    all eight are written in one transaction. With one pass it took two or three."""
+    jobs = [f"ft-{i}" for i in range(8)]
+    batches: list[int] = []
+    record_polls = writer.record_polls
+
+    async def counted(conn: aiosqlite.Connection, batch: Sequence[Any]) -> list[PollResult]:
+        batches.append(len(batch))
+        return await record_polls(conn, batch)
+
+    monkeypatch.setattr(writer, "record_polls", counted)
+    async with open_store(tmp_path / "w.db", writer=True) as st:
+        await st.sync_watched([(j, None) for j in jobs], 1.0)
+
+        async def poll(i: int) -> None:
+            for _ in range(i):
+                await anyio.lowlevel.checkpoint()
+            await st.record_poll(PollRecord(jobs[i], 10.0, None, "running", [train(1)]))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(jobs)):
+                tg.start_soon(poll, i)
+        assert batches == [8]
+        for job_id in jobs:
+            assert len(await st.all_metrics(job_id)) == 1

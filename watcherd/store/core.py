@@ -45,6 +45,9 @@ from watcherd.store.rows import PageRows, page_rows, record_rows
 
 log = structlog.get_logger("watcherd.store")
 
+#: Event-loop passes a group commit waits at most while polls keep joining it.
+JOIN_PASSES = 8
+
 P = ParamSpec("P")
 T = TypeVar("T")
 Op = Callable[Concatenate[aiosqlite.Connection, P], Awaitable[T]]
@@ -231,7 +234,7 @@ class Store:
         Group commit: polls that arrive while another transaction runs are written
         together in the next one (each page still whole), so a round of many jobs
         costs one commit, not one per job; the poll that starts a commit lets the event
-        loop run once more first, so pages that are ready then join it too. If that
+        loop run on while each pass brings another page (`_let_polls_join`). If that
         shared transaction fails, each page is written alone, so one bad page never
         holds back the others.
         """
@@ -242,7 +245,7 @@ class Store:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if pending.outcome is None:
-                    await anyio.lowlevel.cancel_shielded_checkpoint()  # let ready polls join
+                    await self._let_polls_join()
                     batch, self._pending = self._pending, []
                     await self._commit_polls(batch)
         if isinstance(pending.outcome, StoreInterruptedError):
@@ -251,6 +254,16 @@ class Store:
             raise pending.outcome
         assert pending.outcome is not None
         return pending.outcome
+
+    async def _let_polls_join(self) -> None:
+        """Let the event loop run while each pass brings another poll to the batch
+        (at most `JOIN_PASSES` passes; no clock involved): polls whose answers are
+        being read join this commit instead of each starting one."""
+        for _ in range(JOIN_PASSES):
+            waiting = len(self._pending)
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            if len(self._pending) == waiting:
+                return
 
     async def _commit_polls(self, batch: list[_PendingPoll]) -> None:
         """Write `batch` in one transaction, or each page alone if that fails."""
