@@ -16,7 +16,7 @@ hooks, a custom transport) or a URL whose path needs quoting goes through
 `httpx.AsyncClient.send` as before (`Route.target` answers None).
 
 This reaches into httpx 0.28's private parts (`_transport_for_url`, the transport's
-`_pool`, `_decoders`, `map_httpcore_exceptions`); pyproject pins the range and
+`_pool`, `Response._get_content_decoder`, `map_httpcore_exceptions`); pyproject pins the range and
 tests/test_api_direct.py checks the route is taken and answers as httpx does.
 """
 
@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 import httpcore
 import httpx
-from httpx._decoders import SUPPORTED_DECODERS, ContentDecoder, MultiDecoder
+from httpx._decoders import ContentDecoder
 from httpx._transports.default import map_httpcore_exceptions
 
 #: A path the route sends as it is: nothing in it that a URL would quote.
@@ -83,7 +83,8 @@ class Route:
         return path + b"?" + urlencode(list(params.items())).encode("ascii") if params else path
 
     async def get(self, target: bytes, timeouts: dict[str, float | None]) -> DirectResponse:
-        """Send the GET; its response, whose body is yet to be read."""
+        """Send the GET; its response, whose body is yet to be read. A cookie it sets
+        goes into the client's jar, as `httpx.AsyncClient.send` keeps it."""
         scheme, host, port = self._origin
         request = httpcore.Request(
             b"GET",
@@ -92,8 +93,12 @@ class Route:
             extensions={"timeout": timeouts},
         )
         with map_httpcore_exceptions():
-            response = await self._pool.handle_async_request(request)
-        return DirectResponse(response)
+            response = DirectResponse(await self._pool.handle_async_request(request))
+        if "set-cookie" in response.headers:
+            kept = response.as_httpx()
+            kept.request = httpx.Request("GET", bytes(request.url).decode("ascii"))
+            self.http.cookies.extract_cookies(kept)
+        return response
 
 
 class DirectResponse:
@@ -106,9 +111,16 @@ class DirectResponse:
         self.status_code = inner.status
         self.headers = httpx.Headers(inner.headers)
 
+    def as_httpx(self) -> httpx.Response:
+        """An `httpx.Response` with this status and these headers (no body)."""
+        return httpx.Response(self.status_code, headers=self.headers)
+
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The body, decoded as its Content-Encoding says (as `httpx.Response` does)."""
-        decoder = _decoder(self.headers)
+        """The body, decoded as its Content-Encoding says (by `httpx.Response`'s own
+        choice of decoder)."""
+        decoder: ContentDecoder | None = None
+        if "content-encoding" in self.headers:
+            decoder = self.as_httpx()._get_content_decoder()  # private: see the module's text
         stream = self._inner.stream
         assert hasattr(stream, "__aiter__")
         with map_httpcore_exceptions():
@@ -125,17 +137,3 @@ class DirectResponse:
         """Give the connection back to the pool (or close it)."""
         with map_httpcore_exceptions():
             await self._inner.aclose()
-
-
-def _decoder(headers: httpx.Headers) -> ContentDecoder | None:
-    """httpx's decoder for the response's Content-Encoding; None for none."""
-    if "content-encoding" not in headers:
-        return None
-    decoders: list[ContentDecoder] = []
-    for value in headers.get_list("content-encoding", split_commas=True):
-        found = SUPPORTED_DECODERS.get(value.strip().lower())
-        if found is not None:
-            decoders.append(found())
-    if not decoders:
-        return None
-    return decoders[0] if len(decoders) == 1 else MultiDecoder(children=decoders)

@@ -138,18 +138,12 @@ def build(http: httpx.AsyncClient, ex: Exchange) -> httpx.Request:
 
 async def _open(http: httpx.AsyncClient, ex: Exchange) -> Streamed:
     """Send `ex`; the response with its body unread. A GET the route can take goes
-    straight to the pool (see `direct`); a cookie it sets is kept as httpx keeps it."""
+    straight to the pool (see `direct`)."""
     route = ex.route
     if route is not None and ex.method == "GET":
         target = route.target(ex.url, ex.params)
         if target is not None:
-            response = await route.get(target, _timeouts(ex.timeout))
-            if "set-cookie" in response.headers:
-                request = httpx.Request(ex.method, ex.url, params=ex.params)
-                kept = httpx.Response(response.status_code, headers=response.headers)
-                kept.request = request
-                http.cookies.extract_cookies(kept)
-            return response
+            return await route.get(target, _timeouts(ex.timeout))
     return await http.send(build(http, ex), stream=True, follow_redirects=False)
 
 
