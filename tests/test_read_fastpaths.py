@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcherd.model import JobOverview, is_settled, loads_exact
+from watcherd.model import JobOverview, dumps_exact, is_settled, loads_exact
 from watcherd.store.numbers import loss_text, number, text_number
 from watcherd.views._fmt import duration, real
 from watcherd.views.alerts import eta_text
@@ -37,6 +37,15 @@ def test_a_stored_loss_reads_back_as_the_json_path_reads_it(loss: float) -> None
     text = loss_text(loss)
     assert text is not None
     assert _same(text_number(text), number(loads_exact(text)))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(LOSSES, st.sampled_from([True, None, "1.5", [1.0]])))
+def test_a_loss_is_written_as_json_writes_it(loss: object) -> None:
+    """`loss_text` (a float's repr first) is the JSON text of every number, NaN and
+    ±Infinity included, and None for anything else."""
+    expected = dumps_exact(loss) if number(loss) is not None else None
+    assert loss_text(loss) == expected
 
 
 def test_texts_float_refuses_take_the_json_path() -> None:

@@ -1,6 +1,6 @@
-"""Planning a page's write column by column gives what the row-by-row plan gave.
+"""Planning a page's write, by columns or by rows, gives what the reference plan gives.
 
-`reference_plan` is `pages.plan_page` as it was written over one tuple per row; the
+`reference_plan` is `pages.plan_page` as it was first written over one tuple per row; the
 generated pages hold rows out of order, repeated keys, keys stored already, equal
 timestamps, NaN, integer and missing losses, and both kinds.
 """
@@ -115,15 +115,32 @@ def stored_states(draw: st.DrawFn) -> pages.Stored:
 
 @settings(max_examples=400, deadline=None)
 @given(stored_states(), page_records())
-def test_column_plan_equals_the_row_by_row_plan(
+def test_both_plans_equal_the_reference_plan(
     stored: pages.Stored, records: list[MetricRecord]
 ) -> None:
-    """Inserts, renumbering and job fields come out as the row-by-row plan made them."""
-    got = pages.plan_page(stored, record_rows(JOB, records))
+    """Inserts, renumbering and job fields come out as the reference plan made them, by
+    columns (long pages) and by rows (short pages) alike."""
     inserts, renumber, fields = reference_plan(stored, records)
-    assert repr(list(got.inserts)) == repr(inserts)  # repr: NaN equals NaN
-    assert got.renumber == renumber
-    assert repr(got.fields) == repr(fields)
+    for plan in (pages.plan_columns, pages.plan_rows):
+        got = plan(stored, record_rows(JOB, records))
+        assert repr(list(got.inserts)) == repr(inserts), plan  # repr: NaN equals NaN
+        assert got.renumber == renumber, plan
+        assert repr(got.fields) == repr(fields), plan
+
+
+def test_plan_page_agrees_with_both_ways_at_the_threshold() -> None:
+    """Pages of `SMALL_PAGE` rows and one more: `plan_page` gives both ways' plan."""
+    records: list[MetricRecord] = [
+        ("train", i, 10 * i, 0.5, "x") for i in range(pages.SMALL_PAGE + 1)
+    ]
+    empty = pages.Stored(False, None, None, {"train": None, "eval": None},
+                         {"train": None, "eval": None}, 0, frozenset())  # fmt: skip
+    for count in (pages.SMALL_PAGE, pages.SMALL_PAGE + 1):
+        page = record_rows(JOB, records[:count])
+        got = pages.plan_page(empty, page)
+        assert list(got.inserts) == list(pages.plan_rows(empty, page).inserts)
+        assert list(got.inserts) == list(pages.plan_columns(empty, page).inserts)
+        assert got.fields == {"max_step": count - 1, "train_loss": "0.5", "best_train_loss": 0.5}
 
 
 def test_a_plain_page_keeps_its_losses_and_ranks_in_page_order() -> None:

@@ -38,7 +38,13 @@ def loss_value(loss: Any) -> float | None:
 
 
 def loss_text(value: Any) -> str | None:
-    """A loss as JSON number text (keeps NaN), None when it is not a number."""
+    """A loss as JSON number text (keeps NaN), None when it is not a number.
+
+    A finite float's JSON text is its `repr` (what `json.dumps` writes), without the
+    encoder's set-up: a poll writes one or two of these.
+    """
+    if value.__class__ is float and math.isfinite(value):
+        return repr(value)
     return None if number(value) is None else dumps_exact(value)
 
 

@@ -1,9 +1,10 @@
 """Planning one page's write in Python, from one read of what is stored.
 
-`record_poll` reads the job row, its newest rows and the (kind, step) keys stored in
-the page's step range, in one query (`STORED_SQL`). From that, `plan_page` works out
-exactly which rows are new, the train rows' `seq` ranks, and the job fields they
-change, so the page is written with one `executemany` and one job UPDATE.
+`record_polls` reads each page's job row, its newest rows and the (kind, step) keys
+stored in the page's step range, for every page of a batch in one query
+(`STORED_SQL`). From that, `plan_page` works out exactly which rows are new, the train
+rows' `seq` ranks, and the job fields they change, so the page is written with one
+`executemany` and one job UPDATE.
 
 A page whose new train rows all sort after the stored ones (the usual case) gets its
 ranks here; otherwise the rows go in unnumbered and `renumber` is set, and the caller
@@ -12,10 +13,8 @@ renumbers the job's train rows in SQL (see `sampling`).
 
 from __future__ import annotations
 
-import functools
 import json
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, compress, islice, repeat
 from operator import eq, le, lt, not_
@@ -26,40 +25,28 @@ from watcherd.store.rows import PageRows
 
 KINDS: Final = ("train", "eval")
 
-#: Parameters: job_id, then the page's lowest and highest step: the stored keys in
-#: that range (two ranges of the unique index, one per kind) are all a page can meet.
+#: What is stored for each page of a batch: one row a page, led by its index in the
+#: batch (rows come in no set order), in one statement (a statement per page cost a trip
+#: through the GIL each).
+#: One parameter, `batch_param`: a JSON array of [job_id, lowest step, highest step].
+#: Each row: the page's index, then the job row's fields, the newest train row
+#: ("timestamp step seq") and eval row ("timestamp step") as text, and the steps of
+#: each kind stored within the page's range ("s,s,..."): the stored keys a page can
+#: meet. Integers travel as decimal text, exact; `parse_stored` reads the row.
 STORED_SQL: Final = (
-    "SELECT j.job_id, j.status, j.max_step, j.best_train_loss, j.best_eval_loss,"
-    " t.timestamp, t.step, t.seq, e.timestamp, e.step,"
-    " (SELECT json_group_array(json_array(m.kind, m.step)) FROM metrics AS m"
-    "  WHERE m.job_id = ?1 AND m.kind IN ('train', 'eval') AND m.step BETWEEN ?2 AND ?3)"
-    " FROM (SELECT 1) LEFT JOIN jobs AS j ON j.job_id = ?1"
-    " LEFT JOIN (SELECT timestamp, step, seq FROM metrics WHERE job_id = ?1"
-    "  AND kind = 'train' AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1) AS t ON 1"
-    " LEFT JOIN (SELECT timestamp, step FROM metrics WHERE job_id = ?1"
-    "  AND kind = 'eval' ORDER BY timestamp DESC, step DESC LIMIT 1) AS e ON 1"
+    "SELECT p.key, j.job_id, j.status, j.max_step, j.best_train_loss, j.best_eval_loss,"
+    " (SELECT timestamp || ' ' || step || ' ' || seq FROM metrics WHERE job_id = p.job"
+    "  AND kind = 'train' AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1),"
+    " (SELECT timestamp || ' ' || step FROM metrics WHERE job_id = p.job"
+    "  AND kind = 'eval' ORDER BY timestamp DESC, step DESC LIMIT 1),"
+    " (SELECT group_concat(step) FROM metrics WHERE job_id = p.job AND kind = 'train'"
+    "  AND step BETWEEN p.lo AND p.hi),"
+    " (SELECT group_concat(step) FROM metrics WHERE job_id = p.job AND kind = 'eval'"
+    "  AND step BETWEEN p.lo AND p.hi)"
+    " FROM (SELECT key, json_extract(value, '$[0]') AS job, json_extract(value, '$[1]') AS lo,"
+    "  json_extract(value, '$[2]') AS hi FROM json_each(?1)) AS p"
+    " LEFT JOIN jobs AS j ON j.job_id = p.job"
 )
-
-
-#: The most pages `stored_sql` reads at once: SQLite's default limit on the terms of
-#: one compound SELECT (SQLITE_MAX_COMPOUND_SELECT).
-MAX_PAGES: Final = 500
-
-
-@functools.cache
-def stored_sql(count: int) -> str:
-    """`STORED_SQL` for `count` pages (at most `MAX_PAGES`) in one query: rows led by
-    the page's index.
-
-    Parameters: `stored_params` of each page, one after the other.
-    """
-    return " UNION ALL ".join(_numbered(k) for k in range(count))
-
-
-def _numbered(k: int) -> str:
-    """`STORED_SQL` as the k-th part of `stored_sql`: its index first, parameters shifted."""
-    shifted = re.sub(r"\?([123])", lambda m: f"?{3 * k + int(m.group(1))}", STORED_SQL)
-    return shifted.replace("SELECT ", f"SELECT {k}, ", 1)
 
 
 #: (job_id, kind, step, timestamp, loss, row_json, seq): one `metrics` insert.
@@ -106,42 +93,99 @@ class Inserts:
         return zip(repeat(page.job_id), *columns, strict=False)  # repeat: endless
 
 
-def stored_params(page: PageRows) -> tuple[str, int, int]:
-    """The parameters of `STORED_SQL` for this page: the job and its step range."""
+def batch_param(batch: Iterable[PageRows]) -> str:
+    """The parameter of `STORED_SQL` for these pages: each one's job and step range."""
+    return json.dumps([_span(page) for page in batch])
+
+
+def _span(page: PageRows) -> tuple[str, int, int]:
     if not page.steps:
         return page.job_id, 0, -1
     return page.job_id, min(page.steps), max(page.steps)
 
 
 def parse_stored(row: Sequence[Any]) -> Stored:
-    """The one row of `STORED_SQL` as a `Stored`."""
-    train = None if row[5] is None else (int(row[5]), int(row[6]))
-    evaluation = None if row[8] is None else (int(row[8]), int(row[9]))
+    """A row of `STORED_SQL` (without its index; the PostgreSQL store's read gives the
+    same row) as a `Stored`."""
+    train = None if row[5] is None else [int(n) for n in row[5].split()]
+    evaluation = None if row[6] is None else [int(n) for n in row[6].split()]
     return Stored(
         exists=row[0] is not None,
         status=row[1],
         max_step=row[2],
         best={"train": row[3], "eval": row[4]},
-        newest={"train": train, "eval": evaluation},
-        next_seq=0 if row[7] is None else int(row[7]) + 1,
-        taken=frozenset((str(kind), int(step)) for kind, step in json.loads(row[10])),
+        newest={
+            "train": None if train is None else (train[0], train[1]),
+            "eval": None if evaluation is None else (evaluation[0], evaluation[1]),
+        },
+        next_seq=0 if train is None else train[2] + 1,
+        taken=frozenset(
+            (kind, int(step))
+            for kind, steps in zip(KINDS, row[7:9], strict=True)
+            if steps is not None
+            for step in steps.split(",")
+        ),
     )
+
+
+#: Pages of up to this many rows (a steady poll brings a handful) are planned row by
+#: row: on a few rows the column passes cost more to set up than they save (about 60
+#: against 15 us for an 8-row page).
+SMALL_PAGE: Final = 64
 
 
 def plan_page(stored: Stored, page: PageRows) -> PagePlan:
     """The rows not stored yet (first of each key, as ON CONFLICT keeps), ranked.
 
-    Written for 200,000-row pages: a page whose rows of each kind come in API order
-    with distinct steps (the usual case) is planned with a few C-level passes per
-    column, and its inserts are zipped from the columns as they are written; any other
-    page takes the general way, with the same result.
+    A short page is planned row by row (`plan_rows`), a long one column by column
+    (`plan_columns`); both give the same plan.
+    """
+    return plan_rows(stored, page) if len(page) <= SMALL_PAGE else plan_columns(stored, page)
+
+
+def plan_rows(stored: Stored, page: PageRows) -> PagePlan:
+    """`plan_page` one row at a time: for the few rows of a steady poll."""
+    kept = _first_unstored(stored, page)
+    if len(kept) < len(page):
+        page = page.select(kept)
+    order = list(zip(page.stamps, page.steps, strict=True))
+    rows: dict[str, list[int]] = {kind: [] for kind in KINDS}
+    for i, kind in enumerate(page.kinds):
+        rows[kind].append(i)
+    seqs: list[int | None] = [None] * len(page)
+    train = sorted(rows["train"], key=order.__getitem__)
+    last = stored.newest["train"]
+    renumber = bool(train) and last is not None and order[train[0]] < last
+    if not renumber:
+        for rank, i in enumerate(train, stored.next_seq):
+            seqs[i] = rank
+    touched = {
+        kind: (max(mine, key=order.__getitem__), [page.losses[i] for i in mine])
+        for kind, mine in rows.items()
+        if mine
+    }
+    return PagePlan(Inserts(page, seqs), renumber, _metric_fields(stored, page, touched))
+
+
+def plan_columns(stored: Stored, page: PageRows) -> PagePlan:
+    """`plan_page` in a few C-level passes per column: for 200,000-row pages.
+
+    A page whose rows of each kind come in API order with distinct steps (the usual
+    case) is planned without a tuple per row, and its inserts are zipped from the
+    columns as they are written; any other page takes the general way, with the same
+    result.
     """
     kinds = _Kinds(page)
     if not kinds.distinct_and_new(stored):
         page = page.select(_first_unstored(stored, page))
         kinds = _Kinds(page)
     seqs, renumber = _ranks(stored, page, kinds)
-    return PagePlan(Inserts(page, seqs), renumber, _metric_fields(stored, page, kinds))
+    touched = {
+        kind: (_newest(page, kinds, kind), compress(page.losses, kinds.mask[kind]))
+        for kind in KINDS
+        if True in kinds.mask[kind]
+    }
+    return PagePlan(Inserts(page, seqs), renumber, _metric_fields(stored, page, touched))
 
 
 class _Kinds:
@@ -220,22 +264,22 @@ def _ranks(stored: Stored, page: PageRows, kinds: _Kinds) -> tuple[list[int | No
     return none, False
 
 
-def _metric_fields(stored: Stored, page: PageRows, kinds: _Kinds) -> dict[str, Any]:
-    """max_step, last and best loss of each kind the new rows touch."""
+def _metric_fields(
+    stored: Stored, page: PageRows, touched: Mapping[str, tuple[int, Iterable[float | None]]]
+) -> dict[str, Any]:
+    """max_step, and the last and best loss of each kind the new rows touch: `touched`
+    gives each such kind's newest row (by index) and the `loss` column of its rows."""
     if not page.steps:
         return {}
     top = max(page.steps)
     fields: dict[str, Any] = {
         "max_step": top if stored.max_step is None else max(top, stored.max_step)
     }
-    for kind in KINDS:
-        if True not in kinds.mask[kind]:
-            continue
-        newest_at = _newest(page, kinds, kind)
+    for kind, (newest_at, losses) in touched.items():
         newest = stored.newest[kind]
         if newest is None or (page.stamps[newest_at], page.steps[newest_at]) > newest:
             fields[f"{kind}_loss"] = loss_text(page.raw_losses[newest_at])
-        present = [v for v in compress(page.losses, kinds.mask[kind]) if v is not None]
+        present = [v for v in losses if v is not None]
         prior = stored.best[kind]
         candidates = present if prior is None else [*present, prior]
         fields[f"best_{kind}_loss"] = min(candidates) if candidates else None

@@ -27,18 +27,23 @@ ENSURE_JOB: Final = (
     "INSERT INTO jobs (job_id, watched, added_at) VALUES (%s, 0, %s)"
     " ON CONFLICT (job_id) DO NOTHING"
 )
-#: Same row shape as `pages.STORED_SQL`; parameters: job_id, kinds[], steps[].
+#: The row `pages.parse_stored` reads (`pages.STORED_SQL`'s, without the page index);
+#: parameters: job_id, kinds[], steps[].
 STORED_SQL: Final = (
     "SELECT j.job_id, j.status, j.max_step, j.best_train_loss, j.best_eval_loss,"
-    ' t."timestamp", t.step, t.seq, e."timestamp", e.step,'
-    " (SELECT COALESCE(json_agg(json_build_array(m.kind, m.step)), '[]')::text"
-    "  FROM unnest(%(kinds)s::text[], %(steps)s::bigint[]) AS k(kind, step)"
-    "  JOIN metrics AS m ON m.job_id = %(job)s AND m.kind = k.kind AND m.step = k.step)"
+    " t.\"timestamp\" || ' ' || t.step || ' ' || t.seq, e.\"timestamp\" || ' ' || e.step,"
+    " kept.train, kept.eval"
     " FROM (SELECT 1) AS one LEFT JOIN jobs AS j ON j.job_id = %(job)s"
     ' LEFT JOIN LATERAL (SELECT "timestamp", step, seq FROM metrics WHERE job_id = %(job)s'
     "  AND kind = 'train' AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1) AS t ON TRUE"
     ' LEFT JOIN LATERAL (SELECT "timestamp", step FROM metrics WHERE job_id = %(job)s'
     "  AND kind = 'eval' ORDER BY \"timestamp\" DESC, step DESC LIMIT 1) AS e ON TRUE"
+    " LEFT JOIN LATERAL (SELECT"
+    "  string_agg(m.step::text, ',') FILTER (WHERE m.kind = 'train') AS train,"
+    "  string_agg(m.step::text, ',') FILTER (WHERE m.kind = 'eval') AS eval"
+    "  FROM unnest(%(kinds)s::text[], %(steps)s::bigint[]) AS k(kind, step)"
+    "  JOIN metrics AS m ON m.job_id = %(job)s AND m.kind = k.kind AND m.step = k.step"
+    " ) AS kept ON TRUE"
 )
 _RENUMBER: Final = (
     "UPDATE metrics SET seq = ranked.rn FROM"
