@@ -31,6 +31,7 @@ from bench.common import (
 from bench.simclient import SimProcess
 from bench.table import Row
 from watcherd.store import Store
+from watcherd.store.inline import settle_switch_interval
 from watcherd.watch.poller import Poller
 
 ROUND = 60.0
@@ -56,6 +57,7 @@ async def run_watcherd(sim: SimProcess, db: Path, rounds: int) -> dict[str, Any]
     jobs = len(sim.job_ids)
     cpu: list[float] = []
     logs: list[list[list[Any]]] = []
+    settle_switch_interval()  # as `watcherd run` does (this process runs watcherd alone)
     async with Store.open(db, writer=True) as store, watcherd_http() as http:
         await store.sync_watched([(j, None) for j in sim.job_ids], time.time())
         poller = Poller(store, bench_api(http, sim.base_url), bench_config(db))

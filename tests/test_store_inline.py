@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from pathlib import Path
 
@@ -12,9 +13,13 @@ import anyio.lowlevel
 import pytest
 from structlog.testing import capture_logs
 
+from tests.faultserver import FaultServer
+from watcherd.config import load_config
+from watcherd.daemon import Mode, run_daemon
 from watcherd.errors import StoreError
-from watcherd.store import HookSub, PollRecord, Store
+from watcherd.store import HookSub, PollRecord, Store, inline
 from watcherd.store.inline import InlineError
+from watcherd.systemd import Notifier
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +103,22 @@ async def test_a_poll_ready_one_scheduler_pass_later_joins_the_group_commit(
     assert [e["pages"] for e in splits] == [2]
     assert isinstance(outcomes["ft-b"], StoreError)
     assert not isinstance(outcomes["ft-a"], StoreError)
+
+
+async def test_the_daemon_runs_with_the_longer_switch_interval(
+    tmp_path: Path, server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`watcherd run` sets the GIL switch interval that `store.inline` argues for."""
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(
+        f"api:\n  base_url: {server.url}\njobs:\n  ids: [ft-abc]\nstore:\n  path: w.db\n"
+    )
+    monkeypatch.setenv("TOGETHER_API_KEY", "k")
+    config = load_config(config_path)
+    sys.setswitchinterval(0.005)
+    try:
+        assert await run_daemon(config_path, config, Notifier(), Mode.ONCE) == 0
+        assert sys.getswitchinterval() == pytest.approx(inline.SWITCH_INTERVAL)
+    finally:
+        sys.setswitchinterval(0.005)
+    assert any("ft-abc" in seen.target for seen in server.seen), "the daemon polled the job"

@@ -50,6 +50,7 @@ from watcherd.jobsfile import JobEntry
 from watcherd.logs import configure_logging
 from watcherd.model import SETTLED_DELIVERIES, DeliveryState
 from watcherd.store import watchlist
+from watcherd.store.inline import settle_switch_interval
 from watcherd.store.interface import StoreApi
 from watcherd.store.opening import describe, open_configured
 from watcherd.systemd import Notifier
@@ -122,6 +123,7 @@ async def run_daemon(
     StoreUnusableError (disk full, I/O error, database deleted) is logged as one
     `daemon.store_failed` line and raised alone, out of any task group.
     """
+    settle_switch_interval()  # the loop and the database thread: see `store.inline`
     try:
         async with open_runtime(config, notifier, wall) as runtime:
             daemon = Daemon(config_path, config, runtime, notifier, wall)
