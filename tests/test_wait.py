@@ -201,7 +201,15 @@ def test_daemon_can_start_while_wait_polls(setup: Setup) -> None:
     """wait never takes the daemon lock: a daemon starts beside it; Ctrl-C ends wait with 130."""
     argv = [sys.executable, "-m", "watcherd", "wait", setup.ids["slow"]]
     argv += ["--config", str(setup.config)]
-    waiter = subprocess.Popen(argv, env=daemon_env(), stdout=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: a runner started in the background (`cmd &` in a
+    # script) ignores SIGINT, its children inherit that, and Python then keeps it ignored.
+    waiter = subprocess.Popen(
+        argv,
+        env=daemon_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     log = setup.config.with_name("daemon.log")
     try:
         assert wait_until(lambda: (setup.config.parent / "watcherd.db").exists(), 20)
