@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -116,9 +117,14 @@ async def test_the_daemon_runs_with_the_longer_switch_interval(
     monkeypatch.setenv("TOGETHER_API_KEY", "k")
     config = load_config(config_path)
     sys.setswitchinterval(0.005)
+    # The daemon ignores these signals as it ends: give this worker (and the children
+    # later tests start) its own dispositions back.
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         assert await run_daemon(config_path, config, Notifier(), Mode.ONCE) == 0
         assert sys.getswitchinterval() == pytest.approx(inline.SWITCH_INTERVAL)
     finally:
         sys.setswitchinterval(0.005)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
     assert any("ft-abc" in seen.target for seen in server.seen), "the daemon polled the job"
